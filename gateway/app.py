@@ -1,0 +1,89 @@
+"""The app factory: ``create_app(settings)`` builds a FastAPI app whose lifespan owns every
+long-lived resource (the run manager and its task group)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from streams.demo import DemoModel
+from streams.log import Retention
+from streams.models import ModelRegistry
+from streams.runs import RunLimits, RunManager
+from streams.tools import ToolRegistry, builtin_tools
+
+from . import routes, ws
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+from .settings import Settings
+from .state import GatewayState
+
+
+def default_models(settings: Settings) -> ModelRegistry:
+    registry = ModelRegistry()
+    registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
+    return registry
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    models: ModelRegistry | None = None,
+    tools: ToolRegistry | None = None,
+    shutdown: asyncio.Event | None = None,
+) -> FastAPI:
+    """Build the gateway app.
+
+    ``models`` and ``tools`` default to the built-in demo model and tools; ``shutdown`` is set
+    by the server when it starts draining, so open streams can finish their last events.
+    """
+    settings = settings or Settings()
+    models = models or default_models(settings)
+    tools = tools or builtin_tools(countdown_interval=settings.countdown_interval)
+    shutdown_event = shutdown or asyncio.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = RunLimits(
+            max_active_runs=settings.max_active_runs,
+            tool_timeout=settings.tool_timeout,
+            client_tool_timeout=settings.client_tool_timeout,
+            retention=Retention(
+                max_events=settings.retention_max_events,
+                max_bytes=settings.retention_max_bytes,
+                ttl=settings.retention_ttl,
+            ),
+        )
+        async with (
+            RunManager(models=models, tools=tools, limits=limits) as manager,
+            asyncio.TaskGroup() as tasks,
+        ):
+            state = GatewayState(settings=settings, manager=manager, shutdown=shutdown_event)
+            app.state.gateway = state
+            tasks.create_task(_close_on_shutdown(state), name="close-on-shutdown")
+            try:
+                yield
+            finally:
+                shutdown_event.set()
+
+    app = FastAPI(
+        title="Agent gateway",
+        version="0.1.0",
+        summary="Runs of concurrent producers (models, tools, client tools) streamed as "
+        "sequence-numbered events over SSE and WebSocket.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(ws.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _close_on_shutdown(state: GatewayState) -> None:
+    """When the server starts draining, cancel every run so its readers get a terminal event."""
+    await state.shutdown.wait()
+    state.manager.close("shutdown")

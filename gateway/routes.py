@@ -1,0 +1,172 @@
+"""HTTP routes: runs (start, read, stream, cancel), the model and tool listings, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import ORJSONResponse, Response
+
+from streams.errors import InvalidRequestError
+from streams.reader import RunReader
+from streams.runs import Run
+from streams.spec import RunSpec
+
+from .sse import EventStreamResponse
+from .state import GatewayState
+
+router = APIRouter()
+
+CANCEL_WAIT = 5.0  # seconds POST /cancel waits for the run to reach its terminal state
+
+
+def gateway(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def _links(run: Run) -> dict[str, str]:
+    base = f"/v1/runs/{run.id}"
+    return {"url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
+
+
+def _stream(state: GatewayState, run: Run, after: int) -> EventStreamResponse:
+    settings = state.settings
+    return EventStreamResponse(
+        RunReader(state.manager, run, after),
+        heartbeat=settings.heartbeat_interval,
+        send_timeout=settings.send_timeout,
+        shutdown=state.shutdown,
+        shutdown_grace=settings.shutdown_grace,
+        headers={"x-run-id": run.id},
+    )
+
+
+def _wants_stream(accept: str | None) -> bool:
+    return accept is not None and "text/event-stream" in accept.lower()
+
+
+@router.post(
+    "/v1/runs",
+    status_code=201,
+    responses={
+        201: {"description": "The run started (JSON answer)."},
+        200: {
+            "description": "With `Accept: text/event-stream`: the run's events as SSE.",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+async def start_run(
+    spec: RunSpec, request: Request, accept: Annotated[str | None, Header()] = None
+) -> Response:
+    """Start a run. With `Accept: text/event-stream` the answer is the run's event stream
+    (and closing it cancels the run unless `on_disconnect` is `continue`)."""
+    state = gateway(request)
+    if spec.client_tools:
+        raise InvalidRequestError(
+            "client_tools need a channel back to the client: start the run on the "
+            "WebSocket (/v1/ws)"
+        )
+    client = request.client
+    key = f"http:{client.host}:{client.port}" if client else "http:unknown"
+    streaming = _wants_stream(accept)
+    run = state.manager.start(
+        spec,
+        state.connection(key),
+        default_on_disconnect="cancel" if streaming else "continue",
+    )
+    if streaming:
+        return _stream(state, run, 0)
+    body = {"run_id": run.id, "status": run.status.value, **_links(run)}
+    return ORJSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
+
+
+@router.get("/v1/runs/{run_id}")
+async def get_run(run_id: str, request: Request) -> dict[str, Any]:
+    """The run's current state: status, output, producers, usage, last seq."""
+    run = gateway(request).manager.get(run_id)
+    return {**run.snapshot(), **_links(run)}
+
+
+def _cursor(last_event_id: str | None, after: int | None) -> int:
+    if last_event_id is not None:  # EventSource's own reconnect: newer than ?after=
+        try:
+            return int(last_event_id.strip())
+        except ValueError:
+            raise InvalidRequestError(
+                f"Last-Event-ID must be an event's seq (a whole number), not {last_event_id!r}"
+            ) from None
+    return after or 0
+
+
+@router.get(
+    "/v1/runs/{run_id}/events",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The run's events as SSE, from the start or after a cursor (`Last-Event-ID` or
+    `?after=`). Events no longer retained are replaced by one `stream.gap` event."""
+    state = gateway(request)
+    run = state.manager.get(run_id)
+    return _stream(state, run, _cursor(last_event_id, after))
+
+
+@router.post("/v1/runs/{run_id}/cancel")
+async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
+    """Cancel the run: every producer is cancelled and the log ends with `run.cancelled`."""
+    state = gateway(request)
+    run = state.manager.cancel(run_id, "cancelled by client")
+    try:
+        async with asyncio.timeout(CANCEL_WAIT):
+            await run.wait()
+    except TimeoutError:
+        pass
+    return {**run.snapshot(), **_links(run)}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """Models this gateway serves (OpenAI's list shape)."""
+    manager = gateway(request).manager
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "gateway",
+                "description": manager.models.get(name).description,
+            }
+            for name in manager.models.names()
+        ],
+    }
+
+
+@router.get("/v1/tools")
+async def list_tools(request: Request) -> dict[str, Any]:
+    """Server-side tools a run may enable, with their JSON schemas."""
+    return {"data": gateway(request).manager.tools.describe()}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> ORJSONResponse:
+    """Ready to take work (false while draining)."""
+    state = gateway(request)
+    if state.shutdown.is_set() or state.manager.closing:
+        return ORJSONResponse({"status": "draining"}, status_code=503)
+    return ORJSONResponse({"status": "ready", **state.manager.statistics()})

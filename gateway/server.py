@@ -1,0 +1,88 @@
+"""Running the gateway under uvicorn, with shutdown passed to the app as an event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+from types import FrameType
+
+import uvicorn
+
+from .app import create_app
+from .logs import configure_logging
+from .settings import Settings
+
+logger = logging.getLogger("gateway")
+
+
+class GatewayServer(uvicorn.Server):
+    """A uvicorn server that tells the app when it starts draining (signal received), so
+    open streams end with their runs' terminal events instead of being cut."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: asyncio.Event) -> None:
+        super().__init__(config)
+        self.app_shutdown = shutdown
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.app_shutdown.set)
+        super().handle_exit(sig, frame)
+
+    @property
+    def bound_port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                port: int = sock.getsockname()[1]
+                return port
+        raise RuntimeError("the server is not listening")
+
+
+def make_server(settings: Settings) -> GatewayServer:
+    """A server for ``settings`` (not started)."""
+    shutdown = asyncio.Event()
+    app = create_app(settings, shutdown=shutdown)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=settings.access_log,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 5,
+        lifespan="on",
+    )
+    return GatewayServer(config, shutdown)
+
+
+async def serve(settings: Settings) -> None:
+    server = make_server(settings)
+    async with asyncio.TaskGroup() as tasks:
+        serving = tasks.create_task(server.serve())
+
+        async def announce() -> None:
+            while not server.started:
+                if serving.done():
+                    return
+                await asyncio.sleep(0.01)
+            logger.info(
+                "gateway listening on http://%s:%d (docs at /docs)",
+                settings.host,
+                server.bound_port,
+            )
+
+        tasks.create_task(announce())
+
+
+def run(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))

@@ -1,0 +1,82 @@
+"""Gateway settings: ``GATEWAY_*`` environment variables, an optional TOML config file
+(``GATEWAY_CONFIG_FILE``), and command-line flags (which win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "info"
+    access_log: bool = False
+    config_file: Path | None = None
+
+    # HTTP input
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body")
+
+    # streams
+    heartbeat_interval: float = Field(15.0, gt=0, description="Seconds between ': ping'")
+    send_timeout: float = Field(
+        10.0, gt=0, description="A reader whose send blocks this long is disconnected"
+    )
+    shutdown_grace: float = Field(
+        5.0, ge=0, description="Seconds streams get to deliver their last events on shutdown"
+    )
+    ws_ping_interval: float = Field(20.0, gt=0)
+    ws_ping_timeout: float = Field(20.0, gt=0)
+    ws_max_message_bytes: int = Field(1024 * 1024, ge=1024)
+
+    # event log retention
+    retention_max_events: int = Field(10_000, ge=1)
+    retention_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    retention_ttl: float = Field(600.0, ge=0, description="Seconds a finished run stays readable")
+
+    # concurrency limits
+    max_producers_per_connection: int = Field(8, ge=1)
+    max_runs_per_connection: int = Field(32, ge=1)
+    max_active_runs: int = Field(1000, ge=1)
+
+    # producers
+    tool_timeout: float = Field(60.0, gt=0)
+    client_tool_timeout: float = Field(120.0, gt=0)
+    demo_token_delay: float = Field(0.03, ge=0, description="Seconds between demo tokens")
+    countdown_interval: float = Field(0.5, ge=0, description="Default seconds per tick")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file(init_settings, env_settings)
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        values: dict[str, Any] = source()
+        if values.get("config_file"):
+            path = Path(values["config_file"])
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} does not exist")
+            return path
+    return None

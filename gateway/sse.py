@@ -1,0 +1,126 @@
+"""Server-sent event responses.
+
+One task group per streamed response, in the shape of sse-starlette and Starlette's
+``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle), a
+*disconnect listener* and a *shutdown watcher*. The first to finish cancels the others, and
+its reason (``done``, ``client``, ``slow``, ``shutdown``) is recorded.
+
+Shutdown comes in as an :class:`asyncio.Event` owned by the app, never a global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from streams.encoding import SSE_PING, encode_sse_batch
+from streams.reader import RunReader
+
+logger = logging.getLogger("gateway.sse")
+
+CloseReason = Literal["done", "client", "slow", "shutdown"]
+
+SSE_HEADERS = {
+    "cache-control": "no-store",
+    "x-accel-buffering": "no",
+    "content-type": "text/event-stream; charset=utf-8",
+}
+
+
+class EventStreamResponse(Response):
+    """Stream a run's events from a reader's cursor as SSE frames."""
+
+    def __init__(
+        self,
+        reader: RunReader,
+        *,
+        heartbeat: float,
+        send_timeout: float,
+        shutdown: asyncio.Event,
+        shutdown_grace: float,
+        headers: dict[str, str] | None = None,
+        on_close: Callable[[CloseReason], None] | None = None,
+    ) -> None:
+        # Not Response.__init__: it would set a content-length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+        self.reader = reader
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self.shutdown = shutdown
+        self.shutdown_grace = shutdown_grace
+        self.on_close = on_close
+        self.close_reason: CloseReason | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.reader:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            tasks: list[asyncio.Task[None]] = []
+
+            def first(reason: CloseReason, work: Awaitable[CloseReason | None]) -> None:
+                async def run() -> None:
+                    result = await work
+                    if self.close_reason is None:
+                        self.close_reason = result or reason
+                    for task in tasks:
+                        if task is not asyncio.current_task():
+                            task.cancel()
+
+                tasks.append(group.create_task(run()))
+
+            async with asyncio.TaskGroup() as group:
+                first("done", self._pump(send))
+                first("client", self._listen_for_disconnect(receive))
+                first("shutdown", self._watch_shutdown())
+        if self.on_close is not None and self.close_reason is not None:
+            self.on_close(self.close_reason)
+
+    async def _send(self, send: Send, body: bytes, more_body: bool = True) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            await send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+    async def _pump(self, send: Send) -> CloseReason:
+        try:
+            # A comment at once: proxies and clients see the stream open before the first event.
+            await self._send(send, SSE_PING)
+            while True:
+                batch = await self.reader.next_batch(self.heartbeat)
+                if batch.events:
+                    await self._send(send, encode_sse_batch(batch.events))
+                elif not batch.done:
+                    await self._send(send, SSE_PING)
+                if batch.done:
+                    await self._send(send, b"", more_body=False)
+                    return "done"
+        except TimeoutError:
+            logger.info(
+                "disconnecting slow SSE reader of run %s at seq %s",
+                self.reader.run.id,
+                self.reader.cursor,
+            )
+            return "slow"
+        except OSError:  # the client went away while we were sending
+            return "client"
+
+    async def _listen_for_disconnect(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    async def _watch_shutdown(self) -> None:
+        await self.shutdown.wait()
+        # Give the stream time to deliver the run's last events (runs are being cancelled).
+        await asyncio.sleep(self.shutdown_grace)

@@ -1,0 +1,40 @@
+"""The long-lived objects of one gateway app, made by the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from dataclasses import dataclass, field
+
+from streams.connection import Connection
+from streams.runs import RunManager
+
+from .settings import Settings
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    manager: RunManager
+    shutdown: asyncio.Event
+    # A connection lives as long as a run (retained in the manager) refers to it.
+    _connections: weakref.WeakValueDictionary[str, Connection] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    _ws_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def connection(self, key: str) -> Connection:
+        """The :class:`Connection` for ``key``, made on first use."""
+        connection = self._connections.get(key)
+        if connection is None:
+            connection = Connection(
+                key,
+                max_producers=self.settings.max_producers_per_connection,
+                max_runs=self.settings.max_runs_per_connection,
+            )
+            self._connections[key] = connection
+        return connection
+
+    def new_ws_connection(self) -> Connection:
+        return self.connection(f"ws:{next(self._ws_ids)}")

@@ -1,0 +1,127 @@
+"""Native event types.
+
+An :class:`Event` is one entry of a run's event log: ``{seq, run_id, type, ts, producer?, ...}``.
+``seq`` is assigned by the log and increases strictly from 1 within a run. The event is
+serialised to JSON exactly once, when it is appended (:attr:`Event.json`); every encoder and
+every reader reuses those bytes, so the cost of an event does not grow with its readers.
+
+Payload fields per type (all snake_case):
+
+=========================  ==================================================================
+``run.started``            ``kind`` ("agent" | "parallel"), ``model``, ``tools``
+``message.started``        ``message_id``, ``step``
+``message.delta``          ``message_id``, ``delta``
+``message.completed``      ``message_id``, ``text``
+``message.failed``         ``message_id``, ``error`` ({code, message}): the model's stream broke
+``tool_call.started``      ``call_id``, ``name``, ``message_id``
+``tool_call.delta``        ``call_id``, ``delta`` (a fragment of the JSON arguments)
+``tool_call.completed``    ``call_id``, ``name``, ``arguments``
+``tool.started``           ``call_id``, ``name``, ``arguments``
+``tool.delta``             ``call_id``, ``delta``
+``tool.completed``         ``call_id``, ``output``
+``tool.failed``            ``call_id``, ``error`` ({code, message})
+``client_tool.requested``  ``call_id``, ``name``, ``arguments``
+``run.completed``          ``output``, ``steps``, ``stop_reason``
+``run.failed``             ``error`` ({code, message})
+``run.cancelled``          ``reason``
+``stream.gap``             ``after``, ``next_seq``, ``snapshot`` (never stored: sent to a reader
+                           whose cursor is older than what the log retains)
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+class EventType(enum.StrEnum):
+    RUN_STARTED = "run.started"
+    MESSAGE_STARTED = "message.started"
+    MESSAGE_DELTA = "message.delta"
+    MESSAGE_COMPLETED = "message.completed"
+    MESSAGE_FAILED = "message.failed"
+    TOOL_CALL_STARTED = "tool_call.started"
+    TOOL_CALL_DELTA = "tool_call.delta"
+    TOOL_CALL_COMPLETED = "tool_call.completed"
+    TOOL_STARTED = "tool.started"
+    TOOL_DELTA = "tool.delta"
+    TOOL_COMPLETED = "tool.completed"
+    TOOL_FAILED = "tool.failed"
+    CLIENT_TOOL_REQUESTED = "client_tool.requested"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
+    STREAM_GAP = "stream.gap"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_TYPES
+
+
+TERMINAL_TYPES = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
+
+
+def _default(value: object) -> Any:
+    """Fallback for orjson: anything it cannot encode becomes its ``str``.
+
+    Tool outputs are arbitrary; an event must never fail to encode after its producer
+    has already done the work.
+    """
+    return str(value)
+
+
+def dumps(value: object) -> bytes:
+    """The gateway's JSON encoder (compact, UTF-8, non-ASCII kept)."""
+    return orjson.dumps(value, default=_default)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's event log. Immutable; ``json`` is computed once."""
+
+    seq: int
+    run_id: str
+    type: EventType
+    ts: float
+    producer: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    json: bytes = b""
+
+    @classmethod
+    def create(
+        cls,
+        seq: int,
+        run_id: str,
+        type: EventType,
+        ts: float,
+        producer: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        payload = data or {}
+        body: dict[str, Any] = {"seq": seq, "run_id": run_id, "type": type.value, "ts": ts}
+        if producer is not None:
+            body["producer"] = producer
+        body.update(payload)
+        return cls(seq, run_id, type, ts, producer, payload, dumps(body))
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    @property
+    def size(self) -> int:
+        """Bytes this event costs the log's retention budget."""
+        return len(self.json)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = orjson.loads(self.json)
+        return result
+
+
+def error_payload(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}

@@ -1,0 +1,78 @@
+"""Model providers: the interface every model (the demo, upstream LLMs) implements.
+
+A model turns a conversation (OpenAI-style message dicts) and the tools on offer into a
+stream of :data:`ModelOutput` items. The engine turns those into ``message.*`` and
+``tool_call.*`` events, so a provider never touches the event log.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidRequestError
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A new tool call, ``index`` identifying it among the calls of this step."""
+
+    index: int
+    name: str
+    call_id: str | None = None  # the upstream's id, when it gives one
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the call's JSON arguments
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+ModelOutput = TextDelta | ToolCallStart | ToolCallDelta | Usage
+
+
+class Model(abc.ABC):
+    """A model the gateway can stream from."""
+
+    name: str
+    description: str = ""
+
+    @abc.abstractmethod
+    def stream(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+    ) -> AsyncIterator[ModelOutput]:
+        """Stream one assistant turn. Cancelling the consumer must close any upstream I/O."""
+
+
+@dataclass(slots=True)
+class ModelRegistry:
+    models: dict[str, Model] = field(default_factory=dict)
+
+    def register(self, model: Model) -> None:
+        self.models[model.name] = model
+
+    def get(self, name: str) -> Model:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise InvalidRequestError(f"unknown model {name!r} (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    def names(self) -> list[str]:
+        return list(self.models)

@@ -1,0 +1,70 @@
+"""Readers: one per open stream, each with its own cursor.
+
+A :class:`RunReader` follows a run's log from a cursor. It never holds events back from
+other readers and nothing waits for it: a reader that falls behind only falls behind. If its
+cursor drops out of retention it gets a ``stream.gap`` event with the run's snapshot.
+
+While open, a reader counts towards the run's readers, so the last one leaving can cancel a
+run whose ``on_disconnect`` is ``cancel``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+
+from .errors import InvalidRequestError
+from .events import Event
+from .runs import Run, RunManager, new_event_for_gap
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderBatch:
+    events: list[Event]
+    done: bool  # the terminal event is in ``events`` (or was read before): nothing more comes
+
+
+class RunReader:
+    """Follow ``run`` from ``after`` (the last seq the client has; 0 for everything)."""
+
+    def __init__(self, manager: RunManager, run: Run, after: int = 0, *, batch: int = 512) -> None:
+        if after < 0:
+            raise InvalidRequestError("the cursor (after / Last-Event-ID) must be >= 0")
+        if after > run.log.last_seq:
+            raise InvalidRequestError(
+                f"the cursor {after} is ahead of run {run.id}'s last event ({run.log.last_seq})"
+            )
+        self.manager = manager
+        self.run = run
+        self.cursor = after
+        self.done = False
+        self._batch = batch
+        self._attached = False
+
+    def __enter__(self) -> RunReader:
+        self.manager.attach_reader(self.run)
+        self._attached = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._attached:
+            self._attached = False
+            self.manager.detach_reader(self.run)
+
+    async def next_batch(self, timeout: float | None) -> ReaderBatch:
+        """The next events after the cursor; empty if none came within ``timeout``."""
+        if self.done:
+            return ReaderBatch([], True)
+        batch = await self.run.log.read(self.cursor, limit=self._batch, timeout=timeout)
+        events = batch.events
+        if batch.gap is not None:
+            events = [new_event_for_gap(self.run, batch.gap.after, batch.gap.next_seq), *events]
+        if events:
+            self.cursor = events[-1].seq
+        self.done = batch.closed
+        return ReaderBatch(events, batch.closed)

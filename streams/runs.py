@@ -1,0 +1,659 @@
+"""Runs and their lifecycle.
+
+A :class:`Run` is one unit of work a client started. Its state machine::
+
+    queued ──▶ running ──▶ completed
+       │          ├──────▶ failed
+       └──────────┴──────▶ cancelled
+
+A terminal state is final, and its event (``run.completed`` / ``run.failed`` /
+``run.cancelled``) is the last one of the run's log.
+
+Each run is one supervisor task, owned by the :class:`RunManager`'s task group, with one
+:class:`asyncio.TaskGroup` for its producers. Cancelling the run cancels the supervisor; the
+task group then cancels every producer and waits for their cleanup (closing upstream
+streams) before ``run.cancelled`` is appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import functools
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .connection import Connection
+from .errors import (
+    GatewayError,
+    InvalidRequestError,
+    LimitExceededError,
+    NotFoundError,
+    RunFinishedError,
+    ShuttingDownError,
+    ToolError,
+)
+from .events import Event, EventType, error_payload
+from .log import EventLog, MemoryEventLog, Retention
+from .models import Model, ModelRegistry, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from .spec import OnDisconnect, ParallelModelCall, RunSpec
+from .tools import ToolRegistry
+
+logger = logging.getLogger("streams.runs")
+
+T = TypeVar("T")
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+ProducerStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class ProducerInfo:
+    """What the run's snapshot says about one producer."""
+
+    id: str
+    kind: Literal["model", "tool", "client_tool"]
+    name: str
+    status: ProducerStatus = "queued"
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """Engine-wide settings for runs."""
+
+    max_active_runs: int = 1000
+    tool_timeout: float = 60.0
+    client_tool_timeout: float = 120.0
+    retention: Retention = field(default_factory=Retention)
+
+
+@dataclass(slots=True)
+class _StepResult:
+    text: str
+    tool_calls: list[dict[str, Any]]  # OpenAI shape: {id, type, function: {name, arguments}}
+
+
+class Run:
+    """One run: its spec, state, log, producers and readers. Created by :class:`RunManager`."""
+
+    def __init__(
+        self,
+        run_id: str,
+        spec: RunSpec,
+        log: EventLog,
+        connection: Connection,
+        on_disconnect: OnDisconnect,
+    ) -> None:
+        self.id = run_id
+        self.spec = spec
+        self.log = log
+        self.connection = connection
+        self.on_disconnect: OnDisconnect = on_disconnect
+        self.status = RunStatus.QUEUED
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.output: Any = None
+        self.error: dict[str, str] | None = None
+        self.cancel_reason: str | None = None
+        self.usage = {"input_tokens": 0, "output_tokens": 0}
+        self.producers: dict[str, ProducerInfo] = {}
+        self.readers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.client_tool_names = frozenset(t.name for t in spec.client_tools)
+        self._pending_client_tools: dict[str, asyncio.Future[Any]] = {}
+        self._call_ids = itertools.count(1)
+        self._done = asyncio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.status.is_terminal
+
+    async def wait(self) -> None:
+        """Wait until the run has reached a terminal state."""
+        await self._done.wait()
+
+    def next_call_id(self) -> str:
+        return f"call_{next(self._call_ids)}"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run's current state, as ``GET /v1/runs/{id}`` and ``stream.gap`` show it."""
+        return {
+            "run_id": self.id,
+            "kind": self.spec.kind,
+            "status": self.status.value,
+            "model": self.spec.model,
+            "on_disconnect": self.on_disconnect,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "last_seq": self.log.last_seq,
+            "output": self.output,
+            "error": self.error,
+            "cancel_reason": self.cancel_reason,
+            "usage": dict(self.usage),
+            "producers": [p.to_dict() for p in self.producers.values()],
+            "pending_client_tools": sorted(self._pending_client_tools),
+            "readers": self.readers,
+            "metadata": self.spec.metadata,
+        }
+
+    def resolve_client_tool(
+        self, call_id: str, output: Any = None, error: str | None = None
+    ) -> None:
+        """Deliver the client's result for a ``client_tool.requested`` call."""
+        future = self._pending_client_tools.get(call_id)
+        if future is None or future.done():
+            raise InvalidRequestError(
+                f"run {self.id} is not waiting for a result of call {call_id!r}"
+            )
+        if error is not None:
+            future.set_exception(ToolError(error))
+        else:
+            future.set_result(output)
+
+
+class RunManager:
+    """Starts, tracks, cancels and expires runs.
+
+    Use as an async context manager: it owns the task group every run's supervisor lives in,
+    and on exit cancels what still runs (reason ``shutdown``) and waits for it.
+    """
+
+    def __init__(
+        self,
+        *,
+        models: ModelRegistry,
+        tools: ToolRegistry,
+        limits: RunLimits | None = None,
+        log_factory: Callable[[str, Retention], EventLog] = MemoryEventLog,
+    ) -> None:
+        self.models = models
+        self.tools = tools
+        self.limits = limits or RunLimits()
+        self._log_factory = log_factory
+        self._runs: dict[str, Run] = {}
+        self._active: set[str] = set()
+        self._expiry: collections.deque[tuple[float, str]] = collections.deque()
+        self._expiry_added = asyncio.Event()
+        self._task_group: asyncio.TaskGroup | None = None
+        self._closing = False
+        self._counts = {status: 0 for status in RunStatus if status.is_terminal}
+
+    async def __aenter__(self) -> RunManager:
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._sweeper = self._task_group.create_task(self._sweep(), name="run-expiry")
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close("shutdown")
+        self._sweeper.cancel()
+        assert self._task_group is not None
+        await self._task_group.__aexit__(*exc_info)
+        self._task_group = None
+
+    # -- public API -----------------------------------------------------------------------
+
+    def close(self, reason: str = "shutdown") -> None:
+        """Take no new runs and cancel every active one with ``reason``."""
+        self._closing = True
+        for run_id in list(self._active):
+            self.cancel(run_id, reason)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def start(
+        self, spec: RunSpec, connection: Connection, *, default_on_disconnect: OnDisconnect
+    ) -> Run:
+        """Validate ``spec`` against what the gateway offers and schedule the run."""
+        if self._closing or self._task_group is None:
+            raise ShuttingDownError("the gateway is shutting down and takes no new runs")
+        self._validate(spec)
+        if len(self._active) >= self.limits.max_active_runs:
+            raise LimitExceededError(
+                f"the gateway is running {self.limits.max_active_runs} runs (its limit); "
+                "try again shortly"
+            )
+        run_id = "run_" + secrets.token_hex(8)
+        connection.add_run(run_id)
+        run = Run(
+            run_id,
+            spec,
+            self._log_factory(run_id, self.limits.retention),
+            connection,
+            spec.on_disconnect or default_on_disconnect,
+        )
+        self._runs[run_id] = run
+        self._active.add(run_id)
+        run.task = self._task_group.create_task(self._supervise(run), name=f"run {run_id}")
+        return run
+
+    def get(self, run_id: str) -> Run:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise NotFoundError(f"no run {run_id!r}") from None
+
+    def cancel(self, run_id: str, reason: str) -> Run:
+        """Cancel the run's task group; its log ends with ``run.cancelled`` and ``reason``."""
+        run = self.get(run_id)
+        if run.done:
+            raise RunFinishedError(f"run {run_id} has already {run.status.value}")
+        if run.cancel_reason is None:
+            run.cancel_reason = reason
+            assert run.task is not None
+            run.task.cancel(reason)
+        return run
+
+    def attach_reader(self, run: Run) -> None:
+        run.readers += 1
+
+    def detach_reader(self, run: Run) -> None:
+        """A reader left. If it was the last and the run's policy is ``cancel``, cancel it."""
+        run.readers -= 1
+        if run.readers == 0 and run.on_disconnect == "cancel" and not run.done:
+            self.cancel(run.id, "last reader disconnected")
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "active_runs": len(self._active),
+            "retained_runs": len(self._runs),
+            "runs_by_status": {status.value: n for status, n in self._counts.items()},
+        }
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _validate(self, spec: RunSpec) -> None:
+        if spec.parallel is not None:
+            for item in spec.parallel:
+                if isinstance(item, ParallelModelCall):
+                    self.models.get(item.model)
+                else:
+                    self.tools.get(item.tool)
+            return
+        assert spec.model is not None
+        self.models.get(spec.model)
+        self.tools.require(spec.tools)
+
+    # -- the supervisor ---------------------------------------------------------------------
+
+    async def _supervise(self, run: Run) -> None:
+        try:
+            run.status = RunStatus.RUNNING
+            run.started_at = time.time()
+            await run.log.append(
+                EventType.RUN_STARTED,
+                None,
+                {
+                    "kind": run.spec.kind,
+                    "model": run.spec.model,
+                    "tools": run.spec.tools + sorted(run.client_tool_names),
+                    "metadata": run.spec.metadata,
+                },
+            )
+            async with asyncio.TaskGroup() as producers:
+                if run.spec.parallel is not None:
+                    run.output, stop_reason, steps = await self._run_parallel(run, producers)
+                else:
+                    run.output, stop_reason, steps = await self._run_agent(run, producers)
+            await self._finish(
+                run,
+                RunStatus.COMPLETED,
+                EventType.RUN_COMPLETED,
+                {
+                    "output": run.output,
+                    "steps": steps,
+                    "stop_reason": stop_reason,
+                    "usage": dict(run.usage),
+                },
+            )
+        except asyncio.CancelledError:
+            if run.cancel_reason is None:  # cancelled from outside: the loop is going away
+                run.cancel_reason = "shutdown"
+            await self._finish(
+                run, RunStatus.CANCELLED, EventType.RUN_CANCELLED, {"reason": run.cancel_reason}
+            )
+            raise
+        except Exception as exc:  # a bug in a producer or the engine: fail this run only
+            logger.exception("run %s failed", run.id)
+            error = _describe_exception(exc)
+            run.error = error
+            await self._finish(run, RunStatus.FAILED, EventType.RUN_FAILED, {"error": error})
+
+    async def _finish(
+        self, run: Run, status: RunStatus, event: EventType, data: Mapping[str, Any]
+    ) -> None:
+        run.status = status
+        run.ended_at = time.time()
+        self._active.discard(run.id)
+        run.connection.remove_run(run.id)
+        self._counts[status] += 1
+        self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
+        self._expiry_added.set()
+        run._done.set()
+        if not run.log.closed:
+            await run.log.append(event, None, data)
+
+    async def _sweep(self) -> None:
+        """Drop finished runs (and their logs) once their TTL has passed."""
+        while True:
+            if not self._expiry:
+                self._expiry_added.clear()
+                await self._expiry_added.wait()
+                continue
+            expires_at, run_id = self._expiry[0]
+            delay = expires_at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self._expiry.popleft()
+            self._runs.pop(run_id, None)
+
+    # -- producers --------------------------------------------------------------------------
+
+    async def _produce(
+        self,
+        run: Run,
+        info: ProducerInfo,
+        body: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Run one producer in a slot of its connection, tracking its status."""
+        run.producers[info.id] = info
+        async with run.connection.producer_slot():
+            info.status = "running"
+            info.started_at = time.time()
+            try:
+                result = await body()
+            except asyncio.CancelledError:
+                info.status = "cancelled"
+                raise
+            except BaseException:
+                info.status = "failed"
+                raise
+            finally:
+                info.ended_at = time.time()
+            if info.status == "running":
+                info.status = "completed"
+            return result
+
+    async def _run_agent(self, run: Run, producers: asyncio.TaskGroup) -> tuple[str, str, int]:
+        """Model step → concurrent tool calls → model step …, up to ``max_steps``."""
+        spec = run.spec
+        assert spec.model is not None
+        model = self.models.get(spec.model)
+        messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in spec.messages]
+        offered = [tool.describe() for tool in self.tools.require(spec.tools)]
+        offered += [tool.model_dump() for tool in spec.client_tools]
+        text = ""
+        for step in range(1, spec.max_steps + 1):
+            info = ProducerInfo(f"model.{step}", "model", model.name)
+            body = functools.partial(self._model_step, run, model, messages, offered, step, info.id)
+            result = await producers.create_task(
+                self._produce(run, info, body), name=f"{run.id} {info.id}"
+            )
+            text = result.text
+            assistant: dict[str, Any] = {"role": "assistant", "content": result.text}
+            if result.tool_calls:
+                assistant["tool_calls"] = result.tool_calls
+            messages.append(assistant)
+            if not result.tool_calls:
+                return text, "answer", step
+            calls = [
+                producers.create_task(self._tool_call(run, call), name=f"{run.id} {call['id']}")
+                for call in result.tool_calls
+            ]
+            for call, task in zip(result.tool_calls, calls, strict=True):
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": await task})
+        return text, "max_steps", spec.max_steps
+
+    async def _run_parallel(
+        self, run: Run, producers: asyncio.TaskGroup
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """Every item of ``parallel`` side by side; each item's failure is its own."""
+        assert run.spec.parallel is not None
+        tasks: list[asyncio.Task[dict[str, Any]]] = []
+        for item in run.spec.parallel:
+            if isinstance(item, ParallelModelCall):
+                tasks.append(producers.create_task(self._parallel_model(run, item)))
+            else:
+                call = {
+                    "id": run.next_call_id(),
+                    "type": "function",
+                    "function": {"name": item.tool, "arguments": json.dumps(item.arguments)},
+                }
+                tasks.append(producers.create_task(self._parallel_tool(run, call)))
+        return [await task for task in tasks], "parallel_done", 1
+
+    async def _parallel_model(self, run: Run, item: ParallelModelCall) -> dict[str, Any]:
+        model = self.models.get(item.model)
+        index = len([p for p in run.producers.values() if p.kind == "model"]) + 1
+        info = ProducerInfo(f"model.{index}", "model", model.name)
+        messages = [m.model_dump(exclude_none=True) for m in item.messages]
+        body = functools.partial(self._model_step, run, model, messages, [], index, info.id)
+        try:
+            result = await self._produce(run, info, body)
+        except GatewayError as exc:
+            return {"producer": info.id, "status": "failed", "error": _describe_exception(exc)}
+        return {"producer": info.id, "status": "completed", "output": result.text}
+
+    async def _parallel_tool(self, run: Run, call: dict[str, Any]) -> dict[str, Any]:
+        content = await self._tool_call(run, call)
+        info = run.producers[call["id"]]
+        return {"producer": info.id, "status": info.status, "output": json.loads(content)}
+
+    async def _model_step(
+        self,
+        run: Run,
+        model: Model,
+        messages: list[dict[str, Any]],
+        offered: list[dict[str, Any]],
+        step: int,
+        producer: str,
+    ) -> _StepResult:
+        """Stream one assistant turn into ``message.*`` and ``tool_call.*`` events."""
+        log = run.log
+        message_id = f"msg_{run.id.removeprefix('run_')}_{producer.split('.')[-1]}"
+        await log.append(
+            EventType.MESSAGE_STARTED,
+            producer,
+            {"message_id": message_id, "step": step, "model": model.name},
+        )
+        text: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        try:
+            async for item in model.stream(messages, offered):
+                if isinstance(item, TextDelta):
+                    if item.text:
+                        text.append(item.text)
+                        await log.append(
+                            EventType.MESSAGE_DELTA,
+                            producer,
+                            {"message_id": message_id, "delta": item.text},
+                        )
+                elif isinstance(item, ToolCallStart):
+                    call_id = item.call_id or run.next_call_id()
+                    calls[item.index] = {"id": call_id, "name": item.name, "arguments": []}
+                    await log.append(
+                        EventType.TOOL_CALL_STARTED,
+                        producer,
+                        {"message_id": message_id, "call_id": call_id, "name": item.name},
+                    )
+                elif isinstance(item, ToolCallDelta):
+                    call = calls.get(item.index)
+                    if call is None:
+                        raise GatewayError(f"model sent arguments for unknown call {item.index}")
+                    call["arguments"].append(item.arguments)
+                    await log.append(
+                        EventType.TOOL_CALL_DELTA,
+                        producer,
+                        {"call_id": call["id"], "delta": item.arguments},
+                    )
+                elif isinstance(item, Usage):
+                    run.usage["input_tokens"] += item.input_tokens
+                    run.usage["output_tokens"] += item.output_tokens
+        except GatewayError as exc:
+            await log.append(
+                EventType.MESSAGE_FAILED,
+                producer,
+                {"message_id": message_id, "error": _describe_exception(exc)},
+            )
+            raise
+        tool_calls = []
+        for index in sorted(calls):
+            call = calls[index]
+            arguments = "".join(call["arguments"])
+            tool_calls.append(
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": arguments},
+                }
+            )
+            await log.append(
+                EventType.TOOL_CALL_COMPLETED,
+                producer,
+                {"call_id": call["id"], "name": call["name"], "arguments": arguments},
+            )
+        full_text = "".join(text)
+        await log.append(
+            EventType.MESSAGE_COMPLETED, producer, {"message_id": message_id, "text": full_text}
+        )
+        return _StepResult(full_text, tool_calls)
+
+    async def _tool_call(self, run: Run, call: dict[str, Any]) -> str:
+        """Execute one tool call (server-side or client-side). Never raises but on cancel:
+        a failure becomes ``tool.failed`` and an ``{"error": …}`` result for the model."""
+        call_id: str = call["id"]
+        name: str = call["function"]["name"]
+        is_client = name in run.client_tool_names
+        info = ProducerInfo(call_id, "client_tool" if is_client else "tool", name)
+        log = run.log
+
+        async def emit(delta: str) -> None:
+            await log.append(EventType.TOOL_DELTA, call_id, {"call_id": call_id, "delta": delta})
+            # Yield after each delta so that tools streaming at once interleave fairly.
+            await asyncio.sleep(0)
+
+        async def body() -> Any:
+            raw = call["function"]["arguments"] or "{}"
+            try:
+                arguments = json.loads(raw)
+            except ValueError:
+                arguments = raw
+            await log.append(
+                EventType.TOOL_STARTED,
+                call_id,
+                {"call_id": call_id, "name": name, "arguments": arguments},
+            )
+            if not isinstance(arguments, dict):
+                raise ToolError("arguments must be a JSON object")
+            if is_client:
+                return await self._client_tool(run, call_id, name, arguments)
+            if name not in self.tools:
+                raise ToolError(f"unknown tool {name!r}")
+            tool = self.tools.get(name)
+            if name not in run.spec.tools and run.spec.parallel is None:
+                raise ToolError(f"tool {name!r} is not enabled for this run")
+            timeout = tool.timeout or self.limits.tool_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    return await tool.function(arguments, emit)
+            except TimeoutError:
+                raise ToolError(
+                    f"tool {name!r} did not finish within {timeout:g}s",
+                ) from None
+
+        try:
+            output = await self._produce(run, info, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, GatewayError):
+                logger.exception("tool %s of run %s raised", name, run.id)
+            error = _describe_exception(exc)
+            await log.append(EventType.TOOL_FAILED, call_id, {"call_id": call_id, "error": error})
+            return json.dumps({"error": error["message"]})
+        event = await log.append(
+            EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
+        )
+        # What the model reads is exactly what the client saw.
+        return json.dumps(event.to_dict()["output"], ensure_ascii=False)
+
+    async def _client_tool(
+        self, run: Run, call_id: str, name: str, arguments: dict[str, Any]
+    ) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        run._pending_client_tools[call_id] = future
+        try:
+            await run.log.append(
+                EventType.CLIENT_TOOL_REQUESTED,
+                call_id,
+                {"call_id": call_id, "name": name, "arguments": arguments},
+            )
+            timeout = self.limits.client_tool_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                raise ToolError(
+                    f"client tool {name!r} sent no result within {timeout:g}s"
+                ) from None
+        finally:
+            del run._pending_client_tools[call_id]
+
+
+def _describe_exception(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, GatewayError):
+        return error_payload(exc.code, str(exc))
+    if isinstance(exc, BaseExceptionGroup):
+        return _describe_exception(exc.exceptions[0])
+    return error_payload("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def new_event_for_gap(run: Run, after: int, next_seq: int) -> Event:
+    """The ``stream.gap`` event a reader gets instead of events no longer retained.
+
+    Its ``seq`` is ``next_seq - 1`` so a client that resumes from it continues correctly.
+    """
+    return Event.create(
+        next_seq - 1,
+        run.id,
+        EventType.STREAM_GAP,
+        time.time(),
+        None,
+        {"after": after, "next_seq": next_seq, "snapshot": run.snapshot()},
+    )

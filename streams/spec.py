@@ -1,0 +1,105 @@
+"""What a client sends to start a run (validated with pydantic; no web framework here)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OnDisconnect = Literal["cancel", "continue"]
+
+_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI-style chat message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class ClientTool(BaseModel):
+    """A tool the client executes itself (WebSocket runs only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ParallelModelCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class ParallelToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSpec(BaseModel):
+    """An agent run (``model`` + ``messages``, optional ``tools``) or a parallel run
+    (``parallel``: model and tool calls side by side)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "demo",
+                    "messages": [
+                        {"role": "user", "content": "What time is it? Also count down from 5."}
+                    ],
+                    "tools": ["clock", "countdown"],
+                }
+            ]
+        },
+    )
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    client_tools: list[ClientTool] = Field(default_factory=list)
+    max_steps: int = Field(default=8, ge=1, le=64)
+    on_disconnect: OnDisconnect | None = Field(
+        default=None,
+        description="What the run does when its last reader leaves. Default: 'cancel' for "
+        "streams opened by POST /v1/runs with Accept: text/event-stream and for runs started "
+        "on a WebSocket, 'continue' otherwise.",
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    parallel: list[ParallelModelCall | ParallelToolCall] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RunSpec:
+        if self.parallel is not None:
+            if self.model is not None or self.messages or self.tools or self.client_tools:
+                raise ValueError(
+                    "a parallel run takes only 'parallel' (not model, messages, tools or "
+                    "client_tools)"
+                )
+        else:
+            if self.model is None:
+                raise ValueError("give 'model' and 'messages' (an agent run) or 'parallel'")
+            if not self.messages:
+                raise ValueError("'messages' must hold at least one message")
+        names = [t.name for t in self.client_tools]
+        if len(set(names)) != len(names):
+            raise ValueError("client_tools names must be unique")
+        if set(names) & set(self.tools):
+            raise ValueError("a tool cannot be both a server tool and a client tool")
+        return self
+
+    @property
+    def kind(self) -> Literal["agent", "parallel"]:
+        return "parallel" if self.parallel is not None else "agent"
