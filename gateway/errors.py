@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException
 
 from streams.errors import (
@@ -18,6 +17,8 @@ from streams.errors import (
     RunFinishedError,
     ShuttingDownError,
 )
+
+from .responses import JSONResponse
 
 
 class BodyTooLargeError(GatewayError):
@@ -53,36 +54,36 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _gateway_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     status = status_for(exc)
     headers = {"Retry-After": "1"} if status in (429, 503) else None
-    return ORJSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
+    return JSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = next(e for e in errors if e.get("type") == "json_invalid")
         message = f"the body is not valid JSON: {detail.get('ctx', {}).get('error', '')}".strip()
-        return ORJSONResponse(error_body("invalid_json", message), status_code=400)
+        return JSONResponse(error_body("invalid_json", message), status_code=400)
     details = [
         {"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors
     ]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-    return ORJSONResponse(
+    return JSONResponse(
         error_body("invalid_request", f"the request is invalid: {summary}", details),
         status_code=422,
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if isinstance(exc.__cause__, GatewayError):  # FastAPI wraps errors raised reading the body
         return await _gateway_error(request, exc.__cause__)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return ORJSONResponse(
+    return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
 

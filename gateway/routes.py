@@ -6,13 +6,14 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from streams.errors import InvalidRequestError
 from streams.reader import RunReader
 from streams.runs import Run
 from streams.spec import RunSpec
 
+from .responses import JSONResponse
 from .sse import EventStreamResponse
 from .state import GatewayState
 
@@ -80,7 +81,7 @@ async def start_run(
     if streaming:
         return _stream(state, run, 0)
     body = {"run_id": run.id, "status": run.status.value, **_links(run)}
-    return ORJSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
+    return JSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
 
 
 @router.get("/v1/runs/{run_id}")
@@ -164,9 +165,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> ORJSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Ready to take work (false while draining)."""
     state = gateway(request)
     if state.shutdown.is_set() or state.manager.closing:
-        return ORJSONResponse({"status": "draining"}, status_code=503)
-    return ORJSONResponse({"status": "ready", **state.manager.statistics()})
+        return JSONResponse({"status": "draining"}, status_code=503)
+    return JSONResponse({"status": "ready", **state.manager.statistics()})

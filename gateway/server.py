@@ -24,7 +24,13 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, shutdown: asyncio.Event) -> None:
         super().__init__(config)
         self.app_shutdown = shutdown
+        self.listening = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -66,21 +72,19 @@ def make_server(settings: Settings) -> GatewayServer:
 
 async def serve(settings: Settings) -> None:
     server = make_server(settings)
+
+    async def announce() -> None:
+        await server.listening.wait()
+        logger.info(
+            "gateway listening on http://%s:%d (docs at /docs)", settings.host, server.bound_port
+        )
+
     async with asyncio.TaskGroup() as tasks:
-        serving = tasks.create_task(server.serve())
-
-        async def announce() -> None:
-            while not server.started:
-                if serving.done():
-                    return
-                await asyncio.sleep(0.01)
-            logger.info(
-                "gateway listening on http://%s:%d (docs at /docs)",
-                settings.host,
-                server.bound_port,
-            )
-
-        tasks.create_task(announce())
+        announcer = tasks.create_task(announce())
+        try:
+            await server.serve()  # uvicorn raises SystemExit if it cannot bind
+        finally:
+            announcer.cancel()
 
 
 def run(settings: Settings) -> None:

@@ -1,0 +1,206 @@
+"""Test support: a real gateway on 127.0.0.1 in its own thread and event loop, and small
+clients that read SSE the way a browser or curl would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from gateway.app import create_app
+from gateway.server import GatewayServer
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from streams.models import ModelRegistry
+from streams.tools import ToolRegistry
+
+T = TypeVar("T")
+
+FAST = {
+    "demo_token_delay": 0.001,
+    "countdown_interval": 0.01,
+    "heartbeat_interval": 15.0,
+    "shutdown_grace": 1.0,
+}
+
+
+class RunningGateway:
+    """A gateway served by uvicorn on a free port of 127.0.0.1, in a thread of its own, so
+    the test's event loop and the server's never block each other."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tools: ToolRegistry | None = None,
+        models: ModelRegistry | None = None,
+    ) -> None:
+        self.shutdown = asyncio.Event()
+        self.app = create_app(settings, tools=tools, models=models, shutdown=self.shutdown)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            access_log=False,
+            ws="websockets-sansio",
+            ws_ping_interval=settings.ws_ping_interval,
+            ws_ping_timeout=settings.ws_ping_timeout,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = GatewayServer(config, self.shutdown)
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="gateway", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            serving = tasks.create_task(self.server.serve())
+            listening = tasks.create_task(self.server.listening.wait())
+            await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
+            self._started.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._started.wait(timeout=15) or not self.server.started:
+            raise RuntimeError("the gateway did not start")
+        self.port = self.server.bound_port
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.shutdown.set)
+            self.server.should_exit = True
+        self._thread.join(timeout=15)
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+    @property
+    def state(self) -> GatewayState:
+        state: GatewayState = self.app.state.gateway
+        return state
+
+    async def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        """Run ``coro`` on the server's loop and await its result from the test's loop."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+
+    async def wait_run(self, run_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Wait (on the server) until the run is terminal; return its snapshot."""
+
+        async def wait() -> dict[str, Any]:
+            run = self.state.manager.get(run_id)
+            await run.wait()
+            return run.snapshot()
+
+        return await self.call(wait(), timeout)
+
+    async def task_count(self) -> int:
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return await self.call(count())
+
+    async def wait_task_count(self, expected: int, timeout: float = 10) -> int:
+        """Wait until the server's loop has ``expected`` tasks (or fewer); return the count."""
+
+        async def wait() -> int:
+            async with asyncio.timeout(timeout):
+                # Tasks end without a signal to wait on; poll the count.
+                while len(asyncio.all_tasks()) - 1 > expected:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            return len(asyncio.all_tasks()) - 1
+
+        return await self.call(wait(), timeout + 1)
+
+
+@contextlib.contextmanager
+def running_gateway(
+    tools: ToolRegistry | None = None, models: ModelRegistry | None = None, **overrides: Any
+) -> Iterator[RunningGateway]:
+    settings = Settings(**{**FAST, **overrides})
+    gateway = RunningGateway(settings, tools=tools, models=models)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@dataclass
+class SSEFrame:
+    id: int | None = None
+    data: str | None = None
+    comments: list[str] = field(default_factory=list)
+
+    @property
+    def event(self) -> dict[str, Any]:
+        assert self.data is not None
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+def parse_frame(raw: bytes) -> SSEFrame:
+    frame = SSEFrame()
+    for line in raw.decode().split("\n"):
+        if line.startswith(":"):
+            frame.comments.append(line[1:].strip())
+        elif line.startswith("id: "):
+            frame.id = int(line[4:])
+        elif line.startswith("data: "):
+            frame.data = line[6:]
+        elif line:
+            raise AssertionError(f"unexpected SSE line {line!r}")
+    return frame
+
+
+async def sse_frames(response: httpx.Response) -> AsyncIterator[SSEFrame]:
+    """Frames of an SSE response as they arrive (LF-delimited, as the gateway sends them)."""
+    buffer = b""
+    async for chunk in response.aiter_raw():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            raw, buffer = buffer.split(b"\n\n", 1)
+            yield parse_frame(raw)
+    assert buffer == b"", f"stream ended inside a frame: {buffer!r}"
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Only the events (not comments), checking that ``id:`` equals the event's seq."""
+    async for frame in sse_frames(response):
+        if frame.data is None:
+            continue
+        event = frame.event
+        assert frame.id == event["seq"]
+        yield event
+
+
+async def collect(response: httpx.Response) -> list[dict[str, Any]]:
+    return [event async for event in sse_events(response)]
+
+
+async def wait_for(awaitable: Awaitable[T], timeout: float = 10) -> T:
+    return await asyncio.wait_for(awaitable, timeout)
+
+
+def agent_spec(prompt: str, tools: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "demo",
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": tools,
+        **extra,
+    }
