@@ -11,6 +11,7 @@ Shutdown comes in as an :class:`asyncio.Event` owned by the app, never a global.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -69,9 +70,13 @@ class EventStreamResponse(Response):
             )
             tasks: list[asyncio.Task[None]] = []
 
-            def first(reason: CloseReason, work: Awaitable[CloseReason | None]) -> None:
+            def first(
+                reason: CloseReason, work: Callable[[], Awaitable[CloseReason | None]]
+            ) -> None:
                 async def run() -> None:
-                    result = await work
+                    # The coroutine is made inside the task: a task cancelled before it
+                    # starts then leaves no coroutine un-awaited.
+                    result = await work()
                     if self.close_reason is None:
                         self.close_reason = result or reason
                     for task in tasks:
@@ -81,9 +86,9 @@ class EventStreamResponse(Response):
                 tasks.append(group.create_task(run()))
 
             async with asyncio.TaskGroup() as group:
-                first("done", self._pump(send))
-                first("client", self._listen_for_disconnect(receive))
-                first("shutdown", self._watch_shutdown())
+                first("done", functools.partial(self._pump, send))
+                first("client", functools.partial(self._listen_for_disconnect, receive))
+                first("shutdown", self._watch_shutdown)
         if self.on_close is not None and self.close_reason is not None:
             self.on_close(self.close_reason)
 
