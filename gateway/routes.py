@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -41,6 +42,7 @@ def _stream(state: GatewayState, run: Run, after: int) -> EventStreamResponse:
         shutdown=state.shutdown,
         shutdown_grace=settings.shutdown_grace,
         headers={"x-run-id": run.id},
+        on_close=functools.partial(state.record_close, "sse"),
     )
 
 

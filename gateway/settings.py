@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ws_ping_interval: float = Field(20.0, gt=0)
     ws_ping_timeout: float = Field(20.0, gt=0)
     ws_max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    ws_close_timeout: float = Field(
+        5.0, gt=0, description="Seconds a close frame may wait behind unread data"
+    )
 
     # event log retention
     retention_max_events: int = Field(10_000, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import weakref
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ class GatewayState:
         default_factory=weakref.WeakValueDictionary
     )
     _ws_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Readers that went away, by (channel, reason): done, client, slow, shutdown.
+    reader_closes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+
+    def record_close(self, channel: str, reason: str) -> None:
+        self.reader_closes[channel, reason] += 1
 
     def connection(self, key: str) -> Connection:
         """The :class:`Connection` for ``key``, made on first use."""

@@ -37,7 +37,6 @@ logger = logging.getLogger("gateway.ws")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_TIMEOUT = 1.0
 
 
 class _SessionClosed(Exception):
@@ -73,6 +72,8 @@ class WebSocketSession:
             # runs whose on_disconnect is "cancel" lose their last reader and are cancelled.
             for reader in list(self._readers):
                 self._detach(reader)
+            reason = {CLOSE_TRY_AGAIN_LATER: "slow", CLOSE_GOING_AWAY: "shutdown"}
+            self.state.record_close("ws", reason.get(self.close_code or 0, "client"))
             await self._close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -96,8 +97,11 @@ class WebSocketSession:
             return
         if self.websocket.client_state == WebSocketState.DISCONNECTED:
             return
+        # A slow peer's close frame waits behind what it has not read yet: give it as long
+        # as a send, then drop the connection.
+        timeout = self.state.settings.ws_close_timeout
         try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 await self.websocket.close(self.close_code or 1000, self.close_reason)
         except (TimeoutError, OSError, RuntimeError):
             pass

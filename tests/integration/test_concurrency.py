@@ -19,8 +19,9 @@ async def test_two_tools_overlap_in_time_and_their_deltas_interleave() -> None:
     )
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream("POST", "/v1/runs", json=spec,
-                                     headers={"accept": "text/event-stream"}) as response:
+            async with client.stream(
+                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
+            ) as response:
                 events = await collect(response)
     producers = [e["producer"] for e in events if e["type"] == "tool.delta"]
     assert sorted(set(producers)) == ["call_1", "call_2"]
@@ -36,12 +37,14 @@ async def test_two_tools_overlap_in_time_and_their_deltas_interleave() -> None:
 
 async def test_the_connection_semaphore_bounds_producers_running_at_once() -> None:
     record = ProbeRecord()
-    spec = parallel(*({"tool": "probe", "arguments": {"ticks": 4, "label": str(i)}}
-                      for i in range(6)))
+    spec = parallel(
+        *({"tool": "probe", "arguments": {"ticks": 4, "label": str(i)}} for i in range(6))
+    )
     with running_gateway(tools=tools_with_probe(record), max_producers_per_connection=2) as gw:
         async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
-            async with client.stream("POST", "/v1/runs", json=spec,
-                                     headers={"accept": "text/event-stream"}) as response:
+            async with client.stream(
+                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
+            ) as response:
                 events = await collect(response)
     assert events[-1]["type"] == "run.completed"
     assert record.started == 6
@@ -65,8 +68,11 @@ async def test_the_connection_semaphore_is_shared_by_the_runs_of_one_connection(
 
 
 async def test_past_the_global_run_limit_a_start_gets_429_with_retry_after() -> None:
-    spec = {"model": "demo", "messages": [{"role": "user", "content": "sleep 5 seconds"}],
-            "tools": ["sleep"]}
+    spec = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "sleep 5 seconds"}],
+        "tools": ["sleep"],
+    }
     with running_gateway(max_active_runs=1) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             first = await client.post("/v1/runs", json=spec)
@@ -82,12 +88,16 @@ async def test_past_the_global_run_limit_a_start_gets_429_with_retry_after() -> 
 
 
 async def test_past_the_per_connection_run_limit_a_start_gets_429() -> None:
-    spec = {"model": "demo", "messages": [{"role": "user", "content": "sleep 5 seconds"}],
-            "tools": ["sleep"]}
+    spec = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "sleep 5 seconds"}],
+        "tools": ["sleep"],
+    }
     with running_gateway(max_runs_per_connection=1) as gateway:
         limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10,
-                                     limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=gateway.base_url, timeout=10, limits=limits
+        ) as client:
             first = await client.post("/v1/runs", json=spec)
             second = await client.post("/v1/runs", json=spec)
             assert second.status_code == 429

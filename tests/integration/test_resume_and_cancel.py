@@ -43,8 +43,9 @@ async def test_after_query_parameter_resumes_like_last_event_id() -> None:
             async with client.stream("GET", f"/v1/runs/{run_id}/events?after=7") as response:
                 rest = await collect(response)
             # Last-Event-ID (sent by EventSource on reconnect) wins over the URL's ?after=.
-            async with client.stream("GET", f"/v1/runs/{run_id}/events?after=7",
-                                     headers={"last-event-id": "9"}) as response:
+            async with client.stream(
+                "GET", f"/v1/runs/{run_id}/events?after=7", headers={"last-event-id": "9"}
+            ) as response:
                 later = await collect(response)
     assert rest[0]["seq"] == 8
     assert later[0]["seq"] == 10
@@ -56,8 +57,9 @@ async def test_a_cursor_older_than_retention_gets_stream_gap_then_the_retained_e
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             run_id = (await client.post("/v1/runs", json=COUNTDOWN)).json()["run_id"]
             snapshot = await gateway.wait_run(run_id)
-            async with client.stream("GET", f"/v1/runs/{run_id}/events",
-                                     headers={"last-event-id": "2"}) as response:
+            async with client.stream(
+                "GET", f"/v1/runs/{run_id}/events", headers={"last-event-id": "2"}
+            ) as response:
                 events = await collect(response)
     last = snapshot["last_seq"]
     gap = events[0]
@@ -72,8 +74,12 @@ async def test_a_cursor_older_than_retention_gets_stream_gap_then_the_retained_e
 
 async def test_cancel_endpoint_cancels_every_producer_and_ends_the_log_with_run_cancelled() -> None:
     record = ProbeRecord()
-    spec = {"parallel": [{"tool": "probe", "arguments": {"ticks": 1000, "interval": 0.05}},
-                         {"tool": "sleep", "arguments": {"seconds": 60}}]}
+    spec = {
+        "parallel": [
+            {"tool": "probe", "arguments": {"ticks": 1000, "interval": 0.05}},
+            {"tool": "sleep", "arguments": {"seconds": 60}},
+        ]
+    }
     with running_gateway(tools=tools_with_probe(record)) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             run_id = (await client.post("/v1/runs", json=spec)).json()["run_id"]
@@ -100,8 +106,9 @@ async def test_dropping_the_stream_of_a_post_cancels_the_run() -> None:
     spec = {"parallel": [{"tool": "probe", "arguments": {"ticks": 1000, "interval": 0.05}}]}
     with running_gateway(tools=tools_with_probe(record)) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream("POST", "/v1/runs", json=spec,
-                                     headers={"accept": "text/event-stream"}) as response:
+            async with client.stream(
+                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
+            ) as response:
                 run_id = response.headers["x-run-id"]
                 async for event in sse_events(response):
                     if event["type"] == "tool.delta":
@@ -113,12 +120,15 @@ async def test_dropping_the_stream_of_a_post_cancels_the_run() -> None:
     assert record.cleaned_up == 1
 
 
-async def test_with_on_disconnect_continue_the_run_completes_and_a_later_reader_gets_it_all() -> None:
+async def test_with_on_disconnect_continue_the_run_completes_and_a_later_reader_gets_it_all() -> (
+    None
+):
     spec = agent_spec("count down from 10", ["countdown"], on_disconnect="continue")
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream("POST", "/v1/runs", json=spec,
-                                     headers={"accept": "text/event-stream"}) as response:
+            async with client.stream(
+                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
+            ) as response:
                 run_id = response.headers["x-run-id"]
                 async for event in sse_events(response):
                     if event["type"] == "tool.started":

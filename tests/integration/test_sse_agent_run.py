@@ -25,9 +25,20 @@ async def test_curl_prints_an_agent_run_in_order_ending_with_run_completed() -> 
     curl = require_binary("curl", "apt-get install curl")
     with running_gateway() as gateway:
         process = await asyncio.create_subprocess_exec(
-            curl, "-sS", "-N", "--max-time", "30", "-X", "POST", f"{gateway.base_url}/v1/runs",
-            "-H", "Accept: text/event-stream", "-H", "Content-Type: application/json",
-            "-d", json.dumps(agent_spec(PROMPT, ["clock", "countdown"])),
+            curl,
+            "-sS",
+            "-N",
+            "--max-time",
+            "30",
+            "-X",
+            "POST",
+            f"{gateway.base_url}/v1/runs",
+            "-H",
+            "Accept: text/event-stream",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps(agent_spec(PROMPT, ["clock", "countdown"])),
             stdout=asyncio.subprocess.PIPE,
         )
         stdout, _ = await process.communicate()
@@ -44,8 +55,9 @@ async def test_curl_prints_an_agent_run_in_order_ending_with_run_completed() -> 
     countdown_call = next(
         e["call_id"] for e in events if e["type"] == "tool.started" and e["name"] == "countdown"
     )
-    ticks = [e["delta"] for e in events if e["type"] == "tool.delta"
-             and e["call_id"] == countdown_call]
+    ticks = [
+        e["delta"] for e in events if e["type"] == "tool.delta" and e["call_id"] == countdown_call
+    ]
     assert ticks == ["5\n", "4\n", "3\n", "2\n", "1\n"]
     answer = events[-1]["output"]
     assert "liftoff" in answer and "the time is" in answer
@@ -55,7 +67,9 @@ async def test_model_text_arrives_token_by_token_before_the_step_completes() -> 
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             async with client.stream(
-                "POST", "/v1/runs", json=agent_spec("hello there", []),
+                "POST",
+                "/v1/runs",
+                json=agent_spec("hello there", []),
                 headers={"accept": "text/event-stream"},
             ) as response:
                 assert response.status_code == 200
@@ -69,8 +83,13 @@ async def test_model_text_arrives_token_by_token_before_the_step_completes() -> 
     completed = next(e for e in events if e["type"] == "message.completed")
     assert len(deltas) > 10
     assert "".join(d["delta"] for d in deltas) == completed["text"]
-    assert events[-1] == {**events[-1], "type": "run.completed", "output": completed["text"],
-                          "stop_reason": "answer", "steps": 1}
+    assert events[-1] == {
+        **events[-1],
+        "type": "run.completed",
+        "output": completed["text"],
+        "stop_reason": "answer",
+        "steps": 1,
+    }
 
 
 async def test_run_started_with_json_answer_is_readable_from_its_events_url() -> None:
@@ -97,7 +116,9 @@ async def test_a_failing_tool_reports_tool_failed_and_the_model_reads_the_error(
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             async with client.stream(
-                "POST", "/v1/runs", json=agent_spec("what is 1 / 0", ["calculator"]),
+                "POST",
+                "/v1/runs",
+                json=agent_spec("what is 1 / 0", ["calculator"]),
                 headers={"accept": "text/event-stream"},
             ) as response:
                 events = await collect(response)
