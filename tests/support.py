@@ -111,7 +111,7 @@ class RunningGateway:
 
     async def task_count(self) -> int:
         async def count() -> int:
-            return len(asyncio.all_tasks())
+            return len(asyncio.all_tasks()) - 1  # not counting this one
 
         return await self.call(count())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from tests.probes import ProbeRecord, tools_with_probe
@@ -25,7 +27,7 @@ async def test_two_tools_overlap_in_time_and_their_deltas_interleave() -> None:
                 events = await collect(response)
     producers = [e["producer"] for e in events if e["type"] == "tool.delta"]
     assert sorted(set(producers)) == ["call_1", "call_2"]
-    switches = sum(1 for a, b in zip(producers, producers[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(producers) if a != b)
     assert switches >= 4, f"deltas did not interleave: {producers}"
     first_completed = next(i for i, e in enumerate(events) if e["type"] == "tool.completed")
     started = [i for i, e in enumerate(events) if e["type"] == "tool.started"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from typing import Any
@@ -53,7 +54,7 @@ async def test_three_runs_multiplexed_on_one_socket_each_arrive_complete_and_in_
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert events[-1]["type"] == "run.completed"
     assert "42" in by_run[acks[1]][-1]["output"]
-    switches = sum(1 for a, b in zip(arrival, arrival[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(arrival) if a != b)
     assert switches > 3, "the runs' events should be interleaved on the socket"
 
 

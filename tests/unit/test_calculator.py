@@ -111,7 +111,7 @@ def test_calculator_error_is_a_value_error() -> None:
 
 
 @pytest.mark.xfail(
-    reason="BUG streams/calculator.py _Parser.expr/term (lines 66-91): mixing an int beyond "
+    reason="BUG streams/calculator.py _Parser.expr/term (lines 62-91): mixing an int beyond "
     "float range with a float, or a true division of such ints, raises OverflowError (not "
     "CalculatorError); only power() catches OverflowError",
     strict=True,

@@ -230,7 +230,7 @@ async def test_stream_without_a_matching_tool_explains_itself() -> None:
     items = await collect([user("tell me a story please")], ["calculator"])
 
     assert text_of(items) == (
-        "I am the demo model, a script rather than an LLM. You wrote 4 words. Ask me the "
+        "I am the demo model, a script rather than an LLM. You wrote 5 words. Ask me the "
         "time, a sum such as 2 + 3 * 4, or to count down from 5, with the matching tools "
         "enabled, and I will call them."
     )

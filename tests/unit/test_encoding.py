@@ -109,9 +109,10 @@ def test_tuple_payload_value_is_encoded_as_a_list() -> None:
 
 
 @pytest.mark.xfail(
-    reason="BUG streams/events.py dumps(): orjson raises TypeError 'Integer exceeds 64-bit "
-    "range' for ints outside [-2**63, 2**64) and never calls the str() fallback, so "
-    "Event.create fails (e.g. the calculator tool's output for 2**64 fails the whole run)",
+    reason="BUG streams/events.py dumps() (line 80): orjson raises TypeError 'Integer "
+    "exceeds 64-bit range' for ints outside [-2**63, 2**64) and never calls the str() "
+    "fallback, so Event.create fails (the calculator tool's output for 2**64 fails the "
+    "whole run)",
     strict=True,
 )
 @pytest.mark.parametrize(
@@ -124,8 +125,8 @@ def test_integer_beyond_64_bits_still_encodes(value: int) -> None:
 
 
 @pytest.mark.xfail(
-    reason="BUG streams/events.py dumps(): orjson raises TypeError 'Dict key must be str' for "
-    "a nested dict with non-str keys; the str() fallback only applies to values",
+    reason="BUG streams/events.py dumps() (line 80): orjson raises TypeError 'Dict key must "
+    "be str' for a nested dict with non-str keys; the str() fallback only applies to values",
     strict=True,
 )
 def test_nested_dict_with_non_str_keys_still_encodes() -> None:
