@@ -193,6 +193,17 @@ async def collect(response: httpx.Response) -> list[dict[str, Any]]:
     return [event async for event in sse_events(response)]
 
 
+SSE = {"accept": "text/event-stream"}
+
+
+async def run_events(gateway: RunningGateway, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Start a run with ``POST /v1/runs`` as an SSE stream and read it to the end."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
+            assert response.status_code == 200
+            return await collect(response)
+
+
 async def wait_for(awaitable: Awaitable[T], timeout: float = 10) -> T:
     return await asyncio.wait_for(awaitable, timeout)
 

@@ -7,7 +7,7 @@ import itertools
 import httpx
 
 from tests.probes import ProbeRecord, tools_with_probe
-from tests.support import collect, running_gateway
+from tests.support import run_events, running_gateway
 
 
 def parallel(*items: dict[str, object]) -> dict[str, object]:
@@ -20,11 +20,7 @@ async def test_two_tools_overlap_in_time_and_their_deltas_interleave() -> None:
         {"tool": "countdown", "arguments": {"start": 5, "interval": 0.02}},
     )
     with running_gateway() as gateway:
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
-                events = await collect(response)
+        events = await run_events(gateway, spec)
     producers = [e["producer"] for e in events if e["type"] == "tool.delta"]
     assert sorted(set(producers)) == ["call_1", "call_2"]
     switches = sum(1 for a, b in itertools.pairwise(producers) if a != b)
@@ -43,11 +39,7 @@ async def test_the_connection_semaphore_bounds_producers_running_at_once() -> No
         *({"tool": "probe", "arguments": {"ticks": 4, "label": str(i)}} for i in range(6))
     )
     with running_gateway(tools=tools_with_probe(record), max_producers_per_connection=2) as gw:
-        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
-                events = await collect(response)
+        events = await run_events(gw, spec)
     assert events[-1]["type"] == "run.completed"
     assert record.started == 6
     assert record.peak == 2  # overlapping (2 at once) and never more than the limit

@@ -9,16 +9,21 @@ import httpx
 import websockets
 
 from tests.probes import ProbeRecord, tools_with_probe
-from tests.support import agent_spec, collect, running_gateway, sse_events, sse_frames
+from tests.support import (
+    SSE,
+    agent_spec,
+    collect,
+    running_gateway,
+    sse_events,
+    sse_frames,
+)
 
 
 async def test_a_ping_comment_goes_out_at_once_and_then_while_the_stream_is_idle() -> None:
     spec = agent_spec("sleep 1 seconds", ["sleep"])
     with running_gateway(heartbeat_interval=0.2) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                 frames = [frame async for frame in sse_frames(response)]
     assert frames[0].comments == ["ping"]
     assert frames[0].data is None
@@ -36,9 +41,7 @@ async def test_on_shutdown_open_streams_end_with_run_cancelled_shutdown() -> Non
     spec = agent_spec("sleep 60 seconds", ["sleep"])
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                 events = []
                 async for event in sse_events(response):
                     events.append(event)
@@ -71,14 +74,12 @@ async def test_no_task_is_left_behind_after_runs_of_every_kind_end() -> None:
                 "POST",
                 "/v1/runs",
                 json=agent_spec("count down from 3", ["countdown"]),
-                headers={"accept": "text/event-stream"},
+                headers=SSE,
             ) as response:
                 await collect(response)
             cancelled = (await client.post("/v1/runs", json=long_probe)).json()["run_id"]
             await client.post(f"/v1/runs/{cancelled}/cancel")
-            async with client.stream(
-                "POST", "/v1/runs", json=long_probe, headers={"accept": "text/event-stream"}
-            ) as response:
+            async with client.stream("POST", "/v1/runs", json=long_probe, headers=SSE) as response:
                 dropped = response.headers["x-run-id"]
                 async for event in sse_events(response):
                     if event["type"] == "tool.delta":
@@ -117,9 +118,7 @@ async def test_many_clients_dropping_at_random_points_leave_no_task_or_slot_behi
 
         async def client_that_leaves_after(events_wanted: int) -> str:
             async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
-                async with client.stream(
-                    "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-                ) as response:
+                async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                     count = 0
                     async for _ in sse_events(response):
                         count += 1

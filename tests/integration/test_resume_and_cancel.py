@@ -8,7 +8,7 @@ import httpx
 import websockets
 
 from tests.probes import ProbeRecord, tools_with_probe
-from tests.support import agent_spec, collect, running_gateway, sse_events
+from tests.support import SSE, agent_spec, collect, running_gateway, sse_events
 
 COUNTDOWN = agent_spec("count down from 20", ["countdown"], on_disconnect="continue")
 
@@ -106,9 +106,7 @@ async def test_dropping_the_stream_of_a_post_cancels_the_run() -> None:
     spec = {"parallel": [{"tool": "probe", "arguments": {"ticks": 1000, "interval": 0.05}}]}
     with running_gateway(tools=tools_with_probe(record)) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                 run_id = response.headers["x-run-id"]
                 async for event in sse_events(response):
                     if event["type"] == "tool.delta":
@@ -126,9 +124,7 @@ async def test_with_on_disconnect_continue_the_run_completes_and_a_later_reader_
     spec = agent_spec("count down from 10", ["countdown"], on_disconnect="continue")
     with running_gateway() as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST", "/v1/runs", json=spec, headers={"accept": "text/event-stream"}
-            ) as response:
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                 run_id = response.headers["x-run-id"]
                 async for event in sse_events(response):
                     if event["type"] == "tool.started":

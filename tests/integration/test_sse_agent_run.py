@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import require_binary
-from tests.support import agent_spec, collect, parse_frame, running_gateway
+from tests.support import SSE, agent_spec, collect, parse_frame, run_events, running_gateway
 
 PROMPT = "What time is it? Also count down from 5."
 
@@ -70,7 +70,7 @@ async def test_model_text_arrives_token_by_token_before_the_step_completes() -> 
                 "POST",
                 "/v1/runs",
                 json=agent_spec("hello there", []),
-                headers={"accept": "text/event-stream"},
+                headers=SSE,
             ) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
@@ -114,14 +114,7 @@ async def test_run_started_with_json_answer_is_readable_from_its_events_url() ->
 
 async def test_a_failing_tool_reports_tool_failed_and_the_model_reads_the_error() -> None:
     with running_gateway() as gateway:
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream(
-                "POST",
-                "/v1/runs",
-                json=agent_spec("what is 1 / 0", ["calculator"]),
-                headers={"accept": "text/event-stream"},
-            ) as response:
-                events = await collect(response)
+        events = await run_events(gateway, agent_spec("what is 1 / 0", ["calculator"]))
     assert_well_formed(events)
     failed = next(e for e in events if e["type"] == "tool.failed")
     assert failed["error"] == {"code": "tool_error", "message": "division by zero"}

@@ -243,7 +243,7 @@ def test_sse_ping_is_the_ping_comment() -> None:
     assert encode_sse_comment("ping") == SSE_PING
 
 
-@given(st.text(alphabet=st.characters(exclude_categories=("Cs",))))
+@given(st.text())  # hypothesis text never holds lone surrogates
 @settings(max_examples=200, deadline=None)
 def test_encode_sse_comment_never_yields_a_field_line(text: str) -> None:
     frame = encode_sse_comment(text)
@@ -314,7 +314,7 @@ def test_encode_ws_error(command_id: Any, fields: dict[str, Any], message: str) 
 # -- fuzz ---------------------------------------------------------------------------------
 
 tricky_text = st.one_of(
-    st.text(alphabet=st.characters(exclude_categories=("Cs",))),
+    st.text(),
     st.sampled_from(["data: x", "id: 1", "\r", "\n", "\r\n", "\n\n", "data:\r\ndata:", "é✓"]),
 )
 payload_keys = tricky_text.filter(lambda key: key not in ENVELOPE_KEYS)
