@@ -21,11 +21,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 from streams.spec import RunSpec
 
-CommandId = str | int | None
+CommandId = StrictStr | StrictInt | None  # a JSON true is not the id 1
 
 
 class _Command(BaseModel):

@@ -14,11 +14,14 @@ that no input can take long: the expression's length, exponents, and result digi
 
 from __future__ import annotations
 
+import math
 import re
 
 MAX_LENGTH = 500
 MAX_EXPONENT = 10_000
 MAX_DIGITS = 4_000
+MAX_BITS = int(MAX_DIGITS * 3.33)
+MAX_NESTING = 50
 
 _TOKEN = re.compile(
     r"\s*(?:(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(\*\*|//|[-+*/%()]))"
@@ -48,6 +51,12 @@ class _Parser:
     def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
         self.index = 0
+        self.depth = 0
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise CalculatorError(f"expression nested deeper than {MAX_NESTING} levels")
 
     def peek(self) -> str | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -92,7 +101,9 @@ class _Parser:
     def factor(self) -> Number:
         if self.peek() in ("+", "-"):
             op = self.take()
+            self.nest()
             value = self.factor()
+            self.depth -= 1
             return -value if op == "-" else value
         return self.power()
 
@@ -106,7 +117,7 @@ class _Parser:
             if (
                 isinstance(base, int)
                 and isinstance(exponent, int)
-                and base.bit_length() * exponent > MAX_DIGITS * 3.33
+                and (base.bit_length() - 1) * exponent > MAX_BITS
             ):
                 raise CalculatorError("result too large")
             if base == 0 and exponent < 0:
@@ -124,22 +135,26 @@ class _Parser:
     def atom(self) -> Number:
         token = self.take()
         if token == "(":
+            self.nest()
             value = self.expr()
+            self.depth -= 1
             if self.take() != ")":
                 raise CalculatorError("expected ')'")
             return value
         if token[0].isdigit() or token[0] == ".":
             if any(c in token for c in ".eE"):
-                return float(token)
+                number = float(token)
+                _check(number)
+                return number
             return int(token)
         raise CalculatorError(f"unexpected {token!r}")
 
 
 def _check(value: Number) -> None:
-    if isinstance(value, int) and value.bit_length() > MAX_DIGITS * 3.33:
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
         raise CalculatorError("result too large")
-    if isinstance(value, float) and value != value:  # NaN
-        raise CalculatorError("result is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CalculatorError("result too large" if value == value else "result is not a number")
 
 
 def evaluate(expression: str) -> Number:
@@ -150,7 +165,10 @@ def evaluate(expression: str) -> Number:
     if not tokens:
         raise CalculatorError("empty expression")
     parser = _Parser(tokens)
-    value = parser.expr()
+    try:
+        value = parser.expr()
+    except OverflowError:  # a huge integer met a float
+        raise CalculatorError("result too large") from None
     if parser.peek() is not None:
         raise CalculatorError(f"unexpected {parser.peek()!r}")
     return value

@@ -32,6 +32,8 @@ Payload fields per type (all snake_case):
 from __future__ import annotations
 
 import enum
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +68,9 @@ class EventType(enum.StrEnum):
 TERMINAL_TYPES = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
 
 
+ENVELOPE = frozenset({"seq", "run_id", "type", "ts", "producer"})
+
+
 def _default(value: object) -> Any:
     """Fallback for orjson: anything it cannot encode becomes its ``str``.
 
@@ -75,9 +80,30 @@ def _default(value: object) -> Any:
     return str(value)
 
 
+def _plain(value: object) -> Any:
+    """``value`` with what orjson handles specially made plain for the standard library:
+    non-finite floats become null and keys become strings, as orjson writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def dumps(value: object) -> bytes:
-    """The gateway's JSON encoder (compact, UTF-8, non-ASCII kept)."""
-    return orjson.dumps(value, default=_default)
+    """The gateway's JSON encoder (compact, UTF-8, non-ASCII kept).
+
+    orjson does the work; integers beyond 64 bits (exact arithmetic gives them) make it
+    refuse, and then the standard library, which writes them exactly, takes over.
+    """
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            _plain(value), ensure_ascii=False, separators=(",", ":"), default=str
+        ).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +129,8 @@ class Event:
         data: Mapping[str, Any] | None = None,
     ) -> Event:
         payload = data or {}
+        if not ENVELOPE.isdisjoint(payload):
+            raise ValueError(f"payload keys {sorted(ENVELOPE & payload.keys())} are reserved")
         body: dict[str, Any] = {"seq": seq, "run_id": run_id, "type": type.value, "ts": ts}
         if producer is not None:
             body["producer"] = producer

@@ -599,6 +599,13 @@ class RunManager:
 
         try:
             output = await self._produce(run, info, body)
+            try:
+                event = await log.append(
+                    EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
+                )
+            except (TypeError, ValueError, RecursionError) as exc:
+                info.status = "failed"
+                raise ToolError(f"tool {name!r} returned output that is not JSON: {exc}") from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -607,9 +614,6 @@ class RunManager:
             error = _describe_exception(exc)
             await log.append(EventType.TOOL_FAILED, call_id, {"call_id": call_id, "error": error})
             return json.dumps({"error": error["message"]})
-        event = await log.append(
-            EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
-        )
         # What the model reads is exactly what the client saw.
         return json.dumps(event.to_dict()["output"], ensure_ascii=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ def _number(arguments: Mapping[str, Any], key: str, default: float | None = None
     value = arguments.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ToolError(f"argument {key!r} must be a number")
+    if not math.isfinite(value):
+        raise ToolError(f"argument {key!r} must be a finite number")
     return float(value)
 
 

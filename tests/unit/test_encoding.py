@@ -108,13 +108,6 @@ def test_tuple_payload_value_is_encoded_as_a_list() -> None:
     assert event.to_dict()["output"] == [1, "a"]
 
 
-@pytest.mark.xfail(
-    reason="BUG streams/events.py dumps() (line 80): orjson raises TypeError 'Integer "
-    "exceeds 64-bit range' for ints outside [-2**63, 2**64) and never calls the str() "
-    "fallback, so Event.create fails (the calculator tool's output for 2**64 fails the "
-    "whole run)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "value", [2**64, -(2**63) - 1, 10**100], ids=["2**64", "-2**63-1", "10**100"]
 )
@@ -124,11 +117,6 @@ def test_integer_beyond_64_bits_still_encodes(value: int) -> None:
     assert json.loads(event.json)["output"] in (value, str(value))
 
 
-@pytest.mark.xfail(
-    reason="BUG streams/events.py dumps() (line 80): orjson raises TypeError 'Dict key must "
-    "be str' for a nested dict with non-str keys; the str() fallback only applies to values",
-    strict=True,
-)
 def test_nested_dict_with_non_str_keys_still_encodes() -> None:
     event = Event.create(1, "r", EventType.TOOL_COMPLETED, 1.0, None, {"output": {1: "a"}})
 

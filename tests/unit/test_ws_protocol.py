@@ -113,12 +113,6 @@ def test_bytes_input_is_parsed_like_text() -> None:
     assert command == Subscribe(type="subscribe", id="é", run_id="run_✓", after=0)
 
 
-@pytest.mark.xfail(
-    reason="BUG gateway/ws_protocol.py _Command.id (line 34): pydantic's lax mode turns a JSON "
-    "true id into 1, so the ack echoes 1 for the client's true; the error path (line 101) "
-    "already treats a bool as no id",
-    strict=True,
-)
 def test_bool_id_is_not_turned_into_an_int() -> None:
     command = parse_command('{"type": "ping", "id": true}')
 
