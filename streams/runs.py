@@ -276,7 +276,10 @@ class RunManager:
         if run.cancel_reason is None:
             run.cancel_reason = reason
             assert run.task is not None
-            run.task.cancel(reason)
+            # A task cancelled before its first step never runs its body (so it could not
+            # log run.cancelled): a queued run sees cancel_reason when it starts instead.
+            if run.status is not RunStatus.QUEUED:
+                run.task.cancel(reason)
         return run
 
     def attach_reader(self, run: Run) -> None:
@@ -313,6 +316,8 @@ class RunManager:
 
     async def _supervise(self, run: Run) -> None:
         try:
+            if run.cancel_reason is not None:  # cancelled while queued
+                raise asyncio.CancelledError
             run.status = RunStatus.RUNNING
             run.started_at = time.time()
             await run.log.append(

@@ -239,3 +239,19 @@ async def test_tool_results_are_refused_from_a_socket_not_following_the_run() ->
             rest = await until(owner, "run.completed")
     assert error["code"] == "invalid_request"
     assert next(m for m in rest if m["type"] == "tool.completed")["output"] == "real"
+
+
+async def test_past_the_per_connection_run_limit_run_start_gets_an_error() -> None:
+    spec = agent_spec("sleep 5 seconds", ["sleep"])
+    with running_gateway(max_runs_per_connection=1) as gateway:
+        async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
+            first = await recv(ws)
+            await ws.send(json.dumps({"type": "run.start", "id": 2, "run": spec}))
+            refused = next(m for m in await until(ws, "error") if m["type"] == "error")
+            await ws.send(json.dumps({"type": "ping", "id": 3}))
+            messages = await until(ws, "ack")
+    assert first["type"] == "ack"
+    assert refused["id"] == 2
+    assert refused["code"] == "limit_exceeded"
+    assert messages[-1] == {"type": "ack", "id": 3, "command": "ping"}
