@@ -16,13 +16,14 @@ SSE_PING = b": ping\n\n"
 
 
 def encode_sse(event: Event) -> bytes:
-    """One SSE frame: ``id: <seq>\\ndata: <json>\\n\\n``."""
-    return b"id: %d\ndata: %s\n\n" % (event.seq, event.json)
+    """One SSE frame: ``id: <seq>\\ndata: <json>\\n\\n`` (made once per event, then reused
+    by every reader)."""
+    return event.sse_frame()
 
 
 def encode_sse_batch(events: Iterable[Event]) -> bytes:
     """Several frames as one write."""
-    return b"".join([b"id: %d\ndata: %s\n\n" % (e.seq, e.json) for e in events])
+    return b"".join([event.sse_frame() for event in events])
 
 
 def encode_sse_comment(text: str) -> bytes:
@@ -35,8 +36,9 @@ def encode_sse_comment(text: str) -> bytes:
 
 
 def encode_ws_event(event: Event) -> str:
-    """A WebSocket text message for a run event (it carries ``run_id`` and ``seq``)."""
-    return event.json.decode()
+    """A WebSocket text message for a run event (it carries ``run_id`` and ``seq``); made once
+    per event, then reused by every reader."""
+    return event.text()
 
 
 def encode_ws_ack(command_id: Any, **fields: Any) -> str:

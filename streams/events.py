@@ -117,6 +117,9 @@ class Event:
     producer: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     json: bytes = b""
+    # Wire forms, each made at most once however many readers there are (see encoding.py).
+    _sse: bytes | None = field(default=None, repr=False, compare=False)
+    _text: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -140,6 +143,22 @@ class Event:
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_TYPES
+
+    def sse_frame(self) -> bytes:
+        """``id: <seq>\ndata: <json>\n\n``, made once."""
+        frame = self._sse
+        if frame is None:
+            frame = b"id: %d\ndata: %s\n\n" % (self.seq, self.json)
+            object.__setattr__(self, "_sse", frame)
+        return frame
+
+    def text(self) -> str:
+        """The JSON as ``str`` (what a WebSocket text message carries), made once."""
+        text = self._text
+        if text is None:
+            text = self.json.decode()
+            object.__setattr__(self, "_text", text)
+        return text
 
     @property
     def size(self) -> int:

@@ -364,14 +364,17 @@ class RunManager:
     ) -> None:
         run.status = status
         run.ended_at = time.time()
-        self._active.discard(run.id)
-        run.connection.remove_run(run.id)
-        self._counts[status] += 1
-        self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
-        self._expiry_added.set()
-        run._done.set()
-        if not run.log.closed:
-            await run.log.append(event, None, data)
+        try:
+            if not run.log.closed:
+                await run.log.append(event, None, data)
+        finally:
+            # Whoever waits for the run wakes after its terminal event is in the log.
+            self._active.discard(run.id)
+            run.connection.remove_run(run.id)
+            self._counts[status] += 1
+            self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
+            self._expiry_added.set()
+            run._done.set()
 
     async def _sweep(self) -> None:
         """Drop finished runs (and their logs) once their TTL has passed."""

@@ -333,3 +333,11 @@ def test_sse_frame_of_any_text_payload_is_one_id_line_and_one_data_line(
         expected["producer"] = producer
     expected.update(payload)
     assert json.loads(data_line[len(b"data: ") :]) == expected == event.to_dict()
+
+
+def test_each_wire_form_of_an_event_is_made_once_and_shared_by_every_reader() -> None:
+    event = Event.create(7, "run_x", EventType.MESSAGE_DELTA, 1.5, "model.1", {"delta": "hé"})
+    assert encode_sse(event) is encode_sse(event)
+    assert encode_sse_batch([event]) == encode_sse(event)
+    assert encode_ws_event(event) is encode_ws_event(event)
+    assert encode_ws_event(event) == event.json.decode()
