@@ -67,10 +67,10 @@ async def start_run(
     """Start a run. With `Accept: text/event-stream` the answer is the run's event stream
     (and closing it cancels the run unless `on_disconnect` is `continue`)."""
     state = gateway(request)
-    if spec.client_tools:
+    if spec.client_tools and spec.client_tool_mode == "await":
         raise InvalidRequestError(
-            "client_tools need a channel back to the client: start the run on the "
-            "WebSocket (/v1/ws)"
+            "client_tools with client_tool_mode 'await' need a channel back to the client: "
+            "start the run on the WebSocket (/v1/ws), or use client_tool_mode 'return'"
         )
     client = request.client
     key = f"http:{client.host}:{client.port}" if client else "http:unknown"

@@ -11,7 +11,7 @@ Payload fields per type (all snake_case):
 ``run.started``            ``kind`` ("agent" | "parallel"), ``model``, ``tools``
 ``message.started``        ``message_id``, ``step``
 ``message.delta``          ``message_id``, ``delta``
-``message.completed``      ``message_id``, ``text``
+``message.completed``      ``message_id``, ``text``, ``usage`` (this step's tokens)
 ``message.failed``         ``message_id``, ``error`` ({code, message}): the model's stream broke
 ``tool_call.started``      ``call_id``, ``name``, ``message_id``
 ``tool_call.delta``        ``call_id``, ``delta`` (a fragment of the JSON arguments)

@@ -440,12 +440,23 @@ class RunManager:
             messages.append(assistant)
             if not result.tool_calls:
                 return text, "answer", step
+            handing_back = spec.client_tool_mode == "return" and any(
+                call["function"]["name"] in run.client_tool_names for call in result.tool_calls
+            )
+            to_run = [
+                call
+                for call in result.tool_calls
+                if not handing_back or call["function"]["name"] not in run.client_tool_names
+            ]
             calls = [
                 producers.create_task(self._tool_call(run, call), name=f"{run.id} {call['id']}")
-                for call in result.tool_calls
+                for call in to_run
             ]
-            for call, task in zip(result.tool_calls, calls, strict=True):
+            for call, task in zip(to_run, calls, strict=True):
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": await task})
+            if handing_back:
+                # The client runs its tools and starts a new run with their results.
+                return text, "client_tool_calls", step
         return text, "max_steps", spec.max_steps
 
     async def _run_parallel(
@@ -502,6 +513,7 @@ class RunManager:
         )
         text: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
+        usage = {"input_tokens": 0, "output_tokens": 0}
         try:
             async for item in model.stream(messages, offered):
                 if isinstance(item, TextDelta):
@@ -531,6 +543,8 @@ class RunManager:
                         {"call_id": call["id"], "delta": item.arguments},
                     )
                 elif isinstance(item, Usage):
+                    usage["input_tokens"] += item.input_tokens
+                    usage["output_tokens"] += item.output_tokens
                     run.usage["input_tokens"] += item.input_tokens
                     run.usage["output_tokens"] += item.output_tokens
         except GatewayError as exc:
@@ -558,7 +572,9 @@ class RunManager:
             )
         full_text = "".join(text)
         await log.append(
-            EventType.MESSAGE_COMPLETED, producer, {"message_id": message_id, "text": full_text}
+            EventType.MESSAGE_COMPLETED,
+            producer,
+            {"message_id": message_id, "text": full_text, "usage": usage},
         )
         return _StepResult(full_text, tool_calls)
 

@@ -70,6 +70,13 @@ class RunSpec(BaseModel):
     messages: list[ChatMessage] = Field(default_factory=list)
     tools: list[str] = Field(default_factory=list)
     client_tools: list[ClientTool] = Field(default_factory=list)
+    client_tool_mode: Literal["await", "return"] = Field(
+        default="await",
+        description="'await': the gateway sends client_tool.requested and waits for the "
+        "client's tool.result (WebSocket runs). 'return': the run ends after the step that "
+        "calls client tools (stop_reason 'client_tool_calls'); the client runs them and "
+        "starts a new run with the results in its messages (AG-UI and OpenAI style).",
+    )
     max_steps: int = Field(default=8, ge=1, le=64)
     on_disconnect: OnDisconnect | None = Field(
         default=None,

@@ -128,3 +128,27 @@ async def test_the_last_reader_leaving_cancels_only_runs_whose_policy_is_cancel(
     assert cancel.status is RunStatus.CANCELLED
     assert cancel.cancel_reason == "last reader disconnected"
     assert keep.status is RunStatus.COMPLETED
+
+
+async def test_in_return_mode_the_run_ends_after_the_step_calling_client_tools(
+    manager: RunManager,
+) -> None:
+    run_spec = spec(
+        "what time is it, and call get_location",
+        ["clock"],
+        client_tools=[{"name": "get_location"}],
+        client_tool_mode="return",
+    )
+    run = manager.start(run_spec, Connection("c"), default_on_disconnect="continue")
+    await run.wait()
+    events = await all_events(manager, run.id)
+    types = [e.type.value for e in events]
+    assert events[-1].type.value == "run.completed"
+    assert events[-1].data["stop_reason"] == "client_tool_calls"
+    # The server tool of the same step ran; the client tool was handed back, not awaited.
+    assert [e.data["name"] for e in events if e.type.value == "tool.started"] == ["clock"]
+    assert "client_tool.requested" not in types
+    assert [e.data["name"] for e in events if e.type.value == "tool_call.completed"] == [
+        "clock",
+        "get_location",
+    ]
