@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from streams.encoding import encode_sse_batch
 from streams.errors import InvalidRequestError
+from streams.events import Event
 from streams.reader import RunReader
 from streams.runs import Run
 from streams.spec import RunSpec
@@ -33,7 +36,13 @@ def _links(run: Run) -> dict[str, str]:
     return {"url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
 
 
-def _stream(state: GatewayState, run: Run, after: int) -> EventStreamResponse:
+def event_stream(
+    state: GatewayState,
+    run: Run,
+    after: int,
+    encode: Callable[[list[Event]], bytes] = encode_sse_batch,
+) -> EventStreamResponse:
+    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes."""
     settings = state.settings
     return EventStreamResponse(
         RunReader(state.manager, run, after),
@@ -43,6 +52,7 @@ def _stream(state: GatewayState, run: Run, after: int) -> EventStreamResponse:
         shutdown_grace=settings.shutdown_grace,
         headers={"x-run-id": run.id},
         on_close=functools.partial(state.record_close, "sse"),
+        encode=encode,
     )
 
 
@@ -81,7 +91,7 @@ async def start_run(
         default_on_disconnect="cancel" if streaming else "continue",
     )
     if streaming:
-        return _stream(state, run, 0)
+        return event_stream(state, run, 0)
     body = {"run_id": run.id, "status": run.status.value, **_links(run)}
     return JSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
 
@@ -93,7 +103,7 @@ async def get_run(run_id: str, request: Request) -> dict[str, Any]:
     return {**run.snapshot(), **_links(run)}
 
 
-def _cursor(last_event_id: str | None, after: int | None) -> int:
+def cursor_from(last_event_id: str | None, after: int | None) -> int:
     if last_event_id is not None:  # EventSource's own reconnect: newer than ?after=
         try:
             return int(last_event_id.strip())
@@ -119,7 +129,7 @@ async def run_events(
     `?after=`). Events no longer retained are replaced by one `stream.gap` event."""
     state = gateway(request)
     run = state.manager.get(run_id)
-    return _stream(state, run, _cursor(last_event_id, after))
+    return event_stream(state, run, cursor_from(last_event_id, after))
 
 
 @router.post("/v1/runs/{run_id}/cancel")

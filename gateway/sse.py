@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from streams.encoding import SSE_PING, encode_sse_batch
+from streams.events import Event
 from streams.reader import RunReader
 
 logger = logging.getLogger("gateway.sse")
@@ -34,7 +35,10 @@ SSE_HEADERS = {
 
 
 class EventStreamResponse(Response):
-    """Stream a run's events from a reader's cursor as SSE frames."""
+    """Stream a run's events from a reader's cursor as SSE frames.
+
+    ``encode`` turns each batch of events into frames (one call per batch, in order, so a
+    dialect's encoder may keep state across batches); an empty result sends nothing."""
 
     def __init__(
         self,
@@ -46,6 +50,7 @@ class EventStreamResponse(Response):
         shutdown_grace: float,
         headers: dict[str, str] | None = None,
         on_close: Callable[[CloseReason], None] | None = None,
+        encode: Callable[[list[Event]], bytes] = encode_sse_batch,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
         self.status_code = 200
@@ -57,6 +62,7 @@ class EventStreamResponse(Response):
         self.shutdown = shutdown
         self.shutdown_grace = shutdown_grace
         self.on_close = on_close
+        self.encode = encode  # the dialect: native frames, OpenAI chunks, AG-UI events
         self.close_reason: CloseReason | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,7 +109,9 @@ class EventStreamResponse(Response):
             while True:
                 batch = await self.reader.next_batch(self.heartbeat)
                 if batch.events:
-                    await self._send(send, encode_sse_batch(batch.events))
+                    frames = self.encode(batch.events)
+                    if frames:
+                        await self._send(send, frames)
                 elif not batch.done:
                     await self._send(send, SSE_PING)
                 if batch.done:
