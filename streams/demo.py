@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from .models import Model, ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
@@ -92,14 +92,17 @@ class DemoModel(Model):
         # Always yield to the loop, even with no delay, so a step never monopolises it.
         await asyncio.sleep(self.token_delay)
 
-    async def _words(self, text: str) -> AsyncIterator[ModelOutput]:
+    async def _words(self, text: str) -> AsyncGenerator[ModelOutput, None]:
         for word in _WORDS.findall(text):
             await self._pace()
             yield TextDelta(word)
 
     async def stream(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
-    ) -> AsyncIterator[ModelOutput]:
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ModelOutput, None]:
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         prompt = _content_text(messages[last_user]) if last_user >= 0 else ""
         since = messages[last_user + 1 :]

@@ -57,3 +57,64 @@ class ShuttingDownError(GatewayError):
     """The gateway is draining and takes no new work."""
 
     code = "shutting_down"
+
+
+class UpstreamError(GatewayError):
+    """A model provider failed. ``retryable`` says whether trying again may succeed (only
+    ever done before the first byte of output)."""
+
+    code = "upstream_error"
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The upstream could not be reached (refused, reset, DNS, TLS)."""
+
+    code = "upstream_unavailable"
+    retryable = True
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an HTTP error status."""
+
+    code = "upstream_status"
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.retryable = status == 429 or status >= 500
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """A phase of the upstream call (connect, first token, idle, total) took too long."""
+
+    code = "upstream_timeout"
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"the upstream {phase} timeout ({seconds:g}s) passed")
+        self.phase = phase
+        # Waiting for a first token may succeed on another try; a stall mid-stream may not
+        # be retried anyway (output has started).
+        self.retryable = phase in ("connect", "first_token")
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream sent something that is not a valid stream (bad JSON, HTML, cut short)."""
+
+    code = "upstream_protocol"
+
+
+class UpstreamStreamError(UpstreamError):
+    """The upstream reported an error inside the stream, or the stream broke mid-way."""
+
+    code = "upstream_stream_error"
+
+
+class CircuitOpenError(UpstreamError):
+    """The route's circuit breaker is open: the upstream failed repeatedly."""
+
+    code = "circuit_open"

@@ -8,7 +8,7 @@ stream of :data:`ModelOutput` items. The engine turns those into ``message.*`` a
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +52,16 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def stream(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
-    ) -> AsyncIterator[ModelOutput]:
-        """Stream one assistant turn. Cancelling the consumer must close any upstream I/O."""
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        """Stream one assistant turn. Cancelling the consumer must close any upstream I/O.
+
+        ``options`` are sampling options in OpenAI's names (``temperature``, ``top_p``,
+        ``max_tokens``, ``stop``, ``seed``, …), passed to the upstream as it understands them.
+        """
 
 
 @dataclass(slots=True)

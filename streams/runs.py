@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import functools
 import itertools
@@ -429,7 +430,9 @@ class RunManager:
         text = ""
         for step in range(1, spec.max_steps + 1):
             info = ProducerInfo(f"model.{step}", "model", model.name)
-            body = functools.partial(self._model_step, run, model, messages, offered, step, info.id)
+            body = functools.partial(
+                self._model_step, run, model, messages, offered, step, info.id, spec.options
+            )
             result = await producers.create_task(
                 self._produce(run, info, body), name=f"{run.id} {info.id}"
             )
@@ -482,7 +485,9 @@ class RunManager:
         index = len([p for p in run.producers.values() if p.kind == "model"]) + 1
         info = ProducerInfo(f"model.{index}", "model", model.name)
         messages = [m.model_dump(exclude_none=True) for m in item.messages]
-        body = functools.partial(self._model_step, run, model, messages, [], index, info.id)
+        body = functools.partial(
+            self._model_step, run, model, messages, item.tools, index, info.id, item.options
+        )
         try:
             result = await self._produce(run, info, body)
         except GatewayError as exc:
@@ -502,6 +507,7 @@ class RunManager:
         offered: list[dict[str, Any]],
         step: int,
         producer: str,
+        options: Mapping[str, Any] | None = None,
     ) -> _StepResult:
         """Stream one assistant turn into ``message.*`` and ``tool_call.*`` events."""
         log = run.log
@@ -515,38 +521,44 @@ class RunManager:
         calls: dict[int, dict[str, Any]] = {}
         usage = {"input_tokens": 0, "output_tokens": 0}
         try:
-            async for item in model.stream(messages, offered):
-                if isinstance(item, TextDelta):
-                    if item.text:
-                        text.append(item.text)
+            # aclosing: a cancelled step closes the model's stream (and its upstream
+            # response) at once, not when the generator is collected.
+            stream = model.stream(messages, offered, options)
+            async with contextlib.aclosing(stream) as output:
+                async for item in output:
+                    if isinstance(item, TextDelta):
+                        if item.text:
+                            text.append(item.text)
+                            await log.append(
+                                EventType.MESSAGE_DELTA,
+                                producer,
+                                {"message_id": message_id, "delta": item.text},
+                            )
+                    elif isinstance(item, ToolCallStart):
+                        call_id = item.call_id or run.next_call_id()
+                        calls[item.index] = {"id": call_id, "name": item.name, "arguments": []}
                         await log.append(
-                            EventType.MESSAGE_DELTA,
+                            EventType.TOOL_CALL_STARTED,
                             producer,
-                            {"message_id": message_id, "delta": item.text},
+                            {"message_id": message_id, "call_id": call_id, "name": item.name},
                         )
-                elif isinstance(item, ToolCallStart):
-                    call_id = item.call_id or run.next_call_id()
-                    calls[item.index] = {"id": call_id, "name": item.name, "arguments": []}
-                    await log.append(
-                        EventType.TOOL_CALL_STARTED,
-                        producer,
-                        {"message_id": message_id, "call_id": call_id, "name": item.name},
-                    )
-                elif isinstance(item, ToolCallDelta):
-                    call = calls.get(item.index)
-                    if call is None:
-                        raise GatewayError(f"model sent arguments for unknown call {item.index}")
-                    call["arguments"].append(item.arguments)
-                    await log.append(
-                        EventType.TOOL_CALL_DELTA,
-                        producer,
-                        {"call_id": call["id"], "delta": item.arguments},
-                    )
-                elif isinstance(item, Usage):
-                    usage["input_tokens"] += item.input_tokens
-                    usage["output_tokens"] += item.output_tokens
-                    run.usage["input_tokens"] += item.input_tokens
-                    run.usage["output_tokens"] += item.output_tokens
+                    elif isinstance(item, ToolCallDelta):
+                        call = calls.get(item.index)
+                        if call is None:
+                            raise GatewayError(
+                                f"model sent arguments for unknown call {item.index}"
+                            )
+                        call["arguments"].append(item.arguments)
+                        await log.append(
+                            EventType.TOOL_CALL_DELTA,
+                            producer,
+                            {"call_id": call["id"], "delta": item.arguments},
+                        )
+                    elif isinstance(item, Usage):
+                        usage["input_tokens"] += item.input_tokens
+                        usage["output_tokens"] += item.output_tokens
+                        run.usage["input_tokens"] += item.input_tokens
+                        run.usage["output_tokens"] += item.output_tokens
         except GatewayError as exc:
             await log.append(
                 EventType.MESSAGE_FAILED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OnDisconnect = Literal["cancel", "continue"]
 
@@ -33,11 +33,46 @@ class ClientTool(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+SAMPLING_OPTIONS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "user",
+        "logit_bias",
+        "reasoning_effort",
+    }
+)
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - SAMPLING_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; known: {sorted(SAMPLING_OPTIONS)}")
+    return options
+
+
 class ParallelModelCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tools offered to the model ({name, description, parameters}); their "
+        "calls are returned, not executed.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Sampling options")
+
+    _options = field_validator("options")(_check_options)
 
 
 class ParallelToolCall(BaseModel):
@@ -85,7 +120,13 @@ class RunSpec(BaseModel):
         "on a WebSocket, 'continue' otherwise.",
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Sampling options for the model (temperature, top_p, max_tokens, stop, …)",
+    )
     parallel: list[ParallelModelCall | ParallelToolCall] | None = Field(default=None, min_length=1)
+
+    _options = field_validator("options")(_check_options)
 
     @model_validator(mode="after")
     def _one_kind(self) -> RunSpec:

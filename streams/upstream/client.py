@@ -1,0 +1,354 @@
+"""Upstream models over httpx: one :class:`UpstreamModel` per configured route.
+
+Per route: a semaphore bounds requests in flight; a circuit breaker answers at once while the
+upstream is down; timeouts are per phase (connect, first token, idle between chunks, total);
+retries with exponential backoff and full jitter happen only before the first byte of output
+(on connection errors, 429 and 5xx, honouring ``Retry-After``). After output has started, a
+failure ends the producer with a typed error: a replay would duplicate text already shown.
+
+Cancellation reaches the upstream: the response is closed in ``finally`` (shielded, so a
+second cancel cannot skip it), whether the run is cancelled while waiting for the first
+token, mid-stream, or during a back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import random
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from ..errors import (
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from ..models import Model, ModelOutput
+from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
+from .breaker import CircuitBreaker
+from .openai_chat import ChatChunkParser, chat_request
+from .sse import SSEDecoder
+
+Provider = Literal["openai", "anthropic"]
+
+CLOSE_TIMEOUT = 2.0  # seconds the shielded close of an upstream response may take
+MAX_ERROR_BODY = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds per phase of an upstream call."""
+
+    connect: float = 10.0
+    first_token: float = 60.0  # from sending the request to the first output
+    idle: float = 60.0  # longest silence between chunks
+    total: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0  # a longer Retry-After is not waited for
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A model name clients use, and the upstream behind it."""
+
+    name: str
+    provider: Provider
+    base_url: str
+    upstream_model: str
+    api_key: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    max_in_flight: int = 16
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    max_tokens: int = 4096  # Anthropic requires it
+    headers: Mapping[str, str] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RouteStatistics:
+    requests: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0
+    in_flight: int = 0
+    waiting: int = 0
+    last_ttft: float | None = None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def backoff_delay(
+    policy: RetryPolicy,
+    attempt: int,
+    retry_after: float | None,
+    rand: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Full-jitter exponential backoff after ``attempt`` failed, at least ``Retry-After``."""
+    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+    delay = rand(0.0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_retry_after))
+    return delay
+
+
+class UpstreamModel(Model):
+    """A :class:`~streams.models.Model` served by an upstream provider."""
+
+    def __init__(self, route: Route, client: httpx.AsyncClient) -> None:
+        self.name = route.name
+        self.description = f"{route.provider} route to {route.upstream_model}"
+        self.route = route
+        self.client = client
+        self.breaker = CircuitBreaker(
+            route.name,
+            failure_threshold=route.failure_threshold,
+            reset_timeout=route.reset_timeout,
+        )
+        self.stats = RouteStatistics()
+        self._slots = asyncio.Semaphore(route.max_in_flight)
+
+    def statistics(self) -> RouteStatistics:
+        return self.stats
+
+    def _request(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> httpx.Request:
+        route = self.route
+        base = route.base_url.rstrip("/")
+        headers = {"accept": "text/event-stream", **route.headers}
+        if route.provider == "anthropic":
+            body = messages_request(
+                route.upstream_model,
+                messages,
+                tools,
+                max_tokens=route.max_tokens,
+                options=options,
+                extra=route.extra_body,
+            )
+            url = f"{base}/messages"
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if route.api_key:
+                headers["x-api-key"] = route.api_key
+        else:
+            body = chat_request(
+                route.upstream_model, messages, tools, options=options, extra=route.extra_body
+            )
+            url = f"{base}/chat/completions"
+            if route.api_key:
+                headers["authorization"] = f"Bearer {route.api_key}"
+        timeout = httpx.Timeout(
+            connect=route.timeouts.connect, read=None, write=route.timeouts.connect, pool=None
+        )
+        return self.client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        route = self.route
+        stats = self.stats
+        stats.requests += 1
+        deadline = time.monotonic() + route.timeouts.total
+        stats.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            stats.waiting -= 1
+        stats.in_flight += 1
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                self.breaker.before_request()
+                started = False
+                try:
+                    # aclosing: leaving early (cancel, error) closes the attempt, and with it
+                    # the upstream response, now rather than when it is collected.
+                    async with contextlib.aclosing(
+                        self._attempt(messages, tools, options or {}, deadline)
+                    ) as attempt_output:
+                        async for item in attempt_output:
+                            started = True
+                            yield item
+                except UpstreamError as exc:
+                    self.breaker.record_failure()
+                    retry = not started and exc.retryable and attempt < route.retries.max_attempts
+                    if not retry:
+                        stats.failures += 1
+                        raise
+                    delay = backoff_delay(route.retries, attempt, exc.retry_after)
+                    if time.monotonic() + delay >= deadline:
+                        stats.failures += 1
+                        raise
+                    stats.retries += 1
+                    await asyncio.sleep(delay)
+                    continue
+                except BaseException:
+                    self.breaker.release_probe()  # cancelled: no verdict on the upstream
+                    raise
+                self.breaker.record_success()
+                return
+        finally:
+            stats.in_flight -= 1
+            self._slots.release()
+
+    async def _attempt(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+        deadline: float,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        """One request: send it, check the status, and stream its output."""
+        route = self.route
+        timeouts = route.timeouts
+        self.stats.attempts += 1
+        sent_at = time.monotonic()
+        first_token_deadline = min(sent_at + timeouts.first_token, deadline)
+        response: httpx.Response | None = None
+        try:
+            try:
+                async with asyncio.timeout_at(_loop_time(first_token_deadline)):
+                    response = await self.client.send(
+                        self._request(messages, tools, options), stream=True
+                    )
+            except TimeoutError:
+                raise self._timeout("first_token") from None
+            if response.status_code >= 400:
+                raise await self._status_error(response, first_token_deadline)
+            decoder = SSEDecoder()
+            openai = ChatChunkParser() if route.provider != "anthropic" else None
+            anthropic = MessagesEventParser() if route.provider == "anthropic" else None
+            chunks = response.aiter_raw()
+            produced = False
+            while True:
+                now = time.monotonic()
+                limit = min(deadline, now + timeouts.idle)
+                if not produced:
+                    limit = min(limit, first_token_deadline)
+                try:
+                    async with asyncio.timeout_at(_loop_time(limit)):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    phase = "idle"
+                    if limit == deadline:
+                        phase = "total"
+                    elif not produced and limit == first_token_deadline:
+                        phase = "first_token"
+                    raise self._timeout(phase) from None
+                for message in decoder.feed(chunk):
+                    if openai is not None:
+                        items = openai.feed(message.data)
+                    else:
+                        assert anthropic is not None
+                        items = anthropic.feed(message.event, message.data)
+                    for item in items:
+                        if not produced:
+                            produced = True
+                            self.stats.last_ttft = time.monotonic() - sent_at
+                        yield item
+                if (openai is not None and openai.done) or (
+                    anthropic is not None and anthropic.finished
+                ):
+                    return
+            parser: ChatChunkParser | MessagesEventParser | None = openai or anthropic
+            if parser is None or not parser.finished:
+                raise UpstreamStreamError(
+                    "the upstream stream ended before the response was complete"
+                )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError("connect", timeouts.connect) from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise UpstreamUnavailableError(
+                f"the upstream connection failed: {type(exc).__name__}: {exc}".rstrip(": ")
+            ) from exc
+        finally:
+            if response is not None:
+                await _close(response)
+
+    def _timeout(self, phase: str) -> UpstreamTimeoutError:
+        timeouts = self.route.timeouts
+        seconds = {
+            "first_token": timeouts.first_token,
+            "idle": timeouts.idle,
+            "total": timeouts.total,
+            "connect": timeouts.connect,
+        }[phase]
+        return UpstreamTimeoutError(phase, seconds)
+
+    async def _status_error(self, response: httpx.Response, deadline: float) -> UpstreamError:
+        body = b""
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                async for part in response.aiter_raw():
+                    body += part
+                    if len(body) >= MAX_ERROR_BODY:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        detail = body[:MAX_ERROR_BODY].decode(errors="replace").strip() or response.reason_phrase
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        return UpstreamStatusError(
+            response.status_code,
+            f"the upstream answered {response.status_code}: {detail[:500]}",
+            retry_after=retry_after,
+        )
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """A ``time.monotonic`` deadline on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
+async def _close(response: httpx.Response) -> None:
+    """Close the upstream response even while being cancelled: the upstream must see the
+    disconnect now, not when the connection is collected."""
+    closing = asyncio.ensure_future(response.aclose())
+    try:
+        await asyncio.wait_for(asyncio.shield(closing), CLOSE_TIMEOUT)
+    except (TimeoutError, httpx.HTTPError, OSError):
+        pass
+    except asyncio.CancelledError:
+        # A second cancel arrived during cleanup: the close goes on; let it finish (bounded)
+        # before passing the cancellation on.
+        with contextlib.suppress(TimeoutError, httpx.HTTPError, OSError):
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT)
+        raise

@@ -1,0 +1,141 @@
+"""OpenAI-compatible chat completions, pure: the request body, and streamed chunks turned
+into :data:`~streams.models.ModelOutput` items.
+
+Tool-call deltas are assembled the way real upstreams send them: the id (and name) only on a
+call's first chunk, a whole call in one chunk, empty argument deltas, several calls
+interleaved by ``index``, a last chunk with empty ``choices`` that carries ``usage``.
+Argument fragments are passed on as they come, never held back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UpstreamProtocolError, UpstreamStreamError
+from ..models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+
+
+def chat_request(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]],
+    options: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a streamed ``POST /chat/completions``: sampling ``options`` as the
+    client gave them, then the route's ``extra`` body fields."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": list(messages),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool.get("description", ""),
+                    "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+                },
+            }
+            for tool in tools
+        ]
+    if options:
+        body.update(options)
+    if extra:
+        body.update(extra)
+    return body
+
+
+@dataclass
+class _Call:
+    name: str | None = None
+    id: str | None = None
+    started: bool = False
+    pending: list[str] = field(default_factory=list)  # arguments before the name arrived
+
+
+class ChatChunkParser:
+    """Turns the ``data:`` payloads of a chat completions stream into model output.
+
+    ``finished`` becomes true at ``[DONE]`` or at a choice's ``finish_reason``, so a stream
+    that ends early can be told from one that ended properly.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[int, _Call] = {}
+        self.finish_reason: str | None = None
+        self.done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    def feed(self, data: str) -> list[ModelOutput]:
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise UpstreamProtocolError(
+                f"the upstream sent a chunk that is not JSON: {data[:200]!r}"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamStreamError(f"the upstream reported an error: {message}")
+        out: list[ModelOutput] = []
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                out.append(TextDelta(content))
+            for call in delta.get("tool_calls") or ():
+                out.extend(self._tool_call(call))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            out.append(
+                Usage(
+                    input_tokens=int(usage.get("prompt_tokens") or 0),
+                    output_tokens=int(usage.get("completion_tokens") or 0),
+                )
+            )
+        return out
+
+    def _tool_call(self, delta: Any) -> list[ModelOutput]:
+        if not isinstance(delta, dict):
+            raise UpstreamProtocolError("a tool call delta is not a JSON object")
+        index = delta.get("index", 0)
+        if not isinstance(index, int):
+            raise UpstreamProtocolError("a tool call delta has no integer index")
+        call = self._calls.setdefault(index, _Call())
+        function = delta.get("function") or {}
+        if delta.get("id") and call.id is None:
+            call.id = str(delta["id"])
+        if function.get("name") and call.name is None:
+            call.name = str(function["name"])
+        arguments = function.get("arguments")
+        out: list[ModelOutput] = []
+        if not call.started and call.name is not None:
+            call.started = True
+            out.append(ToolCallStart(index=index, name=call.name, call_id=call.id))
+            out.extend(ToolCallDelta(index, fragment) for fragment in call.pending)
+            call.pending.clear()
+        if isinstance(arguments, str) and arguments:
+            if call.started:
+                out.append(ToolCallDelta(index, arguments))
+            else:
+                call.pending.append(arguments)
+        return out
