@@ -4,9 +4,11 @@ long-lived resource (the run manager and its task group)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from streams.demo import DemoModel
@@ -14,17 +16,25 @@ from streams.log import Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
+from streams.upstream.client import Route, UpstreamModel
 
-from . import routes, ws
+from . import agui, openai_face, routes, ws
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
 from .settings import Settings
 from .state import GatewayState
 
 
-def default_models(settings: Settings) -> ModelRegistry:
+def build_models(
+    settings: Settings, routes: list[Route], http: httpx.AsyncClient, extra: ModelRegistry | None
+) -> ModelRegistry:
+    """``demo``, one upstream model per configured route, and any ``extra`` models."""
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
+    for route in routes:
+        registry.register(UpstreamModel(route, http))
+    for model in extra.models.values() if extra else ():
+        registry.register(model)
     return registry
 
 
@@ -37,11 +47,15 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway app.
 
-    ``models`` and ``tools`` default to the built-in demo model and tools; ``shutdown`` is set
-    by the server when it starts draining, so open streams can finish their last events.
+    The models are ``demo``, the configured routes, and ``models`` if given; ``tools``
+    default to the built-in tools. ``shutdown`` is set by the server when it starts
+    draining, so open streams can finish their last events.
     """
     settings = settings or Settings()
-    models = models or default_models(settings)
+    # Resolved now, so a route whose API key is missing stops the start with a clear message.
+    upstream_routes = [
+        config.to_route(name, os.environ) for name, config in settings.routes.items()
+    ]
     tools = tools or builtin_tools(countdown_interval=settings.countdown_interval)
     shutdown_event = shutdown or asyncio.Event()
 
@@ -58,7 +72,15 @@ def create_app(
             ),
         )
         async with (
-            RunManager(models=models, tools=tools, limits=limits) as manager,
+            # One connection pool for every upstream; timeouts are set per request (per route).
+            httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+            ) as http,
+            RunManager(
+                models=build_models(settings, upstream_routes, http, models),
+                tools=tools,
+                limits=limits,
+            ) as manager,
             asyncio.TaskGroup() as tasks,
         ):
             state = GatewayState(settings=settings, manager=manager, shutdown=shutdown_event)
@@ -78,7 +100,9 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(openai_face.router)
     app.include_router(ws.router)
+    app.include_router(agui.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -1,8 +1,11 @@
-"""Map errors to HTTP answers: ``{"error": {"code", "message", "details"?}}`` with a 4xx
-status that says what was wrong. Nothing the client sends produces a 5xx on purpose."""
+"""Map errors to HTTP answers: ``{"error": {"code", "message", "type", "param",
+"details"?}}`` (a superset of OpenAI's error shape, so its SDKs read our errors) with a 4xx
+status that says what was wrong. Nothing the client sends produces a 5xx on purpose; an
+upstream's failure is a 502 (504 for a timeout, 503 while its circuit breaker is open)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,12 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from streams.errors import (
+    CircuitOpenError,
     GatewayError,
     InvalidRequestError,
     LimitExceededError,
     NotFoundError,
     RunFinishedError,
     ShuttingDownError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
 )
 
 from .responses import JSONResponse
@@ -26,6 +33,9 @@ class BodyTooLargeError(GatewayError):
 
 
 STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
+    (UpstreamTimeoutError, 504),
+    (CircuitOpenError, 503),
+    (UpstreamError, 502),
     (InvalidRequestError, 400),
     (NotFoundError, 404),
     (RunFinishedError, 409),
@@ -35,14 +45,34 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
 ]
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+def error_type(status: int) -> str:
+    """OpenAI's error ``type`` for a status."""
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_body(
+    code: str, message: str, details: Any = None, *, status: int = 400, param: str | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "type": error_type(status),
+        "param": param,
+    }
     if details is not None:
         error["details"] = details
     return {"error": error}
 
 
 def status_for(exc: GatewayError) -> int:
+    if isinstance(exc, UpstreamStatusError) and exc.status == 429:
+        return 429  # the upstream's rate limit: the client should back off, too
     for cls, status in STATUS_BY_ERROR:
         if isinstance(exc, cls):
             return status
@@ -57,8 +87,13 @@ def _location(loc: tuple[Any, ...]) -> str:
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     status = status_for(exc)
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
-    return JSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
+    headers = None
+    if status in (429, 503):
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after or 1)))}
+    return JSONResponse(
+        error_body(exc.code, str(exc), status=status), status_code=status, headers=headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -67,13 +102,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = next(e for e in errors if e.get("type") == "json_invalid")
         message = f"the body is not valid JSON: {detail.get('ctx', {}).get('error', '')}".strip()
-        return JSONResponse(error_body("invalid_json", message), status_code=400)
+        return JSONResponse(error_body("invalid_json", message, status=400), status_code=400)
     details = [
         {"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors
     ]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
     return JSONResponse(
-        error_body("invalid_request", f"the request is invalid: {summary}", details),
+        error_body(
+            "invalid_request",
+            f"the request is invalid: {summary}",
+            details,
+            status=422,
+            param=details[0]["field"] if details else None,
+        ),
         status_code=422,
     )
 
@@ -84,7 +125,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return await _gateway_error(request, exc.__cause__)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, str(exc.detail), status=exc.status_code),
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 

@@ -3,16 +3,77 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from streams.upstream.client import RetryPolicy, Route, Timeouts
+
+
+class RouteSettings(BaseModel):
+    """One model route: the name clients use → an upstream provider and model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["openai", "anthropic"] = "openai"
+    base_url: str = Field(description="e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1")
+    model: str = Field(description="The upstream's model id")
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API key"
+    )
+    connect_timeout: float = Field(10.0, gt=0)
+    first_token_timeout: float = Field(60.0, gt=0)
+    idle_timeout: float = Field(60.0, gt=0)
+    total_timeout: float = Field(600.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+    retry_base_delay: float = Field(0.5, ge=0)
+    retry_max_delay: float = Field(8.0, ge=0)
+    max_in_flight: int = Field(16, ge=1)
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout: float = Field(30.0, gt=0)
+    max_tokens: int = Field(4096, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def to_route(self, name: str, environ: Mapping[str, str]) -> Route:
+        api_key = None
+        if self.api_key_env:
+            api_key = environ.get(self.api_key_env)
+            if not api_key:
+                raise ValueError(
+                    f"route {name!r}: the environment variable {self.api_key_env} "
+                    "(api_key_env) is not set"
+                )
+        return Route(
+            name=name,
+            provider=self.provider,
+            base_url=self.base_url,
+            upstream_model=self.model,
+            api_key=api_key,
+            timeouts=Timeouts(
+                connect=self.connect_timeout,
+                first_token=self.first_token_timeout,
+                idle=self.idle_timeout,
+                total=self.total_timeout,
+            ),
+            retries=RetryPolicy(
+                max_attempts=self.max_attempts,
+                base_delay=self.retry_base_delay,
+                max_delay=self.retry_max_delay,
+            ),
+            max_in_flight=self.max_in_flight,
+            failure_threshold=self.failure_threshold,
+            reset_timeout=self.reset_timeout,
+            max_tokens=self.max_tokens,
+            headers=self.headers,
+        )
 
 
 class Settings(BaseSettings):
@@ -57,6 +118,17 @@ class Settings(BaseSettings):
     client_tool_timeout: float = Field(120.0, gt=0)
     demo_token_delay: float = Field(0.03, ge=0, description="Seconds between demo tokens")
     countdown_interval: float = Field(0.5, ge=0, description="Default seconds per tick")
+
+    # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
+        for name in routes:
+            if name == "demo" or not name or len(name) > 128:
+                raise ValueError(f"{name!r} cannot be a route name")
+        return routes
 
     @classmethod
     def settings_customise_sources(

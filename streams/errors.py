@@ -25,6 +25,12 @@ class NotFoundError(GatewayError):
     code = "not_found"
 
 
+class ModelNotFoundError(NotFoundError):
+    """No model (or route) of that name."""
+
+    code = "model_not_found"
+
+
 class LimitExceededError(GatewayError):
     """A concurrency limit is reached: too many active runs, globally or per connection."""
 

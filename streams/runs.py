@@ -354,9 +354,12 @@ class RunManager:
                 run, RunStatus.CANCELLED, EventType.RUN_CANCELLED, {"reason": run.cancel_reason}
             )
             raise
-        except Exception as exc:  # a bug in a producer or the engine: fail this run only
-            logger.exception("run %s failed", run.id)
+        except Exception as exc:  # a producer failed (or a bug): fail this run only
             error = _describe_exception(exc)
+            if _is_expected(exc):
+                logger.info("run %s failed: %s", run.id, error["message"])
+            else:
+                logger.exception("run %s failed", run.id)
             run.error = error
             await self._finish(run, RunStatus.FAILED, EventType.RUN_FAILED, {"error": error})
 
@@ -674,6 +677,13 @@ class RunManager:
                 ) from None
         finally:
             del run._pending_client_tools[call_id]
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """A failure the gateway reports on purpose (an upstream error, …), not a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_expected(inner) for inner in exc.exceptions)
+    return isinstance(exc, GatewayError)
 
 
 def _describe_exception(exc: BaseException) -> dict[str, str]:

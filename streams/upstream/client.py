@@ -26,6 +26,7 @@ import httpx
 
 from ..errors import (
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamStreamError,
     UpstreamTimeoutError,
@@ -251,6 +252,12 @@ class UpstreamModel(Model):
                 raise self._timeout("first_token") from None
             if response.status_code >= 400:
                 raise await self._status_error(response, first_token_deadline)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                raise UpstreamProtocolError(
+                    f"the upstream answered {content_type or 'no content type'} where an event "
+                    "stream (text/event-stream) was expected"
+                )
             decoder = SSEDecoder()
             openai = ChatChunkParser() if route.provider != "anthropic" else None
             anthropic = MessagesEventParser() if route.provider == "anthropic" else None
