@@ -112,10 +112,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             "invalid_request",
             f"the request is invalid: {summary}",
             details,
-            status=422,
+            status=400,
             param=details[0]["field"] if details else None,
         ),
-        status_code=422,
+        # 400, as OpenAI answers invalid requests (its SDKs raise BadRequestError for it).
+        status_code=400,
     )
 
 

@@ -45,34 +45,34 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
             "invalid_request",
             "unknown tool 'teleport'",
         ),
-        ({"model": "demo"}, 422, "invalid_request", "'messages' must hold at least one"),
+        ({"model": "demo"}, 400, "invalid_request", "'messages' must hold at least one"),
         (
             {"messages": [{"role": "user", "content": "hi"}]},
-            422,
+            400,
             "invalid_request",
             "give 'model' and 'messages'",
         ),
-        (agent_spec("hi", [], max_steps="many"), 422, "invalid_request", "max_steps"),
-        (agent_spec("hi", [], max_steps=0), 422, "invalid_request", "max_steps"),
-        (agent_spec("hi", "clock"), 422, "invalid_request", "tools"),
-        (agent_spec("hi", [], on_disconnect="later"), 422, "invalid_request", "on_disconnect"),
-        (agent_spec("hi", [], temperature=2), 422, "invalid_request", "temperature"),
+        (agent_spec("hi", [], max_steps="many"), 400, "invalid_request", "max_steps"),
+        (agent_spec("hi", [], max_steps=0), 400, "invalid_request", "max_steps"),
+        (agent_spec("hi", "clock"), 400, "invalid_request", "tools"),
+        (agent_spec("hi", [], on_disconnect="later"), 400, "invalid_request", "on_disconnect"),
+        (agent_spec("hi", [], temperature=2), 400, "invalid_request", "temperature"),
         (
             {"model": "demo", "messages": [{"role": "robot", "content": "x"}]},
-            422,
+            400,
             "invalid_request",
             "messages.0.role",
         ),
-        ({"parallel": []}, 422, "invalid_request", "parallel"),
+        ({"parallel": []}, 400, "invalid_request", "parallel"),
         ({"parallel": [{"tool": "nope"}]}, 400, "invalid_request", "unknown tool 'nope'"),
-        ({"parallel": [{"model": "demo", "messages": []}]}, 422, "invalid_request", "parallel"),
+        ({"parallel": [{"model": "demo", "messages": []}]}, 400, "invalid_request", "parallel"),
         (
             agent_spec("hi", [], client_tools=[{"name": "x"}]),
             400,
             "invalid_request",
             "start the run on the WebSocket",
         ),
-        ([1, 2, 3], 422, "invalid_request", "body"),
+        ([1, 2, 3], 400, "invalid_request", "body"),
     ],
 )
 async def test_an_invalid_run_spec_is_refused_with_what_was_wrong(
@@ -136,7 +136,7 @@ async def test_a_bad_cursor_is_a_400(client: httpx.AsyncClient, gateway: Running
     assert "Last-Event-ID" in error_of(not_a_number)["message"]
     assert ahead.status_code == 400
     assert "ahead of run" in error_of(ahead)["message"]
-    assert negative.status_code == 422
+    assert negative.status_code == 400
 
 
 async def test_an_unknown_path_is_a_json_404(client: httpx.AsyncClient) -> None:
