@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides = parse_args(argv)
     try:
         settings = Settings(**overrides)
-    except (ValidationError, FileNotFoundError) as exc:
+        settings.upstream_routes(os.environ)  # fail now if a route's API key is missing
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"gateway: invalid settings: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):
         run(settings)

@@ -53,9 +53,7 @@ def create_app(
     """
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
-    upstream_routes = [
-        config.to_route(name, os.environ) for name, config in settings.routes.items()
-    ]
+    upstream_routes = settings.upstream_routes(os.environ)
     tools = tools or builtin_tools(countdown_interval=settings.countdown_interval)
     shutdown_event = shutdown or asyncio.Event()
 

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
+    def upstream_routes(self, environ: Mapping[str, str]) -> list[Route]:
+        """The configured routes, with their API keys read from ``environ``; a route whose
+        key variable is unset raises ``ValueError`` naming it."""
+        return [config.to_route(name, environ) for name, config in self.routes.items()]
+
     @field_validator("routes")
     @classmethod
     def _route_names(cls, routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
