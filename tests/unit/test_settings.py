@@ -94,3 +94,11 @@ def test_an_unknown_route_field_is_refused() -> None:
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Settings(config_file=tmp_path / "nope.toml")
+
+
+def test_the_example_config_in_the_repository_is_valid() -> None:
+    example = Path(__file__).parents[2] / "gateway.example.toml"
+    settings = Settings(config_file=example)
+    assert {"gpt-4o-mini", "claude", "llama"} <= set(settings.routes)
+    environ = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}
+    assert {r.provider for r in settings.upstream_routes(environ)} == {"openai", "anthropic"}
