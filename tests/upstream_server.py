@@ -46,6 +46,7 @@ class RequestRecord:
     chunks_sent: int = 0
     chunks_after_disconnect: int = 0
     disconnected_at: float | None = None
+    finished_at: float | None = None  # when the server sent the last byte of its answer
     disconnected: threading.Event = field(default_factory=threading.Event)
 
 
@@ -282,6 +283,7 @@ class UpstreamServer:
                         record.chunks_sent += 1
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
+                record.finished_at = time.monotonic()
                 return False
             except ConnectionError:  # the client left: recorded by the watcher
                 return False

@@ -479,3 +479,15 @@ async def test_an_anthropic_route_streams_text_and_tool_use(upstream: UpstreamSe
     blocks = second.body["messages"][-1]["content"]
     assert blocks[0]["type"] == "tool_result"
     assert blocks[0]["tool_use_id"] == "toolu_1"
+
+
+async def test_a_route_bounds_its_requests_in_flight(upstream: UpstreamServer) -> None:
+    upstream.script(text_reply("one", "two", pause=0.05), text_reply("three"))
+    spec = {"parallel": [{"model": "up", "messages": [{"role": "user", "content": "a"}]},
+                         {"model": "up", "messages": [{"role": "user", "content": "b"}]}]}
+    with running_gateway(routes={"up": route(upstream, max_in_flight=1)}) as gateway:
+        events = await stream_run(gateway, spec)
+    first, second = upstream.requests
+    assert events[-1]["type"] == "run.completed"
+    assert first.finished_at is not None
+    assert second.received_at >= first.finished_at  # the second waited for the first
