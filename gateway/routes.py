@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
@@ -124,12 +124,22 @@ async def run_events(
     request: Request,
     after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    format: Annotated[
+        Literal["native", "ag-ui"],
+        Query(description="The dialect: native events, or AG-UI 1.0 events"),
+    ] = "native",
 ) -> Response:
     """The run's events as SSE, from the start or after a cursor (`Last-Event-ID` or
-    `?after=`). Events no longer retained are replaced by one `stream.gap` event."""
+    `?after=`). Events no longer retained are replaced by one `stream.gap` event.
+    `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`)."""
     state = gateway(request)
     run = state.manager.get(run_id)
-    return event_stream(state, run, cursor_from(last_event_id, after))
+    cursor = cursor_from(last_event_id, after)
+    if format == "ag-ui":
+        from .agui import agui_events  # here, not at the top: gateway.agui imports this module
+
+        return await agui_events(state, run, cursor)
+    return event_stream(state, run, cursor)
 
 
 @router.post("/v1/runs/{run_id}/cancel")
