@@ -146,7 +146,9 @@ class Run:
         await self._done.wait()
 
     def next_call_id(self) -> str:
-        return f"call_{next(self._call_ids)}"
+        # Unique beyond this run: a conversation carried on across runs (AG-UI threads,
+        # OpenAI-style clients) must never see the same tool call id twice.
+        return f"call_{self.id.removeprefix('run_')[:8]}_{next(self._call_ids)}"
 
     def snapshot(self) -> dict[str, Any]:
         """The run's current state, as ``GET /v1/runs/{id}`` and ``stream.gap`` show it."""
