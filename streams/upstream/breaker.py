@@ -62,15 +62,20 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return self._state
 
-    def before_request(self) -> None:
-        """Raise :class:`CircuitOpenError` unless a request may go to the upstream now."""
+    def before_request(self) -> bool:
+        """Raise :class:`CircuitOpenError` unless a request may go to the upstream now.
+
+        Returns True when this request is the half-open probe: its caller passes that to
+        :meth:`record_success` / :meth:`record_failure` (or calls :meth:`release_probe`), so
+        a straggler that started before the breaker opened is never taken for the probe.
+        """
         state = self.state
         if state is BreakerState.CLOSED:
-            return
+            return False
         if state is BreakerState.HALF_OPEN and not self._probing:
             self._state = BreakerState.HALF_OPEN
             self._probing = True
-            return
+            return True
         wait = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
         raise CircuitOpenError(
             f"the circuit breaker of route {self.name!r} is open after repeated upstream "
@@ -78,20 +83,26 @@ class CircuitBreaker:
             retry_after=wait,
         )
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._probing = False
-        self._state = BreakerState.CLOSED
+    def record_success(self, probe: bool = False) -> None:
+        if probe:
+            self._probing = False
+            self._state = BreakerState.CLOSED
+            self._failures = 0
+        elif self._state is BreakerState.CLOSED:
+            self._failures = 0
 
-    def record_failure(self) -> None:
+    def record_failure(self, probe: bool = False) -> None:
         self._failures += 1
-        was_probe = self._probing
-        self._probing = False
-        if was_probe or self._failures >= self.failure_threshold:
-            if self._state is not BreakerState.OPEN or was_probe:
-                self._opened += 1
-            self._state = BreakerState.OPEN
-            self._opened_at = self._clock()
+        if probe:
+            self._probing = False
+            self._open()
+        elif self._state is BreakerState.CLOSED and self._failures >= self.failure_threshold:
+            self._open()
+
+    def _open(self) -> None:
+        self._opened += 1
+        self._state = BreakerState.OPEN
+        self._opened_at = self._clock()
 
     def release_probe(self) -> None:
         """The probe ended without a verdict (cancelled): let another request probe."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import email.utils
 import random
 import time
@@ -105,6 +106,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # the asctime form: HTTP dates are always GMT
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
@@ -195,7 +198,7 @@ class UpstreamModel(Model):
             attempt = 0
             while True:
                 attempt += 1
-                self.breaker.before_request()
+                probe = self.breaker.before_request()
                 started = False
                 try:
                     # aclosing: leaving early (cancel, error) closes the attempt, and with it
@@ -207,7 +210,7 @@ class UpstreamModel(Model):
                             started = True
                             yield item
                 except UpstreamError as exc:
-                    self.breaker.record_failure()
+                    self.breaker.record_failure(probe)
                     retry = not started and exc.retryable and attempt < route.retries.max_attempts
                     if not retry:
                         stats.failures += 1
@@ -220,9 +223,10 @@ class UpstreamModel(Model):
                     await asyncio.sleep(delay)
                     continue
                 except BaseException:
-                    self.breaker.release_probe()  # cancelled: no verdict on the upstream
+                    if probe:  # cancelled: no verdict on the upstream
+                        self.breaker.release_probe()
                     raise
-                self.breaker.record_success()
+                self.breaker.record_success(probe)
                 return
         finally:
             stats.in_flight -= 1

@@ -483,8 +483,12 @@ async def test_an_anthropic_route_streams_text_and_tool_use(upstream: UpstreamSe
 
 async def test_a_route_bounds_its_requests_in_flight(upstream: UpstreamServer) -> None:
     upstream.script(text_reply("one", "two", pause=0.05), text_reply("three"))
-    spec = {"parallel": [{"model": "up", "messages": [{"role": "user", "content": "a"}]},
-                         {"model": "up", "messages": [{"role": "user", "content": "b"}]}]}
+    spec = {
+        "parallel": [
+            {"model": "up", "messages": [{"role": "user", "content": "a"}]},
+            {"model": "up", "messages": [{"role": "user", "content": "b"}]},
+        ]
+    }
     with running_gateway(routes={"up": route(upstream, max_in_flight=1)}) as gateway:
         events = await stream_run(gateway, spec)
     first, second = upstream.requests

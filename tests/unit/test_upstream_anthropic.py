@@ -1,0 +1,578 @@
+"""Specification of the Anthropic Messages upstream, pure part
+(``streams/upstream/anthropic.py``): the OpenAI-style conversation converted into a
+``/messages`` body, and stream events turned into model output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from streams.errors import UpstreamProtocolError, UpstreamStreamError
+from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.upstream.anthropic import MessagesEventParser, messages_request
+
+USER = {"role": "user", "content": "hi"}
+
+
+def request(messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    return messages_request("claude-x", messages, [], **kwargs)
+
+
+def assistant_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def event(payload: dict[str, Any]) -> tuple[str, str]:
+    return payload["type"], json.dumps(payload)
+
+
+def feed_all(*events: tuple[str, str]) -> tuple[MessagesEventParser, list[ModelOutput]]:
+    parser = MessagesEventParser()
+    out: list[ModelOutput] = []
+    for name, data in events:
+        out.extend(parser.feed(name, data))
+    return parser, out
+
+
+def message_start(input_tokens: int = 0, output_tokens: int = 0) -> tuple[str, str]:
+    return event(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            },
+        }
+    )
+
+
+def text_start(index: int = 0, text: str = "") -> tuple[str, str]:
+    return event(
+        {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "text", "text": text},
+        }
+    )
+
+
+def text_delta(text: str, index: int = 0) -> tuple[str, str]:
+    return event(
+        {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": "text_delta", "text": text},
+        }
+    )
+
+
+def tool_start(
+    index: int, call_id: str, name: str, input: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    return event(
+        {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {
+                "type": "tool_use",
+                "id": call_id,
+                "name": name,
+                "input": input or {},
+            },
+        }
+    )
+
+
+def json_delta(partial: str, index: int) -> tuple[str, str]:
+    return event(
+        {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": partial},
+        }
+    )
+
+
+def block_stop(index: int) -> tuple[str, str]:
+    return event({"type": "content_block_stop", "index": index})
+
+
+def message_delta(output_tokens: int | None, stop_reason: str = "end_turn") -> tuple[str, str]:
+    payload: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop_reason}}
+    if output_tokens is not None:
+        payload["usage"] = {"output_tokens": output_tokens}
+    return event(payload)
+
+
+MESSAGE_STOP = event({"type": "message_stop"})
+PING = event({"type": "ping"})
+
+
+# -- messages_request: the body ------------------------------------------------------------
+
+
+def test_request_body_streams_with_the_model_and_max_tokens() -> None:
+    body = messages_request("claude-x", [USER], [], max_tokens=1000)
+
+    assert body == {
+        "model": "claude-x",
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "stream": True,
+    }
+
+
+def test_request_max_tokens_defaults_to_4096() -> None:
+    assert request([USER])["max_tokens"] == 4096
+
+
+@pytest.mark.parametrize("role", ["system", "developer"])
+def test_system_and_developer_messages_become_the_system_field(role: str) -> None:
+    body = request([{"role": role, "content": "Be brief."}, USER])
+
+    assert body["system"] == "Be brief."
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+
+
+def test_several_system_messages_are_joined_by_blank_lines_wherever_they_are() -> None:
+    body = request(
+        [
+            {"role": "system", "content": "One."},
+            USER,
+            {"role": "developer", "content": [{"type": "text", "text": "Two."}]},
+        ]
+    )
+
+    assert body["system"] == "One.\n\nTwo."
+    assert [turn["role"] for turn in body["messages"]] == ["user"]
+
+
+def test_request_without_system_messages_has_no_system_field() -> None:
+    assert "system" not in request([USER])
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        pytest.param("hello", "hello", id="string"),
+        pytest.param(
+            [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}], "hello", id="parts"
+        ),
+        pytest.param(
+            [{"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "hi"}],
+            "hi",
+            id="non-text-parts-dropped",
+        ),
+        pytest.param(None, "", id="none"),
+    ],
+)
+def test_user_content_becomes_one_text_block(content: Any, text: str) -> None:
+    body = request([{"role": "user", "content": content}])
+
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+def test_assistant_text_and_tool_calls_become_text_and_tool_use_blocks() -> None:
+    body = request(
+        [
+            USER,
+            {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [
+                    assistant_call("call_1", "search", '{"q": "x"}'),
+                    assistant_call("call_2", "now", ""),
+                ],
+            },
+        ]
+    )
+
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "call_1", "name": "search", "input": {"q": "x"}},
+            {"type": "tool_use", "id": "call_2", "name": "now", "input": {}},
+        ],
+    }
+
+
+def test_assistant_tool_calls_without_text_have_no_text_block() -> None:
+    body = request(
+        [
+            USER,
+            {"role": "assistant", "content": None, "tool_calls": [assistant_call("c", "f", "{}")]},
+        ]
+    )
+
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "c", "name": "f", "input": {}}
+    ]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param("{not json", id="broken-json"),
+        pytest.param("[1, 2]", id="array"),
+        pytest.param('"text"', id="string"),
+    ],
+)
+def test_tool_call_arguments_that_are_not_a_json_object_become_empty_input(
+    arguments: str,
+) -> None:
+    body = request(
+        [USER, {"role": "assistant", "tool_calls": [assistant_call("c", "f", arguments)]}]
+    )
+
+    assert body["messages"][1]["content"][0]["input"] == {}
+
+
+def test_empty_assistant_message_is_dropped() -> None:
+    body = request([USER, {"role": "assistant", "content": ""}, USER])
+
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "hi"}],
+        }
+    ]
+
+
+def test_consecutive_tool_results_become_one_user_turn() -> None:
+    body = request(
+        [
+            USER,
+            {
+                "role": "assistant",
+                "tool_calls": [assistant_call("a", "f", "{}"), assistant_call("b", "g", "{}")],
+            },
+            {"role": "tool", "tool_call_id": "a", "content": "1"},
+            {"role": "tool", "tool_call_id": "b", "content": [{"type": "text", "text": "2"}]},
+        ]
+    )
+
+    assert body["messages"][2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "a", "content": "1"},
+            {"type": "tool_result", "tool_use_id": "b", "content": "2"},
+        ],
+    }
+    assert len(body["messages"]) == 3
+
+
+def test_user_message_after_tool_results_joins_their_turn() -> None:
+    body = request(
+        [
+            USER,
+            {"role": "assistant", "tool_calls": [assistant_call("a", "f", "{}")]},
+            {"role": "tool", "tool_call_id": "a", "content": "1"},
+            {"role": "user", "content": "thanks"},
+        ]
+    )
+
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "a", "content": "1"},
+        {"type": "text", "text": "thanks"},
+    ]
+
+
+def test_turns_alternate_between_user_and_assistant() -> None:
+    body = request(
+        [
+            {"role": "system", "content": "s"},
+            USER,
+            USER,
+            {"role": "assistant", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "assistant", "tool_calls": [assistant_call("c", "f", "{}")]},
+            {"role": "tool", "tool_call_id": "c", "content": "r"},
+            USER,
+            {"role": "assistant", "content": "done"},
+        ]
+    )
+
+    roles = [turn["role"] for turn in body["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert body["messages"][1]["content"] == [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b"},
+        {"type": "tool_use", "id": "c", "name": "f", "input": {}},
+    ]
+
+
+def test_messages_of_unknown_roles_are_dropped() -> None:
+    body = request([USER, {"role": "function", "content": "x"}])
+
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+
+
+def test_tools_become_tools_with_input_schema() -> None:
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}}
+
+    body = messages_request(
+        "claude-x",
+        [USER],
+        [{"name": "search", "description": "Search", "parameters": schema}, {"name": "now"}],
+    )
+
+    assert body["tools"] == [
+        {"name": "search", "description": "Search", "input_schema": schema},
+        {
+            "name": "now",
+            "description": "",
+            "input_schema": {"type": "object", "properties": {}},
+        },
+    ]
+
+
+def test_request_without_tools_has_no_tools_field() -> None:
+    assert "tools" not in request([USER])
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param({"max_tokens": 50}, {"max_tokens": 50}, id="max_tokens"),
+        pytest.param({"max_completion_tokens": 60}, {"max_tokens": 60}, id="max_completion"),
+        pytest.param({"temperature": 0.3}, {"temperature": 0.3}, id="temperature"),
+        pytest.param({"top_p": 0.9}, {"top_p": 0.9}, id="top_p"),
+        pytest.param({"stop": "END"}, {"stop_sequences": ["END"]}, id="stop-string"),
+        pytest.param({"stop": ["A", "B"]}, {"stop_sequences": ["A", "B"]}, id="stop-list"),
+        pytest.param({"stop": ("A",)}, {"stop_sequences": ["A"]}, id="stop-tuple"),
+    ],
+)
+def test_options_are_mapped_to_anthropic_names(
+    options: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    body = request([USER], options=options)
+
+    for name, value in expected.items():
+        assert body[name] == value
+    assert "stop" not in body
+    assert "max_completion_tokens" not in body
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["seed", "presence_penalty", "frequency_penalty", "logit_bias", "n", "user", "top_k"],
+)
+def test_options_without_an_anthropic_equivalent_are_dropped(option: str) -> None:
+    body = request([USER], options={option: 1})
+
+    assert option not in body
+    assert set(body) == {"model", "max_tokens", "messages", "stream"}
+
+
+def test_max_tokens_option_overrides_the_route_default() -> None:
+    body = request([USER], max_tokens=4096, options={"max_tokens": 10})
+
+    assert body["max_tokens"] == 10
+
+
+def test_extra_body_fields_are_merged_last() -> None:
+    body = request(
+        [USER],
+        options={"temperature": 0.3},
+        extra={"temperature": 1.0, "metadata": {"user_id": "u"}},
+    )
+
+    assert body["temperature"] == 1.0
+    assert body["metadata"] == {"user_id": "u"}
+
+
+# -- MessagesEventParser -------------------------------------------------------------------
+
+
+def test_text_deltas_become_text_deltas() -> None:
+    _, out = feed_all(
+        message_start(),
+        text_start(0),
+        text_delta("Hel"),
+        text_delta("lo"),
+        block_stop(0),
+    )
+
+    assert out == [TextDelta("Hel"), TextDelta("lo")]
+
+
+def test_empty_text_delta_produces_nothing() -> None:
+    _, out = feed_all(text_start(0), text_delta(""))
+
+    assert out == []
+
+
+def test_text_in_the_content_block_start_is_passed_on() -> None:
+    _, out = feed_all(text_start(0, "Hi"))
+
+    assert out == [TextDelta("Hi")]
+
+
+def test_tool_use_block_becomes_a_tool_call_with_its_json_fragments() -> None:
+    _, out = feed_all(
+        text_start(0),
+        text_delta("Checking."),
+        block_stop(0),
+        tool_start(1, "toolu_1", "search"),
+        json_delta("", 1),
+        json_delta('{"q": ', 1),
+        json_delta('"x"}', 1),
+        block_stop(1),
+    )
+
+    assert out == [
+        TextDelta("Checking."),
+        ToolCallStart(index=1, name="search", call_id="toolu_1"),
+        ToolCallDelta(1, '{"q": '),
+        ToolCallDelta(1, '"x"}'),
+    ]
+
+
+def test_empty_partial_json_is_skipped() -> None:
+    parser = MessagesEventParser()
+    parser.feed(*tool_start(0, "toolu_1", "now"))
+
+    assert parser.feed(*json_delta("", 0)) == []
+
+
+def test_tool_use_with_input_in_the_start_block_passes_it_on_as_json() -> None:
+    _, out = feed_all(tool_start(0, "toolu_1", "search", {"q": "x"}))
+
+    assert out == [ToolCallStart(0, "search", "toolu_1"), ToolCallDelta(0, '{"q": "x"}')]
+
+
+def test_tool_input_for_a_block_that_is_not_a_tool_use_is_a_protocol_error() -> None:
+    parser = MessagesEventParser()
+    parser.feed(*text_start(0))
+
+    with pytest.raises(UpstreamProtocolError, match="unknown block 0"):
+        parser.feed(*json_delta('{"a": 1}', 0))
+
+
+def test_usage_from_message_start_and_message_delta_is_emitted_at_message_stop() -> None:
+    parser = MessagesEventParser()
+
+    assert parser.feed(*message_start(input_tokens=25, output_tokens=1)) == []
+    assert parser.feed(*text_delta("x")) == [TextDelta("x")]
+    assert parser.feed(*message_delta(output_tokens=15)) == []
+    assert parser.feed(*MESSAGE_STOP) == [Usage(input_tokens=25, output_tokens=15)]
+
+
+def test_usage_of_message_start_stands_when_message_delta_has_none() -> None:
+    _, out = feed_all(message_start(10, 3), message_delta(None), MESSAGE_STOP)
+
+    assert out == [Usage(10, 3)]
+
+
+def test_message_stop_without_usage_reports_zero_tokens() -> None:
+    _, out = feed_all(MESSAGE_STOP)
+
+    assert out == [Usage(0, 0)]
+
+
+def test_message_stop_marks_the_parser_finished() -> None:
+    parser = MessagesEventParser()
+    parser.feed(*message_start())
+    parser.feed(*message_delta(5))
+
+    assert not parser.finished
+    parser.feed(*MESSAGE_STOP)
+    assert parser.finished
+
+
+@pytest.mark.parametrize(
+    "ignored",
+    [
+        pytest.param(PING, id="ping"),
+        pytest.param(block_stop(0), id="content_block_stop"),
+        pytest.param(event({"type": "some_future_event", "x": 1}), id="unknown-type"),
+        pytest.param(
+            event(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": "hmm"},
+                }
+            ),
+            id="unknown-delta-type",
+        ),
+        pytest.param(
+            event(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "thinking", "thinking": ""},
+                }
+            ),
+            id="unknown-block-type",
+        ),
+    ],
+)
+def test_events_without_output_are_ignored(ignored: tuple[str, str]) -> None:
+    parser = MessagesEventParser()
+
+    assert parser.feed(*ignored) == []
+    assert not parser.finished
+
+
+def test_event_type_falls_back_to_the_sse_event_name() -> None:
+    parser = MessagesEventParser()
+
+    assert parser.feed("message_stop", "{}") == [Usage(0, 0)]
+    assert parser.finished
+
+
+def test_payload_type_wins_over_the_sse_event_name() -> None:
+    parser = MessagesEventParser()
+
+    assert parser.feed("message_stop", json.dumps({"type": "ping"})) == []
+    assert not parser.finished
+
+
+@pytest.mark.parametrize(
+    ("error_type", "retryable"),
+    [
+        ("overloaded_error", True),
+        # An internal error of the provider, as an HTTP 5xx would be: worth another try.
+        ("api_error", True),
+        ("invalid_request_error", False),
+        ("authentication_error", False),
+        ("permission_error", False),
+        ("not_found_error", False),
+    ],
+)
+def test_error_event_raises_a_stream_error(error_type: str, retryable: bool) -> None:
+    payload = {"type": "error", "error": {"type": error_type, "message": "went wrong"}}
+
+    with pytest.raises(UpstreamStreamError) as raised:
+        MessagesEventParser().feed("error", json.dumps(payload))
+
+    assert str(raised.value) == f"the upstream reported an error: {error_type}: went wrong"
+    assert raised.value.retryable is retryable
+
+
+def test_error_event_without_details_is_not_retryable() -> None:
+    with pytest.raises(UpstreamStreamError, match=r"reported an error: error$") as raised:
+        MessagesEventParser().feed("error", json.dumps({"type": "error"}))
+
+    assert raised.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        pytest.param("{not json", "not JSON", id="broken"),
+        pytest.param("", "not JSON", id="empty"),
+        pytest.param("[1]", "not a JSON object", id="array"),
+        pytest.param("null", "not a JSON object", id="null"),
+    ],
+)
+def test_payload_that_is_not_a_json_object_is_a_protocol_error(data: str, match: str) -> None:
+    with pytest.raises(UpstreamProtocolError, match=match):
+        MessagesEventParser().feed("content_block_delta", data)
