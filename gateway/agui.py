@@ -6,23 +6,22 @@ The translation itself (both ways) is pure and lives in :mod:`streams.agui`.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from streams.agui import AGUIEncoder, AGUIRunInput, run_spec_from_agui
 from streams.runs import Run
 
-from .routes import event_stream, gateway
+from .admission import start_run
+from .auth import Principal
+from .deps import connection, gateway, principal
 from .sse import EventStreamResponse
 from .state import GatewayState
+from .streaming import event_stream
 
 router = APIRouter()
-
-
-def _connection_key(request: Request) -> str:
-    """The connection whose limits the run counts against, as ``POST /v1/runs`` names it."""
-    client = request.client
-    return f"http:{client.host}:{client.port}" if client else "http:unknown"
 
 
 @router.post(
@@ -36,7 +35,9 @@ def _connection_key(request: Request) -> str:
         }
     },
 )
-async def agui_run(body: AGUIRunInput, request: Request) -> Response:
+async def agui_run(
+    body: AGUIRunInput, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> Response:
     """Start an agent run from AG-UI's `RunAgentInput` and stream it as AG-UI events.
 
     The input's `tools` are the frontend's: a run that calls one ends (`RUN_FINISHED` with
@@ -45,9 +46,7 @@ async def agui_run(body: AGUIRunInput, request: Request) -> Response:
     Closing the stream cancels the run."""
     state = gateway(request)
     spec = run_spec_from_agui(body)
-    run = state.manager.start(
-        spec, state.connection(_connection_key(request)), default_on_disconnect="cancel"
-    )
+    run = start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
     # The client's own ids in RUN_STARTED / RUN_FINISHED; URLs and seqs keep the gateway's.
     encoder = AGUIEncoder(thread_id=body.thread_id, run_id=body.run_id)
     return event_stream(state, run, 0, encode=encoder)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from streams.demo import DemoModel
 from streams.log import Retention
@@ -19,8 +21,10 @@ from streams.tools import ToolRegistry, builtin_tools
 from streams.upstream.client import Route, UpstreamModel
 
 from . import agui, openai_face, routes, ws
+from .auth import KeyRing, StreamTokens
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
+from .quotas import KeyQuotas
 from .settings import Settings
 from .state import GatewayState
 
@@ -54,7 +58,10 @@ def create_app(
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
     upstream_routes = settings.upstream_routes(os.environ)
-    tools = tools or builtin_tools(countdown_interval=settings.countdown_interval)
+    if tools is None:
+        tools = builtin_tools(countdown_interval=settings.countdown_interval)
+        if settings.tools is not None:
+            tools = tools.subset(settings.tools)
     shutdown_event = shutdown or asyncio.Event()
 
     @asynccontextmanager
@@ -69,6 +76,8 @@ def create_app(
                 ttl=settings.retention_ttl,
             ),
         )
+        keys = KeyRing(settings.api_keys)
+        secret = settings.stream_token_secret or secrets.token_hex(32)
         async with (
             # One connection pool for every upstream; timeouts are set per request (per route).
             httpx.AsyncClient(
@@ -81,9 +90,19 @@ def create_app(
             ) as manager,
             asyncio.TaskGroup() as tasks,
         ):
-            state = GatewayState(settings=settings, manager=manager, shutdown=shutdown_event)
+            state = GatewayState(
+                settings=settings,
+                manager=manager,
+                keys=keys,
+                tokens=StreamTokens(secret.encode(), settings.stream_token_ttl),
+                quotas=KeyQuotas(
+                    runs_per_minute=settings.runs_per_key_per_minute,
+                    max_streams=settings.max_streams_per_key,
+                ),
+                shutdown=shutdown_event,
+            )
             app.state.gateway = state
-            tasks.create_task(_close_on_shutdown(state), name="close-on-shutdown")
+            tasks.create_task(_drain_on_shutdown(state), name="drain-on-shutdown")
             try:
                 yield
             finally:
@@ -102,10 +121,31 @@ def create_app(
     app.include_router(ws.router)
     app.include_router(agui.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Starlette's CORS middleware is pure ASGI: it never buffers a stream.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=[
+                "authorization",
+                "x-api-key",
+                "content-type",
+                "last-event-id",
+                "x-request-id",
+                "traceparent",
+                "tracestate",
+            ],
+            expose_headers=["x-run-id", "x-request-id", "retry-after"],
+        )
     return app
 
 
-async def _close_on_shutdown(state: GatewayState) -> None:
-    """When the server starts draining, cancel every run so its readers get a terminal event."""
+async def _drain_on_shutdown(state: GatewayState) -> None:
+    """When the server starts draining: no new runs (readiness goes false), running runs get
+    ``drain_timeout`` to finish and are then cancelled (reason ``shutdown``), so every reader
+    gets its run's terminal event; then open streams are told to close."""
     await state.shutdown.wait()
-    state.manager.close("shutdown")
+    await state.manager.drain(state.settings.drain_timeout, "shutdown")
+    state.drained.set()

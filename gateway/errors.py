@@ -25,6 +25,7 @@ from streams.errors import (
     UpstreamTimeoutError,
 )
 
+from .auth import AuthenticationError
 from .responses import JSONResponse
 
 
@@ -33,6 +34,7 @@ class BodyTooLargeError(GatewayError):
 
 
 STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
+    (AuthenticationError, 401),
     (UpstreamTimeoutError, 504),
     (CircuitOpenError, 503),
     (UpstreamError, 502),
@@ -86,11 +88,19 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+def error_response(exc: GatewayError) -> JSONResponse:
+    """The JSON answer for ``exc``, with ``Retry-After`` on 429 and 503 and
+    ``WWW-Authenticate`` on 401."""
     status = status_for(exc)
     headers = None
     if status in (429, 503):
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(max(1, math.ceil(retry_after or 1)))}
+    elif status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(
         error_body(exc.code, str(exc), status=status), status_code=status, headers=headers
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +21,12 @@ from streams.openai_chunks import ChatChunkEncoder, chat_completion
 from streams.runs import Run
 from streams.spec import SAMPLING_OPTIONS, ChatMessage, ParallelModelCall, RunSpec
 
+from .admission import start_run
+from .auth import Principal
+from .deps import connection, gateway, principal
 from .errors import error_body
 from .responses import JSONResponse
-from .routes import event_stream, gateway
+from .streaming import event_stream
 
 router = APIRouter()
 
@@ -63,7 +66,11 @@ class ChatCompletionRequest(BaseModel):
     "/v1/chat/completions",
     responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}},
 )
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> Response:
     """Chat Completions, streamed (`"stream": true`) or not."""
     state = gateway(request)
     if body.model not in state.manager.models:
@@ -82,9 +89,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         ],
         metadata={"api": "chat.completions"},
     )
-    client = request.client
-    key = f"http:{client.host}:{client.port}" if client else "http:unknown"
-    run = state.manager.start(spec, state.connection(key), default_on_disconnect="cancel")
+    run = start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
     completion_id = "chatcmpl-" + run.id.removeprefix("run_")
     created = int(time.time())
     if body.stream:

@@ -3,57 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from streams.encoding import encode_sse_batch
 from streams.errors import InvalidRequestError
-from streams.events import Event
-from streams.reader import RunReader
 from streams.runs import Run
 from streams.spec import RunSpec
 
+from .admission import start_run as admit
+from .auth import AuthenticationError, Principal, key_from_headers
+from .deps import connection, gateway, principal
 from .responses import JSONResponse
-from .sse import EventStreamResponse
-from .state import GatewayState
+from .streaming import cursor_from, event_stream
 
 router = APIRouter()
 
 CANCEL_WAIT = 5.0  # seconds POST /cancel waits for the run to reach its terminal state
 
 
-def gateway(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
-
-
 def _links(run: Run) -> dict[str, str]:
     base = f"/v1/runs/{run.id}"
     return {"url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
-
-
-def event_stream(
-    state: GatewayState,
-    run: Run,
-    after: int,
-    encode: Callable[[list[Event]], bytes] = encode_sse_batch,
-) -> EventStreamResponse:
-    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes."""
-    settings = state.settings
-    return EventStreamResponse(
-        RunReader(state.manager, run, after),
-        heartbeat=settings.heartbeat_interval,
-        send_timeout=settings.send_timeout,
-        shutdown=state.shutdown,
-        shutdown_grace=settings.shutdown_grace,
-        headers={"x-run-id": run.id},
-        on_close=functools.partial(state.record_close, "sse"),
-        encode=encode,
-    )
 
 
 def _wants_stream(accept: str | None) -> bool:
@@ -72,46 +44,63 @@ def _wants_stream(accept: str | None) -> bool:
     },
 )
 async def start_run(
-    spec: RunSpec, request: Request, accept: Annotated[str | None, Header()] = None
+    spec: RunSpec,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Start a run. With `Accept: text/event-stream` the answer is the run's event stream
-    (and closing it cancels the run unless `on_disconnect` is `continue`)."""
+    (and closing it cancels the run unless `on_disconnect` is `continue`). The JSON answer
+    carries a `token` that opens this run's `events_url` for a browser's EventSource."""
     state = gateway(request)
     if spec.client_tools and spec.client_tool_mode == "await":
         raise InvalidRequestError(
             "client_tools with client_tool_mode 'await' need a channel back to the client: "
             "start the run on the WebSocket (/v1/ws), or use client_tool_mode 'return'"
         )
-    client = request.client
-    key = f"http:{client.host}:{client.port}" if client else "http:unknown"
     streaming = _wants_stream(accept)
-    run = state.manager.start(
+    run = admit(
+        state,
         spec,
-        state.connection(key),
+        connection(request),
+        caller,
         default_on_disconnect="cancel" if streaming else "continue",
     )
     if streaming:
         return event_stream(state, run, 0)
-    body = {"run_id": run.id, "status": run.status.value, **_links(run)}
+    token = state.tokens.issue(run.id)
+    body = {
+        "run_id": run.id,
+        "status": run.status.value,
+        **_links(run),
+        "token": token,
+        "token_expires_in": state.tokens.ttl,
+    }
     return JSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
 
 
 @router.get("/v1/runs/{run_id}")
-async def get_run(run_id: str, request: Request) -> dict[str, Any]:
+async def get_run(
+    run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> dict[str, Any]:
     """The run's current state: status, output, producers, usage, last seq."""
-    run = gateway(request).manager.get(run_id)
+    run = gateway(request).manager.get(run_id, caller.owner)
     return {**run.snapshot(), **_links(run)}
 
 
-def cursor_from(last_event_id: str | None, after: int | None) -> int:
-    if last_event_id is not None:  # EventSource's own reconnect: newer than ?after=
-        try:
-            return int(last_event_id.strip())
-        except ValueError:
-            raise InvalidRequestError(
-                f"Last-Event-ID must be an event's seq (a whole number), not {last_event_id!r}"
-            ) from None
-    return after or 0
+def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
+    """The run a stream request may read: by the caller's key, or by a stream token that
+    names this run (what a browser's EventSource, which cannot set headers, sends)."""
+    state = gateway(request)
+    presented = key_from_headers(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    if token is not None and presented is None:
+        run = state.manager.get(run_id)
+        if not state.tokens.verify(token, run.id):
+            raise AuthenticationError("the stream token is not valid for this run, or expired")
+        return run
+    return state.manager.get(run_id, principal(request).owner)
 
 
 @router.get(
@@ -124,6 +113,9 @@ async def run_events(
     request: Request,
     after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    token: Annotated[
+        str | None, Query(description="A stream token from the POST /v1/runs answer")
+    ] = None,
     format: Annotated[
         Literal["native", "ag-ui"],
         Query(description="The dialect: native events, or AG-UI 1.0 events"),
@@ -133,7 +125,7 @@ async def run_events(
     `?after=`). Events no longer retained are replaced by one `stream.gap` event.
     `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`)."""
     state = gateway(request)
-    run = state.manager.get(run_id)
+    run = _run_for_stream(request, run_id, token)
     cursor = cursor_from(last_event_id, after)
     if format == "ag-ui":
         from .agui import agui_events  # here, not at the top: gateway.agui imports this module
@@ -143,10 +135,12 @@ async def run_events(
 
 
 @router.post("/v1/runs/{run_id}/cancel")
-async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
+async def cancel_run(
+    run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> dict[str, Any]:
     """Cancel the run: every producer is cancelled and the log ends with `run.cancelled`."""
     state = gateway(request)
-    run = state.manager.cancel(run_id, "cancelled by client")
+    run = state.manager.cancel(run_id, "cancelled by client", caller.owner)
     try:
         async with asyncio.timeout(CANCEL_WAIT):
             await run.wait()
@@ -155,7 +149,7 @@ async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
     return {**run.snapshot(), **_links(run)}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(principal)])
 async def list_models(request: Request) -> dict[str, Any]:
     """Models this gateway serves (OpenAI's list shape)."""
     manager = gateway(request).manager
@@ -174,7 +168,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/tools")
+@router.get("/v1/tools", dependencies=[Depends(principal)])
 async def list_tools(request: Request) -> dict[str, Any]:
     """Server-side tools a run may enable, with their JSON schemas."""
     return {"data": gateway(request).manager.tools.describe()}

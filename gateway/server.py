@@ -10,6 +10,9 @@ from types import FrameType
 
 import uvicorn
 
+from streams.models import ModelRegistry
+from streams.tools import ToolRegistry
+
 from .app import create_app
 from .logs import configure_logging
 from .settings import Settings
@@ -50,10 +53,15 @@ class GatewayServer(uvicorn.Server):
         raise RuntimeError("the server is not listening")
 
 
-def make_server(settings: Settings) -> GatewayServer:
+def make_server(
+    settings: Settings,
+    *,
+    models: ModelRegistry | None = None,
+    tools: ToolRegistry | None = None,
+) -> GatewayServer:
     """A server for ``settings`` (not started)."""
     shutdown = asyncio.Event()
-    app = create_app(settings, shutdown=shutdown)
+    app = create_app(settings, models=models, tools=tools, shutdown=shutdown)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -61,10 +69,13 @@ def make_server(settings: Settings) -> GatewayServer:
         log_config=None,
         access_log=settings.access_log,
         ws="websockets-sansio",
-        ws_max_size=settings.ws_max_message_bytes,
+        # A hard cap well above the gateway's own limit, which answers with an error and
+        # keeps the session; past this one uvicorn closes the socket (1009).
+        ws_max_size=settings.ws_max_message_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace) + 5,
+        # Draining (drain_timeout) and the streams' grace come first; this is the backstop.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout + settings.shutdown_grace) + 5,
         lifespan="on",
     )
     return GatewayServer(config, shutdown)

@@ -17,6 +17,8 @@ from pydantic_settings import (
 
 from streams.upstream.client import RetryPolicy, Route, Timeouts
 
+from .auth import KeyRing
+
 
 class RouteSettings(BaseModel):
     """One model route: the name clients use → an upstream provider and model."""
@@ -87,6 +89,34 @@ class Settings(BaseSettings):
 
     # HTTP input
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body")
+    max_messages_per_run: int = Field(1000, ge=1, description="Messages in one run spec")
+    max_tool_arguments_bytes: int = Field(
+        64 * 1024, ge=64, description="Largest tool arguments (or client tool result), as JSON"
+    )
+
+    # security
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Key name -> 'sha256:<hex>' of the key (`gateway --hash-key KEY` prints "
+        "it). With none, the gateway runs open, on a loopback address only.",
+    )
+    allow_open: bool = Field(
+        False, description="Serve without API keys on a non-loopback address (not advised)"
+    )
+    stream_token_secret: str | None = Field(
+        default=None,
+        description="HMAC secret of stream tokens (random per process when unset; share it "
+        "between instances behind one load balancer)",
+    )
+    stream_token_ttl: float = Field(300.0, gt=0, description="Seconds a stream token is valid")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS and on the WebSocket"
+    )
+    cors_allow_credentials: bool = False
+    runs_per_key_per_minute: float = Field(120.0, gt=0)
+    max_streams_per_key: int = Field(200, ge=1, description="Open SSE streams + WS sessions")
+    ws_messages_per_second: float = Field(50.0, gt=0)
+    ws_message_burst: int = Field(100, ge=1)
 
     # streams
     heartbeat_interval: float = Field(15.0, gt=0, description="Seconds between ': ping'")
@@ -95,6 +125,12 @@ class Settings(BaseSettings):
     )
     shutdown_grace: float = Field(
         5.0, ge=0, description="Seconds streams get to deliver their last events on shutdown"
+    )
+    drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, seconds running runs get to finish before they "
+        "are cancelled (reason 'shutdown')",
     )
     ws_ping_interval: float = Field(20.0, gt=0)
     ws_ping_timeout: float = Field(20.0, gt=0)
@@ -119,6 +155,10 @@ class Settings(BaseSettings):
     demo_token_delay: float = Field(0.03, ge=0, description="Seconds between demo tokens")
     countdown_interval: float = Field(0.5, ge=0, description="Default seconds per tick")
 
+    tools: list[str] | None = Field(
+        default=None, description="The built-in tools to offer (default: all of them)"
+    )
+
     # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
@@ -126,6 +166,12 @@ class Settings(BaseSettings):
         """The configured routes, with their API keys read from ``environ``; a route whose
         key variable is unset raises ``ValueError`` naming it."""
         return [config.to_route(name, environ) for name, config in self.routes.items()]
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        KeyRing(keys)  # raises ValueError naming a key that is not a SHA-256 hash
+        return keys
 
     @field_validator("routes")
     @classmethod

@@ -5,12 +5,15 @@ One task group per streamed response, in the shape of sse-starlette and Starlett
 *disconnect listener* and a *shutdown watcher*. The first to finish cancels the others, and
 its reason (``done``, ``client``, ``slow``, ``shutdown``) is recorded.
 
-Shutdown comes in as an :class:`asyncio.Event` owned by the app, never a global.
+Shutdown comes in as an :class:`asyncio.Event` owned by the app, never a global: it is set
+once the gateway has drained (its runs have ended), and the stream then gets a grace period
+to deliver the last events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,8 +23,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from streams.encoding import SSE_PING, encode_sse_batch
+from streams.errors import GatewayError
 from streams.events import Event
 from streams.reader import RunReader
+
+from .errors import error_response
 
 logger = logging.getLogger("gateway.sse")
 
@@ -51,6 +57,7 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         on_close: Callable[[CloseReason], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
+        slot: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
         self.status_code = 200
@@ -64,8 +71,23 @@ class EventStreamResponse(Response):
         self.on_close = on_close
         self.encode = encode  # the dialect: native frames, OpenAI chunks, AG-UI events
         self.close_reason: CloseReason | None = None
+        # A quota slot (the caller's open streams) held while the stream is open; taken
+        # here, in the response, so that it is given back on every way the stream ends.
+        self.slot = slot or contextlib.nullcontext
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            slot = self.slot()
+            slot.__enter__()
+        except GatewayError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            slot.__exit__(None, None, None)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self.reader:
             await send(
                 {

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from streams.connection import Connection
 from streams.runs import RunManager
 
+from .auth import KeyRing, StreamTokens
+from .quotas import KeyQuotas
 from .settings import Settings
 
 
@@ -18,7 +20,14 @@ from .settings import Settings
 class GatewayState:
     settings: Settings
     manager: RunManager
+    keys: KeyRing
+    tokens: StreamTokens
+    quotas: KeyQuotas
+    # Set when the gateway starts draining (SIGTERM): no new runs, readiness false.
     shutdown: asyncio.Event
+    # Set once draining is over (every run has ended): open streams then get a short grace
+    # to deliver their last events and are closed.
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     # A connection lives as long as a run (retained in the manager) refers to it.
     _connections: weakref.WeakValueDictionary[str, Connection] = field(
         default_factory=weakref.WeakValueDictionary

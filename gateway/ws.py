@@ -9,8 +9,11 @@ A bad command gets an error message and the session goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
@@ -18,11 +21,16 @@ from starlette.websockets import WebSocketState
 from streams.connection import Connection
 from streams.encoding import encode_ws_ack, encode_ws_error, encode_ws_event
 from streams.errors import GatewayError, InvalidRequestError
+from streams.events import dumps
 from streams.reader import RunReader
 from streams.runs import Run
 
+from .admission import check_arguments_size, start_run
+from .auth import AuthenticationError, Principal, key_from_headers
+from .quotas import TokenBucket
 from .state import GatewayState
 from .ws_protocol import (
+    Authenticate,
     CancelRun,
     CommandError,
     Ping,
@@ -36,7 +44,11 @@ from .ws_protocol import (
 logger = logging.getLogger("gateway.ws")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+MAX_AUTH_FAILURES = 3
 
 
 class _SessionClosed(Exception):
@@ -58,9 +70,31 @@ class WebSocketSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.close_code: int | None = None
         self.close_reason = ""
+        self.principal: Principal | None = None  # None until authenticated
+        self._auth_failures = 0
+        self._slots = contextlib.ExitStack()  # the owner's stream slot, held while open
+        settings = state.settings
+        self._rate = TokenBucket.full(
+            settings.ws_messages_per_second, settings.ws_message_burst, time.monotonic()
+        )
 
     async def serve(self) -> None:
+        if not origin_allowed(self.websocket, self.state.settings.cors_origins):
+            # Before accepting: the handshake is refused (HTTP 403), no session exists.
+            await self.websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+            self.state.record_close("ws", "forbidden")
+            return
         await self.websocket.accept()
+        try:
+            presented = key_from_headers(
+                self.websocket.headers.get("authorization"),
+                self.websocket.headers.get("x-api-key"),
+            )
+            if presented is not None or not self.state.keys.enabled:
+                self._authenticate(presented)
+        except GatewayError as exc:
+            await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED)
+            return
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -72,9 +106,27 @@ class WebSocketSession:
             # runs whose on_disconnect is "cancel" lose their last reader and are cancelled.
             for reader in list(self._readers):
                 self._detach(reader)
-            reason = {CLOSE_TRY_AGAIN_LATER: "slow", CLOSE_GOING_AWAY: "shutdown"}
+            self._slots.close()
+            reason = {
+                CLOSE_TRY_AGAIN_LATER: "slow",
+                CLOSE_SERVICE_RESTART: "shutdown",
+                CLOSE_UNAUTHORIZED: "unauthorized",
+            }
             self.state.record_close("ws", reason.get(self.close_code or 0, "client"))
             await self._close()
+
+    def _authenticate(self, key: str | None) -> None:
+        """Become ``key``'s principal and take one of its stream slots."""
+        principal = self.state.keys.authenticate(key)
+        self._slots.enter_context(self.state.quotas.stream(principal.owner))
+        self.principal = principal
+
+    async def _send_error_and_close(self, exc: GatewayError, code: int) -> None:
+        with contextlib.suppress(_SessionClosed):
+            await self._send(encode_ws_error(None, exc.code, str(exc)))
+        self.close_code, self.close_reason = code, exc.code
+        self.state.record_close("ws", "unauthorized")
+        await self._close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         assert self._group is not None
@@ -137,9 +189,25 @@ class WebSocketSession:
                         )
                     )
                     continue
-                if len(text) > self.state.settings.ws_max_message_bytes:
+                limit = self.state.settings.ws_max_message_bytes
+                if len(text) > limit:
                     await self._send(
-                        encode_ws_error(None, "message_too_large", "the command is too large")
+                        encode_ws_error(
+                            None,
+                            "message_too_large",
+                            f"the message has {len(text)} characters; the limit is {limit}",
+                        )
+                    )
+                    continue
+                wait = self._rate.take(time.monotonic())
+                if wait:
+                    await self._send(
+                        encode_ws_error(
+                            None,
+                            "rate_limited",
+                            f"too many messages; this one was dropped, retry in {wait:.2f}s",
+                            retry_after=round(wait, 3),
+                        )
                     )
                     continue
                 await self._handle(text)
@@ -153,6 +221,14 @@ class WebSocketSession:
             await self._send(encode_ws_error(command.id, command.code, command.message))
             return
         try:
+            if isinstance(command, Authenticate):
+                await self._auth_command(command)
+                return
+            if self.principal is None:
+                raise AuthenticationError(
+                    'authenticate first: send {"type": "auth", "key": ...} or an '
+                    "Authorization header on the handshake"
+                )
             if isinstance(command, StartRun):
                 await self._start(command)
             elif isinstance(command, Subscribe):
@@ -166,10 +242,11 @@ class WebSocketSession:
                     encode_ws_ack(command.id, command="unsubscribe", run_id=command.run_id)
                 )
             elif isinstance(command, CancelRun):
-                run = self.state.manager.cancel(command.run_id, command.reason)
+                run = self.state.manager.cancel(command.run_id, command.reason, self.owner)
                 await self._send(encode_ws_ack(command.id, command="run.cancel", run_id=run.id))
             elif isinstance(command, ToolResult):
-                run = self.state.manager.get(command.run_id)
+                run = self.state.manager.get(command.run_id, self.owner)
+                check_arguments_size(len(dumps(command.output)), self.state)
                 if run.id not in self.started and run.id not in self.subscriptions:
                     raise InvalidRequestError(
                         f"subscribe to run {run.id} before sending its tool results"
@@ -185,8 +262,32 @@ class WebSocketSession:
         except GatewayError as exc:
             await self._send(encode_ws_error(command.id, exc.code, str(exc)))
 
+    @property
+    def owner(self) -> str | None:
+        assert self.principal is not None
+        return self.principal.owner
+
+    async def _auth_command(self, command: Authenticate) -> None:
+        if self.principal is not None:
+            raise InvalidRequestError("this session is already authenticated")
+        try:
+            self._authenticate(command.key)
+        except AuthenticationError:
+            self._auth_failures += 1
+            if self._auth_failures >= MAX_AUTH_FAILURES:
+                self._stop(CLOSE_UNAUTHORIZED, "too many failed authentications")
+            raise
+        await self._send(encode_ws_ack(command.id, command="auth"))
+
     async def _start(self, command: StartRun) -> None:
-        run = self.state.manager.start(command.run, self.connection, default_on_disconnect="cancel")
+        assert self.principal is not None
+        run = start_run(
+            self.state,
+            command.run,
+            self.connection,
+            self.principal,
+            default_on_disconnect="cancel",
+        )
         self.started.add(run.id)
         # The reader attaches before the ack goes out, so the run cannot lose its only
         # reader in between.
@@ -195,7 +296,7 @@ class WebSocketSession:
         self.subscriptions[run.id] = self._spawn(self._forward(reader))
 
     async def _subscribe(self, command_id: Any, run_id: str, after: int) -> None:
-        run: Run = self.state.manager.get(run_id)
+        run: Run = self.state.manager.get(run_id, self.owner)
         if run_id in self.subscriptions:
             raise InvalidRequestError(f"already subscribed to run {run_id}")
         reader = self._attach(run, after)
@@ -232,9 +333,21 @@ class WebSocketSession:
                 del self.subscriptions[run_id]
 
     async def _watch_shutdown(self) -> None:
-        await self.state.shutdown.wait()
+        # Once the gateway has drained (every run has ended and its terminal event is in the
+        # log), give the forwarders a grace period to send it, then close: 1012, restarting.
+        await self.state.drained.wait()
         await asyncio.sleep(self.state.settings.shutdown_grace)
-        self._stop(CLOSE_GOING_AWAY, "the gateway is shutting down")
+        self._stop(CLOSE_SERVICE_RESTART, "the gateway is restarting")
+
+
+def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    """Browsers send ``Origin``; other clients do not. Same-origin pages and the configured
+    CORS origins may open a socket; any other page may not (cross-site WebSocket
+    hijacking)."""
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
 router = APIRouter()

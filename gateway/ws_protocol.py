@@ -10,6 +10,7 @@ own command ``id`` (echoed in the answer)::
     {"type": "tool.result", "id": 5, "run_id": "run_…", "call_id": "call_1",
                             "output": <any JSON>? | "error": "message"?}
     {"type": "ping",        "id": 6}
+    {"type": "auth",        "id": 7, "key": "<API key>"}   (when not sent as a header)
 
 Server → client: ``{"type": "ack", "id", "command", …}``, ``{"type": "error", "id", "code",
 "message"}``, and run events (each with its ``run_id`` and ``seq``).
@@ -76,11 +77,26 @@ class Ping(_Command):
     type: Literal["ping"]
 
 
+class Authenticate(_Command):
+    """The API key, for clients that cannot set a header on the handshake (browsers)."""
+
+    type: Literal["auth"]
+    key: str = Field(min_length=1, max_length=512)
+
+
 Command = Annotated[
-    StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping,
+    StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping | Authenticate,
     Field(discriminator="type"),
 ]
-COMMAND_TYPES = ("run.start", "run.cancel", "subscribe", "unsubscribe", "tool.result", "ping")
+COMMAND_TYPES = (
+    "auth",
+    "run.start",
+    "run.cancel",
+    "subscribe",
+    "unsubscribe",
+    "tool.result",
+    "ping",
+)
 
 _adapter: TypeAdapter[Command] = TypeAdapter(Command)
 
@@ -94,7 +110,7 @@ class CommandError:
     message: str
 
 
-AnyCommand = StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping
+AnyCommand = StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping | Authenticate
 
 
 def parse_command(text: str | bytes) -> AnyCommand | CommandError:

@@ -52,6 +52,13 @@ logger = logging.getLogger("streams.runs")
 T = TypeVar("T")
 
 
+class _Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED = _Unchecked.UNCHECKED  # internal callers that need no ownership check
+
+
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -115,8 +122,10 @@ class Run:
         log: EventLog,
         connection: Connection,
         on_disconnect: OnDisconnect,
+        owner: str | None = None,
     ) -> None:
         self.id = run_id
+        self.owner = owner  # the API key's name that started it; None when the gateway is open
         self.spec = spec
         self.log = log
         self.connection = connection
@@ -169,6 +178,7 @@ class Run:
             "producers": [p.to_dict() for p in self.producers.values()],
             "pending_client_tools": sorted(self._pending_client_tools),
             "readers": self.readers,
+            "owner": self.owner,
             "metadata": self.spec.metadata,
         }
 
@@ -212,6 +222,8 @@ class RunManager:
         self._expiry_added = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._closing = False
+        self._idle = asyncio.Event()  # set while no run is active
+        self._idle.set()
         self._counts = {status: 0 for status in RunStatus if status.is_terminal}
 
     async def __aenter__(self) -> RunManager:
@@ -235,12 +247,28 @@ class RunManager:
         for run_id in list(self._active):
             self.cancel(run_id, reason)
 
+    async def drain(self, timeout: float, reason: str = "shutdown") -> None:
+        """Take no new runs; give the active ones ``timeout`` seconds to finish, then cancel
+        what is left with ``reason`` and wait for it to end."""
+        self._closing = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            self.close(reason)
+            await self._idle.wait()
+
     @property
     def closing(self) -> bool:
         return self._closing
 
     def start(
-        self, spec: RunSpec, connection: Connection, *, default_on_disconnect: OnDisconnect
+        self,
+        spec: RunSpec,
+        connection: Connection,
+        *,
+        default_on_disconnect: OnDisconnect,
+        owner: str | None = None,
     ) -> Run:
         """Validate ``spec`` against what the gateway offers and schedule the run."""
         if self._closing or self._task_group is None:
@@ -259,21 +287,27 @@ class RunManager:
             self._log_factory(run_id, self.limits.retention),
             connection,
             spec.on_disconnect or default_on_disconnect,
+            owner,
         )
         self._runs[run_id] = run
         self._active.add(run_id)
+        self._idle.clear()
         run.task = self._task_group.create_task(self._supervise(run), name=f"run {run_id}")
         return run
 
-    def get(self, run_id: str) -> Run:
-        try:
-            return self._runs[run_id]
-        except KeyError:
-            raise NotFoundError(f"no run {run_id!r}") from None
+    def get(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
+        """The run ``run_id``. Given an ``owner``, a run of another owner is not found,
+        exactly like a run that does not exist."""
+        run = self._runs.get(run_id)
+        if run is None or (owner is not UNCHECKED and run.owner != owner):
+            raise NotFoundError(f"no run {run_id!r}")
+        return run
 
-    def cancel(self, run_id: str, reason: str) -> Run:
+    def cancel(
+        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
+    ) -> Run:
         """Cancel the run's task group; its log ends with ``run.cancelled`` and ``reason``."""
-        run = self.get(run_id)
+        run = self.get(run_id, owner)
         if run.done:
             raise RunFinishedError(f"run {run_id} has already {run.status.value}")
         if run.cancel_reason is None:
@@ -376,6 +410,8 @@ class RunManager:
         finally:
             # Whoever waits for the run wakes after its terminal event is in the log.
             self._active.discard(run.id)
+            if not self._active:
+                self._idle.set()
             run.connection.remove_run(run.id)
             self._counts[status] += 1
             self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))

@@ -59,6 +59,10 @@ class ToolRegistry:
     def describe(self) -> list[dict[str, Any]]:
         return [tool.describe() for tool in self.tools.values()]
 
+    def subset(self, names: Iterable[str]) -> ToolRegistry:
+        """Only the tools named (each must exist)."""
+        return ToolRegistry({name: self.get(name) for name in names})
+
 
 def _number(arguments: Mapping[str, Any], key: str, default: float | None = None) -> float:
     value = arguments.get(key, default)

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 
-from gateway.app import create_app
-from gateway.server import GatewayServer
+from gateway.server import make_server
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from streams.models import ModelRegistry
@@ -24,6 +22,7 @@ from streams.tools import ToolRegistry
 T = TypeVar("T")
 
 FAST = {
+    "port": 0,
     "demo_token_delay": 0.001,
     "countdown_interval": 0.01,
     "heartbeat_interval": 15.0,
@@ -42,21 +41,9 @@ class RunningGateway:
         tools: ToolRegistry | None = None,
         models: ModelRegistry | None = None,
     ) -> None:
-        self.shutdown = asyncio.Event()
-        self.app = create_app(settings, tools=tools, models=models, shutdown=self.shutdown)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            access_log=False,
-            ws="websockets-sansio",
-            ws_ping_interval=settings.ws_ping_interval,
-            ws_ping_timeout=settings.ws_ping_timeout,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
-        self.server = GatewayServer(config, self.shutdown)
+        self.server = make_server(settings, tools=tools, models=models)
+        self.app = self.server.config.app
+        self.shutdown = self.server.app_shutdown
         self.loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="gateway", daemon=True)

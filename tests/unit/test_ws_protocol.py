@@ -169,7 +169,7 @@ def test_unknown_type_is_an_unknown_command(message: dict[str, Any], shown_type:
         1,
         "unknown_command",
         f"unknown command type {shown_type}; expected one of "
-        "run.start, run.cancel, subscribe, unsubscribe, tool.result, ping",
+        "auth, run.start, run.cancel, subscribe, unsubscribe, tool.result, ping",
     )
 
 

@@ -1,0 +1,36 @@
+"""What every HTTP route needs from a request: the app's state, the caller, the connection."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from streams.connection import Connection
+
+from .auth import Principal, key_from_headers
+from .state import GatewayState
+
+
+def gateway(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer`` or ``X-API-Key`` (401 if keys are
+    configured and none of them matches)."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    presented = key_from_headers(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    found = gateway(request).keys.authenticate(presented)
+    request.state.principal = found
+    return found
+
+
+def connection(request: Request) -> Connection:
+    """The connection limits of the TCP connection this request came on."""
+    client = request.client
+    key = f"http:{client.host}:{client.port}" if client else "http:unknown"
+    return gateway(request).connection(key)

@@ -1,0 +1,50 @@
+"""Opening a run's event stream over SSE, in any dialect."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from streams.encoding import encode_sse_batch
+from streams.errors import InvalidRequestError
+from streams.events import Event
+from streams.reader import RunReader
+from streams.runs import Run
+
+from .sse import EventStreamResponse
+from .state import GatewayState
+
+
+def event_stream(
+    state: GatewayState,
+    run: Run,
+    after: int,
+    encode: Callable[[list[Event]], bytes] = encode_sse_batch,
+) -> EventStreamResponse:
+    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes.
+    It counts as one of the run owner's open streams while it is open."""
+    settings = state.settings
+    return EventStreamResponse(
+        RunReader(state.manager, run, after),
+        heartbeat=settings.heartbeat_interval,
+        send_timeout=settings.send_timeout,
+        shutdown=state.drained,
+        shutdown_grace=settings.shutdown_grace,
+        headers={"x-run-id": run.id},
+        on_close=functools.partial(state.record_close, "sse"),
+        encode=encode,
+        slot=functools.partial(state.quotas.stream, run.owner),
+    )
+
+
+def cursor_from(last_event_id: str | None, after: int | None) -> int:
+    """The reader's cursor: ``Last-Event-ID`` (EventSource's own reconnect, newer than the
+    URL's ``?after=``) or ``after``."""
+    if last_event_id is not None:
+        try:
+            return int(last_event_id.strip())
+        except ValueError:
+            raise InvalidRequestError(
+                f"Last-Event-ID must be an event's seq (a whole number), not {last_event_id!r}"
+            ) from None
+    return after or 0
