@@ -20,7 +20,7 @@ from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
 from streams.upstream.client import Route, UpstreamModel
 
-from . import agui, openai_face, routes, ws
+from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
@@ -120,6 +120,8 @@ def create_app(
     app.include_router(openai_face.router)
     app.include_router(ws.router)
     app.include_router(agui.router)
+    app.include_router(console.router)
+    console.mount_console(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Starlette's CORS middleware is pure ASGI: it never buffers a stream.
