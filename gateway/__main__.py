@@ -1,4 +1,4 @@
-"""``gateway`` / ``python -m gateway``: start the gateway.
+"""``gateway`` / ``python -m gateway``: start the gateway, check a config file, or hash a key.
 
 Every setting comes from ``GATEWAY_*`` environment variables (and an optional TOML file named
 by ``--config`` / ``GATEWAY_CONFIG_FILE``); the flags below win over both.
@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from .auth import hash_key, new_key
 from .server import run
 from .settings import Settings
 
 
-def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
         description="Real-time streaming agent gateway. Defaults: 127.0.0.1:8000, in-memory "
@@ -38,15 +41,65 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         type=float,
         help="seconds between the demo model's tokens (GATEWAY_DEMO_TOKEN_DELAY)",
     )
-    args = vars(parser.parse_args(argv))
-    return {key: value for key, value in args.items() if value is not None}
+    actions = parser.add_mutually_exclusive_group()
+    actions.add_argument(
+        "--check-config",
+        metavar="FILE",
+        help="validate a settings file (with the environment) and exit: 0 if it is valid",
+    )
+    actions.add_argument(
+        "--hash-key",
+        metavar="KEY",
+        nargs="?",
+        const="",
+        help="print the hash to configure for an API key (a new random key if none is "
+        "given) and exit",
+    )
+    return parser
+
+
+def check_config(path: str, overrides: dict[str, Any]) -> int:
+    """Validate ``path``; print what is wrong, or a summary. The exit status."""
+    if not Path(path).is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 1
+    try:
+        settings = Settings(**{**overrides, "config_file": path})
+        settings.upstream_routes(os.environ)
+        settings.check_exposure()
+    except ValidationError as exc:
+        print(f"{path}: {exc.error_count()} problem(s)", file=sys.stderr)
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"]) or "(file)"
+            print(f"  {location}: {error['msg']}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{path}: valid. Listens on {settings.host}:{settings.port}; routes: "
+        f"{', '.join(settings.routes) or 'none'}; API keys: {', '.join(settings.api_keys) or 'none'}"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    overrides = parse_args(argv)
+    args = vars(build_parser().parse_args(argv))
+    check = args.pop("check_config")
+    key = args.pop("hash_key")
+    overrides = {name: value for name, value in args.items() if value is not None}
+    if key is not None:
+        if not key:
+            key = new_key()
+            print(f"key:  {key}")
+        print(f"hash: {hash_key(key)}")
+        return
+    if check is not None:
+        raise SystemExit(check_config(check, overrides))
     try:
         settings = Settings(**overrides)
         settings.upstream_routes(os.environ)  # fail now if a route's API key is missing
+        settings.check_exposure()
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"gateway: invalid settings: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):

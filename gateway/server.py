@@ -87,7 +87,10 @@ async def serve(settings: Settings) -> None:
     async def announce() -> None:
         await server.listening.wait()
         logger.info(
-            "gateway listening on http://%s:%d (docs at /docs)", settings.host, server.bound_port
+            "gateway listening on http://%s:%d (console at /, docs at /docs)%s",
+            settings.host,
+            server.bound_port,
+            "" if settings.api_keys else "; open (no API keys), on loopback only",
         )
 
     async with asyncio.TaskGroup() as tasks:

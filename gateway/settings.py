@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -161,6 +162,25 @@ class Settings(BaseSettings):
 
     # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the gateway listens on a loopback address only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to serve without API keys anywhere but on loopback, unless allowed."""
+        if not self.api_keys and not self.loopback_only and not self.allow_open:
+            raise ValueError(
+                f"no API keys are configured and the gateway would listen on {self.host}: "
+                "anyone who can reach it could use it. Configure api_keys (see `gateway "
+                "--hash-key`), listen on 127.0.0.1, or set allow_open (GATEWAY_ALLOW_OPEN=1)"
+            )
 
     def upstream_routes(self, environ: Mapping[str, str]) -> list[Route]:
         """The configured routes, with their API keys read from ``environ``; a route whose
