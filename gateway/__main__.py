@@ -76,9 +76,11 @@ def check_config(path: str, overrides: dict[str, Any]) -> int:
     except ValueError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
+    routes = ", ".join(settings.routes) or "none"
+    keys = ", ".join(settings.api_keys) or "none"
     print(
-        f"{path}: valid. Listens on {settings.host}:{settings.port}; routes: "
-        f"{', '.join(settings.routes) or 'none'}; API keys: {', '.join(settings.api_keys) or 'none'}"
+        f"{path}: valid. Listens on {settings.host}:{settings.port}; routes: {routes}; "
+        f"API keys: {keys}"
     )
     return 0
 
