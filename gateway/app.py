@@ -12,31 +12,42 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from streams.demo import DemoModel
 from streams.log import Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
-from streams.upstream.client import Route, UpstreamModel
+from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
+from .metrics import GatewayMetrics
+from .observability import RequestContext
 from .quotas import KeyQuotas
 from .settings import Settings
 from .state import GatewayState
+from .telemetry import Telemetry
 
 
 def build_models(
-    settings: Settings, routes: list[Route], http: httpx.AsyncClient, extra: ModelRegistry | None
+    settings: Settings,
+    routes: list[Route],
+    http: httpx.AsyncClient,
+    extra: ModelRegistry | None,
+    *,
+    observer: UpstreamObserver | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> ModelRegistry:
     """``demo``, one upstream model per configured route, and any ``extra`` models."""
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
     for route in routes:
-        registry.register(UpstreamModel(route, http))
+        registry.register(UpstreamModel(route, http, observer=observer, tracer=tracer))
     for model in extra.models.values() if extra else ():
         registry.register(model)
     return registry
@@ -48,12 +59,14 @@ def create_app(
     models: ModelRegistry | None = None,
     tools: ToolRegistry | None = None,
     shutdown: asyncio.Event | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
     The models are ``demo``, the configured routes, and ``models`` if given; ``tools``
     default to the built-in tools. ``shutdown`` is set by the server when it starts
-    draining, so open streams can finish their last events.
+    draining, so open streams can finish their last events. Spans go to ``span_exporter``
+    if given (tests), else to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
     """
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
@@ -63,6 +76,8 @@ def create_app(
         if settings.tools is not None:
             tools = tools.subset(settings.tools)
     shutdown_event = shutdown or asyncio.Event()
+    metrics = GatewayMetrics()
+    telemetry = Telemetry(exporter=span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,9 +99,18 @@ def create_app(
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
             ) as http,
             RunManager(
-                models=build_models(settings, upstream_routes, http, models),
+                models=build_models(
+                    settings,
+                    upstream_routes,
+                    http,
+                    models,
+                    observer=metrics,
+                    tracer=telemetry.tracer,
+                ),
                 tools=tools,
                 limits=limits,
+                tracer=telemetry.tracer,
+                on_run_end=metrics.run_ended,
             ) as manager,
             asyncio.TaskGroup() as tasks,
         ):
@@ -100,13 +124,16 @@ def create_app(
                     max_streams=settings.max_streams_per_key,
                 ),
                 shutdown=shutdown_event,
+                metrics=metrics,
             )
+            metrics.bind(state)
             app.state.gateway = state
             tasks.create_task(_drain_on_shutdown(state), name="drain-on-shutdown")
             try:
                 yield
             finally:
                 shutdown_event.set()
+        telemetry.shutdown()
 
     app = FastAPI(
         title="Agent gateway",
@@ -123,6 +150,8 @@ def create_app(
     app.include_router(console.router)
     console.mount_console(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost but CORS: every request, also a refused one, gets its id, span and log line.
+    app.add_middleware(RequestContext, tracer=telemetry.tracer)
     if settings.cors_origins:
         # Starlette's CORS middleware is pure ASGI: it never buffers a stream.
         app.add_middleware(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.errors import InvalidRequestError
 from streams.runs import Run
@@ -172,6 +173,13 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def list_tools(request: Request) -> dict[str, Any]:
     """Server-side tools a run may enable, with their JSON schemas."""
     return {"data": gateway(request).manager.tools.describe()}
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=True)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: streams, runs, events, upstream latency, errors, breakers."""
+    body = gateway(request).metrics.render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

@@ -58,6 +58,7 @@ class EventStreamResponse(Response):
         on_close: Callable[[CloseReason], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
         slot: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
         self.status_code = 200
@@ -74,6 +75,7 @@ class EventStreamResponse(Response):
         # A quota slot (the caller's open streams) held while the stream is open; taken
         # here, in the response, so that it is given back on every way the stream ends.
         self.slot = slot or contextlib.nullcontext
+        self.on_sent = on_sent  # counts events sent (metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -134,6 +136,8 @@ class EventStreamResponse(Response):
                     frames = self.encode(batch.events)
                     if frames:
                         await self._send(send, frames)
+                    if self.on_sent is not None:
+                        self.on_sent(len(batch.events))
                 elif not batch.done:
                     await self._send(send, SSE_PING)
                 if batch.done:

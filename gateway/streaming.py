@@ -33,7 +33,8 @@ def event_stream(
         headers={"x-run-id": run.id},
         on_close=functools.partial(state.record_close, "sse"),
         encode=encode,
-        slot=functools.partial(state.quotas.stream, run.owner),
+        slot=functools.partial(state.stream_slot, run.owner, "sse"),
+        on_sent=state.metrics.events_sent.labels("sse").inc,
     )
 
 

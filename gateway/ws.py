@@ -118,7 +118,7 @@ class WebSocketSession:
     def _authenticate(self, key: str | None) -> None:
         """Become ``key``'s principal and take one of its stream slots."""
         principal = self.state.keys.authenticate(key)
-        self._slots.enter_context(self.state.quotas.stream(principal.owner))
+        self._slots.enter_context(self.state.stream_slot(principal.owner, "ws"))
         self.principal = principal
 
     async def _send_error_and_close(self, exc: GatewayError, code: int) -> None:
@@ -311,6 +311,9 @@ class WebSocketSession:
         self._readers.add(reader)
         return reader
 
+    def _sent(self, count: int) -> None:
+        self.state.metrics.events_sent.labels("ws").inc(count)
+
     def _detach(self, reader: RunReader) -> None:
         self._readers.discard(reader)
         reader.__exit__(None, None, None)
@@ -323,6 +326,7 @@ class WebSocketSession:
                 batch = await reader.next_batch(None)
                 for event in batch.events:
                     await self._send(encode_ws_event(event))
+                self._sent(len(batch.events))
                 if batch.done:
                     break
         except _SessionClosed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .errors import LimitExceededError
@@ -27,7 +27,14 @@ class ConnectionStatistics:
 class Connection:
     """Limits shared by the runs one client connection started."""
 
-    def __init__(self, key: str, *, max_producers: int = 8, max_runs: int = 32) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        max_producers: int = 8,
+        max_runs: int = 32,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
         if max_producers < 1 or max_runs < 1:
             raise ValueError("limits must be at least 1")
         self.key = key
@@ -38,6 +45,8 @@ class Connection:
         self._running = 0
         self._waiting = 0
         self._peak = 0
+        self.waits = 0  # times a producer had to wait for a slot
+        self._on_wait = on_wait
 
     def add_run(self, run_id: str) -> None:
         if len(self._active_runs) >= self.max_runs:
@@ -57,6 +66,10 @@ class Connection:
     @contextlib.asynccontextmanager
     async def producer_slot(self) -> AsyncIterator[None]:
         """Hold one of the connection's producer slots while the body runs."""
+        if self._semaphore.locked():
+            self.waits += 1
+            if self._on_wait is not None:
+                self._on_wait()
         self._waiting += 1
         try:
             await self._semaphore.acquire()

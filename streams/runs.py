@@ -31,6 +31,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import structlog
+from opentelemetry import trace
+
 from .connection import Connection
 from .errors import (
     GatewayError,
@@ -211,7 +214,11 @@ class RunManager:
         tools: ToolRegistry,
         limits: RunLimits | None = None,
         log_factory: Callable[[str, Retention], EventLog] = MemoryEventLog,
+        tracer: trace.Tracer | None = None,
+        on_run_end: Callable[[Run], None] | None = None,
     ) -> None:
+        self.tracer = tracer or trace.NoOpTracer()
+        self._on_run_end = on_run_end  # the gateway's run-end log line and metrics
         self.models = models
         self.tools = tools
         self.limits = limits or RunLimits()
@@ -303,9 +310,7 @@ class RunManager:
             raise NotFoundError(f"no run {run_id!r}")
         return run
 
-    def cancel(
-        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
-    ) -> Run:
+    def cancel(self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
         """Cancel the run's task group; its log ends with ``run.cancelled`` and ``reason``."""
         run = self.get(run_id, owner)
         if run.done:
@@ -352,6 +357,26 @@ class RunManager:
     # -- the supervisor ---------------------------------------------------------------------
 
     async def _supervise(self, run: Run) -> None:
+        # Every log line of this run (and of its producers' tasks, which copy this context)
+        # carries the run id.
+        structlog.contextvars.bind_contextvars(run_id=run.id)
+        attributes: dict[str, Any] = {"gateway.run.id": run.id, "gateway.run.kind": run.spec.kind}
+        if run.spec.model:
+            attributes["gen_ai.request.model"] = run.spec.model
+        with self.tracer.start_as_current_span(
+            "run", attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                await self._supervise_run(run)
+            finally:
+                span.set_attribute("gateway.run.status", run.status.value)
+                span.set_attribute("gateway.run.events", run.log.last_seq)
+                span.set_attribute("gen_ai.usage.input_tokens", run.usage["input_tokens"])
+                span.set_attribute("gen_ai.usage.output_tokens", run.usage["output_tokens"])
+                if run.status is RunStatus.FAILED and run.error:
+                    span.set_status(trace.StatusCode.ERROR, run.error["code"])
+
+    async def _supervise_run(self, run: Run) -> None:
         try:
             if run.cancel_reason is not None:  # cancelled while queued
                 raise asyncio.CancelledError
@@ -417,6 +442,8 @@ class RunManager:
             self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
             self._expiry_added.set()
             run._done.set()
+            if self._on_run_end is not None:
+                self._on_run_end(run)
 
     async def _sweep(self) -> None:
         """Drop finished runs (and their logs) once their TTL has passed."""
@@ -443,11 +470,22 @@ class RunManager:
     ) -> T:
         """Run one producer in a slot of its connection, tracking its status."""
         run.producers[info.id] = info
+        structlog.contextvars.bind_contextvars(producer=info.id)
+        attributes: dict[str, Any] = {
+            "gateway.producer.id": info.id,
+            "gateway.producer.kind": info.kind,
+        }
+        attributes["gen_ai.request.model" if info.kind == "model" else "gen_ai.tool.name"] = (
+            info.name
+        )
         async with run.connection.producer_slot():
             info.status = "running"
             info.started_at = time.time()
             try:
-                result = await body()
+                with self.tracer.start_as_current_span(
+                    f"{info.kind} {info.name}", attributes=attributes, record_exception=False
+                ):
+                    result = await body()
             except asyncio.CancelledError:
                 info.status = "cancelled"
                 raise

@@ -21,9 +21,12 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import inject
 
 from ..errors import (
     UpstreamError,
@@ -33,7 +36,7 @@ from ..errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from ..models import Model, ModelOutput
+from ..models import Model, ModelOutput, Usage
 from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from .breaker import CircuitBreaker
 from .openai_chat import ChatChunkParser, chat_request
@@ -90,7 +93,34 @@ class RouteStatistics:
     failures: int = 0
     in_flight: int = 0
     waiting: int = 0
+    slot_waits: int = 0  # requests that had to wait for a slot (max_in_flight)
     last_ttft: float | None = None
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """What one request to an upstream did (one per attempt), for logs and metrics."""
+
+    route: str
+    provider: str
+    upstream_model: str
+    attempt: int
+    status: int | None = None
+    ttft: float | None = None  # seconds from sending the request to the first output
+    duration: float = 0.0
+    error: str | None = None  # the error code, or "cancelled"
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class UpstreamObserver(Protocol):
+    """Told about every upstream call (the gateway feeds logs, metrics from it)."""
+
+    def chunk_gap(self, route: str, seconds: float) -> None:
+        """Seconds between two chunks of a stream that has started."""
+
+    def call_finished(self, call: UpstreamCall) -> None:
+        """One request ended (successfully or not)."""
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -128,8 +158,17 @@ def backoff_delay(
 class UpstreamModel(Model):
     """A :class:`~streams.models.Model` served by an upstream provider."""
 
-    def __init__(self, route: Route, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        route: Route,
+        client: httpx.AsyncClient,
+        *,
+        observer: UpstreamObserver | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.name = route.name
+        self.observer = observer
+        self.tracer = tracer or trace.NoOpTracer()
         self.description = f"{route.provider} route to {route.upstream_model}"
         self.route = route
         self.client = client
@@ -149,10 +188,11 @@ class UpstreamModel(Model):
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]],
         options: Mapping[str, Any],
+        trace_headers: Mapping[str, str],
     ) -> httpx.Request:
         route = self.route
         base = route.base_url.rstrip("/")
-        headers = {"accept": "text/event-stream", **route.headers}
+        headers = {"accept": "text/event-stream", **route.headers, **trace_headers}
         if route.provider == "anthropic":
             body = messages_request(
                 route.upstream_model,
@@ -187,7 +227,11 @@ class UpstreamModel(Model):
         route = self.route
         stats = self.stats
         stats.requests += 1
+        # The producer's span, current in the consuming task: each attempt's span is its child.
+        parent = otel_context.get_current()
         deadline = time.monotonic() + route.timeouts.total
+        if self._slots.locked():
+            stats.slot_waits += 1
         stats.waiting += 1
         try:
             await self._slots.acquire()
@@ -204,7 +248,7 @@ class UpstreamModel(Model):
                     # aclosing: leaving early (cancel, error) closes the attempt, and with it
                     # the upstream response, now rather than when it is collected.
                     async with contextlib.aclosing(
-                        self._attempt(messages, tools, options or {}, deadline)
+                        self._attempt(messages, tools, options or {}, deadline, attempt, parent)
                     ) as attempt_output:
                         async for item in attempt_output:
                             started = True
@@ -238,6 +282,8 @@ class UpstreamModel(Model):
         tools: Sequence[Mapping[str, Any]],
         options: Mapping[str, Any],
         deadline: float,
+        attempt: int,
+        parent: otel_context.Context,
     ) -> AsyncGenerator[ModelOutput, None]:
         """One request: send it, check the status, and stream its output."""
         route = self.route
@@ -246,14 +292,33 @@ class UpstreamModel(Model):
         sent_at = time.monotonic()
         first_token_deadline = min(sent_at + timeouts.first_token, deadline)
         response: httpx.Response | None = None
+        call = UpstreamCall(route.name, route.provider, route.upstream_model, attempt)
+        # Not the current span (this is a generator: a context set here would leak into the
+        # consumer between yields); it is passed explicitly and its context sent upstream.
+        span = self.tracer.start_span(
+            f"chat {route.upstream_model}",
+            context=parent,
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": route.provider,
+                "gen_ai.request.model": route.upstream_model,
+                "gateway.route": route.name,
+                "gateway.attempt": attempt,
+            },
+        )
+        trace_headers: dict[str, str] = {}
+        inject(trace_headers, context=trace.set_span_in_context(span, parent))
+        last_chunk_at: float | None = None
         try:
             try:
                 async with asyncio.timeout_at(_loop_time(first_token_deadline)):
                     response = await self.client.send(
-                        self._request(messages, tools, options), stream=True
+                        self._request(messages, tools, options, trace_headers), stream=True
                     )
             except TimeoutError:
                 raise self._timeout("first_token") from None
+            call.status = response.status_code
             if response.status_code >= 400:
                 raise await self._status_error(response, first_token_deadline)
             content_type = response.headers.get("content-type", "")
@@ -284,6 +349,11 @@ class UpstreamModel(Model):
                     elif not produced and limit == first_token_deadline:
                         phase = "first_token"
                     raise self._timeout(phase) from None
+                received_at = time.monotonic()
+                if last_chunk_at is not None and self.observer is not None:
+                    self.observer.chunk_gap(route.name, received_at - last_chunk_at)
+                if produced:
+                    last_chunk_at = received_at
                 for message in decoder.feed(chunk):
                     if openai is not None:
                         items = openai.feed(message.data)
@@ -293,7 +363,11 @@ class UpstreamModel(Model):
                     for item in items:
                         if not produced:
                             produced = True
-                            self.stats.last_ttft = time.monotonic() - sent_at
+                            last_chunk_at = received_at
+                            call.ttft = self.stats.last_ttft = time.monotonic() - sent_at
+                        if isinstance(item, Usage):
+                            call.input_tokens += item.input_tokens
+                            call.output_tokens += item.output_tokens
                         yield item
                 if (openai is not None and openai.done) or (
                     anthropic is not None and anthropic.finished
@@ -305,14 +379,39 @@ class UpstreamModel(Model):
                     "the upstream stream ended before the response was complete"
                 )
         except httpx.TimeoutException as exc:
+            call.error = UpstreamTimeoutError.code
             raise UpstreamTimeoutError("connect", timeouts.connect) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
+            call.error = UpstreamUnavailableError.code
             raise UpstreamUnavailableError(
                 f"the upstream connection failed: {type(exc).__name__}: {exc}".rstrip(": ")
             ) from exc
+        except UpstreamError as exc:
+            call.error = exc.code
+            raise
+        except BaseException:
+            call.error = "cancelled"
+            raise
         finally:
             if response is not None:
                 await _close(response)
+            self._finish_call(call, span, sent_at)
+
+    def _finish_call(self, call: UpstreamCall, span: trace.Span, sent_at: float) -> None:
+        call.duration = time.monotonic() - sent_at
+        if call.status is not None:
+            span.set_attribute("http.response.status_code", call.status)
+        if call.ttft is not None:
+            span.set_attribute("gen_ai.server.time_to_first_token", call.ttft)
+        span.set_attribute("gen_ai.usage.input_tokens", call.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", call.output_tokens)
+        if call.error is not None:
+            span.set_attribute("error.type", call.error)
+            if call.error != "cancelled":
+                span.set_status(trace.StatusCode.ERROR, call.error)
+        span.end()
+        if self.observer is not None:
+            self.observer.call_finished(call)
 
     def _timeout(self, phase: str) -> UpstreamTimeoutError:
         timeouts = self.route.timeouts

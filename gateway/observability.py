@@ -1,0 +1,93 @@
+"""Per-request context, as pure ASGI middleware (it never buffers or compresses a stream):
+a request id (taken from ``X-Request-ID`` or made) on every log line of the request and on
+the response, a span for the request (continuing the client's W3C trace context), and one
+log line when the request ends (for a stream: when the stream ends)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logs import redact_text
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+request_log = structlog.get_logger("gateway.requests")
+
+
+def _path(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{query}" if query else "")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, tracer: trace.Tracer) -> None:
+        self.app = app
+        self.tracer = tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        method = scope.get("method", "WS")
+        path = redact_text(_path(scope))
+        status: dict[str, Any] = {"code": None}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            elif message["type"] == "websocket.accept":
+                status["code"] = 101
+            elif message["type"] == "websocket.close" and status["code"] is None:
+                status["code"] = 403
+            await send(message)
+
+        started = time.perf_counter()
+        span = self.tracer.start_span(
+            f"{method} {scope.get('path', '')}",
+            context=extract(headers),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": scope.get("path", ""),
+                "gateway.request_id": request_id,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except BaseException as exc:
+                status["error"] = type(exc).__name__
+                raise
+            finally:
+                duration = time.perf_counter() - started
+                if status["code"] is not None:
+                    span.set_attribute("http.response.status_code", status["code"])
+                    if status["code"] >= 500:
+                        span.set_status(trace.StatusCode.ERROR)
+                span.end()
+                otel_context.detach(token)
+                request_log.info(
+                    "request",
+                    method=method,
+                    path=path,
+                    status=status["code"],
+                    duration_s=round(duration, 4),
+                    error=status.get("error"),
+                )
