@@ -72,7 +72,11 @@ class RequestContext:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
-            except BaseException as exc:
+            except Exception as exc:
+                status["error"] = type(exc).__name__
+                request_log.exception("request failed", method=method, path=path)
+                raise
+            except BaseException as exc:  # cancelled (the server is stopping)
                 status["error"] = type(exc).__name__
                 raise
             finally:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from streams.connection import Connection
 from streams.encoding import encode_ws_ack, encode_ws_error, encode_ws_event
@@ -167,7 +167,7 @@ class WebSocketSession:
                 logger.info("closing slow WebSocket reader %s", self.connection.key)
                 self._stop(CLOSE_TRY_AGAIN_LATER, "slow reader: resume with subscribe/after")
                 raise _SessionClosed from None
-            except (OSError, RuntimeError) as exc:
+            except (OSError, RuntimeError, WebSocketDisconnect) as exc:
                 self._stop()
                 raise _SessionClosed from exc
 
@@ -211,6 +211,8 @@ class WebSocketSession:
                     )
                     continue
                 await self._handle(text)
+                if self.close_code is not None:  # a command ended the session
+                    break
         except _SessionClosed:
             pass
         self._stop()
