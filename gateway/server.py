@@ -9,6 +9,7 @@ import socket
 from types import FrameType
 
 import uvicorn
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
@@ -58,10 +59,13 @@ def make_server(
     *,
     models: ModelRegistry | None = None,
     tools: ToolRegistry | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> GatewayServer:
     """A server for ``settings`` (not started)."""
     shutdown = asyncio.Event()
-    app = create_app(settings, models=models, tools=tools, shutdown=shutdown)
+    app = create_app(
+        settings, models=models, tools=tools, shutdown=shutdown, span_exporter=span_exporter
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,

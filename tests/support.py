@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.server import make_server
 from gateway.settings import Settings
@@ -40,8 +41,9 @@ class RunningGateway:
         *,
         tools: ToolRegistry | None = None,
         models: ModelRegistry | None = None,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
-        self.server = make_server(settings, tools=tools, models=models)
+        self.server = make_server(settings, tools=tools, models=models, span_exporter=span_exporter)
         self.app = self.server.config.app
         self.shutdown = self.server.app_shutdown
         self.loop = asyncio.new_event_loop()
@@ -117,10 +119,13 @@ class RunningGateway:
 
 @contextlib.contextmanager
 def running_gateway(
-    tools: ToolRegistry | None = None, models: ModelRegistry | None = None, **overrides: Any
+    tools: ToolRegistry | None = None,
+    models: ModelRegistry | None = None,
+    span_exporter: SpanExporter | None = None,
+    **overrides: Any,
 ) -> Iterator[RunningGateway]:
     settings = Settings(**{**FAST, **overrides})
-    gateway = RunningGateway(settings, tools=tools, models=models)
+    gateway = RunningGateway(settings, tools=tools, models=models, span_exporter=span_exporter)
     gateway.start()
     try:
         yield gateway

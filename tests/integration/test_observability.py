@@ -1,0 +1,117 @@
+"""Request ids, spans, and metrics, as an operator sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import SSE, agent_spec, collect, running_gateway
+from tests.upstream_server import UpstreamServer, error_reply, text_reply
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_a_request_id_is_echoed_or_made() -> None:
+    with running_gateway() as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
+            made = await client.get("/healthz")
+            hostile = await client.get("/healthz", headers={"x-request-id": b"a\xe9b c"})
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    assert len(hostile.headers["x-request-id"]) == 32  # not echoed: made anew
+
+
+async def test_metrics_follow_runs_streams_and_upstream_calls(upstream: UpstreamServer) -> None:
+    upstream.script(text_reply("a", "b", "c"), error_reply(500))
+    route = {"base_url": upstream.base_url, "model": "m", "max_attempts": 1}
+    with running_gateway(routes={"up": route}) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            before = samples((await client.get("/metrics")).text)
+            for model in ("up", "up", "demo"):
+                spec = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+                async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
+                    events = await collect(response)
+            after = samples((await client.get("/metrics")).text)
+    assert events[-1]["type"] == "run.completed"
+    assert after["gateway_runs_finished_total", (("status", "completed"),)] == 2
+    assert after["gateway_runs_finished_total", (("status", "failed"),)] == 1
+    assert after["gateway_events_sent_total", (("channel", "sse"),)] > 20
+    assert ("gateway_events_sent_total", (("channel", "sse"),)) not in before
+    assert after["gateway_upstream_requests_total", (("outcome", "ok"), ("route", "up"))] == 1
+    assert (
+        after["gateway_upstream_errors_total", (("code", "upstream_status"), ("route", "up"))] == 1
+    )
+    assert after["gateway_upstream_ttft_seconds_count", (("route", "up"),)] == 1
+    assert after["gateway_upstream_inter_chunk_seconds_count", (("route", "up"),)] >= 2
+    assert after["gateway_circuit_breaker_state", (("route", "up"),)] == 0
+    assert after["gateway_active_runs", ()] == 0
+    assert after["gateway_reader_disconnects_total", (("channel", "sse"), ("reason", "done"))] == 3
+
+
+async def test_an_agent_run_makes_a_span_tree_under_the_request(upstream: UpstreamServer) -> None:
+    upstream.script(text_reply("fine"))
+    exporter = InMemorySpanExporter()
+    route = {"base_url": upstream.base_url, "model": "up-model"}
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with running_gateway(routes={"up": route}, span_exporter=exporter) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            spec = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
+            async with client.stream(
+                "POST", "/v1/runs", json=spec, headers={**SSE, "traceparent": parent}
+            ) as response:
+                await collect(response)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    request, run = spans["POST /v1/runs"], spans["run"]
+    producer, call = spans["model up"], spans["chat up-model"]
+
+    def parent_of(span: ReadableSpan) -> int | None:
+        return span.parent.span_id if span.parent else None
+
+    assert request.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C  # the client's trace
+    assert parent_of(run) == request.context.span_id
+    assert parent_of(producer) == run.context.span_id
+    assert parent_of(call) == producer.context.span_id
+    assert call.attributes is not None
+    assert call.attributes["gen_ai.request.model"] == "up-model"
+    assert call.attributes["gen_ai.usage.output_tokens"] == 5
+    assert "gen_ai.server.time_to_first_token" in call.attributes
+    # The upstream call carried the trace onward.
+    traceparent = upstream.requests[0].headers["traceparent"]
+    assert traceparent.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert traceparent.split("-")[2] == format(call.context.span_id, "016x")
+
+
+async def test_the_run_span_records_its_outcome() -> None:
+    exporter = InMemorySpanExporter()
+    with running_gateway(span_exporter=exporter) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            async with client.stream(
+                "POST", "/v1/runs", headers=SSE, json=agent_spec("what is 2+2", ["calculator"])
+            ) as response:
+                await collect(response)
+    spans = exporter.get_finished_spans()
+    run = next(s for s in spans if s.name == "run")
+    tools = [s for s in spans if s.name == "tool calculator"]
+    assert run.attributes is not None
+    assert run.attributes["gateway.run.status"] == "completed"
+    assert len(tools) == 1
+    assert tools[0].parent is not None
+    assert tools[0].parent.span_id == run.context.span_id
