@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(exc: ValidationError) -> str:
+    """Each problem and where it is, without the values (which may be secrets)."""
+    return "\n".join(
+        f"  {'.'.join(str(part) for part in error['loc']) or '(file)'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 def check_config(path: str, overrides: dict[str, Any]) -> int:
     """Validate ``path``; print what is wrong, or a summary. The exit status."""
     if not Path(path).is_file():
@@ -69,9 +77,7 @@ def check_config(path: str, overrides: dict[str, Any]) -> int:
         settings.check_exposure()
     except ValidationError as exc:
         print(f"{path}: {exc.error_count()} problem(s)", file=sys.stderr)
-        for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "(file)"
-            print(f"  {location}: {error['msg']}", file=sys.stderr)
+        print(describe(exc), file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
@@ -102,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**overrides)
         settings.upstream_routes(os.environ)  # fail now if a route's API key is missing
         settings.check_exposure()
-    except (ValidationError, FileNotFoundError, ValueError) as exc:
+    except ValidationError as exc:
+        raise SystemExit(f"gateway: invalid settings:\n{describe(exc)}") from None
+    except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"gateway: invalid settings: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):
         run(settings)

@@ -59,13 +59,15 @@ def create_app(
     models: ModelRegistry | None = None,
     tools: ToolRegistry | None = None,
     shutdown: asyncio.Event | None = None,
+    drained: asyncio.Event | None = None,
     span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
     The models are ``demo``, the configured routes, and ``models`` if given; ``tools``
     default to the built-in tools. ``shutdown`` is set by the server when it starts
-    draining, so open streams can finish their last events. Spans go to ``span_exporter``
+    draining, and the app sets ``drained`` once every run has ended, so open streams
+    finish with their last events. Spans go to ``span_exporter``
     if given (tests), else to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
     """
     settings = settings or Settings()
@@ -76,6 +78,7 @@ def create_app(
         if settings.tools is not None:
             tools = tools.subset(settings.tools)
     shutdown_event = shutdown or asyncio.Event()
+    drained_event = drained or asyncio.Event()
     metrics = GatewayMetrics()
     telemetry = Telemetry(exporter=span_exporter)
 
@@ -124,6 +127,7 @@ def create_app(
                     max_streams=settings.max_streams_per_key,
                 ),
                 shutdown=shutdown_event,
+                drained=drained_event,
                 metrics=metrics,
             )
             metrics.bind(state)

@@ -65,7 +65,10 @@ class KeyRing:
                     f"API key {name!r}: expected '{HASH_PREFIX}<hex>', got a value "
                     "that is not a hash (configure hashes, never keys)"
                 )
-            digest = bytes.fromhex(value.removeprefix(HASH_PREFIX))
+            try:
+                digest = bytes.fromhex(value.removeprefix(HASH_PREFIX))
+            except ValueError:
+                raise ValueError(f"API key {name!r}: the hash is not hexadecimal") from None
             if len(digest) != hashlib.sha256().digest_size:
                 raise ValueError(f"API key {name!r}: not a SHA-256 digest")
             self._digests.append((name, digest))
@@ -94,7 +97,7 @@ class KeyRing:
 
 
 def key_from_headers(authorization: str | None, api_key: str | None) -> str | None:
-    if api_key:
+    if api_key and api_key.strip():
         return api_key.strip()
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
@@ -126,4 +129,5 @@ class StreamTokens:
             return False
         if expiry < (now if now is not None else time.time()):
             return False
-        return hmac.compare_digest(signature, self._sign(run_id, expiry))
+        # As bytes: compare_digest refuses non-ASCII str, and a token is client input.
+        return hmac.compare_digest(signature.encode(), self._sign(run_id, expiry).encode())

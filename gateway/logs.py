@@ -43,7 +43,6 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
     ]
     renderer: structlog.types.Processor
     output = stream or sys.stderr
@@ -56,6 +55,7 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact,  # last before rendering: tracebacks are text by now, and get redacted too
             renderer,
         ],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import socket
@@ -22,12 +23,29 @@ logger = logging.getLogger("gateway")
 
 
 class GatewayServer(uvicorn.Server):
-    """A uvicorn server that tells the app when it starts draining (signal received), so
-    open streams end with their runs' terminal events instead of being cut."""
+    """A uvicorn server that drains the gateway before it closes connections.
 
-    def __init__(self, config: uvicorn.Config, shutdown: asyncio.Event) -> None:
+    On SIGTERM/SIGINT (or ``should_exit``) uvicorn's own shutdown would close every
+    WebSocket at once and cut streams. First, the app is told (``shutdown``): it stops taking
+    runs, gives running ones ``drain_timeout`` and cancels the rest, so every reader gets its
+    run's terminal event (``drained``); the streams then get ``shutdown_grace`` to deliver it
+    and close themselves (WebSockets with 1012). Only then does uvicorn's shutdown run.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        shutdown: asyncio.Event,
+        drained: asyncio.Event,
+        *,
+        drain_timeout: float,
+        grace: float,
+    ) -> None:
         super().__init__(config)
         self.app_shutdown = shutdown
+        self.app_drained = drained
+        self.drain_timeout = drain_timeout
+        self.grace = grace
         self.listening = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -44,6 +62,15 @@ class GatewayServer(uvicorn.Server):
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.app_shutdown.set)
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.app_shutdown.set()
+        # Bounded: a drain that does not finish must not keep the process alive.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.drain_timeout + 2):
+                await self.app_drained.wait()
+            await asyncio.sleep(self.grace)
+        await super().shutdown(sockets)
 
     @property
     def bound_port(self) -> int:
@@ -62,9 +89,14 @@ def make_server(
     span_exporter: SpanExporter | None = None,
 ) -> GatewayServer:
     """A server for ``settings`` (not started)."""
-    shutdown = asyncio.Event()
+    shutdown, drained = asyncio.Event(), asyncio.Event()
     app = create_app(
-        settings, models=models, tools=tools, shutdown=shutdown, span_exporter=span_exporter
+        settings,
+        models=models,
+        tools=tools,
+        shutdown=shutdown,
+        drained=drained,
+        span_exporter=span_exporter,
     )
     config = uvicorn.Config(
         app,
@@ -82,7 +114,13 @@ def make_server(
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout + settings.shutdown_grace) + 5,
         lifespan="on",
     )
-    return GatewayServer(config, shutdown)
+    return GatewayServer(
+        config,
+        shutdown,
+        drained,
+        drain_timeout=settings.drain_timeout,
+        grace=settings.shutdown_grace,
+    )
 
 
 async def serve(settings: Settings) -> None:
