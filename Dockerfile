@@ -4,7 +4,7 @@
 
 # -- build: resolve and install the locked dependencies with uv into /app/.venv ----------------
 FROM python:3.11-slim AS build
-COPY --from=ghcr.io/astral-sh/uv:0.8 /uv /usr/local/bin/uv
+RUN pip install --no-cache-dir "uv>=0.8"
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 # Dependencies first (cached while only the code changes), then the project itself.
