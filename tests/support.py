@@ -27,7 +27,8 @@ FAST = {
     "demo_token_delay": 0.001,
     "countdown_interval": 0.01,
     "heartbeat_interval": 15.0,
-    "shutdown_grace": 1.0,
+    "shutdown_grace": 0.05,
+    "drain_timeout": 0.5,  # a test that stops its gateway mid-run does not wait for it
 }
 
 
