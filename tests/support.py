@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import structlog
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from gateway.logs import configure_logging
 from gateway.server import make_server
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -208,3 +212,25 @@ def agent_spec(prompt: str, tools: list[str], **extra: Any) -> dict[str, Any]:
         "tools": tools,
         **extra,
     }
+
+
+@contextlib.contextmanager
+def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
+    """The gateway's real logging configuration, writing into a buffer; the root logger,
+    uvicorn's logger and structlog are put back as they were afterwards."""
+    root = logging.getLogger()
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    handlers, root_level, uvicorn_level = root.handlers[:], root.level, uvicorn_error.level
+    was_configured, config = structlog.is_configured(), structlog.get_config()
+    output = io.StringIO()
+    try:
+        configure_logging(level, stream=output)
+        yield output
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        uvicorn_error.setLevel(uvicorn_level)
+        if was_configured:
+            structlog.configure(**config)
+        else:
+            structlog.reset_defaults()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SSE, agent_spec, collect, running_gateway
+from gateway.auth import hash_key
+from tests.support import SSE, agent_spec, captured_logs, collect, running_gateway
 from tests.upstream_server import UpstreamServer, error_reply, text_reply
 
 
@@ -115,3 +117,35 @@ async def test_the_run_span_records_its_outcome() -> None:
     assert len(tools) == 1
     assert tools[0].parent is not None
     assert tools[0].parent.span_id == run.context.span_id
+
+
+async def test_keys_and_tokens_never_reach_the_logs() -> None:
+    key = "very-secret-key-1"
+    with captured_logs() as output:
+        with running_gateway(api_keys={"me": hash_key(key)}) as gateway:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+                body = (
+                    await client.post(
+                        "/v1/runs",
+                        json=agent_spec("hi", []),
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                ).json()
+                async with client.stream(
+                    "GET", f"{body['events_url']}?token={body['token']}"
+                ) as response:
+                    await collect(response)
+                await client.get("/v1/models", headers={"x-api-key": key})
+                await client.get("/v1/models", headers={"x-api-key": "wrong-secret-key"})
+    text = output.getvalue()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert key not in text
+    assert body["token"] not in text
+    assert body["token"].split(".")[1] not in text
+    assert "wrong-secret-key" not in text
+    assert any("token=[redacted]" in line["path"] for line in requests)
+    assert all(line.get("request_id") for line in requests)
+    assert any(
+        line.get("event") == "run ended" and line.get("run_id") == body["run_id"] for line in lines
+    )
