@@ -14,6 +14,7 @@ from streams.runs import Run
 from streams.spec import RunSpec
 
 from .admission import start_run as admit
+from .agui import agui_events
 from .auth import AuthenticationError, Principal, key_from_headers
 from .deps import connection, gateway, principal
 from .responses import JSONResponse
@@ -129,8 +130,6 @@ async def run_events(
     run = _run_for_stream(request, run_id, token)
     cursor = cursor_from(last_event_id, after)
     if format == "ag-ui":
-        from .agui import agui_events  # here, not at the top: gateway.agui imports this module
-
         return await agui_events(state, run, cursor)
     return event_stream(state, run, cursor)
 

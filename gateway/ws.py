@@ -43,7 +43,6 @@ from .ws_protocol import (
 
 logger = logging.getLogger("gateway.ws")
 
-CLOSE_GOING_AWAY = 1001
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
