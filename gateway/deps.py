@@ -15,7 +15,13 @@ def gateway(request: Request) -> GatewayState:
     return state
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    """The caller (the dependency routes declare). Async, so that FastAPI calls it on the
+    event loop rather than sending every request through its thread pool."""
+    return principal_of(request)
+
+
+def principal_of(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer`` or ``X-API-Key`` (401 if keys are
     configured and none of them matches)."""
     cached: Principal | None = getattr(request.state, "principal", None)

@@ -16,7 +16,7 @@ from streams.spec import RunSpec
 from .admission import start_run as admit
 from .agui import agui_events
 from .auth import AuthenticationError, Principal, key_from_headers
-from .deps import connection, gateway, principal
+from .deps import connection, gateway, principal, principal_of
 from .responses import JSONResponse
 from .streaming import cursor_from, event_stream
 
@@ -102,7 +102,7 @@ def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
         if not state.tokens.verify(token, run.id):
             raise AuthenticationError("the stream token is not valid for this run, or expired")
         return run
-    return state.manager.get(run_id, principal(request).owner)
+    return state.manager.get(run_id, principal_of(request).owner)
 
 
 @router.get(

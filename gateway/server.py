@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -143,6 +144,17 @@ async def serve(settings: Settings) -> None:
             announcer.cancel()
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (it is, with uvicorn[standard]), as ``uvicorn.run`` would
+    choose: the gateway runs ``serve()`` in a loop of its own, so uvicorn cannot pick it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return None
+    return uvloop.new_event_loop
+
+
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(settings))

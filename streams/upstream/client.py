@@ -19,7 +19,7 @@ import datetime
 import email.utils
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -46,6 +46,7 @@ Provider = Literal["openai", "anthropic"]
 
 CLOSE_TIMEOUT = 2.0  # seconds the shielded close of an upstream response may take
 MAX_ERROR_BODY = 4096
+REST_TIMEOUT = 0.05  # seconds to read the end of a body after the answer is complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,7 @@ class UpstreamModel(Model):
                 if (openai is not None and openai.done) or (
                     anthropic is not None and anthropic.finished
                 ):
+                    await _read_rest(chunks)
                     return
             parser: ChatChunkParser | MessagesEventParser | None = openai or anthropic
             if parser is None or not parser.finished:
@@ -440,6 +442,22 @@ class UpstreamModel(Model):
             f"the upstream answered {response.status_code}: {detail[:500]}",
             retry_after=retry_after,
         )
+
+
+async def _read_rest(chunks: AsyncIterator[bytes]) -> None:
+    """The answer is complete: read what is left of the body (normally only the end of the
+    chunked encoding, already received) so that the connection goes back to the pool for
+    the next request instead of being closed. An upstream that keeps the body open after
+    its answer is not waited for (its connection is then closed)."""
+    left = MAX_ERROR_BODY
+    try:
+        async with asyncio.timeout(REST_TIMEOUT):
+            async for part in chunks:
+                left -= len(part)
+                if left < 0:
+                    return
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 def _loop_time(monotonic_deadline: float) -> float:

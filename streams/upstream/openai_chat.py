@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..errors import UpstreamProtocolError, UpstreamStreamError
 from ..models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
@@ -52,6 +54,17 @@ def chat_request(
     return body
 
 
+_INVALID = object()
+
+
+def _lenient_loads(data: str) -> Any:
+    """What orjson refuses but the standard library reads (NaN, integers past 64 bits)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _INVALID
+
+
 @dataclass
 class _Call:
     name: str | None = None
@@ -81,11 +94,13 @@ class ChatChunkParser:
             self.done = True
             return []
         try:
-            chunk = json.loads(data)
-        except ValueError:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            chunk = _lenient_loads(data)
+        if chunk is _INVALID:
             raise UpstreamProtocolError(
                 f"the upstream sent a chunk that is not JSON: {data[:200]!r}"
-            ) from None
+            )
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
         if chunk.get("error"):

@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway against a floor relay and the direct upstream."""

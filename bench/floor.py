@@ -1,0 +1,118 @@
+"""The floor: the least a Python relay of the same upstream can do, with the same stack as
+the gateway (Starlette, httpx, uvicorn with uvloop and httptools). No runs, no logs, no
+limits, no auth, no events: bytes in, bytes out. Also an idle SSE stream (pings only) and a
+WebSocket that acks pings and relays chat streams, as floors for those scenarios.
+
+    BENCH_UPSTREAM=http://127.0.0.1:PORT python -m bench.floor PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9")
+client = httpx.AsyncClient(
+    limits=httpx.Limits(max_connections=None, max_keepalive_connections=100), timeout=None
+)
+
+
+async def _open(body: bytes) -> httpx.Response:
+    request = client.build_request(
+        "POST",
+        f"{UPSTREAM}/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    return await client.send(request, stream=True)
+
+
+async def chat(request: Request) -> StreamingResponse:
+    response = await _open(await request.body())
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+async def idle(request: Request) -> StreamingResponse:
+    interval = float(request.query_params.get("interval", "15"))
+
+    async def pings() -> AsyncIterator[bytes]:
+        while True:
+            yield b": ping\n\n"
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(pings(), media_type="text/event-stream")
+
+
+async def ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    lock = asyncio.Lock()
+
+    async def relay(command_id: object, body: bytes) -> None:
+        response = await _open(body)
+        buffer = b""
+        try:
+            async for chunk in response.aiter_raw():
+                buffer += chunk
+                *frames, buffer = buffer.split(b"\n\n")
+                for frame in frames:
+                    async with lock:
+                        await websocket.send_text(frame.decode())
+        finally:
+            await response.aclose()
+        async with lock:
+            await websocket.send_text(json.dumps({"type": "run.completed", "id": command_id}))
+
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            command = json.loads(await websocket.receive_text())
+            if command.get("type") == "run.start":
+                body = json.dumps({**command["run"], "stream": True}).encode()
+                task = asyncio.create_task(relay(command.get("id"), body))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            async with lock:
+                await websocket.send_text(json.dumps({"type": "ack", "id": command.get("id")}))
+    except WebSocketDisconnect:
+        for task in tasks:
+            task.cancel()
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/idle", idle),
+        WebSocketRoute("/ws", ws),
+    ]
+)
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        ws="websockets-sansio",
+        ws_ping_interval=float(os.environ.get("BENCH_WS_PING", "20")),
+        backlog=4096,
+    )

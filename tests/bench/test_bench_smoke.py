@@ -1,0 +1,35 @@
+"""The benchmark suite as a smoke test: tiny sizes, no thresholds. Every scenario must
+produce numbers (the numbers themselves belong in the bench output and the README)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(120)
+def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads(out.read_text())
+    scenarios = {row["scenario"] for row in document["results"]}
+    assert scenarios == {"latency", "throughput", "fanout", "held", "cancel", "websocket"}
+    for row in document["results"]:
+        for target, value in row["median"].items():
+            assert value is not None and math.isfinite(value), (row["metric"], target, value)
+    assert document["targets"], "no target was evaluated"
+    assert "| scenario | metric |" in done.stdout
