@@ -30,6 +30,7 @@ class Telemetry:
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.provider = TracerProvider(resource=Resource.create({"service.name": "agent-gateway"}))
+        self.tracer: trace.Tracer
         if exporter is not None:
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
         elif environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
@@ -39,7 +40,11 @@ class Telemetry:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        self.tracer: trace.Tracer = self.provider.get_tracer("agent-gateway")
+        else:
+            # Spans nobody exports cost per request, per run and per producer: none at all.
+            self.tracer = trace.NoOpTracer()
+            return
+        self.tracer = self.provider.get_tracer("agent-gateway")
 
     def shutdown(self) -> None:
         """Flush what is batched and stop (at the end of the lifespan)."""
