@@ -7,13 +7,14 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import structlog
 
-from gateway.logs import REDACTED, configure_logging, redact, redact_text
+from gateway.logs import REDACTED, redact, redact_text
+from tests.support import captured_logs
 
 # --- redact_text ----------------------------------------------------------------------------
 
@@ -147,40 +148,13 @@ def test_redact_returns_the_same_event_dict() -> None:
 # --- configure_logging, end to end ----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _restored_logging() -> Iterator[None]:
-    """Put the root logger, uvicorn's logger and structlog back as they were."""
-    root = logging.getLogger()
-    uvicorn_error = logging.getLogger("uvicorn.error")
-    handlers, level, uvicorn_level = root.handlers[:], root.level, uvicorn_error.level
-    was_configured, config = structlog.is_configured(), structlog.get_config()
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        uvicorn_error.setLevel(uvicorn_level)
-        if was_configured:
-            structlog.configure(**config)
-        else:
-            structlog.reset_defaults()
-
-
 @pytest.fixture
 def configured_logging() -> Callable[[], contextlib.AbstractContextManager[io.StringIO]]:
     """A context manager configuring logging into a buffer, restoring everything on exit.
 
     Used inside the test body so the saved state is the one of the test's own call phase
     (pytest adds and removes its capture handlers per phase)."""
-
-    @contextlib.contextmanager
-    def configure() -> Iterator[io.StringIO]:
-        with _restored_logging():
-            output = io.StringIO()
-            configure_logging("info", stream=output)
-            yield output
-
-    return configure
+    return captured_logs
 
 
 def _lines(output: io.StringIO) -> list[dict[str, Any]]:
