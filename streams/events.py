@@ -138,7 +138,9 @@ class Event:
         if producer is not None:
             body["producer"] = producer
         body.update(payload)
-        return cls(seq, run_id, type, ts, producer, payload, dumps(body))
+        # A copy of exactly its size: orjson's result keeps the whole buffer it wrote into
+        # (about 4 KiB however short the JSON), and a retained log holds many events.
+        return cls(seq, run_id, type, ts, producer, payload, bytes(memoryview(dumps(body))))
 
     @property
     def is_terminal(self) -> bool:
