@@ -3,7 +3,12 @@ spec's size limits, the caller's run rate, then the run manager."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
 from streams.connection import Connection
+from streams.errors import InvalidRequestError
 from streams.events import dumps
 from streams.runs import Run
 from streams.spec import OnDisconnect, ParallelToolCall, RunSpec
@@ -12,9 +17,47 @@ from .auth import Principal
 from .errors import BodyTooLargeError
 from .state import GatewayState
 
+# Deepest JSON nesting a run spec or a client tool result may have. Far beyond any real
+# schema or tool output, and well within what the event encoder (orjson: 255 levels) writes:
+# deeper input would be accepted here and then fail the run when its events are encoded.
+MAX_JSON_DEPTH = 64
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone UTF-16 surrogate, e.g. from the JSON escape "\ud800"
+        return False
+    return True
+
+
+def check_json_input(value: Any, what: str) -> None:
+    """Refuse ``value`` (JSON values and pydantic models of them) nested deeper than
+    ``MAX_JSON_DEPTH`` levels, or with a string that is not Unicode (a lone surrogate, which
+    no event could encode): 400. Iterative, so the check itself cannot overflow the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                raise InvalidRequestError(f"{what} holds a string with a lone UTF-16 surrogate")
+            continue
+        if isinstance(item, BaseModel):
+            children = [*item.__dict__.values(), *(item.__pydantic_extra__ or {}).values()]
+        elif isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequestError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
 
 def check_spec_limits(spec: RunSpec, state: GatewayState) -> None:
-    """Refuse a spec past the configured sizes, naming the limit (413)."""
+    """Refuse a spec past the configured sizes, naming the limit (413), or nested too
+    deeply (400)."""
     settings = state.settings
     messages = len(spec.messages) + sum(
         len(item.messages) for item in spec.parallel or () if not isinstance(item, ParallelToolCall)
@@ -23,6 +66,7 @@ def check_spec_limits(spec: RunSpec, state: GatewayState) -> None:
         raise BodyTooLargeError(
             f"the run has {messages} messages; the limit is {settings.max_messages_per_run}"
         )
+    check_json_input(spec, "the run spec")
     for item in spec.parallel or ():
         if isinstance(item, ParallelToolCall):
             check_arguments_size(len(dumps(item.arguments)), state)

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from streams.agui import AGUIEncoder, AGUIRunInput, run_spec_from_agui
 from streams.runs import Run
 
-from .admission import start_run
+from .admission import check_json_input, start_run
 from .auth import Principal
 from .deps import connection, gateway, principal
 from .sse import EventStreamResponse
@@ -45,6 +45,7 @@ async def agui_run(
     `forwardedProps` may name the `model` (default `demo`), server `tools` and `maxSteps`.
     Closing the stream cancels the run."""
     state = gateway(request)
+    check_json_input(body, "the AG-UI input")  # its ids go out in events as they came in
     spec = run_spec_from_agui(body)
     run = start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
     # The client's own ids in RUN_STARTED / RUN_FINISHED; URLs and seqs keep the gateway's.

@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -24,7 +25,7 @@ from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
-from .errors import install_error_handlers
+from .errors import ERROR_RESPONSES, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import GatewayMetrics
 from .observability import RequestContext
@@ -147,12 +148,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(routes.router)
-    app.include_router(openai_face.router)
+    app.include_router(routes.router, responses=ERROR_RESPONSES)
+    app.include_router(openai_face.router, responses=ERROR_RESPONSES)
     app.include_router(ws.router)
-    app.include_router(agui.router)
+    app.include_router(agui.router, responses=ERROR_RESPONSES)
     app.include_router(console.router)
     console.mount_console(app)
+    _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outermost but CORS: every request, also a refused one, gets its id, span and log line.
     app.add_middleware(RequestContext, tracer=telemetry.tracer)
@@ -175,6 +177,26 @@ def create_app(
             expose_headers=["x-run-id", "x-request-id", "retry-after"],
         )
     return app
+
+
+def _document_errors_as_answered(app: FastAPI) -> None:
+    """FastAPI documents a 422 with its own body on every route that validates input; the
+    gateway answers invalid input with a 400 and its error body (``ERROR_RESPONSES``), so
+    the schema drops the 422s it never sends."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _drain_on_shutdown(state: GatewayState) -> None:

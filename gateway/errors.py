@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from streams.errors import (
@@ -31,6 +32,42 @@ from .responses import JSONResponse
 
 class BodyTooLargeError(GatewayError):
     code = "body_too_large"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    type: str
+    param: str | None = None
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "type", "param", "details"?}}``."""
+
+    error: ErrorDetail
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The error answers any API route may give, for its OpenAPI documentation.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("The request is invalid (not JSON, or not what the operation takes)."),
+    401: _documented("An API key is required and missing, unknown or invalid."),
+    404: _documented("No such run (or model), or not the caller's."),
+    413: _documented("The body, or a part of it, is larger than the gateway's limits."),
+    429: _documented("Too many runs or streams for the caller, or for the gateway."),
+    503: _documented("The gateway is shutting down, or an upstream's circuit is open."),
+}
+RUN_FINISHED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: _documented("The run has already ended.")
+}
+UPSTREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: _documented("The upstream model failed."),
+    504: _documented("The upstream model timed out."),
+}
 
 
 STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
@@ -134,7 +171,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if isinstance(exc.__cause__, GatewayError):  # FastAPI wraps errors raised reading the body
         return await _gateway_error(request, exc.__cause__)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    # FastAPI's 400 is a body it could not parse: not UTF-8, or nested past the parser's depth.
+    code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
     return JSONResponse(
         error_body(code, str(exc.detail), status=exc.status_code),
         status_code=exc.status_code,

@@ -68,7 +68,9 @@ class BodySizeLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
+                    # No "connection: close": closing with the client's unread body in the
+                    # socket resets the connection, and the client never reads this answer.
+                    # Kept alive, the server reads and discards the rest of the body.
                 ],
             }
         )

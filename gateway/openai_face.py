@@ -24,7 +24,7 @@ from streams.spec import SAMPLING_OPTIONS, ChatMessage, ParallelModelCall, RunSp
 from .admission import start_run
 from .auth import Principal
 from .deps import connection, gateway, principal
-from .errors import error_body
+from .errors import UPSTREAM_RESPONSES, error_body
 from .responses import JSONResponse
 from .streaming import event_stream
 
@@ -64,7 +64,10 @@ class ChatCompletionRequest(BaseModel):
 
 @router.post(
     "/v1/chat/completions",
-    responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}},
+    responses={
+        200: {"content": {"application/json": {}, "text/event-stream": {}}},
+        **UPSTREAM_RESPONSES,
+    },
 )
 async def chat_completions(
     body: ChatCompletionRequest,

@@ -17,6 +17,7 @@ from .admission import start_run as admit
 from .agui import agui_events
 from .auth import AuthenticationError, Principal, key_from_headers
 from .deps import connection, gateway, principal, principal_of
+from .errors import RUN_FINISHED_RESPONSE
 from .responses import JSONResponse
 from .streaming import cursor_from, event_stream
 
@@ -134,7 +135,7 @@ async def run_events(
     return event_stream(state, run, cursor)
 
 
-@router.post("/v1/runs/{run_id}/cancel")
+@router.post("/v1/runs/{run_id}/cancel", responses=RUN_FINISHED_RESPONSE)
 async def cancel_run(
     run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
@@ -187,7 +188,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Draining: no new work (the same body, `status` `draining`).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """Ready to take work (false while draining)."""
     state = gateway(request)

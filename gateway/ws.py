@@ -25,7 +25,7 @@ from streams.events import dumps
 from streams.reader import RunReader
 from streams.runs import Run
 
-from .admission import check_arguments_size, start_run
+from .admission import check_arguments_size, check_json_input, start_run
 from .auth import AuthenticationError, Principal, key_from_headers
 from .quotas import TokenBucket
 from .state import GatewayState
@@ -247,6 +247,7 @@ class WebSocketSession:
                 await self._send(encode_ws_ack(command.id, command="run.cancel", run_id=run.id))
             elif isinstance(command, ToolResult):
                 run = self.state.manager.get(command.run_id, self.owner)
+                check_json_input(command.output, "the tool output")
                 check_arguments_size(len(dumps(command.output)), self.state)
                 if run.id not in self.started and run.id not in self.subscriptions:
                     raise InvalidRequestError(
