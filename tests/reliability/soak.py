@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import websockets
 
+from gateway.logs import configure_logging
 from tests.support import SSE, RunningGateway, running_gateway, sse_events
 
 MiB = 1024 * 1024
@@ -257,7 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="scenarios started per second")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-growth-mib", type=float, default=50.0)
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the gateway's log level (info logs a line per request and per run)",
+    )
     args = parser.parse_args(argv)
+    configure_logging(args.log_level)
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds
     report = asyncio.run(soak(seconds, args.rate, args.seed))
     summary = report.summary()
