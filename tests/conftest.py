@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
+
+from tests.upstream_server import UpstreamServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -18,3 +21,10 @@ def require_binary(name: str, install_hint: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    """Our scriptable OpenAI-compatible upstream on 127.0.0.1, for one test."""
+    with UpstreamServer() as server:
+        yield server

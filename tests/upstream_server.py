@@ -107,6 +107,28 @@ def error_reply(
     )
 
 
+def route(upstream: UpstreamServer, **overrides: Any) -> dict[str, Any]:
+    """Settings of a gateway route ``up`` to ``upstream`` (fast retries, for tests)."""
+    return {
+        "provider": "openai",
+        "base_url": upstream.base_url,
+        "model": "up-model",
+        "retry_base_delay": 0.01,
+        "retry_max_delay": 0.05,
+        **overrides,
+    }
+
+
+def ask(prompt: str = "hi", tools: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A run spec asking the route ``up``."""
+    return {
+        "model": "up",
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": tools or [],
+        **extra,
+    }
+
+
 def split_bytes(reply: Reply, size: int) -> Reply:
     """The same reply with its bytes re-split into chunks of ``size`` bytes."""
     data = b"".join(step for step in reply.steps if isinstance(step, bytes))

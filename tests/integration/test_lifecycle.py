@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import websockets
@@ -37,9 +38,11 @@ async def test_a_ping_comment_goes_out_at_once_and_then_while_the_stream_is_idle
     assert len(pings_during_tool) >= 2  # a 1 s tool, a ping every 0.2 s of silence
 
 
-async def test_on_shutdown_runs_past_the_drain_timeout_end_with_run_cancelled_shutdown() -> None:
-    spec = agent_spec("sleep 60 seconds", ["sleep"])
-    with running_gateway(drain_timeout=0.3) as gateway:
+async def stream_shutting_down_at_the_tool(
+    spec: dict[str, Any], **settings: Any
+) -> list[dict[str, Any]]:
+    """Stream a run; when its tool starts, the gateway starts draining. All events read."""
+    with running_gateway(**settings) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
                 events = []
@@ -47,20 +50,19 @@ async def test_on_shutdown_runs_past_the_drain_timeout_end_with_run_cancelled_sh
                     events.append(event)
                     if event["type"] == "tool.started":
                         gateway.loop.call_soon_threadsafe(gateway.shutdown.set)
+    return events
+
+
+async def test_on_shutdown_runs_past_the_drain_timeout_end_with_run_cancelled_shutdown() -> None:
+    spec = agent_spec("sleep 60 seconds", ["sleep"])
+    events = await stream_shutting_down_at_the_tool(spec, drain_timeout=0.3)
     assert events[-1]["type"] == "run.cancelled"
     assert events[-1]["reason"] == "shutdown"
 
 
 async def test_a_run_that_finishes_within_the_drain_timeout_completes() -> None:
     spec = agent_spec("count down from 5", ["countdown"])
-    with running_gateway(drain_timeout=10, countdown_interval=0.05) as gateway:
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
-                events = []
-                async for event in sse_events(response):
-                    events.append(event)
-                    if event["type"] == "tool.started":
-                        gateway.loop.call_soon_threadsafe(gateway.shutdown.set)
+    events = await stream_shutting_down_at_the_tool(spec, drain_timeout=10, countdown_interval=0.05)
     assert events[-1]["type"] == "run.completed"
 
 

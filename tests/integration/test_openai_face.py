@@ -21,12 +21,6 @@ from tests.upstream_server import (
 
 
 @pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
     async with sdk(gateway) as sdk_client:
         yield sdk_client

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,38 +17,14 @@ from tests.upstream_server import (
     STALL,
     Reply,
     UpstreamServer,
+    ask,
     chat_chunk,
     error_reply,
+    route,
     split_bytes,
     sse,
     text_reply,
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-def route(upstream: UpstreamServer, **overrides: Any) -> dict[str, Any]:
-    return {
-        "provider": "openai",
-        "base_url": upstream.base_url,
-        "model": "up-model",
-        "retry_base_delay": 0.01,
-        "retry_max_delay": 0.05,
-        **overrides,
-    }
-
-
-def ask(prompt: str = "hi", tools: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "up",
-        "messages": [{"role": "user", "content": prompt}],
-        "tools": tools or [],
-        **extra,
-    }
 
 
 async def stream_run(gateway: RunningGateway, spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import gc
 import json
 import random
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -29,38 +29,14 @@ from tests.upstream_server import (
     Reply,
     Step,
     UpstreamServer,
+    ask,
     chat_chunk,
+    route,
     split_bytes,
     text_reply,
 )
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-def route(upstream: UpstreamServer, **overrides: Any) -> dict[str, Any]:
-    return {
-        "provider": "openai",
-        "base_url": upstream.base_url,
-        "model": "up-model",
-        "retry_base_delay": 0.01,
-        "retry_max_delay": 0.05,
-        **overrides,
-    }
-
-
-def ask(prompt: str = "hi", tools: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "up",
-        "messages": [{"role": "user", "content": prompt}],
-        "tools": tools or [],
-        **extra,
-    }
 
 
 def tool_call_reply(call_id: str, name: str, arguments: str) -> Reply:
