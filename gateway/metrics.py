@@ -60,6 +60,7 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._inter_chunk_by_route: dict[str, Histogram] = {}
         self.inter_chunk = Histogram(
             "gateway_upstream_inter_chunk_seconds",
             "Time between upstream chunks",
@@ -94,7 +95,12 @@ class GatewayMetrics:
         )
 
     def chunk_gap(self, route: str, seconds: float) -> None:
-        self.inter_chunk.labels(route).observe(seconds)
+        # Called for every upstream chunk: the labelled child is looked up once per route
+        # (``labels()`` takes a lock and builds a key each time).
+        child = self._inter_chunk_by_route.get(route)
+        if child is None:
+            child = self._inter_chunk_by_route[route] = self.inter_chunk.labels(route)
+        child.observe(seconds)
 
     def call_finished(self, call: UpstreamCall) -> None:
         outcome = "ok" if call.error is None else call.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import socket
@@ -129,6 +130,7 @@ async def serve(settings: Settings) -> None:
 
     async def announce() -> None:
         await server.listening.wait()
+        settle_heap()
         logger.info(
             "gateway listening on http://%s:%d (console at /, docs at /docs)%s",
             settings.host,
@@ -142,6 +144,15 @@ async def serve(settings: Settings) -> None:
             await server.serve()  # uvicorn raises SystemExit if it cannot bind
         finally:
             announcer.cancel()
+
+
+def settle_heap() -> None:
+    """Move what start-up made (modules, FastAPI's routes, pydantic's validators: about
+    half a million objects) out of the collector's sight. A full collection walks every
+    tracked object; without this, each one cost ~90 ms of a busy process (a tenth of its
+    CPU, and as many milliseconds added to whichever requests were in flight)."""
+    gc.collect()
+    gc.freeze()
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

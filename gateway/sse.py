@@ -26,6 +26,7 @@ from streams.encoding import SSE_PING, encode_sse_batch
 from streams.errors import GatewayError
 from streams.events import Event
 from streams.reader import RunReader
+from streams.watchdog import Watchdog
 
 from .errors import error_response
 
@@ -122,26 +123,30 @@ class EventStreamResponse(Response):
         if self.on_close is not None and self.close_reason is not None:
             self.on_close(self.close_reason)
 
-    async def _send(self, send: Send, body: bytes, more_body: bool = True) -> None:
-        async with asyncio.timeout(self.send_timeout):
-            await send({"type": "http.response.body", "body": body, "more_body": more_body})
+    async def _send(
+        self, watchdog: Watchdog, send: Send, body: bytes, more_body: bool = True
+    ) -> None:
+        message = {"type": "http.response.body", "body": body, "more_body": more_body}
+        await watchdog.wait(send(message), asyncio.get_running_loop().time() + self.send_timeout)
 
     async def _pump(self, send: Send) -> CloseReason:
+        # One timer for every send of the stream, not one armed and cancelled per send.
+        watchdog = Watchdog()
         try:
             # A comment at once: proxies and clients see the stream open before the first event.
-            await self._send(send, SSE_PING)
+            await self._send(watchdog, send, SSE_PING)
             while True:
                 batch = await self.reader.next_batch(self.heartbeat)
                 if batch.events:
                     frames = self.encode(batch.events)
                     if frames:
-                        await self._send(send, frames)
+                        await self._send(watchdog, send, frames)
                     if self.on_sent is not None:
                         self.on_sent(len(batch.events))
                 elif not batch.done:
-                    await self._send(send, SSE_PING)
+                    await self._send(watchdog, send, SSE_PING)
                 if batch.done:
-                    await self._send(send, b"", more_body=False)
+                    await self._send(watchdog, send, b"", more_body=False)
                     return "done"
         except TimeoutError:
             logger.info(
@@ -152,6 +157,8 @@ class EventStreamResponse(Response):
             return "slow"
         except OSError:  # the client went away while we were sending
             return "client"
+        finally:
+            watchdog.close()
 
     async def _listen_for_disconnect(self, receive: Receive) -> None:
         while True:

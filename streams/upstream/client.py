@@ -37,6 +37,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..models import Model, ModelOutput, Usage
+from ..watchdog import Watchdog
 from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from .breaker import CircuitBreaker
 from .openai_chat import ChatChunkParser, chat_request
@@ -311,6 +312,7 @@ class UpstreamModel(Model):
         trace_headers: dict[str, str] = {}
         inject(trace_headers, context=trace.set_span_in_context(span, parent))
         last_chunk_at: float | None = None
+        watchdog: Watchdog | None = None
         try:
             try:
                 async with asyncio.timeout_at(_loop_time(first_token_deadline)):
@@ -333,14 +335,15 @@ class UpstreamModel(Model):
             anthropic = MessagesEventParser() if route.provider == "anthropic" else None
             chunks = response.aiter_raw()
             produced = False
+            to_loop_time = asyncio.get_running_loop().time() - time.monotonic()
+            watchdog = Watchdog()
             while True:
                 now = time.monotonic()
                 limit = min(deadline, now + timeouts.idle)
                 if not produced:
                     limit = min(limit, first_token_deadline)
                 try:
-                    async with asyncio.timeout_at(_loop_time(limit)):
-                        chunk = await anext(chunks)
+                    chunk = await watchdog.wait(anext(chunks), limit + to_loop_time)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -395,6 +398,8 @@ class UpstreamModel(Model):
             call.error = "cancelled"
             raise
         finally:
+            if watchdog is not None:
+                watchdog.close()
             if response is not None:
                 await _close(response)
             self._finish_call(call, span, sent_at)

@@ -44,6 +44,15 @@ class SSEDecoder:
                 text = text[1:]
         buffer = self._buffer + text
         messages: list[SSEMessage] = []
+        if "\r" not in buffer:
+            # The usual case (upstreams end lines with "\n"): str.split beats the regex.
+            lines = buffer.split("\n")
+            self._buffer = lines.pop()
+            for line in lines:
+                message = self._line(line)
+                if message is not None:
+                    messages.append(message)
+            return messages
         start = 0
         for match in _LINE_END.finditer(buffer):
             message = self._line(buffer[start : match.start()])
