@@ -78,7 +78,7 @@ def check_arguments_size(size: int, state: GatewayState) -> None:
         raise BodyTooLargeError(f"tool arguments of {size} bytes; the limit is {limit}")
 
 
-def start_run(
+async def start_run(
     state: GatewayState,
     spec: RunSpec,
     connection: Connection,
@@ -87,7 +87,11 @@ def start_run(
     default_on_disconnect: OnDisconnect,
 ) -> Run:
     check_spec_limits(spec, state)
-    state.quotas.start_run(principal.owner)
-    return state.manager.start(
+    await state.count_run_start(principal.owner)
+    run = state.manager.start(
         spec, connection, default_on_disconnect=default_on_disconnect, owner=principal.owner
     )
+    if state.cluster is not None:
+        # In the registry before the client hears of it: any instance can then answer for it.
+        await state.cluster.register(run)
+    return run

@@ -47,7 +47,7 @@ async def agui_run(
     state = gateway(request)
     check_json_input(body, "the AG-UI input")  # its ids go out in events as they came in
     spec = run_spec_from_agui(body)
-    run = start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
+    run = await start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
     # The client's own ids in RUN_STARTED / RUN_FINISHED; URLs and seqs keep the gateway's.
     encoder = AGUIEncoder(thread_id=body.thread_id, run_id=body.run_id)
     return event_stream(state, run, 0, encode=encoder)

@@ -4,10 +4,11 @@ long-lived resource (the run manager and its task group)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -16,8 +17,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
 from streams.demo import DemoModel
-from streams.log import Retention
+from streams.errors import GatewayError
+from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
@@ -30,6 +33,7 @@ from .limits import BodySizeLimit
 from .metrics import GatewayMetrics
 from .observability import RequestContext
 from .quotas import KeyQuotas
+from .redis_quotas import RedisKeyQuotas
 from .settings import Settings
 from .state import GatewayState
 from .telemetry import Telemetry
@@ -97,27 +101,57 @@ def create_app(
         )
         keys = KeyRing(settings.api_keys)
         secret = settings.stream_token_secret or secrets.token_hex(32)
-        async with (
+        async with AsyncExitStack() as stack:
             # One connection pool for every upstream; timeouts are set per request (per route).
-            httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
-            ) as http,
-            RunManager(
-                models=build_models(
-                    settings,
-                    upstream_routes,
-                    http,
-                    models,
-                    observer=metrics,
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+                )
+            )
+            cluster: ClusterBackend | None = None
+            if settings.redis_url:
+                cluster = await stack.enter_async_context(
+                    ClusterBackend(
+                        ClusterSettings(
+                            url=settings.redis_url,
+                            instance=settings.instance_id or instance_id_default(),
+                            prefix=settings.redis_prefix,
+                            lease_ttl=settings.lease_ttl,
+                            outage_grace=settings.redis_outage_grace,
+                            timeout=settings.redis_timeout,
+                        ),
+                        limits.retention,
+                    )
+                )
+            manager = await stack.enter_async_context(
+                RunManager(
+                    models=build_models(
+                        settings,
+                        upstream_routes,
+                        http,
+                        models,
+                        observer=metrics,
+                        tracer=telemetry.tracer,
+                    ),
+                    tools=tools,
+                    limits=limits,
                     tracer=telemetry.tracer,
-                ),
-                tools=tools,
-                limits=limits,
-                tracer=telemetry.tracer,
-                on_run_end=metrics.run_ended,
-            ) as manager,
-            asyncio.TaskGroup() as tasks,
-        ):
+                    on_run_end=metrics.run_ended,
+                    log_factory=cluster.log_factory if cluster else MemoryEventLog,
+                )
+            )
+            shared_quotas: RedisKeyQuotas | None = None
+            if cluster is not None:
+                cluster.attach(manager)
+                shared_quotas = RedisKeyQuotas(
+                    cluster.redis,
+                    prefix=settings.redis_prefix,
+                    runs_per_minute=settings.runs_per_key_per_minute,
+                    max_streams=settings.max_streams_per_key,
+                    slot_ttl=settings.lease_ttl,
+                    instance_id=cluster.instance,
+                )
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
             state = GatewayState(
                 settings=settings,
                 manager=manager,
@@ -130,14 +164,26 @@ def create_app(
                 shutdown=shutdown_event,
                 drained=drained_event,
                 metrics=metrics,
+                cluster=cluster,
+                shared_quotas=shared_quotas,
             )
             metrics.bind(state)
             app.state.gateway = state
             tasks.create_task(_drain_on_shutdown(state), name="drain-on-shutdown")
+            renewer = None
+            if shared_quotas is not None:
+                renewer = tasks.create_task(
+                    _renew_slots(shared_quotas, settings.lease_ttl / 3), name="renew-slots"
+                )
             try:
                 yield
             finally:
                 shutdown_event.set()
+                if renewer is not None:
+                    renewer.cancel()
+                if shared_quotas is not None:
+                    with contextlib.suppress(GatewayError):
+                        await shared_quotas.release_all()
         telemetry.shutdown()
 
     app = FastAPI(
@@ -206,3 +252,11 @@ async def _drain_on_shutdown(state: GatewayState) -> None:
     await state.shutdown.wait()
     await state.manager.drain(state.settings.drain_timeout, "shutdown")
     state.drained.set()
+
+
+async def _renew_slots(quotas: RedisKeyQuotas, interval: float) -> None:
+    """Keep this instance's stream slots alive in Redis (those of a dead instance expire)."""
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(GatewayError):
+            await quotas.renew()

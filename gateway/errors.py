@@ -21,6 +21,7 @@ from streams.errors import (
     NotFoundError,
     RunFinishedError,
     ShuttingDownError,
+    StoreUnavailableError,
     UpstreamError,
     UpstreamStatusError,
     UpstreamTimeoutError,
@@ -81,6 +82,7 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (BodyTooLargeError, 413),
     (LimitExceededError, 429),
     (ShuttingDownError, 503),
+    (StoreUnavailableError, 503),
 ]
 
 

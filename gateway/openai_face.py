@@ -92,7 +92,7 @@ async def chat_completions(
         ],
         metadata={"api": "chat.completions"},
     )
-    run = start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
+    run = await start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
     completion_id = "chatcmpl-" + run.id.removeprefix("run_")
     created = int(time.time())
     if body.stream:

@@ -62,7 +62,7 @@ async def start_run(
             "start the run on the WebSocket (/v1/ws), or use client_tool_mode 'return'"
         )
     streaming = _wants_stream(accept)
-    run = admit(
+    run = await admit(
         state,
         spec,
         connection(request),
@@ -87,11 +87,11 @@ async def get_run(
     run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
     """The run's current state: status, output, producers, usage, last seq."""
-    run = gateway(request).manager.get(run_id, caller.owner)
+    run = await gateway(request).find_run(run_id, caller.owner)
     return {**run.snapshot(), **_links(run)}
 
 
-def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
+async def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
     """The run a stream request may read: by the caller's key, or by a stream token that
     names this run (what a browser's EventSource, which cannot set headers, sends)."""
     state = gateway(request)
@@ -99,11 +99,11 @@ def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
     if token is not None and presented is None:
-        run = state.manager.get(run_id)
+        run = await state.find_run(run_id)
         if not state.tokens.verify(token, run.id):
             raise AuthenticationError("the stream token is not valid for this run, or expired")
         return run
-    return state.manager.get(run_id, principal_of(request).owner)
+    return await state.find_run(run_id, principal_of(request).owner)
 
 
 @router.get(
@@ -128,7 +128,7 @@ async def run_events(
     `?after=`). Events no longer retained are replaced by one `stream.gap` event.
     `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`)."""
     state = gateway(request)
-    run = _run_for_stream(request, run_id, token)
+    run = await _run_for_stream(request, run_id, token)
     cursor = cursor_from(last_event_id, after)
     if format == "ag-ui":
         return await agui_events(state, run, cursor)
@@ -141,7 +141,7 @@ async def cancel_run(
 ) -> dict[str, Any]:
     """Cancel the run: every producer is cancelled and the log ends with `run.cancelled`."""
     state = gateway(request)
-    run = state.manager.cancel(run_id, "cancelled by client", caller.owner)
+    run = await state.cancel_run(run_id, "cancelled by client", caller.owner)
     try:
         async with asyncio.timeout(CANCEL_WAIT):
             await run.wait()
@@ -202,4 +202,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = gateway(request)
     if state.shutdown.is_set() or state.manager.closing:
         return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "ready", **state.manager.statistics()})
+    cluster = state.cluster.statistics() if state.cluster is not None else {}
+    if not state.ready:
+        return JSONResponse({"status": "store_unavailable", **cluster}, status_code=503)
+    return JSONResponse({"status": "ready", **state.manager.statistics(), **cluster})

@@ -140,6 +140,24 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds a close frame may wait behind unread data"
     )
 
+    # several instances (Redis)
+    redis_url: str | None = Field(
+        default=None,
+        description="Share runs with other instances through this Redis (redis://host:port/db): "
+        "event logs, the run registry, cancels, leases and per-key limits. Unset: in memory.",
+    )
+    instance_id: str | None = Field(
+        default=None, description="This instance's name in Redis (default: host-pid-random)"
+    )
+    redis_prefix: str = Field("gw:", description="Prefix of every Redis key the gateway uses")
+    lease_ttl: float = Field(
+        10.0, gt=0, description="Seconds until the runs of an instance that stopped are failed"
+    )
+    redis_outage_grace: float = Field(
+        3.0, ge=0, description="Seconds Redis may not answer before this instance's runs end"
+    )
+    redis_timeout: float = Field(2.0, gt=0, description="Bound on one Redis call")
+
     # event log retention
     retention_max_events: int = Field(10_000, ge=1)
     retention_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)

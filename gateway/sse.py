@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from streams.encoding import SSE_PING, encode_sse_batch
+from streams.encoding import SSE_PING, encode_sse_batch, encode_stream_error
 from streams.errors import GatewayError
 from streams.events import Event
 from streams.reader import RunReader
@@ -32,7 +32,7 @@ from .errors import error_response
 
 logger = logging.getLogger("gateway.sse")
 
-CloseReason = Literal["done", "client", "slow", "shutdown"]
+CloseReason = Literal["done", "client", "slow", "shutdown", "error"]
 
 SSE_HEADERS = {
     "cache-control": "no-store",
@@ -58,7 +58,7 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         on_close: Callable[[CloseReason], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
-        slot: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+        slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
@@ -75,20 +75,20 @@ class EventStreamResponse(Response):
         self.close_reason: CloseReason | None = None
         # A quota slot (the caller's open streams) held while the stream is open; taken
         # here, in the response, so that it is given back on every way the stream ends.
-        self.slot = slot or contextlib.nullcontext
+        self.slot = slot or _no_slot
         self.on_sent = on_sent  # counts events sent (metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = self.slot()
         try:
-            slot = self.slot()
-            slot.__enter__()
+            await slot.__aenter__()
         except GatewayError as exc:
             await error_response(exc)(scope, receive, send)
             return
         try:
             await self._stream(scope, receive, send)
         finally:
-            slot.__exit__(None, None, None)
+            await slot.__aexit__(None, None, None)
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self.reader:
@@ -157,6 +157,14 @@ class EventStreamResponse(Response):
             return "slow"
         except OSError:  # the client went away while we were sending
             return "client"
+        except GatewayError as exc:
+            # The run's log cannot be read (the shared store is gone): say so, typed, and
+            # end; the client resumes from the last id it has once the store is back.
+            logger.warning("ending SSE stream of run %s: %s", self.reader.run.id, exc)
+            with contextlib.suppress(TimeoutError, OSError):
+                await self._send(watchdog, send, encode_stream_error(exc.code, str(exc)))
+                await self._send(watchdog, send, b"", more_body=False)
+            return "error"
         finally:
             watchdog.close()
 
@@ -170,3 +178,8 @@ class EventStreamResponse(Response):
         await self.shutdown.wait()
         # Give the stream time to deliver the run's last events (runs are being cancelled).
         await asyncio.sleep(self.shutdown_grace)
+
+
+@contextlib.asynccontextmanager
+async def _no_slot() -> AsyncIterator[None]:
+    yield

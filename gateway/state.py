@@ -7,15 +7,17 @@ import collections
 import contextlib
 import itertools
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from streams.cluster.backend import ClusterBackend
 from streams.connection import Connection
-from streams.runs import RunManager
+from streams.runs import UNCHECKED, Run, RunManager, _Unchecked
 
 from .auth import KeyRing, StreamTokens
 from .metrics import GatewayMetrics
 from .quotas import KeyQuotas
+from .redis_quotas import RedisKeyQuotas
 from .settings import Settings
 
 
@@ -49,15 +51,51 @@ class GatewayState:
     def _count_wait(self) -> None:
         self._connection_waits += 1
 
-    @contextlib.contextmanager
-    def stream_slot(self, owner: str | None, channel: str) -> Iterator[None]:
+    # With Redis (several instances): the registry, and the limits held across instances.
+    cluster: ClusterBackend | None = None
+    shared_quotas: RedisKeyQuotas | None = None
+
+    @contextlib.asynccontextmanager
+    async def stream_slot(self, owner: str | None, channel: str) -> AsyncIterator[None]:
         """One of ``owner``'s stream slots, counted as an open stream of ``channel``."""
-        with self.quotas.stream(owner):
+        slot: contextlib.AbstractAsyncContextManager[None] = (
+            self.shared_quotas.stream(owner)
+            if self.shared_quotas is not None
+            else _sync_slot(self.quotas.stream(owner))
+        )
+        async with slot:
             self.open_streams[channel] += 1
             try:
                 yield
             finally:
                 self.open_streams[channel] -= 1
+
+    async def count_run_start(self, owner: str | None) -> None:
+        """Count a run start against ``owner``'s rate (raises when over it)."""
+        if self.shared_quotas is not None:
+            await self.shared_quotas.start_run(owner)
+        else:
+            self.quotas.start_run(owner)
+
+    async def find_run(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
+        """The run, on this instance or (with Redis) on another one."""
+        if self.cluster is not None:
+            return await self.cluster.get(run_id, owner)
+        return self.manager.get(run_id, owner)
+
+    async def cancel_run(
+        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
+    ) -> Run:
+        """Cancel the run wherever it runs."""
+        if self.cluster is not None:
+            return await self.cluster.cancel(run_id, reason, owner)
+        return self.manager.cancel(run_id, reason, owner)
+
+    @property
+    def ready(self) -> bool:
+        if self.shutdown.is_set() or self.manager.closing:
+            return False
+        return self.cluster is None or self.cluster.available
 
     def record_close(self, channel: str, reason: str) -> None:
         self.reader_closes[channel, reason] += 1
@@ -77,3 +115,9 @@ class GatewayState:
 
     def new_ws_connection(self) -> Connection:
         return self.connection(f"ws:{next(self._ws_ids)}")
+
+
+@contextlib.asynccontextmanager
+async def _sync_slot(slot: contextlib.AbstractContextManager[None]) -> AsyncIterator[None]:
+    with slot:
+        yield

@@ -71,7 +71,7 @@ class WebSocketSession:
         self.close_reason = ""
         self.principal: Principal | None = None  # None until authenticated
         self._auth_failures = 0
-        self._slots = contextlib.ExitStack()  # the owner's stream slot, held while open
+        self._slots = contextlib.AsyncExitStack()  # the owner's stream slot, held while open
         settings = state.settings
         self._rate = TokenBucket.full(
             settings.ws_messages_per_second, settings.ws_message_burst, time.monotonic()
@@ -90,7 +90,7 @@ class WebSocketSession:
                 self.websocket.headers.get("x-api-key"),
             )
             if presented is not None or not self.state.keys.enabled:
-                self._authenticate(presented)
+                await self._authenticate(presented)
         except GatewayError as exc:
             await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED)
             return
@@ -105,7 +105,7 @@ class WebSocketSession:
             # runs whose on_disconnect is "cancel" lose their last reader and are cancelled.
             for reader in list(self._readers):
                 self._detach(reader)
-            self._slots.close()
+            await self._slots.aclose()
             reason = {
                 CLOSE_TRY_AGAIN_LATER: "slow",
                 CLOSE_SERVICE_RESTART: "shutdown",
@@ -114,10 +114,10 @@ class WebSocketSession:
             self.state.record_close("ws", reason.get(self.close_code or 0, "client"))
             await self._close()
 
-    def _authenticate(self, key: str | None) -> None:
+    async def _authenticate(self, key: str | None) -> None:
         """Become ``key``'s principal and take one of its stream slots."""
         principal = self.state.keys.authenticate(key)
-        self._slots.enter_context(self.state.stream_slot(principal.owner, "ws"))
+        await self._slots.enter_async_context(self.state.stream_slot(principal.owner, "ws"))
         self.principal = principal
 
     async def _send_error_and_close(self, exc: GatewayError, code: int) -> None:
@@ -243,10 +243,10 @@ class WebSocketSession:
                     encode_ws_ack(command.id, command="unsubscribe", run_id=command.run_id)
                 )
             elif isinstance(command, CancelRun):
-                run = self.state.manager.cancel(command.run_id, command.reason, self.owner)
+                run = await self.state.cancel_run(command.run_id, command.reason, self.owner)
                 await self._send(encode_ws_ack(command.id, command="run.cancel", run_id=run.id))
             elif isinstance(command, ToolResult):
-                run = self.state.manager.get(command.run_id, self.owner)
+                run = await self.state.find_run(command.run_id, self.owner)
                 check_json_input(command.output, "the tool output")
                 check_arguments_size(len(dumps(command.output)), self.state)
                 if run.id not in self.started and run.id not in self.subscriptions:
@@ -273,7 +273,7 @@ class WebSocketSession:
         if self.principal is not None:
             raise InvalidRequestError("this session is already authenticated")
         try:
-            self._authenticate(command.key)
+            await self._authenticate(command.key)
         except AuthenticationError:
             self._auth_failures += 1
             if self._auth_failures >= MAX_AUTH_FAILURES:
@@ -283,7 +283,7 @@ class WebSocketSession:
 
     async def _start(self, command: StartRun) -> None:
         assert self.principal is not None
-        run = start_run(
+        run = await start_run(
             self.state,
             command.run,
             self.connection,
@@ -298,7 +298,7 @@ class WebSocketSession:
         self.subscriptions[run.id] = self._spawn(self._forward(reader))
 
     async def _subscribe(self, command_id: Any, run_id: str, after: int) -> None:
-        run: Run = self.state.manager.get(run_id, self.owner)
+        run: Run = await self.state.find_run(run_id, self.owner)
         if run_id in self.subscriptions:
             raise InvalidRequestError(f"already subscribed to run {run_id}")
         reader = self._attach(run, after)
@@ -333,6 +333,11 @@ class WebSocketSession:
                     break
         except _SessionClosed:
             pass
+        except GatewayError as exc:
+            # The run's log cannot be read (the shared store is gone): this subscription
+            # ends with a typed error; the session and its other runs go on.
+            with contextlib.suppress(_SessionClosed):
+                await self._send(encode_ws_error(None, exc.code, str(exc), run_id=run_id))
         finally:
             self._detach(reader)
             if self.subscriptions.get(run_id) is asyncio.current_task():

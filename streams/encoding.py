@@ -26,6 +26,14 @@ def encode_sse_batch(events: Iterable[Event]) -> bytes:
     return b"".join([event.sse_frame() for event in events])
 
 
+def encode_stream_error(code: str, message: str) -> bytes:
+    """``event: error`` with ``{"type": "stream.error", "code", "message"}``: the stream ends
+    for a reason of the gateway's. No ``id:`` line, so a client that resumes sends the id of
+    the last real event."""
+    body = dumps({"type": "stream.error", "code": code, "message": message})
+    return b"event: error\ndata: " + body + b"\n\n"
+
+
 def encode_sse_comment(text: str) -> bytes:
     """A comment frame (ignored by clients, keeps proxies from timing out).
 

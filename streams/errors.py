@@ -124,3 +124,16 @@ class CircuitOpenError(UpstreamError):
     """The route's circuit breaker is open: the upstream failed repeatedly."""
 
     code = "circuit_open"
+
+
+class StoreUnavailableError(GatewayError):
+    """The shared store (Redis) cannot be reached, or did not answer in time."""
+
+    code = "store_unavailable"
+
+
+class LogTakenOverError(GatewayError):
+    """Another instance ended this run's log (it declared this instance lost): the events
+    this instance still holds for it cannot be written."""
+
+    code = "log_taken_over"

@@ -142,6 +142,22 @@ class Event:
         # (about 4 KiB however short the JSON), and a retained log holds many events.
         return cls(seq, run_id, type, ts, producer, payload, bytes(memoryview(dumps(body))))
 
+    @classmethod
+    def from_json(cls, raw: bytes) -> Event:
+        """The event whose JSON is ``raw`` (as another instance wrote it to the shared
+        store). ``raw`` is kept as it is, so every instance sends the same bytes."""
+        body = orjson.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("an event is a JSON object")
+        seq, run_id, type_, ts = (
+            body.pop("seq"),
+            body.pop("run_id"),
+            body.pop("type"),
+            body.pop("ts"),
+        )
+        producer = body.pop("producer", None)
+        return cls(int(seq), str(run_id), EventType(type_), float(ts), producer, body, bytes(raw))
+
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_TYPES

@@ -103,6 +103,15 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def closed(self) -> bool: ...
 
+    @property
+    def ended(self) -> bool:
+        """The terminal event has been appended (readers may not see it yet)."""
+        return self.closed
+
+    async def settled(self) -> None:
+        """Wait until every event appended so far is visible to readers."""
+        return
+
     @abc.abstractmethod
     def statistics(self) -> LogStatistics: ...
 
@@ -121,18 +130,26 @@ class MemoryEventLog(EventLog):
         self._head = 0  # index in _events of the oldest retained event
         self._first_seq = 1  # seq of the oldest retained event
         self._next_seq = 1
+        self._visible_seq = 0  # readers see events up to here (see _publish)
         self._bytes = 0
-        self._closed = False
+        self._ended = False  # the terminal event was appended: no more appends
+        self._closed = False  # the terminal event is visible to readers
         self._wakeup: asyncio.Event | None = None  # made only while someone waits
         self._waiting = 0
 
     @property
     def last_seq(self) -> int:
-        return self._next_seq - 1
+        """The newest event readers can see."""
+        return self._visible_seq
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def ended(self) -> bool:
+        """The terminal event has been appended (it may not be visible yet)."""
+        return self._ended
 
     async def append(
         self,
@@ -148,19 +165,40 @@ class MemoryEventLog(EventLog):
         producer: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> Event:
-        if self._closed:
+        if self._ended:
             raise LogClosedError(f"the event log of run {self.run_id} is closed")
         event = Event.create(self._next_seq, self.run_id, type, time.time(), producer, data)
         self._next_seq += 1
         self._events.append(event)
         self._bytes += event.size
         if event.is_terminal:
-            self._closed = True
+            self._ended = True
         self._trim()
+        self._appended(event)
+        return event
+
+    def _appended(self, event: Event) -> None:
+        """An event is in the log. Here it is visible at once; a log backed by a shared
+        store shows it once the store has it (so no reader ever sees an event that a reader
+        elsewhere could not)."""
+        self._publish(event.seq)
+
+    async def settled(self) -> None:
+        while self._visible_seq < self._next_seq - 1:
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
+            await self._wakeup.wait()
+
+    def _publish(self, seq: int) -> None:
+        """Make the events up to ``seq`` visible and wake the readers waiting for them."""
+        if seq <= self._visible_seq:
+            return
+        self._visible_seq = seq
+        if self._ended and seq == self._next_seq - 1:
+            self._closed = True
         if self._wakeup is not None:
             self._wakeup.set()
             self._wakeup = None
-        return event
 
     def _trim(self) -> None:
         retention = self._retention
@@ -181,7 +219,8 @@ class MemoryEventLog(EventLog):
             gap = Gap(after=after, next_seq=self._first_seq)
             after = self._first_seq - 1
         start = self._head + (after + 1 - self._first_seq)
-        events = self._events[start : start + limit]
+        end = self._head + (self._visible_seq + 1 - self._first_seq)
+        events = self._events[start : min(start + limit, end)]
         closed = self._closed and start + len(events) >= len(self._events)
         return Batch(events, gap, closed)
 

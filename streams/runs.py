@@ -118,6 +118,8 @@ class _StepResult:
 class Run:
     """One run: its spec, state, log, producers and readers. Created by :class:`RunManager`."""
 
+    remote = False  # a run another instance is running (see streams.cluster)
+
     def __init__(
         self,
         run_id: str,
@@ -140,6 +142,7 @@ class Run:
         self.output: Any = None
         self.error: dict[str, str] | None = None
         self.cancel_reason: str | None = None
+        self.abort_error: dict[str, str] | None = None  # ends a cancel as run.failed
         self.usage = {"input_tokens": 0, "output_tokens": 0}
         self.producers: dict[str, ProducerInfo] = {}
         self.readers = 0
@@ -324,11 +327,28 @@ class RunManager:
                 run.task.cancel(reason)
         return run
 
+    def abort(self, run_id: str, code: str, message: str) -> None:
+        """Stop the run like a cancel, but end it with ``run.failed`` (``code``): the run
+        cannot go on for a reason of the gateway's, not the client's."""
+        run = self._runs.get(run_id)
+        if run is None or run.done or run.cancel_reason is not None:
+            return
+        run.abort_error = {"code": code, "message": message}
+        self.cancel(run_id, message)
+
+    @property
+    def active_run_ids(self) -> list[str]:
+        return list(self._active)
+
     def attach_reader(self, run: Run) -> None:
+        if run.remote:  # the run's instance does not know this instance's readers
+            return
         run.readers += 1
 
     def detach_reader(self, run: Run) -> None:
         """A reader left. If it was the last and the run's policy is ``cancel``, cancel it."""
+        if run.remote:
+            return
         run.readers -= 1
         if run.readers == 0 and run.on_disconnect == "cancel" and not run.done:
             self.cancel(run.id, "last reader disconnected")
@@ -409,6 +429,12 @@ class RunManager:
                 },
             )
         except asyncio.CancelledError:
+            if run.abort_error is not None:
+                run.error = run.abort_error
+                await self._finish(
+                    run, RunStatus.FAILED, EventType.RUN_FAILED, {"error": run.abort_error}
+                )
+                raise
             if run.cancel_reason is None:  # cancelled from outside: the loop is going away
                 run.cancel_reason = "shutdown"
             await self._finish(
@@ -430,8 +456,11 @@ class RunManager:
         run.status = status
         run.ended_at = time.time()
         try:
-            if not run.log.closed:
+            if not run.log.ended:
                 await run.log.append(event, None, data)
+            # Whoever waits for the run reads its whole log next: it must all be visible
+            # (with a shared store, written there).
+            await run.log.settled()
         finally:
             # Whoever waits for the run wakes after its terminal event is in the log.
             self._active.discard(run.id)

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.redis_server import RedisServer
+from tests.support import SHARED_STORE
 from tests.upstream_server import UpstreamServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -28,3 +30,43 @@ def upstream() -> Iterator[UpstreamServer]:
     """Our scriptable OpenAI-compatible upstream on 127.0.0.1, for one test."""
     with UpstreamServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server on 127.0.0.1 shared by the session's tests (use ``redis_url``)."""
+    executable = require_binary("redis-server", "apt-get install redis-server")
+    with RedisServer(executable) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared Redis server's URL, emptied first, so no test sees another's keys."""
+    if not redis_server.running:  # a test stopped the shared server: bring it back
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop, kill, pause and restart."""
+    executable = require_binary("redis-server", "apt-get install redis-server")
+    with RedisServer(executable) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the test twice: on the in-memory default, and with runs in a real Redis (the
+    core suite, which asks for this fixture, holds on both backends)."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    url: str = request.getfixturevalue("redis_url")
+    token = SHARED_STORE.set(url)
+    try:
+        yield "redis"
+    finally:
+        SHARED_STORE.reset(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -122,6 +123,11 @@ class RunningGateway:
         return await self.call(wait(), timeout + 1)
 
 
+# The Redis URL every running_gateway of the current test uses (the `backend` fixture sets
+# it for the core suite's second pass); empty: the in-memory default.
+SHARED_STORE: contextvars.ContextVar[str] = contextvars.ContextVar("SHARED_STORE", default="")
+
+
 @contextlib.contextmanager
 def running_gateway(
     tools: ToolRegistry | None = None,
@@ -129,7 +135,8 @@ def running_gateway(
     span_exporter: SpanExporter | None = None,
     **overrides: Any,
 ) -> Iterator[RunningGateway]:
-    settings = Settings(**{**FAST, **overrides})
+    backend = {"redis_url": SHARED_STORE.get()} if SHARED_STORE.get() else {}
+    settings = Settings(**{**FAST, **backend, **overrides})
     gateway = RunningGateway(settings, tools=tools, models=models, span_exporter=span_exporter)
     gateway.start()
     try:

@@ -8,11 +8,15 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from ag_ui.core import Event as AGUIEventUnion
 from ag_ui.core import RunAgentInput
 from pydantic import TypeAdapter
 
 from tests.support import RunningGateway, SSEFrame, running_gateway, sse_frames
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 AGUI_EVENT: TypeAdapter[Any] = TypeAdapter(AGUIEventUnion)
 SSE = {"accept": "text/event-stream"}

@@ -5,9 +5,13 @@ from __future__ import annotations
 import itertools
 
 import httpx
+import pytest
 
 from tests.probes import ProbeRecord, tools_with_probe
 from tests.support import run_events, running_gateway
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def parallel(*items: dict[str, object]) -> dict[str, object]:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 from tests.probes import ProbeRecord, tools_with_probe
@@ -18,6 +19,9 @@ from tests.support import (
     sse_events,
     sse_frames,
 )
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 async def test_a_ping_comment_goes_out_at_once_and_then_while_the_stream_is_idle() -> None:

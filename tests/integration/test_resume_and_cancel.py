@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import websockets
 
 from tests.probes import ProbeRecord, tools_with_probe
 from tests.support import SSE, agent_spec, collect, running_gateway, sse_events
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 COUNTDOWN = agent_spec("count down from 20", ["countdown"], on_disconnect="continue")
 

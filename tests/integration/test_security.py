@@ -15,6 +15,9 @@ import websockets
 from gateway.auth import hash_key
 from tests.support import SSE, RunningGateway, agent_spec, collect, running_gateway
 
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
+
 KEY_A, KEY_B = "key-for-alice", "key-for-bob"
 KEYS = {"alice": hash_key(KEY_A), "bob": hash_key(KEY_B)}
 LONG = agent_spec("sleep 30 seconds", ["sleep"], on_disconnect="continue")

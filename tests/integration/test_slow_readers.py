@@ -8,12 +8,16 @@ import socket
 from collections.abc import Callable
 
 import httpx
+import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from tests.support import collect, running_gateway
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 BIG_RUN = {"parallel": [{"tool": "countdown", "arguments": {"start": 40000, "interval": 0}}]}
 

@@ -7,9 +7,13 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import require_binary
 from tests.support import SSE, agent_spec, collect, parse_frame, run_events, running_gateway
+
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
 
 PROMPT = "What time is it? Also count down from 5."
 

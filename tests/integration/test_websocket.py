@@ -12,6 +12,9 @@ import websockets
 
 from tests.support import agent_spec, running_gateway
 
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 async def recv(ws: websockets.ClientConnection) -> dict[str, Any]:
     message = await ws.recv(decode=True)

@@ -16,11 +16,12 @@ from streams.encoding import (
     encode_sse,
     encode_sse_batch,
     encode_sse_comment,
+    encode_stream_error,
     encode_ws_ack,
     encode_ws_error,
     encode_ws_event,
 )
-from streams.events import TERMINAL_TYPES, Event, EventType, dumps, error_payload
+from streams.events import ENVELOPE, TERMINAL_TYPES, Event, EventType, dumps, error_payload
 
 ENVELOPE_KEYS = ("seq", "run_id", "type", "ts", "producer")
 
@@ -341,3 +342,59 @@ def test_each_wire_form_of_an_event_is_made_once_and_shared_by_every_reader() ->
     assert encode_sse_batch([event]) == encode_sse(event)
     assert encode_ws_event(event) is encode_ws_event(event)
     assert encode_ws_event(event) == event.json.decode()
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "frame"),
+    [
+        (
+            "store_unavailable",
+            "Redis is gone",
+            b'event: error\ndata: {"type":"stream.error","code":"store_unavailable",'
+            b'"message":"Redis is gone"}\n\n',
+        ),
+        (
+            "x",
+            'quote " and é\nnewline',
+            b'event: error\ndata: {"type":"stream.error","code":"x",'
+            b'"message":"quote \\" and \xc3\xa9\\nnewline"}\n\n',
+        ),
+    ],
+)
+def test_encode_stream_error_is_an_error_event_without_an_id(
+    code: str, message: str, frame: bytes
+) -> None:
+    assert encode_stream_error(code, message) == frame
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event.create(1, "run_a", EventType.RUN_STARTED, 1.5, None, {"kind": "agent"}),
+        Event.create(7, "run_a", EventType.MESSAGE_DELTA, 2.25, "model.1", {"delta": "é\n"}),
+        Event.create(9, "run_a", EventType.RUN_FAILED, 3.0, None, {"error": {"code": "x"}}),
+        Event.create(2, "run_a", EventType.TOOL_DELTA, 0.1, "call_1", {"n": 2**70}),
+    ],
+)
+def test_an_event_read_back_from_its_json_is_the_same_event_with_the_same_bytes(
+    event: Event,
+) -> None:
+    again = Event.from_json(event.json)
+    assert again.json == event.json
+    assert again.sse_frame() == event.sse_frame()
+    assert (again.seq, again.run_id, again.type, again.ts, again.producer) == (
+        event.seq,
+        event.run_id,
+        event.type,
+        event.ts,
+        event.producer,
+    )
+    assert dict(again.data) == dict(event.data)
+    assert again.is_terminal == event.is_terminal
+
+
+@given(st.dictionaries(st.text(min_size=1).filter(lambda k: k not in ENVELOPE), st.text()))
+@settings(max_examples=200)
+def test_any_payload_survives_the_round_trip_through_json(payload: dict[str, str]) -> None:
+    event = Event.create(3, "run_b", EventType.MESSAGE_DELTA, 1.0, "model.1", payload)
+    assert Event.from_json(event.json) == event

@@ -1,0 +1,522 @@
+"""Several gateway instances sharing runs through Redis.
+
+:class:`ClusterBackend` is what one instance runs beside its :class:`~streams.runs.RunManager`:
+
+- the **registry**: each run's owner, instance, status, spec and snapshot in a hash, so that
+  ``GET /v1/runs/{id}`` answers on any instance (:meth:`ClusterBackend.get` gives a local
+  :class:`~streams.runs.Run`, or a :class:`RemoteRun` whose log is read from Redis);
+- the **writer** (:class:`~streams.cluster.log.LogWriter`) that puts the events of this
+  instance's runs in Redis Streams;
+- **cancel anywhere**: a cancel for a run of another instance is published on that
+  instance's control channel, whose listener here cancels the run's task group;
+- the **lease**: a key with a TTL this instance renews. Every instance sweeps for instances
+  whose lease has expired and ends their runs with ``run.failed`` (``instance_lost``), in a
+  Lua script that also fences the dead instance out: its event ids are taken, so were it
+  only slow, its next write fails and it stops the run;
+- **store health**: the lease renewal doubles as a health check. Redis unreachable for
+  ``outage_grace`` seconds makes the instance unavailable (readiness false): its runs end
+  with ``run.failed`` (``store_unavailable``), which its readers get from memory; once Redis
+  answers again the instance registers itself again and takes runs.
+
+State machine of the store connection::
+
+    available ──(no answer for outage_grace)──▶ unavailable ──(answer)──▶ available
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..connection import Connection
+from ..errors import NotFoundError, RunFinishedError, StoreUnavailableError
+from ..events import Event, EventType, dumps
+from ..log import EventLog, Retention
+from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked
+from ..spec import RunSpec
+from .keys import Keys
+from .log import STORE_ERRORS, LogWriter, RemoteEventLog, StoredEventLog
+
+logger = logging.getLogger("streams.cluster")
+
+# Ends a run of a lost instance, unless its instance came back or the run already ended.
+# The event's id is the run's next seq: should the instance only have been slow, its own
+# next write (a smaller or equal id) fails, and it stops the run (LogTakenOverError).
+_FAIL_LOST = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == false or status == 'completed' or status == 'failed' or status == 'cancelled' then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  return 'ended'
+end
+local added = redis.pcall('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
+if type(added) == 'table' and added.err then return 'retry' end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'last_seq', ARGV[2], 'snapshot', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 'failed'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    url: str
+    instance: str
+    prefix: str = "gw:"
+    lease_ttl: float = 10.0  # seconds an instance's lease lasts without renewal
+    outage_grace: float = 3.0  # seconds of no answer before the store counts as gone
+    timeout: float = 2.0  # bound on one store call (blocking reads add their block time)
+
+
+def unavailable(exc: BaseException) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the shared store (Redis) is unavailable: {exc}")
+
+
+class RemoteRun(Run):
+    """A run another instance is running, as the registry and its stream show it."""
+
+    remote = True
+
+    def __init__(self, record: dict[str, Any], log: RemoteEventLog, backend: ClusterBackend):
+        snapshot: dict[str, Any] = orjson.loads(record["snapshot"])
+        spec = RunSpec.model_validate_json(record["spec"])
+        self.instance = str(record["instance"])
+        super().__init__(
+            str(snapshot["run_id"]),
+            spec,
+            log,
+            Connection(f"remote:{self.instance}"),
+            snapshot["on_disconnect"],
+            snapshot.get("owner"),
+        )
+        self._backend = backend
+        self._apply(snapshot)
+
+    def _apply(self, snapshot: dict[str, Any]) -> None:
+        self._record = snapshot
+        self.status = RunStatus(snapshot["status"])
+        self.created_at = snapshot["created_at"]
+        self.started_at = snapshot["started_at"]
+        self.ended_at = snapshot["ended_at"]
+        self.output = snapshot["output"]
+        self.error = snapshot["error"]
+        self.cancel_reason = snapshot["cancel_reason"]
+
+    def snapshot(self) -> dict[str, Any]:
+        snapshot = dict(self._record)
+        snapshot["last_seq"] = max(int(snapshot.get("last_seq") or 0), self.log.last_seq)
+        return snapshot
+
+    async def wait(self) -> None:
+        """Follow the run's stream until its terminal event, then refresh the snapshot."""
+        cursor = self.log.last_seq
+        while not self.done:
+            batch = await self.log.read(cursor, limit=1000, timeout=None)
+            if batch.events:
+                cursor = batch.events[-1].seq
+            if batch.closed:
+                record = await self._backend.record(self.id)
+                if record is not None:
+                    self._apply(orjson.loads(record["snapshot"]))
+                if not self.done and batch.events:  # the registry lags: take the event's word
+                    self._apply_terminal(batch.events[-1])
+                return
+
+    def _apply_terminal(self, event: Event) -> None:
+        record = dict(self._record)
+        record["status"] = {
+            EventType.RUN_COMPLETED: "completed",
+            EventType.RUN_FAILED: "failed",
+            EventType.RUN_CANCELLED: "cancelled",
+        }.get(event.type, record["status"])
+        record["ended_at"] = event.ts
+        record["error"] = event.data.get("error", record["error"])
+        self._apply(record)
+
+
+class ClusterBackend:
+    """One instance's part in a cluster of gateways sharing Redis (see the module doc).
+
+    Use as an async context manager after the manager is made; it owns its tasks (writer,
+    lease and health, sweeper, control listener) in one task group.
+    """
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        retention: Retention,
+        *,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance = settings.instance
+        self.keys = Keys(settings.prefix)
+        self.retention = retention
+        self.redis = client or aioredis.from_url(
+            settings.url,
+            # One quick retry (a dropped pooled connection), not redis-py's ten with backoff:
+            # an outage must be noticed within the calls' own timeouts.
+            retry=Retry(NoBackoff(), 1),
+            socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
+            socket_connect_timeout=settings.timeout,
+            health_check_interval=30,
+        )
+        self.available = False
+        self._manager: RunManager | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._own_tasks: list[asyncio.Task[None]] = []
+        self._failed_since: float | None = None
+        self._fail_lost = self.redis.register_script(_FAIL_LOST)
+        self.writer = LogWriter(
+            self.redis,
+            self.keys,
+            retention,
+            instance=self.instance,
+            write_timeout=settings.timeout,
+            on_taken_over=self._taken_over,
+            on_store_error=self._store_error,
+            on_written=lambda: None,
+        )
+        self.lost_runs_failed = 0
+        self.cancels_forwarded = 0
+        self._check_now = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def attach(self, manager: RunManager) -> None:
+        self._manager = manager
+
+    def log_factory(self, run_id: str, retention: Retention) -> EventLog:
+        return StoredEventLog(run_id, retention, self.writer)
+
+    async def __aenter__(self) -> ClusterBackend:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        await self._heartbeat_once()
+        self._own_tasks = [
+            self._tasks.create_task(self.writer.run(), name="cluster-writer"),
+            self._tasks.create_task(self._heartbeat(), name="cluster-lease"),
+            self._tasks.create_task(self._sweep(), name="cluster-sweeper"),
+            self._tasks.create_task(self._listen(), name="cluster-control"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._tasks is not None
+        # Let what the runs wrote last reach Redis (bounded), then stop everything.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.timeout):
+                await self.writer.flushed()
+        for task in self._own_tasks:
+            task.cancel()
+        await self._tasks.__aexit__(*exc_info)
+        self._tasks = None
+        with contextlib.suppress(*STORE_ERRORS):
+            async with asyncio.timeout(self.settings.timeout):
+                await self.redis.delete(self.keys.lease(self.instance))
+        with contextlib.suppress(*STORE_ERRORS):
+            await self.redis.aclose()
+
+    # -- the registry ---------------------------------------------------------------------
+
+    async def register(self, run: Run) -> None:
+        """Record a run this instance has just started; raise (and stop the run) if the
+        store cannot take it, so no client is told of a run other instances cannot see."""
+        if not self.available:
+            self._stop_unregistered(run)
+            raise StoreUnavailableError("the shared store (Redis) is unavailable; try again")
+        snapshot = run.snapshot()
+        fields: dict[Any, Any] = {
+            "owner": run.owner or "",
+            "instance": self.instance,
+            "status": snapshot["status"],
+            "spec": run.spec.model_dump_json(),
+            "snapshot": dumps(snapshot),
+            "last_seq": 0,
+        }
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hset(self.keys.run(run.id), mapping=fields)
+                pipe.sadd(self.keys.instance_runs(self.instance), run.id)
+                await pipe.execute()
+        except STORE_ERRORS as exc:
+            self._stop_unregistered(run)
+            raise unavailable(exc) from exc
+        assert isinstance(run.log, StoredEventLog)
+        run.log.snapshot = run.snapshot
+
+    def _stop_unregistered(self, run: Run) -> None:
+        assert self._manager is not None
+        with contextlib.suppress(RunFinishedError, NotFoundError):
+            self._manager.cancel(run.id, "store unavailable")
+
+    async def record(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                raw: Any = await self.redis.hgetall(self.keys.run(run_id))
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        if not raw or b"snapshot" not in raw or b"spec" not in raw:
+            return None
+        return {k.decode(): v.decode() if k != b"snapshot" else v for k, v in raw.items()}
+
+    async def get(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
+        """The run, on this instance or another; another owner's run is not found."""
+        assert self._manager is not None
+        try:
+            return self._manager.get(run_id, owner)
+        except NotFoundError:
+            pass
+        if len(run_id) > 200:
+            raise NotFoundError(f"no run {run_id!r}")
+        record = await self.record(run_id)
+        if record is None or (owner is not UNCHECKED and (record["owner"] or None) != owner):
+            raise NotFoundError(f"no run {run_id!r}")
+        snapshot = orjson.loads(record["snapshot"])
+        status = RunStatus(record.get("status") or snapshot["status"])
+        log = RemoteEventLog(
+            self.redis,
+            self.keys,
+            run_id,
+            last_seq=0,
+            closed=False,
+            block=min(2.0, self.settings.timeout),
+            timeout=self.settings.timeout,
+        )
+        run = RemoteRun(record, log, self)
+        if status.is_terminal and not run.done:
+            run.status = status
+        # Reader cursors are checked against last_seq: take the stream's newest id.
+        log._last_seq = await self._stream_last_seq(run_id)
+        return run
+
+    async def _stream_last_seq(self, run_id: str) -> int:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                newest = await self.redis.xrevrange(self.keys.events(run_id), count=1)
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        if not newest:
+            return 0
+        return int(_text(newest[0][0]).split("-")[0])
+
+    async def cancel(
+        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
+    ) -> Run:
+        """Cancel the run wherever it runs: here directly, elsewhere through the control
+        channel of its instance (or, if that instance is lost, end it here)."""
+        assert self._manager is not None
+        run = await self.get(run_id, owner)
+        if not run.remote:
+            return self._manager.cancel(run_id, reason, owner)
+        assert isinstance(run, RemoteRun)
+        if run.done:
+            raise RunFinishedError(f"run {run_id} has already {run.status.value}")
+        message = orjson.dumps({"op": "cancel", "run_id": run_id, "reason": reason})
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                receivers = await self.redis.publish(self.keys.control(run.instance), message)
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        self.cancels_forwarded += 1
+        if not receivers:
+            # Nobody listens there: if its lease is gone too, end the run now.
+            await self._fail_runs_of_lost(run.instance, only=run_id)
+        return run
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.05, min(self.settings.lease_ttl / 4, 1.0))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._check_now.wait()
+            self._check_now.clear()
+            await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        """Renew the lease (which also tells whether Redis answers)."""
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(
+                    self.keys.lease(self.instance),
+                    b"1",
+                    px=max(1, int(self.settings.lease_ttl * 1000)),
+                )
+                pipe.sadd(self.keys.instances, self.instance)
+                await pipe.execute()
+        except STORE_ERRORS as exc:
+            self._store_error(exc)
+            return
+        self._failed_since = None
+        if not self.available:
+            self.available = True
+            self.writer.go_online()
+            logger.info("shared store reachable: instance %s available", self.instance)
+
+    def _store_error(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._failed_since is None:
+            self._failed_since = now
+            self._check_now.set()
+            logger.warning("shared store error: %s", exc)
+        if self.available and now - self._failed_since >= self.settings.outage_grace:
+            self._go_unavailable(exc)
+
+    def _go_unavailable(self, exc: BaseException) -> None:
+        self.available = False
+        logger.error(
+            "shared store unavailable for %.1fs (%s): ending this instance's runs",
+            self.settings.outage_grace,
+            exc,
+        )
+        self.writer.go_offline()
+        if self._manager is not None:
+            for run_id in self._manager.active_run_ids:
+                self._manager.abort(
+                    run_id, "store_unavailable", "the shared store (Redis) became unavailable"
+                )
+
+    def _taken_over(self, run_id: str) -> None:
+        if self._manager is not None:
+            self._manager.abort(
+                run_id,
+                "instance_lost",
+                "instance lost: another instance ended this run while this one was unreachable",
+            )
+
+    async def _sweep(self) -> None:
+        interval = max(0.05, min(self.settings.lease_ttl / 10, 2.0))
+        while True:
+            await asyncio.sleep(interval)
+            if not self.available:
+                continue
+            try:
+                await self._sweep_once()
+            except STORE_ERRORS as exc:
+                self._store_error(exc)
+
+    async def _sweep_once(self) -> None:
+        async with asyncio.timeout(self.settings.timeout):
+            members = await self.redis.smembers(self.keys.instances)
+            others = sorted(_text(m) for m in members if _text(m) != self.instance)
+            if not others:
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for other in others:
+                pipe.exists(self.keys.lease(other))
+            alive = await pipe.execute()
+        for other, exists in zip(others, alive, strict=True):
+            if not exists:
+                await self._fail_runs_of_lost(other)
+
+    async def _fail_runs_of_lost(self, instance: str, only: str | None = None) -> None:
+        async with asyncio.timeout(self.settings.timeout * 4):
+            if await self.redis.exists(self.keys.lease(instance)):
+                return
+            members = await self.redis.smembers(self.keys.instance_runs(instance))
+            run_ids = sorted(_text(m) for m in members)
+            for run_id in run_ids:
+                if only is None or run_id == only:
+                    await self._fail_lost_run(instance, run_id)
+            if only is None and not await self.redis.scard(self.keys.instance_runs(instance)):
+                await self.redis.srem(self.keys.instances, instance)
+
+    async def _fail_lost_run(self, instance: str, run_id: str) -> None:
+        for _ in range(5):
+            record = await self.record(run_id)
+            if record is None:
+                await self.redis.srem(self.keys.instance_runs(instance), run_id)
+                return
+            seq = await self._stream_last_seq(run_id) + 1
+            error = {
+                "code": "instance_lost",
+                "message": f"instance lost: {instance} stopped renewing its lease",
+            }
+            now = time.time()
+            event = Event.create(seq, run_id, EventType.RUN_FAILED, now, None, {"error": error})
+            snapshot = orjson.loads(record["snapshot"])
+            snapshot.update(status="failed", ended_at=now, error=error, last_seq=seq)
+            answer = await self._fail_lost(
+                keys=[
+                    self.keys.run(run_id),
+                    self.keys.events(run_id),
+                    self.keys.instance_runs(instance),
+                    self.keys.lease(instance),
+                ],
+                args=[run_id, seq, event.json, dumps(snapshot), max(1, int(self.retention.ttl))],
+            )
+            if answer != b"retry":
+                if answer == b"failed":
+                    self.lost_runs_failed += 1
+                    logger.warning("run %s of lost instance %s ended as failed", run_id, instance)
+                return
+
+    async def _listen(self) -> None:
+        """Take commands for this instance's runs from its control channel."""
+        delay = 0.05
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self.settings.timeout):
+                    await pubsub.subscribe(self.keys.control(self.instance))
+                delay = 0.05
+                while True:
+                    async with asyncio.timeout(self.settings.timeout + 1.0):
+                        message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._command(message["data"])
+            except STORE_ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                with contextlib.suppress(*STORE_ERRORS):
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    def _command(self, raw: bytes) -> None:
+        try:
+            command = orjson.loads(raw)
+            run_id, reason = str(command["run_id"]), str(command.get("reason") or "cancelled")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.warning("ignoring a malformed control message: %r", raw[:200])
+            return
+        if command.get("op") == "cancel" and self._manager is not None:
+            with contextlib.suppress(NotFoundError, RunFinishedError):
+                self._manager.cancel(run_id, reason)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "store_available": self.available,
+            "pending_events": self.writer.pending,
+            "written_events": self.writer.written,
+            "write_batches": self.writer.batches,
+            "lost_runs_failed": self.lost_runs_failed,
+            "cancels_forwarded": self.cancels_forwarded,
+        }
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def instance_id_default() -> str:
+    """host-pid-random: unique per process, and says where to look."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -1,0 +1,36 @@
+"""The names of the gateway's Redis keys, in one place.
+
+Per run: ``run:{id}`` (a hash: owner, instance, status, last_seq, spec, snapshot) and
+``run:{id}:events`` (a stream whose entry ids are ``{seq}-0``, so Redis ids and SSE ids
+agree). Per instance: ``instance:{id}`` (its lease, a key with a TTL it renews) and
+``instance:{id}:runs`` (the runs it is running). ``instances`` is every instance that has
+registered; ``control:{id}`` the pub/sub channel an instance takes commands on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "gw:"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}"
+
+    def events(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}:events"
+
+    def lease(self, instance: str) -> str:
+        return f"{self.prefix}instance:{instance}"
+
+    def instance_runs(self, instance: str) -> str:
+        return f"{self.prefix}instance:{instance}:runs"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.prefix}instances"
+
+    def control(self, instance: str) -> str:
+        return f"{self.prefix}control:{instance}"

@@ -1,0 +1,329 @@
+"""Event logs in Redis Streams.
+
+On the instance running a run, :class:`StoredEventLog` keeps the run's events in memory (its
+own readers read them there, with no round trip) and hands each one to the instance's
+:class:`LogWriter`, which writes every pending event of every run in one pipeline per
+round trip (group commit). An event becomes visible to readers only once Redis has it, so a
+reader never sees an event that a reader on another instance could not: a client that
+resumes elsewhere finds everything it was shown.
+
+On every other instance, :class:`RemoteEventLog` follows the run's stream with blocking
+``XREAD`` from the reader's cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from ..errors import LogTakenOverError, StoreUnavailableError
+from ..events import Event, EventType, dumps
+from ..log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
+from .keys import Keys
+
+logger = logging.getLogger("streams.cluster")
+
+STORE_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class StoredEventLog(MemoryEventLog):
+    """The owner's copy of a run's log; events are visible once written to Redis."""
+
+    def __init__(self, run_id: str, retention: Retention, writer: LogWriter) -> None:
+        super().__init__(run_id, retention)
+        self._writer = writer
+        # The run's snapshot as GET /v1/runs/{id} shows it on other instances; written
+        # with each batch of events (set by the backend once the run exists).
+        self.snapshot: Callable[[], dict[str, Any]] | None = None
+
+    async def append(
+        self,
+        type: EventType,
+        producer: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        if self._writer.full:
+            await self._writer.room()  # the writer is behind (Redis is slow): wait for it
+        return self.append_nowait(type, producer, data)
+
+    def _appended(self, event: Event) -> None:
+        self._writer.enqueue(self, event)
+
+    def show_held(self) -> None:
+        """Make every event held here visible, written or not (the store is gone: this
+        instance's readers get the run's end from memory)."""
+        self._publish(self._next_seq - 1)
+
+
+class LogWriter:
+    """Writes the owner's pending events to Redis: one task, one pipeline per round trip.
+
+    Bounded: past ``max_pending`` events, :meth:`StoredEventLog.append` waits (producers
+    slow down with Redis instead of piling up memory). ``on_taken_over`` is told when a
+    log's stream already holds a later event (another instance ended the run);
+    ``on_store_error`` when a write failed (the events stay pending and are retried).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        retention: Retention,
+        *,
+        instance: str,
+        max_pending: int = 10_000,
+        write_timeout: float = 5.0,
+        on_taken_over: Callable[[str], None],
+        on_store_error: Callable[[BaseException], None],
+        on_written: Callable[[], None],
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._retention = retention
+        self._instance = instance
+        self._max_pending = max_pending
+        self._write_timeout = write_timeout
+        self._on_taken_over = on_taken_over
+        self._on_store_error = on_store_error
+        self._on_written = on_written
+        self._pending: dict[StoredEventLog, list[Event]] = {}
+        self._count = 0
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._drained = asyncio.Event()
+        self.offline = False  # the store is gone: events are shown without being written
+        self.batches = 0
+        self.written = 0
+
+    @property
+    def full(self) -> bool:
+        return self._count >= self._max_pending
+
+    @property
+    def pending(self) -> int:
+        return self._count
+
+    async def flushed(self) -> None:
+        """Wait until nothing is pending (or the store is gone)."""
+        while self._count and not self.offline:
+            self._drained.clear()
+            await self._drained.wait()
+
+    async def room(self) -> None:
+        while self.full:
+            self._room.clear()
+            await self._room.wait()
+
+    def enqueue(self, log: StoredEventLog, event: Event) -> None:
+        if self.offline:
+            log.show_held()
+            return
+        self._pending.setdefault(log, []).append(event)
+        self._count += 1
+        self._wakeup.set()
+
+    def go_offline(self) -> None:
+        """The store is gone: show every held event, and from now on write nothing."""
+        self.offline = True
+        pending, self._pending, self._count = self._pending, {}, 0
+        self._room.set()
+        self._drained.set()
+        for log in pending:
+            log.show_held()
+
+    def go_online(self) -> None:
+        self.offline = False
+
+    async def run(self) -> None:
+        """The writer task (owned by the backend's task group)."""
+        retry = False
+        delay = 0.05
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._pending
+            self._pending = {}
+            try:
+                await self._write(batch, retry)
+            except STORE_ERRORS as exc:
+                if self.offline:
+                    continue
+                # Put the batch back in front of what came meanwhile, in order, and retry.
+                for log, events in self._pending.items():
+                    batch.setdefault(log, []).extend(events)
+                self._pending = batch
+                retry = True
+                self._on_store_error(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            retry = False
+            delay = 0.05
+            written = sum(len(events) for events in batch.values())
+            self._count -= written
+            self.written += written
+            self.batches += 1
+            if not self.full:
+                self._room.set()
+            if not self._count:
+                self._drained.set()
+            self._on_written()
+
+    async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
+        keys = self._keys
+        ttl = max(1, int(self._retention.ttl))
+        pipe = self._redis.pipeline(transaction=False)
+        plan: list[tuple[StoredEventLog, int, int]] = []  # log, first command, its count
+        commands = 0
+        for log, events in batch.items():
+            first = commands
+            stream = keys.events(log.run_id)
+            for event in events:
+                pipe.xadd(
+                    stream,
+                    {"e": event.json},
+                    id=f"{event.seq}-0",
+                    maxlen=self._retention.max_events,
+                    approximate=True,
+                )
+            commands += len(events)
+            plan.append((log, first, len(events)))
+            fields: dict[Any, Any] = {"last_seq": events[-1].seq}
+            if log.snapshot is not None:
+                snapshot = log.snapshot()
+                fields["status"] = snapshot["status"]
+                fields["snapshot"] = dumps(snapshot)
+            pipe.hset(keys.run(log.run_id), mapping=fields)
+            commands += 1
+            if events[-1].is_terminal:
+                pipe.expire(stream, ttl)
+                pipe.expire(keys.run(log.run_id), ttl)
+                pipe.srem(keys.instance_runs(self._instance), log.run_id)
+                commands += 3
+        async with asyncio.timeout(self._write_timeout):
+            results = await pipe.execute(raise_on_error=False)
+        for log, first, count in plan:
+            errors = [r for r in results[first : first + count] if isinstance(r, Exception)]
+            # After a failed round trip some of these may already be in: that is no loss.
+            taken = [e for e in errors if isinstance(e, ResponseError) and not retry]
+            if taken:
+                logger.warning("run %s: its stream was ended elsewhere (%s)", log.run_id, taken[0])
+                log.show_held()
+                self._on_taken_over(log.run_id)
+                continue
+            other = [e for e in errors if not isinstance(e, ResponseError)]
+            if other:
+                raise other[0]
+            log._publish(batch[log][-1].seq)
+
+
+class RemoteEventLog(EventLog):
+    """A run's log read from Redis by an instance that is not running the run."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        run_id: str,
+        *,
+        last_seq: int,
+        closed: bool,
+        block: float = 2.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self.run_id = run_id
+        self._redis = redis
+        self._stream = keys.events(run_id)
+        self._last_seq = last_seq
+        self._closed = closed
+        self._block = block  # longest single XREAD block (below the client's socket timeout)
+        self._timeout = timeout
+        self._waiting = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def append(
+        self,
+        type: EventType,
+        producer: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        raise LogTakenOverError(f"run {self.run_id} runs on another instance")
+
+    async def read(self, after: int, *, limit: int = 1024, timeout: float | None = None) -> Batch:
+        if after < 0:
+            raise ValueError("cursor must be >= 0")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            block: float | None
+            if timeout == 0 or self._closed:
+                block = None
+            else:
+                left = self._block if deadline is None else deadline - loop.time()
+                block = max(0.001, min(self._block, left))
+            entries = await self._xread(after, limit, block)
+            if entries:
+                return self._batch(after, entries)
+            if block is None or (deadline is not None and loop.time() >= deadline):
+                return Batch([], None, self._closed and after >= self._last_seq)
+
+    async def _xread(self, after: int, limit: int, block: float | None) -> list[Any]:
+        self._waiting += 1
+        try:
+            async with asyncio.timeout((block or 0) + self._timeout):
+                answer: Any = await self._redis.xread(
+                    {self._stream: f"{after}-0"},
+                    count=limit,
+                    block=None if block is None else max(1, int(block * 1000)),
+                )
+        except STORE_ERRORS as exc:
+            raise StoreUnavailableError(f"the shared store (Redis) is unavailable: {exc}") from exc
+        finally:
+            self._waiting -= 1
+        if not answer:
+            return []
+        # [[stream, [(id, {field: value}), ...]]]
+        entries: list[Any] = answer[0][1]
+        return entries
+
+    def _batch(self, after: int, entries: list[Any]) -> Batch:
+        events = [Event.from_json(fields[b"e"]) for _, fields in entries]
+        gap = None
+        if events[0].seq > after + 1:
+            gap = Gap(after=after, next_seq=events[0].seq)
+        last = events[-1]
+        self._last_seq = max(self._last_seq, last.seq)
+        if last.is_terminal:
+            self._closed = True
+        return Batch(events, gap, last.is_terminal)
+
+    def statistics(self) -> LogStatistics:
+        return LogStatistics(
+            first_seq=0,
+            last_seq=self._last_seq,
+            retained_events=0,
+            retained_bytes=0,
+            waiting_readers=self._waiting,
+            closed=self._closed,
+        )
+
+
+async def close_quietly(redis: aioredis.Redis) -> None:
+    with contextlib.suppress(*STORE_ERRORS):
+        await redis.aclose()
