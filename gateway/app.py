@@ -252,6 +252,10 @@ async def _drain_on_shutdown(state: GatewayState) -> None:
     await state.shutdown.wait()
     await state.manager.drain(state.settings.drain_timeout, "shutdown")
     state.drained.set()
+    # Give the streams time to deliver the runs' last events, then stop those still open.
+    await asyncio.sleep(state.settings.shutdown_grace)
+    state.sse_streams.close_all()
+    state.ws_sessions.close_all()
 
 
 async def _renew_slots(quotas: RedisKeyQuotas, interval: float) -> None:

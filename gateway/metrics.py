@@ -171,3 +171,41 @@ class _StateCollector(Collector):
         yield waits
         yield breaker
         yield in_flight
+        if state.cluster is not None:
+            cluster = state.cluster.statistics()
+            yield GaugeMetricFamily(
+                "gateway_store_available",
+                "1 while the shared store (Redis) answers",
+                value=int(cluster["store_available"]),
+            )
+            yield GaugeMetricFamily(
+                "gateway_store_pending_events",
+                "Events appended but not yet written to the shared store",
+                value=cluster["pending_events"],
+            )
+            yield CounterMetricFamily(
+                "gateway_store_written_events",
+                "Events written to the shared store",
+                value=cluster["written_events"],
+            )
+            yield CounterMetricFamily(
+                "gateway_store_write_batches",
+                "Round trips that wrote events (several events each under load)",
+                value=cluster["write_batches"],
+            )
+            yield CounterMetricFamily(
+                "gateway_lost_instance_runs_failed",
+                "Runs of lost instances this instance ended with run.failed",
+                value=cluster["lost_runs_failed"],
+            )
+            yield CounterMetricFamily(
+                "gateway_cancels_forwarded",
+                "Cancels sent to the instance running the run",
+                value=cluster["cancels_forwarded"],
+            )
+        if state.shared_quotas is not None:
+            yield GaugeMetricFamily(
+                "gateway_stream_slots_held",
+                "Per-key stream slots this instance holds in the shared store",
+                value=state.shared_quotas.held(),
+            )

@@ -1,13 +1,14 @@
 """Server-sent event responses.
 
 One task group per streamed response, in the shape of sse-starlette and Starlette's
-``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle), a
-*disconnect listener* and a *shutdown watcher*. The first to finish cancels the others, and
-its reason (``done``, ``client``, ``slow``, ``shutdown``) is recorded.
+``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle) and a
+*disconnect listener*. The first to finish cancels the other, and its reason (``done``,
+``client``, ``slow``, ``error``) is recorded.
 
-Shutdown comes in as an :class:`asyncio.Event` owned by the app, never a global: it is set
-once the gateway has drained (its runs have ended), and the stream then gets a grace period
-to deliver the last events.
+Shutdown comes in from the app, never a global: :class:`OpenStreams` holds a way to stop
+each open stream, and the app, once it has drained (its runs have ended), gives the streams
+a grace period to deliver the last events and stops them all (reason ``shutdown``). One
+list for the app instead of a watcher task per stream: an idle stream costs less.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from starlette.responses import Response
@@ -41,6 +43,33 @@ SSE_HEADERS = {
 }
 
 
+class OpenStreams:
+    """How to stop each open stream of one app, so shutdown can stop them all at once."""
+
+    def __init__(self) -> None:
+        self._stops: dict[int, Callable[[], None]] = {}
+        self._ids = itertools.count()
+        self.closed = False
+
+    def add(self, stop: Callable[[], None]) -> int:
+        if self.closed:  # opened while shutting down: stopped at once
+            asyncio.get_running_loop().call_soon(stop)
+        key = next(self._ids)
+        self._stops[key] = stop
+        return key
+
+    def remove(self, key: int) -> None:
+        self._stops.pop(key, None)
+
+    def close_all(self) -> None:
+        self.closed = True
+        for stop in list(self._stops.values()):
+            stop()
+
+    def __len__(self) -> int:
+        return len(self._stops)
+
+
 class EventStreamResponse(Response):
     """Stream a run's events from a reader's cursor as SSE frames.
 
@@ -53,8 +82,7 @@ class EventStreamResponse(Response):
         *,
         heartbeat: float,
         send_timeout: float,
-        shutdown: asyncio.Event,
-        shutdown_grace: float,
+        streams: OpenStreams,
         headers: dict[str, str] | None = None,
         on_close: Callable[[CloseReason], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
@@ -68,8 +96,7 @@ class EventStreamResponse(Response):
         self.reader = reader
         self.heartbeat = heartbeat
         self.send_timeout = send_timeout
-        self.shutdown = shutdown
-        self.shutdown_grace = shutdown_grace
+        self.streams = streams
         self.on_close = on_close
         self.encode = encode  # the dialect: native frames, OpenAI chunks, AG-UI events
         self.close_reason: CloseReason | None = None
@@ -99,27 +126,28 @@ class EventStreamResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            tasks: list[asyncio.Task[None]] = []
+            key: int | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    pump = group.create_task(self._pump(send))
+                    listener = group.create_task(self._listen_for_disconnect(receive))
 
-            def first(
-                reason: CloseReason, work: Callable[[], Awaitable[CloseReason | None]]
-            ) -> None:
-                async def run() -> None:
-                    # The coroutine is made inside the task: a task cancelled before it
-                    # starts then leaves no coroutine un-awaited.
-                    result = await work()
-                    if self.close_reason is None:
-                        self.close_reason = result or reason
-                    for task in tasks:
-                        if task is not asyncio.current_task():
-                            task.cancel()
+                    def stop(reason: CloseReason) -> None:
+                        if self.close_reason is None:
+                            self.close_reason = reason
+                        pump.cancel()
+                        listener.cancel()
 
-                tasks.append(group.create_task(run()))
+                    def pump_done(task: asyncio.Task[CloseReason]) -> None:
+                        failed = task.cancelled() or task.exception() is not None
+                        stop("done" if failed else task.result())
 
-            async with asyncio.TaskGroup() as group:
-                first("done", functools.partial(self._pump, send))
-                first("client", functools.partial(self._listen_for_disconnect, receive))
-                first("shutdown", self._watch_shutdown)
+                    pump.add_done_callback(pump_done)
+                    listener.add_done_callback(lambda _: stop("client"))
+                    key = self.streams.add(functools.partial(stop, "shutdown"))
+            finally:
+                if key is not None:
+                    self.streams.remove(key)
         if self.on_close is not None and self.close_reason is not None:
             self.on_close(self.close_reason)
 
@@ -173,11 +201,6 @@ class EventStreamResponse(Response):
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-
-    async def _watch_shutdown(self) -> None:
-        await self.shutdown.wait()
-        # Give the stream time to deliver the run's last events (runs are being cancelled).
-        await asyncio.sleep(self.shutdown_grace)
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ from .metrics import GatewayMetrics
 from .quotas import KeyQuotas
 from .redis_quotas import RedisKeyQuotas
 from .settings import Settings
+from .sse import OpenStreams
 
 
 @dataclass
@@ -51,6 +52,9 @@ class GatewayState:
     def _count_wait(self) -> None:
         self._connection_waits += 1
 
+    # Every open SSE stream, stopped together once the gateway has drained.
+    sse_streams: OpenStreams = field(default_factory=OpenStreams)
+    ws_sessions: OpenStreams = field(default_factory=OpenStreams)
     # With Redis (several instances): the registry, and the limits held across instances.
     cluster: ClusterBackend | None = None
     shared_quotas: RedisKeyQuotas | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -94,12 +95,16 @@ class WebSocketSession:
         except GatewayError as exc:
             await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED)
             return
+        # Stopped with the app's other streams once the gateway has drained (1012).
+        key = self.state.ws_sessions.add(
+            functools.partial(self._stop, CLOSE_SERVICE_RESTART, "the gateway is restarting")
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self._spawn(self._command_loop())
-                self._spawn(self._watch_shutdown())
         finally:
+            self.state.ws_sessions.remove(key)
             # Leaving the group cancelled every subscription. A forwarding task cancelled
             # before it ever ran could not detach its reader, so detach what is left here:
             # runs whose on_disconnect is "cancel" lose their last reader and are cancelled.
@@ -342,13 +347,6 @@ class WebSocketSession:
             self._detach(reader)
             if self.subscriptions.get(run_id) is asyncio.current_task():
                 del self.subscriptions[run_id]
-
-    async def _watch_shutdown(self) -> None:
-        # Once the gateway has drained (every run has ended and its terminal event is in the
-        # log), give the forwarders a grace period to send it, then close: 1012, restarting.
-        await self.state.drained.wait()
-        await asyncio.sleep(self.state.settings.shutdown_grace)
-        self._stop(CLOSE_SERVICE_RESTART, "the gateway is restarting")
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:

@@ -1,0 +1,85 @@
+"""The gateway with GATEWAY_REDIS_URL, in process (two instances in two threads of this test,
+sharing one real redis-server): what an operator sees, and runs crossing instances."""
+
+from __future__ import annotations
+
+import httpx
+import redis.asyncio as aioredis
+
+from streams.cluster.keys import Keys
+from tests.integration.test_observability import samples
+from tests.support import SSE, agent_spec, collect, running_gateway
+
+SLOW = agent_spec("count down from 30", ["countdown"], on_disconnect="continue")
+
+
+async def test_readyz_and_metrics_show_the_shared_store(redis_url: str) -> None:
+    with running_gateway(redis_url=redis_url, instance_id="a") as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            ready = await client.get("/readyz")
+            spec = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
+                events = await collect(response)
+            metrics = samples((await client.get("/metrics")).text)
+    assert ready.status_code == 200
+    assert ready.json()["store_available"] is True
+    assert ready.json()["instance"] == "a"
+    assert metrics["gateway_store_available", ()] == 1
+    assert metrics["gateway_store_written_events_total", ()] >= len(events)
+    assert 1 <= metrics["gateway_store_write_batches_total", ()] <= len(events)
+    assert metrics["gateway_store_pending_events", ()] == 0
+    assert metrics["gateway_stream_slots_held", ()] == 0
+
+
+async def test_a_run_is_in_redis_under_its_seq_ids_with_the_bytes_readers_got(
+    redis_url: str,
+) -> None:
+    with running_gateway(redis_url=redis_url, redis_prefix="p:") as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            spec = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
+                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    redis = aioredis.from_url(redis_url)
+    try:
+        run_id = raw.split(b'"run_id":"')[1].split(b'"')[0].decode()
+        entries = await redis.xrange(Keys("p:").events(run_id))
+        record = await redis.hgetall(Keys("p:").run(run_id))
+        ttl = await redis.ttl(Keys("p:").events(run_id))
+    finally:
+        await redis.aclose()
+    frames = [f for f in raw.split(b"\n\n") if f.startswith(b"id: ")]
+    assert [entry_id for entry_id, _ in entries] == [
+        f"{n}-0".encode() for n in range(1, len(frames) + 1)
+    ]
+    assert [b"id: %s\ndata: %s" % (i.split(b"-")[0], f[b"e"]) for i, f in entries] == frames
+    assert record[b"status"] == b"completed"
+    assert int(record[b"last_seq"]) == len(frames)
+    assert ttl > 0  # a finished run expires with the retention TTL
+
+
+async def test_a_run_started_on_one_instance_is_read_and_cancelled_on_another(
+    redis_url: str,
+) -> None:
+    with (
+        running_gateway(redis_url=redis_url, instance_id="a") as a,
+        running_gateway(redis_url=redis_url, instance_id="b") as b,
+    ):
+        async with (
+            httpx.AsyncClient(base_url=a.base_url, timeout=10) as on_a,
+            httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b,
+        ):
+            run_id = (await on_a.post("/v1/runs", json=SLOW)).json()["run_id"]
+            seen = (await on_b.get(f"/v1/runs/{run_id}")).json()
+            cancelled = await on_b.post(f"/v1/runs/{run_id}/cancel")
+            async with on_b.stream("GET", f"/v1/runs/{run_id}/events") as response:
+                from_b = await collect(response)
+            async with on_a.stream("GET", f"/v1/runs/{run_id}/events") as response:
+                from_a = await collect(response)
+            ready_b = (await on_b.get("/readyz")).json()
+    assert seen["status"] == "running"
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["cancel_reason"] == "cancelled by client"
+    assert from_b == from_a
+    assert from_b[-1]["type"] == "run.cancelled"
+    assert ready_b["cancels_forwarded"] == 1
