@@ -119,6 +119,7 @@ def create_app(
                             lease_ttl=settings.lease_ttl,
                             outage_grace=settings.redis_outage_grace,
                             timeout=settings.redis_timeout,
+                            max_blocking_reads=settings.redis_max_blocking_reads,
                         ),
                         limits.retention,
                     )

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         3.0, ge=0, description="Seconds Redis may not answer before this instance's runs end"
     )
     redis_timeout: float = Field(2.0, gt=0, description="Bound on one Redis call")
+    redis_max_blocking_reads: int = Field(
+        1000,
+        ge=1,
+        description="Readers of other instances' runs waiting on Redis at once (one "
+        "connection each, in a pool of their own)",
+    )
 
     # event log retention
     retention_max_events: int = Field(10_000, ge=1)

@@ -79,6 +79,8 @@ class ClusterSettings:
     lease_ttl: float = 10.0  # seconds an instance's lease lasts without renewal
     outage_grace: float = 3.0  # seconds of no answer before the store counts as gone
     timeout: float = 2.0  # bound on one store call (blocking reads add their block time)
+    max_blocking_reads: int = 1000  # readers of other instances' runs waiting at once
+    max_connections: int = 100  # for everything else (writes, registry, quotas, lease)
 
 
 def unavailable(exc: BaseException) -> StoreUnavailableError:
@@ -165,14 +167,33 @@ class ClusterBackend:
         self.instance = settings.instance
         self.keys = Keys(settings.prefix)
         self.retention = retention
-        self.redis = client or aioredis.from_url(
-            settings.url,
-            # One quick retry (a dropped pooled connection), not redis-py's ten with backoff:
-            # an outage must be noticed within the calls' own timeouts.
-            retry=Retry(NoBackoff(), 1),
-            socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
-            socket_connect_timeout=settings.timeout,
-            health_check_interval=30,
+        # Callers wait (bounded) for a free connection rather than fail: redis-py's default
+        # pool refuses past 100 connections, which a burst of stream starts reaches.
+        self.redis = client or aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.url,
+                max_connections=settings.max_connections,
+                timeout=settings.timeout,
+                socket_timeout=settings.timeout + 3.0,
+                socket_connect_timeout=settings.timeout,
+                # One quick retry (a dropped pooled connection), not redis-py's ten with
+                # backoff: an outage must be noticed within the calls' own timeouts.
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=30,
+            )
+        )
+        # Blocking reads (other instances' runs followed with XREAD) hold a connection while
+        # they wait: they get a pool of their own, bounded, so they can never starve the
+        # writer and the lease of connections.
+        self.reader_redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.url,
+                max_connections=settings.max_blocking_reads,
+                timeout=settings.timeout,
+                socket_timeout=settings.timeout + 3.0,
+                socket_connect_timeout=settings.timeout,
+                retry=Retry(NoBackoff(), 1),
+            )
         )
         self.available = False
         self._manager: RunManager | None = None
@@ -229,6 +250,10 @@ class ClusterBackend:
                 await self.redis.delete(self.keys.lease(self.instance))
         with contextlib.suppress(*STORE_ERRORS):
             await self.redis.aclose()
+            await self.redis.connection_pool.disconnect()
+        with contextlib.suppress(*STORE_ERRORS):
+            await self.reader_redis.aclose()
+            await self.reader_redis.connection_pool.disconnect()
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -289,7 +314,7 @@ class ClusterBackend:
         snapshot = orjson.loads(record["snapshot"])
         status = RunStatus(record.get("status") or snapshot["status"])
         log = RemoteEventLog(
-            self.redis,
+            self.reader_redis,
             self.keys,
             run_id,
             last_seq=0,
@@ -347,7 +372,10 @@ class ClusterBackend:
                 async with asyncio.timeout(interval):
                     await self._check_now.wait()
             self._check_now.clear()
-            await self._heartbeat_once()
+            try:
+                await self._heartbeat_once()
+            except Exception:  # a bug must not stop the lease (the instance would be lost)
+                logger.exception("renewing the lease failed")
 
     async def _heartbeat_once(self) -> None:
         """Renew the lease (which also tells whether Redis answers)."""
@@ -411,6 +439,8 @@ class ClusterBackend:
                 await self._sweep_once()
             except STORE_ERRORS as exc:
                 self._store_error(exc)
+            except Exception:  # a bug must not stop the sweeping (nor the other tasks)
+                logger.exception("sweeping for lost instances failed")
 
     async def _sweep_once(self) -> None:
         async with asyncio.timeout(self.settings.timeout):
@@ -427,16 +457,20 @@ class ClusterBackend:
                 await self._fail_runs_of_lost(other)
 
     async def _fail_runs_of_lost(self, instance: str, only: str | None = None) -> None:
-        async with asyncio.timeout(self.settings.timeout * 4):
+        # A bound per step, not for the whole sweep: a lost instance may have had many runs.
+        timeout = self.settings.timeout
+        async with asyncio.timeout(timeout):
             if await self.redis.exists(self.keys.lease(instance)):
                 return
             members = await self.redis.smembers(self.keys.instance_runs(instance))
-            run_ids = sorted(_text(m) for m in members)
-            for run_id in run_ids:
-                if only is None or run_id == only:
+        for run_id in sorted(_text(m) for m in members):
+            if only is None or run_id == only:
+                async with asyncio.timeout(timeout * 2):
                     await self._fail_lost_run(instance, run_id)
-            if only is None and not await self.redis.scard(self.keys.instance_runs(instance)):
-                await self.redis.srem(self.keys.instances, instance)
+        if only is None:
+            async with asyncio.timeout(timeout):
+                if not await self.redis.scard(self.keys.instance_runs(instance)):
+                    await self.redis.srem(self.keys.instances, instance)
 
     async def _fail_lost_run(self, instance: str, run_id: str) -> None:
         for _ in range(5):
@@ -482,7 +516,9 @@ class ClusterBackend:
                         message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._command(message["data"])
-            except STORE_ERRORS:
+            except Exception as exc:
+                if not isinstance(exc, STORE_ERRORS):
+                    logger.exception("the control channel listener failed")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             finally:

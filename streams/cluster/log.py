@@ -154,7 +154,11 @@ class LogWriter:
             self._pending = {}
             try:
                 await self._write(batch, retry)
-            except STORE_ERRORS as exc:
+            except Exception as exc:
+                # Never let the writer die (its runs would wait forever for their events to
+                # show): an error that is not Redis's is logged and handled like one.
+                if not isinstance(exc, STORE_ERRORS):
+                    logger.exception("writing events to the shared store failed")
                 if self.offline:
                     continue
                 # Put the batch back in front of what came meanwhile, in order, and retry.
