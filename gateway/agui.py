@@ -6,6 +6,7 @@ The translation itself (both ways) is pure and lives in :mod:`streams.agui`.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +20,7 @@ from .auth import Principal
 from .deps import connection, gateway, principal
 from .sse import EventStreamResponse
 from .state import GatewayState
-from .streaming import event_stream
+from .streaming import event_stream, start_streamed
 
 router = APIRouter()
 
@@ -47,10 +48,16 @@ async def agui_run(
     state = gateway(request)
     check_json_input(body, "the AG-UI input")  # its ids go out in events as they came in
     spec = run_spec_from_agui(body)
-    run = await start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
+    run, slot = await start_streamed(
+        state,
+        caller.owner,
+        functools.partial(
+            start_run, state, spec, connection(request), caller, default_on_disconnect="cancel"
+        ),
+    )
     # The client's own ids in RUN_STARTED / RUN_FINISHED; URLs and seqs keep the gateway's.
     encoder = AGUIEncoder(thread_id=body.thread_id, run_id=body.run_id)
-    return event_stream(state, run, 0, encode=encoder)
+    return event_stream(state, run, 0, encode=encoder, slot=slot)
 
 
 async def agui_events(state: GatewayState, run: Run, after: int) -> EventStreamResponse:

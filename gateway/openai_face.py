@@ -9,6 +9,7 @@ answer, cancels the run and with it the upstream request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from .auth import Principal
 from .deps import connection, gateway, principal
 from .errors import UPSTREAM_RESPONSES, error_body
 from .responses import JSONResponse
-from .streaming import event_stream
+from .streaming import event_stream, start_streamed
 
 router = APIRouter()
 
@@ -92,13 +93,18 @@ async def chat_completions(
         ],
         metadata={"api": "chat.completions"},
     )
-    run = await start_run(state, spec, connection(request), caller, default_on_disconnect="cancel")
-    completion_id = "chatcmpl-" + run.id.removeprefix("run_")
+    start = functools.partial(
+        start_run, state, spec, connection(request), caller, default_on_disconnect="cancel"
+    )
     created = int(time.time())
     if body.stream:
+        run, slot = await start_streamed(state, caller.owner, start)
+        completion_id = "chatcmpl-" + run.id.removeprefix("run_")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         encoder = ChatChunkEncoder(completion_id, body.model, created, include_usage)
-        return event_stream(state, run, 0, encode=encoder)
+        return event_stream(state, run, 0, encode=encoder, slot=slot)
+    run = await start()
+    completion_id = "chatcmpl-" + run.id.removeprefix("run_")
 
     if not await _wait_unless_disconnected(request, run):
         state.manager.cancel(run.id, "client disconnected")

@@ -29,6 +29,7 @@ import redis.asyncio
 import redis.exceptions
 
 from gateway.quotas import RateLimitedError
+from streams.cluster.log import raise_if_cancelling
 from streams.errors import LimitExceededError, StoreUnavailableError
 
 logger = logging.getLogger("gateway.quotas")
@@ -176,12 +177,14 @@ class RedisKeyQuotas:
         as :class:`StoreUnavailableError` (cancellation goes through untouched)."""
         try:
             async with asyncio.timeout(self.call_timeout):
-                return await awaitable
+                result = await awaitable
         except (redis.exceptions.RedisError, OSError) as error:  # TimeoutError is an OSError
             raise StoreUnavailableError(
                 f"Redis cannot be reached (the per-key quotas live there): "
                 f"{type(error).__name__}: {error}"
             ) from error
+        raise_if_cancelling()  # redis-py may have swallowed a cancel (Python 3.11)
+        return result
 
     async def start_run(self, owner: str | None) -> None:
         """Count a run start against ``owner``'s rate (a token bucket: ``runs_per_minute / 60``

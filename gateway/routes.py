@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -19,7 +20,7 @@ from .auth import AuthenticationError, Principal, key_from_headers
 from .deps import connection, gateway, principal, principal_of
 from .errors import RUN_FINISHED_RESPONSE
 from .responses import JSONResponse
-from .streaming import cursor_from, event_stream
+from .streaming import cursor_from, event_stream, start_streamed
 
 router = APIRouter()
 
@@ -62,7 +63,8 @@ async def start_run(
             "start the run on the WebSocket (/v1/ws), or use client_tool_mode 'return'"
         )
     streaming = _wants_stream(accept)
-    run = await admit(
+    start = functools.partial(
+        admit,
         state,
         spec,
         connection(request),
@@ -70,7 +72,9 @@ async def start_run(
         default_on_disconnect="cancel" if streaming else "continue",
     )
     if streaming:
-        return event_stream(state, run, 0)
+        run, slot = await start_streamed(state, caller.owner, start)
+        return event_stream(state, run, 0, slot=slot)
+    run = await start()
     token = state.tokens.issue(run.id)
     body = {
         "run_id": run.id,

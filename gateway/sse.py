@@ -163,7 +163,7 @@ class EventStreamResponse(Response):
         try:
             # A comment at once: proxies and clients see the stream open before the first event.
             await self._send(watchdog, send, SSE_PING)
-            while True:
+            while self.close_reason is None:  # (stopped, should a cancel have been lost)
                 batch = await self.reader.next_batch(self.heartbeat)
                 if batch.events:
                     frames = self.encode(batch.events)
@@ -176,6 +176,7 @@ class EventStreamResponse(Response):
                 if batch.done:
                     await self._send(watchdog, send, b"", more_body=False)
                     return "done"
+            return self.close_reason
         except TimeoutError:
             logger.info(
                 "disconnecting slow SSE reader of run %s at seq %s",

@@ -47,7 +47,13 @@ from ..log import EventLog, Retention
 from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked
 from ..spec import RunSpec
 from .keys import Keys
-from .log import STORE_ERRORS, LogWriter, RemoteEventLog, StoredEventLog
+from .log import (
+    STORE_ERRORS,
+    LogWriter,
+    RemoteEventLog,
+    StoredEventLog,
+    raise_if_cancelling,
+)
 
 logger = logging.getLogger("streams.cluster")
 
@@ -281,6 +287,7 @@ class ClusterBackend:
         except STORE_ERRORS as exc:
             self._stop_unregistered(run)
             raise unavailable(exc) from exc
+        raise_if_cancelling()
         assert isinstance(run.log, StoredEventLog)
         run.log.snapshot = run.snapshot
 
@@ -295,6 +302,7 @@ class ClusterBackend:
                 raw: Any = await self.redis.hgetall(self.keys.run(run_id))
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
+        raise_if_cancelling()
         if not raw or b"snapshot" not in raw or b"spec" not in raw:
             return None
         return {k.decode(): v.decode() if k != b"snapshot" else v for k, v in raw.items()}
@@ -335,6 +343,7 @@ class ClusterBackend:
                 newest = await self.redis.xrevrange(self.keys.events(run_id), count=1)
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
+        raise_if_cancelling()
         if not newest:
             return 0
         return int(_text(newest[0][0]).split("-")[0])
@@ -357,6 +366,7 @@ class ClusterBackend:
                 receivers = await self.redis.publish(self.keys.control(run.instance), message)
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
+        raise_if_cancelling()
         self.cancels_forwarded += 1
         if not receivers:
             # Nobody listens there: if its lease is gone too, end the run now.

@@ -32,6 +32,19 @@ logger = logging.getLogger("streams.cluster")
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
 
+def raise_if_cancelling() -> None:
+    """Stop a task that was asked to stop even if the call it was in swallowed the cancel.
+
+    redis-py awaits its commands through ``asyncio.wait_for``, which on Python 3.11 returns
+    the result when the command completes just as the task is cancelled, losing the cancel
+    (CPython gh-86296, fixed in 3.12). A stream whose client left would then go on reading
+    (and holding its quota slot) until its run ends. Called after each such await.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class StoredEventLog(MemoryEventLog):
     """The owner's copy of a run's log; events are visible once written to Redis."""
 
@@ -300,6 +313,7 @@ class RemoteEventLog(EventLog):
             raise StoreUnavailableError(f"the shared store (Redis) is unavailable: {exc}") from exc
         finally:
             self._waiting -= 1
+        raise_if_cancelling()
         if not answer:
             return []
         # [[stream, [(id, {field: value}), ...]]]

@@ -325,3 +325,25 @@ async def test_streams_never_leak_their_slot_after_many_aborts() -> None:
                 break
             await asyncio.sleep(0.02)
         assert await gateway.call(open_streams()) == 0
+
+
+async def test_a_streamed_start_refused_for_the_stream_limit_starts_no_run() -> None:
+    spec = {"parallel": [{"tool": "countdown", "arguments": {"start": 1000, "interval": 0.01}}]}
+    with running_gateway(max_streams_per_key=1) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as first:
+                assert first.status_code == 200
+                refused = await client.post("/v1/runs", json=spec, headers=SSE)
+                chat = await client.post(
+                    "/v1/chat/completions",
+                    json={
+                        "model": "demo",
+                        "messages": [{"role": "user", "content": "hi"}],
+                        "stream": True,
+                    },
+                )
+                active = (await client.get("/readyz")).json()["active_runs"]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "limit_exceeded"
+    assert chat.status_code == 429
+    assert active == 1  # only the first stream's run: the refused ones started nothing
