@@ -92,8 +92,11 @@ class WebSocketSession:
             )
             if presented is not None or not self.state.keys.enabled:
                 await self._authenticate(presented)
-        except GatewayError as exc:
-            await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED)
+        except AuthenticationError as exc:
+            await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED, "unauthorized")
+            return
+        except GatewayError as exc:  # the key's stream limit, or the shared store is gone
+            await self._send_error_and_close(exc, CLOSE_TRY_AGAIN_LATER, "refused")
             return
         # Stopped with the app's other streams once the gateway has drained (1012).
         key = self.state.ws_sessions.add(
@@ -125,11 +128,11 @@ class WebSocketSession:
         await self._slots.enter_async_context(self.state.stream_slot(principal.owner, "ws"))
         self.principal = principal
 
-    async def _send_error_and_close(self, exc: GatewayError, code: int) -> None:
+    async def _send_error_and_close(self, exc: GatewayError, code: int, reason: str) -> None:
         with contextlib.suppress(_SessionClosed):
             await self._send(encode_ws_error(None, exc.code, str(exc)))
         self.close_code, self.close_reason = code, exc.code
-        self.state.record_close("ws", "unauthorized")
+        self.state.record_close("ws", reason)
         await self._close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -347,3 +347,19 @@ async def test_a_streamed_start_refused_for_the_stream_limit_starts_no_run() -> 
     assert refused.json()["error"]["code"] == "limit_exceeded"
     assert chat.status_code == 429
     assert active == 1  # only the first stream's run: the refused ones started nothing
+
+
+async def test_a_websocket_over_the_key_s_stream_limit_is_closed_1013_not_4401() -> None:
+    with running_gateway(api_keys=KEYS, max_streams_per_key=1) as gateway:
+        url = gateway.ws_url
+        async with websockets.connect(url, additional_headers=auth(KEY_A)) as first:
+            await first.send(json.dumps({"type": "ping", "id": 1}))
+            await first.recv()  # the first session holds the key's only slot
+            async with websockets.connect(url, additional_headers=auth(KEY_A)) as second:
+                error = json.loads(await second.recv())
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await second.recv()
+    assert error["type"] == "error"
+    assert error["code"] == "limit_exceeded"
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013
