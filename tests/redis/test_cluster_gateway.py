@@ -91,3 +91,26 @@ async def test_a_run_started_on_one_instance_is_read_and_cancelled_on_another(
     assert from_b == from_a
     assert from_b[-1]["type"] == "run.cancelled"
     assert ready_b["cancels_forwarded"] == 1
+
+
+async def test_the_run_rate_of_a_key_holds_across_instances(redis_url: str) -> None:
+    spec = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    with (
+        running_gateway(redis_url=redis_url, runs_per_key_per_minute=3) as a,
+        running_gateway(redis_url=redis_url, runs_per_key_per_minute=3) as b,
+    ):
+        async with (
+            httpx.AsyncClient(base_url=a.base_url, timeout=10) as on_a,
+            httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b,
+        ):
+            answers = [
+                await on_a.post("/v1/runs", json=spec),
+                await on_b.post("/v1/runs", json=spec),
+                await on_a.post("/v1/runs", json=spec),
+                await on_b.post("/v1/runs", json=spec),
+                await on_a.post("/v1/runs", json=spec),
+            ]
+    assert [answer.status_code for answer in answers] == [201, 201, 201, 429, 429]
+    refused = answers[3]
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert float(refused.headers["retry-after"]) > 0
