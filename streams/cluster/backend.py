@@ -173,34 +173,11 @@ class ClusterBackend:
         self.instance = settings.instance
         self.keys = Keys(settings.prefix)
         self.retention = retention
-        # Callers wait (bounded) for a free connection rather than fail: redis-py's default
-        # pool refuses past 100 connections, which a burst of stream starts reaches.
-        self.redis = client or aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.url,
-                max_connections=settings.max_connections,
-                timeout=settings.timeout,
-                socket_timeout=settings.timeout + 3.0,
-                socket_connect_timeout=settings.timeout,
-                # One quick retry (a dropped pooled connection), not redis-py's ten with
-                # backoff: an outage must be noticed within the calls' own timeouts.
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=30,
-            )
-        )
+        self.redis = client or _client(settings, settings.max_connections)
         # Blocking reads (other instances' runs followed with XREAD) hold a connection while
         # they wait: they get a pool of their own, bounded, so they can never starve the
         # writer and the lease of connections.
-        self.reader_redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.url,
-                max_connections=settings.max_blocking_reads,
-                timeout=settings.timeout,
-                socket_timeout=settings.timeout + 3.0,
-                socket_connect_timeout=settings.timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-        )
+        self.reader_redis = _client(settings, settings.max_blocking_reads)
         self.available = False
         self._manager: RunManager | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -557,6 +534,25 @@ class ClusterBackend:
             "lost_runs_failed": self.lost_runs_failed,
             "cancels_forwarded": self.cancels_forwarded,
         }
+
+
+def _client(settings: ClusterSettings, max_connections: int) -> aioredis.Redis:
+    """A client whose callers wait (bounded) for a free connection rather than fail, as
+    redis-py's default pool does past 100 connections (a burst of stream starts reaches
+    that)."""
+    return aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.url,
+            max_connections=max_connections,
+            timeout=settings.timeout,
+            socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
+            socket_connect_timeout=settings.timeout,
+            # One quick retry (a dropped pooled connection), not redis-py's ten with
+            # backoff: an outage must be noticed within the calls' own timeouts.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+    )
 
 
 def _text(value: bytes | str | None) -> str:
