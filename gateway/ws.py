@@ -61,7 +61,7 @@ class WebSocketSession:
     def __init__(self, websocket: WebSocket, state: GatewayState) -> None:
         self.websocket = websocket
         self.state = state
-        self.connection: Connection = state.new_ws_connection()
+        self._connection: Connection | None = None  # made when the session starts a run
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.started: set[str] = set()  # runs this session started
         self._readers: set[RunReader] = set()  # attached readers, detached at the latest on exit
@@ -72,7 +72,8 @@ class WebSocketSession:
         self.close_reason = ""
         self.principal: Principal | None = None  # None until authenticated
         self._auth_failures = 0
-        self._slots = contextlib.AsyncExitStack()  # the owner's stream slot, held while open
+        # The owner's stream slot, held while the session is open.
+        self._slot: contextlib.AbstractAsyncContextManager[None] | None = None
         settings = state.settings
         self._rate = TokenBucket.full(
             settings.ws_messages_per_second, settings.ws_message_burst, time.monotonic()
@@ -113,7 +114,9 @@ class WebSocketSession:
             # runs whose on_disconnect is "cancel" lose their last reader and are cancelled.
             for reader in list(self._readers):
                 self._detach(reader)
-            await self._slots.aclose()
+            if self._slot is not None:
+                slot, self._slot = self._slot, None
+                await slot.__aexit__(None, None, None)
             reason = {
                 CLOSE_TRY_AGAIN_LATER: "slow",
                 CLOSE_SERVICE_RESTART: "shutdown",
@@ -125,7 +128,9 @@ class WebSocketSession:
     async def _authenticate(self, key: str | None) -> None:
         """Become ``key``'s principal and take one of its stream slots."""
         principal = self.state.keys.authenticate(key)
-        await self._slots.enter_async_context(self.state.stream_slot(principal.owner, "ws"))
+        slot = self.state.stream_slot(principal.owner, "ws")
+        await slot.__aenter__()
+        self._slot = slot
         self.principal = principal
 
     async def _send_error_and_close(self, exc: GatewayError, code: int, reason: str) -> None:
@@ -171,7 +176,7 @@ class WebSocketSession:
                 async with asyncio.timeout(self.state.settings.send_timeout):
                     await self.websocket.send_text(text)
             except TimeoutError:
-                logger.info("closing slow WebSocket reader %s", self.connection.key)
+                logger.info("closing slow WebSocket reader %s", self.websocket.client)
                 self._stop(CLOSE_TRY_AGAIN_LATER, "slow reader: resume with subscribe/after")
                 raise _SessionClosed from None
             except (OSError, RuntimeError, WebSocketDisconnect) as exc:
@@ -271,6 +276,14 @@ class WebSocketSession:
                 await self._send(encode_ws_ack(command.id, command="ping"))
         except GatewayError as exc:
             await self._send(encode_ws_error(command.id, exc.code, str(exc)))
+
+    @property
+    def connection(self) -> Connection:
+        """The session's :class:`Connection` (its producer semaphore), made on first use:
+        a session that only subscribes never needs one."""
+        if self._connection is None:
+            self._connection = self.state.new_ws_connection()
+        return self._connection
 
     @property
     def owner(self) -> str | None:
