@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from streams.cluster.keys import Keys
 from tests.gateway_process import eventually
 from tests.integration.test_observability import samples
+from tests.redis_server import RedisServer
 from tests.support import SSE, agent_spec, collect, running_gateway
 
 SLOW = agent_spec("count down from 30", ["countdown"], on_disconnect="continue")
@@ -114,3 +115,37 @@ async def test_the_run_rate_of_a_key_holds_across_instances(redis_url: str) -> N
     refused = answers[3]
     assert refused.json()["error"]["code"] == "rate_limited"
     assert float(refused.headers["retry-after"]) > 0
+
+
+async def test_a_redis_that_hangs_makes_the_instance_unready_and_its_runs_fail_typed(
+    own_redis: RedisServer,
+) -> None:
+    """Not a refused connection but a store that stops answering (a partition): every call
+    is bounded, so the outage is noticed and the instance recovers when Redis answers."""
+    spec = agent_spec("sleep 60 seconds", ["sleep"], on_disconnect="continue")
+    settings = {"redis_url": own_redis.url, "redis_timeout": 0.3, "redis_outage_grace": 0.3}
+    with running_gateway(**settings) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+            run_id = (await client.post("/v1/runs", json=spec)).json()["run_id"]
+            async with client.stream("GET", f"/v1/runs/{run_id}/events") as response:
+                own_redis.pause()
+                try:
+                    events = await collect(response)
+
+                    async def unready() -> bool:
+                        return (await client.get("/readyz")).status_code == 503
+
+                    await eventually(unready, timeout=5, what="readiness false")
+                finally:
+                    own_redis.resume()
+
+            async def ready() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            await eventually(ready, timeout=10, what="readiness back")
+            quick = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            async with client.stream("POST", "/v1/runs", json=quick, headers=SSE) as again:
+                after = await collect(again)
+    assert events[-1]["type"] == "run.failed"
+    assert events[-1]["error"]["code"] == "store_unavailable"
+    assert after[-1]["type"] == "run.completed"
