@@ -70,3 +70,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield "redis"
     finally:
         SHARED_STORE.reset(token)
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def module_store(request: pytest.FixtureRequest) -> str:
+    """The ``backend`` split for a module-scoped gateway: its settings for the in-memory
+    default (none) or for a real Redis (``redis_url``)."""
+    if request.param == "memory":
+        return ""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    if not server.running:
+        server.start()
+    return server.url

@@ -15,8 +15,9 @@ import websockets
 from gateway.auth import hash_key
 from tests.support import SSE, RunningGateway, agent_spec, collect, running_gateway
 
-# The core suite: every test here runs on the in-memory store and on Redis.
-pytestmark = pytest.mark.usefixtures("backend")
+# The core suite: every test here runs on the in-memory store and on Redis (the shared
+# gateway below through ``module_store``, the others through ``backend``).
+ON_BOTH_BACKENDS = pytest.mark.usefixtures("backend")
 
 KEY_A, KEY_B = "key-for-alice", "key-for-bob"
 KEYS = {"alice": hash_key(KEY_A), "bob": hash_key(KEY_B)}
@@ -28,8 +29,9 @@ def auth(key: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[RunningGateway]:
-    with running_gateway(api_keys=KEYS, stream_token_ttl=60) as running:
+def gateway(module_store: str) -> Iterator[RunningGateway]:
+    store = {"redis_url": module_store} if module_store else {}
+    with running_gateway(api_keys=KEYS, stream_token_ttl=60, **store) as running:
         yield running
 
 
@@ -179,6 +181,7 @@ async def test_a_stream_token_opens_its_own_run_and_nothing_else(
     assert tampered.status_code == 401
 
 
+@ON_BOTH_BACKENDS
 async def test_an_expired_stream_token_is_refused() -> None:
     with running_gateway(api_keys=KEYS, stream_token_ttl=0.001) as gateway:
         body = await start(gateway, KEY_A, agent_spec("hi", []))
@@ -202,6 +205,7 @@ async def test_a_websocket_from_a_foreign_origin_is_refused(gateway: RunningGate
         pass
 
 
+@ON_BOTH_BACKENDS
 async def test_configured_cors_origins_get_cors_headers_and_may_open_a_websocket() -> None:
     origin = "https://app.example"
     with running_gateway(cors_origins=[origin]) as gateway:
@@ -221,6 +225,7 @@ async def test_configured_cors_origins_get_cors_headers_and_may_open_a_websocket
     assert "access-control-allow-origin" not in other.headers
 
 
+@ON_BOTH_BACKENDS
 async def test_runs_per_key_per_minute_answer_429_with_retry_after() -> None:
     with running_gateway(api_keys=KEYS, runs_per_key_per_minute=2) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
@@ -235,6 +240,7 @@ async def test_runs_per_key_per_minute_answer_429_with_retry_after() -> None:
     assert bob.status_code == 201  # each key has its own budget
 
 
+@ON_BOTH_BACKENDS
 async def test_concurrent_streams_per_key_are_limited_and_given_back() -> None:
     with running_gateway(api_keys=KEYS, max_streams_per_key=1) as gateway:
         run_id = (await start(gateway, KEY_A))["run_id"]
@@ -255,6 +261,7 @@ async def test_concurrent_streams_per_key_are_limited_and_given_back() -> None:
     assert events[-1]["type"] == "run.cancelled"
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize(
     ("settings", "spec", "says"),
     [
@@ -281,6 +288,7 @@ async def test_a_spec_past_a_size_limit_gets_413(
     assert says in answer.json()["error"]["message"]
 
 
+@ON_BOTH_BACKENDS
 async def test_websocket_message_size_and_rate_limits_answer_errors_and_keep_the_session() -> None:
     with running_gateway(
         ws_max_message_bytes=1024, ws_messages_per_second=1, ws_message_burst=3
@@ -298,6 +306,7 @@ async def test_websocket_message_size_and_rate_limits_answer_errors_and_keep_the
     assert answers[3]["retry_after"] > 0
 
 
+@ON_BOTH_BACKENDS
 async def test_streams_never_leak_their_slot_after_many_aborts() -> None:
     with running_gateway(api_keys=KEYS) as gateway:
         run_id = (
@@ -327,6 +336,7 @@ async def test_streams_never_leak_their_slot_after_many_aborts() -> None:
         assert await gateway.call(open_streams()) == 0
 
 
+@ON_BOTH_BACKENDS
 async def test_a_streamed_start_refused_for_the_stream_limit_starts_no_run() -> None:
     spec = {"parallel": [{"tool": "countdown", "arguments": {"start": 1000, "interval": 0.01}}]}
     with running_gateway(max_streams_per_key=1) as gateway:
@@ -349,6 +359,7 @@ async def test_a_streamed_start_refused_for_the_stream_limit_starts_no_run() -> 
     assert active == 1  # only the first stream's run: the refused ones started nothing
 
 
+@ON_BOTH_BACKENDS
 async def test_a_websocket_over_the_key_s_stream_limit_is_closed_1013_not_4401() -> None:
     with running_gateway(api_keys=KEYS, max_streams_per_key=1) as gateway:
         url = gateway.ws_url
