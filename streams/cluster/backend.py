@@ -57,11 +57,12 @@ from .log import (
 
 logger = logging.getLogger("streams.cluster")
 
-# Ends a run of a lost instance, unless its instance came back or the run already ended.
+# Ends a run of a lost instance, unless its instance came back or the run already ended
+# (ARGV[6] = '1': the instance itself ends a run it no longer runs, lease or not).
 # The event's id is the run's next seq: should the instance only have been slow, its own
 # next write (a smaller or equal id) fails, and it stops the run (LogTakenOverError).
 _FAIL_LOST = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
+if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == false or status == 'completed' or status == 'failed' or status == 'cancelled' then
   redis.call('SREM', KEYS[3], ARGV[1])
@@ -381,9 +382,31 @@ class ClusterBackend:
             return
         self._failed_since = None
         if not self.available:
+            try:
+                await self._end_runs_left_behind()
+            except STORE_ERRORS as exc:
+                self._store_error(exc)
+                return
             self.available = True
             self.writer.go_online()
             logger.info("shared store reachable: instance %s available", self.instance)
+
+    async def _end_runs_left_behind(self) -> None:
+        """Runs registered under this instance's id that it is not running: left by an
+        earlier process with the same id (a restart), or ended here while the store was
+        gone. Nobody else would end them (this instance's lease is alive): end them now."""
+        active = set(self._manager.active_run_ids) if self._manager is not None else set()
+        async with asyncio.timeout(self.settings.timeout):
+            members = await self.redis.smembers(self.keys.instance_runs(self.instance))
+        for run_id in sorted(_text(m) for m in members):
+            if run_id not in active:
+                async with asyncio.timeout(self.settings.timeout * 2):
+                    await self._fail_lost_run(
+                        self.instance,
+                        run_id,
+                        own=True,
+                        why="restarted or lost the shared store while running it",
+                    )
 
     def _store_error(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -459,7 +482,9 @@ class ClusterBackend:
                 if not await self.redis.scard(self.keys.instance_runs(instance)):
                     await self.redis.srem(self.keys.instances, instance)
 
-    async def _fail_lost_run(self, instance: str, run_id: str) -> None:
+    async def _fail_lost_run(
+        self, instance: str, run_id: str, *, own: bool = False, why: str = ""
+    ) -> None:
         for _ in range(5):
             record = await self.record(run_id)
             if record is None:
@@ -468,7 +493,7 @@ class ClusterBackend:
             seq = await self._stream_last_seq(run_id) + 1
             error = {
                 "code": "instance_lost",
-                "message": f"instance lost: {instance} stopped renewing its lease",
+                "message": f"instance lost: {instance} {why or 'stopped renewing its lease'}",
             }
             now = time.time()
             event = Event.create(seq, run_id, EventType.RUN_FAILED, now, None, {"error": error})
@@ -481,7 +506,14 @@ class ClusterBackend:
                     self.keys.instance_runs(instance),
                     self.keys.lease(instance),
                 ],
-                args=[run_id, seq, event.json, dumps(snapshot), max(1, int(self.retention.ttl))],
+                args=[
+                    run_id,
+                    seq,
+                    event.json,
+                    dumps(snapshot),
+                    max(1, int(self.retention.ttl)),
+                    "1" if own else "0",
+                ],
             )
             if answer != b"retry":
                 if answer == b"failed":

@@ -626,3 +626,26 @@ async def test_both_instances_go_unavailable_with_redis_and_serve_again_once_it_
     assert contiguous(log, 1)
     assert log[-1]["type"] == "run.completed"
     assert len(log) == 20 + 4
+
+
+async def test_an_instance_restarted_under_the_same_id_ends_the_runs_it_left_behind(
+    redis_url: str,
+) -> None:
+    """Its lease is alive again at once, so no other instance would ever end them."""
+    async with gateway_processes(2, redis_url=redis_url, lease_ttl=30) as (a, b):
+        async with a.client() as on_a:
+            run_id = await start(on_a, countdown(1000, 0.02))
+        async with b.client() as on_b:
+            reader = Reader(on_b, run_id).start()
+            await reader.seen(5)
+            a.kill()
+            await a.wait()
+            await a.start()  # the same instance id, long before its old lease would expire
+            await reader.finished(timeout=10)
+            after = await snapshot(on_b, run_id)
+    failed = reader.events[-1]
+    assert failed["type"] == "run.failed"
+    assert failed["error"]["code"] == "instance_lost"
+    assert "restarted" in failed["error"]["message"]
+    assert contiguous(reader.events, 1)
+    assert after["status"] == "failed"
