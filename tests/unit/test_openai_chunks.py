@@ -10,10 +10,12 @@ from typing import Any
 import httpx2  # the HTTP client the openai package is built on
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.shared import ErrorObject
 
-from streams.events import Event, EventType
+from streams.events import Event, EventType, dumps
 from streams.openai_chunks import ChatChunkEncoder, chat_completion
 
 CID = "chatcmpl-abc"
@@ -608,3 +610,36 @@ def test_the_openai_sdk_reads_the_completion_unchanged(ev: Events) -> None:
 
     assert parsed.choices[0].message.content == "Hello"
     assert parsed.choices[0].finish_reason == "stop"
+
+
+@given(
+    text=st.text(),
+    model=st.text(min_size=1),
+    completion_id=st.text(min_size=1),
+    seq=st.integers(min_value=1, max_value=2**40),
+)
+@settings(max_examples=300)
+def test_a_text_delta_frame_is_the_chunk_encoded_whole_whatever_the_strings(
+    text: str, model: str, completion_id: str, seq: int
+) -> None:
+    """The text frames reuse the chunk's JSON around the text (the hot path); the bytes are
+    those of encoding the whole chunk, also when the model or id contain JSON lookalikes."""
+    encoder = ChatChunkEncoder(completion_id, model, 1700000000)
+    delta = Event.create(seq, "run_x", EventType.MESSAGE_DELTA, 1.0, "model.1", {"delta": text})
+    expected = b"id: %d\ndata: %s\n\n" % (
+        seq,
+        dumps(encoder._chunk({"content": text})),
+    )
+    assert encoder.encode(delta) == expected
+    assert encoder.encode(delta) == expected  # and again, from the kept template
+
+
+@pytest.mark.parametrize("model", ['"content":""', 'a"content":""b', "é\u2028\x00"])
+def test_a_model_name_that_looks_like_the_content_field_does_not_confuse_the_template(
+    model: str,
+) -> None:
+    encoder = ChatChunkEncoder("chatcmpl-1", model, 1)
+    delta = Event.create(1, "run_x", EventType.MESSAGE_DELTA, 1.0, "model.1", {"delta": "hi"})
+    chunk = json.loads(encoder.encode(delta).split(b"data: ", 1)[1])
+    assert chunk["model"] == model
+    assert chunk["choices"][0]["delta"] == {"content": "hi"}
