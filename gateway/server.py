@@ -147,10 +147,10 @@ async def serve(settings: Settings) -> None:
 
 
 def settle_heap() -> None:
-    """Move what start-up made (modules, FastAPI's routes, pydantic's validators: about
-    half a million objects) out of the collector's sight. A full collection walks every
-    tracked object; without this, each one cost ~90 ms of a busy process (a tenth of its
-    CPU, and as many milliseconds added to whichever requests were in flight)."""
+    """Move what start-up made (modules, FastAPI's routes, pydantic's validators: tens of
+    thousands of objects) out of the collector's sight, since a full collection walks every
+    tracked object. Measured at 100 streams: full collections 0.44 s → 0.25 s per 5 s of
+    CPU."""
     gc.collect()
     gc.freeze()
 

@@ -193,7 +193,6 @@ class ClusterBackend:
             write_timeout=settings.timeout,
             on_taken_over=self._taken_over,
             on_store_error=self._store_error,
-            on_written=lambda: None,
         )
         self.lost_runs_failed = 0
         self.cancels_forwarded = 0
@@ -297,23 +296,17 @@ class ClusterBackend:
         record = await self.record(run_id)
         if record is None or (owner is not UNCHECKED and (record["owner"] or None) != owner):
             raise NotFoundError(f"no run {run_id!r}")
-        snapshot = orjson.loads(record["snapshot"])
-        status = RunStatus(record.get("status") or snapshot["status"])
         log = RemoteEventLog(
             self.reader_redis,
             self.keys,
             run_id,
-            last_seq=0,
+            # Reader cursors are checked against last_seq: the stream's newest id.
+            last_seq=await self._stream_last_seq(run_id),
             closed=False,
             block=min(2.0, self.settings.timeout),
             timeout=self.settings.timeout,
         )
-        run = RemoteRun(record, log, self)
-        if status.is_terminal and not run.done:
-            run.status = status
-        # Reader cursors are checked against last_seq: take the stream's newest id.
-        log._last_seq = await self._stream_last_seq(run_id)
-        return run
+        return RemoteRun(record, log, self)
 
     async def _stream_last_seq(self, run_id: str) -> int:
         try:

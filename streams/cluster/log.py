@@ -94,7 +94,6 @@ class LogWriter:
         write_timeout: float = 5.0,
         on_taken_over: Callable[[str], None],
         on_store_error: Callable[[BaseException], None],
-        on_written: Callable[[], None],
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -104,7 +103,6 @@ class LogWriter:
         self._write_timeout = write_timeout
         self._on_taken_over = on_taken_over
         self._on_store_error = on_store_error
-        self._on_written = on_written
         self._pending: dict[StoredEventLog, list[Event]] = {}
         self._count = 0
         self._wakeup = asyncio.Event()
@@ -193,7 +191,6 @@ class LogWriter:
                 self._room.set()
             if not self._count:
                 self._drained.set()
-            self._on_written()
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
         keys = self._keys

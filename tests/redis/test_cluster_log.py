@@ -33,7 +33,6 @@ class Owner:
             instance="a",
             on_taken_over=self.taken_over.append,
             on_store_error=self.errors.append,
-            on_written=lambda: None,
             **options,  # type: ignore[arg-type]
         )
 
