@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
+from starlette.types import ASGIApp
 
 from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
 from streams.demo import DemoModel
@@ -29,6 +30,7 @@ from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
 from .errors import ERROR_RESPONSES, install_error_handlers
+from .handoff import HandoffLayer
 from .limits import BodySizeLimit
 from .metrics import GatewayMetrics
 from .observability import RequestContext
@@ -187,7 +189,7 @@ def create_app(
                         await shared_quotas.release_all()
         telemetry.shutdown()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Agent gateway",
         version="0.1.0",
         summary="Runs of concurrent producers (models, tools, client tools) streamed as "
@@ -224,6 +226,14 @@ def create_app(
             expose_headers=["x-run-id", "x-request-id", "retry-after"],
         )
     return app
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with a :class:`~gateway.handoff.HandoffLayer` outside its whole middleware
+    stack, so that streams run their bodies after the stack has unwound."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HandoffLayer(super().build_middleware_stack())
 
 
 def _document_errors_as_answered(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .handoff import handoff_of
 from .logs import redact_text
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -68,30 +69,44 @@ class RequestContext:
                 "gateway.request_id": request_id,
             },
         )
+        del headers
         token = otel_context.attach(trace.set_span_in_context(span))
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception as exc:
-                status["error"] = type(exc).__name__
-                request_log.exception("request failed", method=method, path=path)
-                raise
-            except BaseException as exc:  # cancelled (the server is stopping)
-                status["error"] = type(exc).__name__
-                raise
-            finally:
-                duration = time.perf_counter() - started
-                if status["code"] is not None:
-                    span.set_attribute("http.response.status_code", status["code"])
-                    if status["code"] >= 500:
-                        span.set_status(trace.StatusCode.ERROR)
-                span.end()
-                otel_context.detach(token)
-                request_log.info(
-                    "request",
-                    method=method,
-                    path=path,
-                    status=status["code"],
-                    duration_s=round(duration, 4),
-                    error=status.get("error"),
-                )
+        log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        def end(error: BaseException | None) -> None:
+            if isinstance(error, Exception):
+                status["error"] = type(error).__name__
+                request_log.error("request failed", method=method, path=path, exc_info=error)
+            elif error is not None:  # cancelled (the server is stopping)
+                status["error"] = type(error).__name__
+            duration = time.perf_counter() - started
+            if status["code"] is not None:
+                span.set_attribute("http.response.status_code", status["code"])
+                if status["code"] >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+            span.end()
+            request_log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status["code"],
+                duration_s=round(duration, 4),
+                error=status.get("error"),
+            )
+            structlog.contextvars.reset_contextvars(**log_tokens)
+            otel_context.detach(token)
+
+        handoff = handoff_of(scope)
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if handoff is not None and handoff.detached and error is None:
+                # The body streams after the stack, still in this request's context: the
+                # request ends (log line, span) when the body does.
+                handoff.on_end(end)
+            else:
+                end(error)

@@ -82,18 +82,26 @@ class KeyQuotas:
     @contextlib.contextmanager
     def stream(self, owner: str | None) -> Iterator[None]:
         """Hold one of ``owner``'s stream slots while the body runs."""
+        self.take_stream(owner)
+        try:
+            yield
+        finally:
+            self.release_stream(owner)
+
+    def take_stream(self, owner: str | None) -> None:
+        """Take one of ``owner``'s stream slots, or raise :class:`LimitExceededError`."""
         if self._streams[owner] >= self._max_streams:
             raise LimitExceededError(
                 f"this key already has {self._max_streams} streams open (the limit); close "
                 "one first"
             )
         self._streams[owner] += 1
-        try:
-            yield
-        finally:
-            self._streams[owner] -= 1
-            if not self._streams[owner]:
-                del self._streams[owner]
+
+    def release_stream(self, owner: str | None) -> None:
+        """Give back a slot :meth:`take_stream` took."""
+        self._streams[owner] -= 1
+        if not self._streams[owner]:
+            del self._streams[owner]
 
     def open_streams(self, owner: str | None) -> int:
         return self._streams[owner]

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -31,16 +30,17 @@ from streams.reader import RunReader
 from streams.watchdog import Watchdog
 
 from .errors import error_response
+from .handoff import handoff_of
 
 logger = logging.getLogger("gateway.sse")
 
 CloseReason = Literal["done", "client", "slow", "shutdown", "error"]
 
-SSE_HEADERS = {
-    "cache-control": "no-store",
-    "x-accel-buffering": "no",
-    "content-type": "text/event-stream; charset=utf-8",
-}
+SSE_RAW_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+)
 
 
 class OpenStreams:
@@ -70,11 +70,26 @@ class OpenStreams:
         return len(self._stops)
 
 
+class Slot(Protocol):
+    """A quota slot an open stream holds (one of its owner's open streams)."""
+
+    held: bool
+
+    async def take(self) -> None: ...
+
+    async def release(self) -> None:
+        """Give the slot back; a slot not held is left alone."""
+
+
 class EventStreamResponse(Response):
     """Stream a run's events from a reader's cursor as SSE frames.
 
     ``encode`` turns each batch of events into frames (one call per batch, in order, so a
-    dialect's encoder may keep state across batches); an empty result sends nothing."""
+    dialect's encoder may keep state across batches); an empty result sends nothing.
+
+    The head (status and headers) goes out through the middleware stack; the body is a
+    :class:`~gateway.handoff.DetachedBody`, run after the stack has unwound when the app
+    has a handoff layer, in place otherwise."""
 
     def __init__(
         self,
@@ -86,13 +101,17 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         on_close: Callable[[CloseReason], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
-        slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        slot: Slot | None = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
         self.status_code = 200
         self.background = None
-        self.init_headers({**SSE_HEADERS, **(headers or {})})
+        extra = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+        names = {name for name, _ in extra}
+        self.raw_headers = [*(h for h in SSE_RAW_HEADERS if h[0] not in names), *extra]
         self.reader = reader
         self.heartbeat = heartbeat
         self.send_timeout = send_timeout
@@ -100,25 +119,22 @@ class EventStreamResponse(Response):
         self.on_close = on_close
         self.encode = encode  # the dialect: native frames, OpenAI chunks, AG-UI events
         self.close_reason: CloseReason | None = None
-        # A quota slot (the caller's open streams) held while the stream is open; taken
-        # here, in the response, so that it is given back on every way the stream ends.
-        self.slot = slot or _no_slot
+        # A quota slot (the caller's open streams) held while the stream is open: taken
+        # here unless the caller took it already, and given back on every way it ends.
+        self.slot = slot
         self.on_sent = on_sent  # counts events sent (metrics)
+        self._pump_task: asyncio.Task[CloseReason] | None = None
+        self._listener_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slot = self.slot()
+        if self.slot is not None and not self.slot.held:
+            try:
+                await self.slot.take()
+            except GatewayError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
+        self.reader.__enter__()
         try:
-            await slot.__aenter__()
-        except GatewayError as exc:
-            await error_response(exc)(scope, receive, send)
-            return
-        try:
-            await self._stream(scope, receive, send)
-        finally:
-            await slot.__aexit__(None, None, None)
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with self.reader:
             await send(
                 {
                     "type": "http.response.start",
@@ -126,30 +142,58 @@ class EventStreamResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            key: int | None = None
+            handoff = handoff_of(scope)
+            if handoff is not None:
+                handoff.detach(self)
+                return
+        except BaseException:
+            await self.abandon()
+            raise
+        await self.run(receive, send)
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """The body: events until the run's log ends, the client leaves, the client is
+        too slow, or the app shuts down."""
+        try:
+            key = self.streams.add(self._shut_down)
             try:
                 async with asyncio.TaskGroup() as group:
-                    pump = group.create_task(self._pump(send))
-                    listener = group.create_task(self._listen_for_disconnect(receive))
-
-                    def stop(reason: CloseReason) -> None:
-                        if self.close_reason is None:
-                            self.close_reason = reason
-                        pump.cancel()
-                        listener.cancel()
-
-                    def pump_done(task: asyncio.Task[CloseReason]) -> None:
-                        failed = task.cancelled() or task.exception() is not None
-                        stop("done" if failed else task.result())
-
-                    pump.add_done_callback(pump_done)
-                    listener.add_done_callback(lambda _: stop("client"))
-                    key = self.streams.add(functools.partial(stop, "shutdown"))
+                    self._pump_task = group.create_task(self._pump(send))
+                    self._listener_task = group.create_task(self._listen_for_disconnect(receive))
+                    self._pump_task.add_done_callback(self._pump_done)
+                    self._listener_task.add_done_callback(self._listener_done)
             finally:
-                if key is not None:
-                    self.streams.remove(key)
+                self.streams.remove(key)
+                self._pump_task = self._listener_task = None
+        finally:
+            await self.abandon()
         if self.on_close is not None and self.close_reason is not None:
             self.on_close(self.close_reason)
+
+    async def abandon(self) -> None:
+        """Detach the reader and give the stream slot back (idempotent)."""
+        self.reader.__exit__(None, None, None)
+        if self.slot is not None:
+            await self.slot.release()
+
+    # The first of pump and listener to finish stops the other; the first reason stays.
+
+    def _stop(self, reason: CloseReason) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        for task in (self._pump_task, self._listener_task):
+            if task is not None:
+                task.cancel()
+
+    def _pump_done(self, task: asyncio.Task[CloseReason]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        self._stop("done" if failed else task.result())
+
+    def _listener_done(self, task: asyncio.Task[None]) -> None:
+        self._stop("client")
+
+    def _shut_down(self) -> None:
+        self._stop("shutdown")
 
     async def _send(
         self, watchdog: Watchdog, send: Send, body: bytes, more_body: bool = True
@@ -164,16 +208,7 @@ class EventStreamResponse(Response):
             # A comment at once: proxies and clients see the stream open before the first event.
             await self._send(watchdog, send, SSE_PING)
             while self.close_reason is None:  # (stopped, should a cancel have been lost)
-                batch = await self.reader.next_batch(self.heartbeat)
-                if batch.events:
-                    frames = self.encode(batch.events)
-                    if frames:
-                        await self._send(watchdog, send, frames)
-                    if self.on_sent is not None:
-                        self.on_sent(len(batch.events))
-                elif not batch.done:
-                    await self._send(watchdog, send, SSE_PING)
-                if batch.done:
+                if await self._deliver_next(watchdog, send):
                     await self._send(watchdog, send, b"", more_body=False)
                     return "done"
             return self.close_reason
@@ -197,13 +232,22 @@ class EventStreamResponse(Response):
         finally:
             watchdog.close()
 
+    async def _deliver_next(self, watchdog: Watchdog, send: Send) -> bool:
+        """Send the next batch, or a ping if none came within a heartbeat; whether the
+        log has ended. (A call of its own, so that an idle stream's wait keeps no batch.)"""
+        batch = await self.reader.next_batch(self.heartbeat)
+        if batch.events:
+            frames = self.encode(batch.events)
+            if frames:
+                await self._send(watchdog, send, frames)
+            if self.on_sent is not None:
+                self.on_sent(len(batch.events))
+        elif not batch.done:
+            await self._send(watchdog, send, SSE_PING)
+        return batch.done
+
     async def _listen_for_disconnect(self, receive: Receive) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-
-
-@contextlib.asynccontextmanager
-async def _no_slot() -> AsyncIterator[None]:
-    yield

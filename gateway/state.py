@@ -7,7 +7,6 @@ import collections
 import contextlib
 import itertools
 import weakref
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from streams.cluster.backend import ClusterBackend
@@ -59,20 +58,10 @@ class GatewayState:
     cluster: ClusterBackend | None = None
     shared_quotas: RedisKeyQuotas | None = None
 
-    @contextlib.asynccontextmanager
-    async def stream_slot(self, owner: str | None, channel: str) -> AsyncIterator[None]:
-        """One of ``owner``'s stream slots, counted as an open stream of ``channel``."""
-        slot: contextlib.AbstractAsyncContextManager[None] = (
-            self.shared_quotas.stream(owner)
-            if self.shared_quotas is not None
-            else _sync_slot(self.quotas.stream(owner))
-        )
-        async with slot:
-            self.open_streams[channel] += 1
-            try:
-                yield
-            finally:
-                self.open_streams[channel] -= 1
+    def stream_slot(self, owner: str | None, channel: str) -> StreamSlot:
+        """One of ``owner``'s stream slots, counted as an open stream of ``channel`` while
+        held (not taken yet)."""
+        return StreamSlot(self, owner, channel)
 
     async def count_run_start(self, owner: str | None) -> None:
         """Count a run start against ``owner``'s rate (raises when over it)."""
@@ -121,7 +110,42 @@ class GatewayState:
         return self.connection(f"ws:{next(self._ws_ids)}")
 
 
-@contextlib.asynccontextmanager
-async def _sync_slot(slot: contextlib.AbstractContextManager[None]) -> AsyncIterator[None]:
-    with slot:
-        yield
+class StreamSlot:
+    """One of an owner's open-stream slots: :meth:`take` it (raises when the owner's limit
+    is reached, or the shared store is gone), :meth:`release` it on every way the stream
+    ends. One small object per open stream, where nested context managers cost several
+    generators and frames for as long as the stream is open."""
+
+    __slots__ = ("_channel", "_owner", "_shared", "_state", "held")
+
+    def __init__(self, state: GatewayState, owner: str | None, channel: str) -> None:
+        self._state = state
+        self._owner = owner
+        self._channel = channel
+        self._shared: contextlib.AbstractAsyncContextManager[None] | None = None
+        self.held = False
+
+    async def take(self) -> None:
+        if self.held:
+            raise RuntimeError("this stream slot is taken already")
+        state = self._state
+        if state.shared_quotas is not None:
+            shared = state.shared_quotas.stream(self._owner)
+            await shared.__aenter__()
+            self._shared = shared
+        else:
+            state.quotas.take_stream(self._owner)
+        self.held = True
+        state.open_streams[self._channel] += 1
+
+    async def release(self) -> None:
+        """Give the slot back; a slot not held is left alone."""
+        if not self.held:
+            return
+        self.held = False
+        self._state.open_streams[self._channel] -= 1
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.__aexit__(None, None, None)
+        else:
+            self._state.quotas.release_stream(self._owner)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 
@@ -13,41 +12,16 @@ from streams.reader import RunReader
 from streams.runs import Run
 
 from .sse import EventStreamResponse
-from .state import GatewayState
-
-
-class HeldSlot:
-    """A stream slot taken before the response exists (a run started with its stream must
-    not start when the stream would be refused); the response gives it back."""
-
-    def __init__(self, slot: contextlib.AbstractAsyncContextManager[None]) -> None:
-        self._slot = slot
-        self._held = True
-
-    @classmethod
-    async def take(cls, state: GatewayState, owner: str | None) -> HeldSlot:
-        slot = state.stream_slot(owner, "sse")
-        await slot.__aenter__()
-        return cls(slot)
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.release()
-
-    async def release(self) -> None:
-        if self._held:
-            self._held = False
-            await self._slot.__aexit__(None, None, None)
+from .state import GatewayState, StreamSlot
 
 
 async def start_streamed(
     state: GatewayState, owner: str | None, start: Callable[[], Awaitable[Run]]
-) -> tuple[Run, HeldSlot]:
+) -> tuple[Run, StreamSlot]:
     """Take a stream slot, then start the run: a stream refused for the caller's limit
     starts nothing (no run without a reader, no run-rate token spent)."""
-    slot = await HeldSlot.take(state, owner)
+    slot = state.stream_slot(owner, "sse")
+    await slot.take()
     try:
         return await start(), slot
     except BaseException:
@@ -60,7 +34,7 @@ def event_stream(
     run: Run,
     after: int,
     encode: Callable[[list[Event]], bytes] = encode_sse_batch,
-    slot: HeldSlot | None = None,
+    slot: StreamSlot | None = None,
 ) -> EventStreamResponse:
     """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes.
     It counts as one of the run owner's open streams while it is open (``slot``, if the
@@ -74,9 +48,7 @@ def event_stream(
         headers={"x-run-id": run.id},
         on_close=functools.partial(state.record_close, "sse"),
         encode=encode,
-        slot=(lambda: slot)
-        if slot is not None
-        else functools.partial(state.stream_slot, run.owner, "sse"),
+        slot=slot or state.stream_slot(run.owner, "sse"),
         on_sent=state.metrics.events_sent.labels("sse").inc,
     )
 

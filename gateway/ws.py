@@ -1,22 +1,24 @@
 """The WebSocket channel ``/v1/ws``: several runs multiplexed on one socket.
 
-A session is one task group: the command loop, one forwarding task per subscription, and a
-shutdown watcher. Every send goes through one lock with a timeout; a peer that cannot keep
-up is closed with 1013 ("try again later") and may resume each run from its cursor.
-A bad command gets an error message and the session goes on.
+A session is one task group: the command loop and one forwarding task per subscription.
+Every send goes through one lock with a timeout; a peer that cannot keep up is closed with
+1013 ("try again later") and may resume each run from its cursor. A bad command gets an
+error message and the session goes on. The accepted session runs after the middleware
+stack has unwound (:mod:`gateway.handoff`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
+from starlette.types import Receive, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from streams.connection import Connection
@@ -28,8 +30,9 @@ from streams.runs import Run
 
 from .admission import check_arguments_size, check_json_input, start_run
 from .auth import AuthenticationError, Principal, key_from_headers
+from .handoff import handoff_of
 from .quotas import TokenBucket
-from .state import GatewayState
+from .state import GatewayState, StreamSlot
 from .ws_protocol import (
     Authenticate,
     CancelRun,
@@ -67,25 +70,42 @@ class WebSocketSession:
         self._readers: set[RunReader] = set()  # attached readers, detached at the latest on exit
         self._send_lock = asyncio.Lock()
         self._group: asyncio.TaskGroup | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._command_task: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.principal: Principal | None = None  # None until authenticated
         self._auth_failures = 0
         # The owner's stream slot, held while the session is open.
-        self._slot: contextlib.AbstractAsyncContextManager[None] | None = None
+        self._slot: StreamSlot | None = None
         settings = state.settings
         self._rate = TokenBucket.full(
             settings.ws_messages_per_second, settings.ws_message_burst, time.monotonic()
         )
 
-    async def serve(self) -> None:
+    async def open(self) -> bool:
+        """The handshake: accepted, or refused (HTTP 403) for a page of another origin."""
         if not origin_allowed(self.websocket, self.state.settings.cors_origins):
             # Before accepting: the handshake is refused (HTTP 403), no session exists.
             await self.websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
             self.state.record_close("ws", "forbidden")
-            return
+            return False
         await self.websocket.accept()
+        return True
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """The accepted session, run after the middleware stack has unwound, on the
+        server's own ``receive`` and ``send`` (see :mod:`gateway.handoff`)."""
+        accepted = self.websocket
+        self.websocket = WebSocket(accepted.scope, receive, send)
+        self.websocket.client_state = accepted.client_state
+        self.websocket.application_state = accepted.application_state
+        await self.serve()
+
+    async def abandon(self) -> None:
+        """Nothing to give back: the session takes its slot and readers once it runs."""
+
+    async def serve(self) -> None:
+        """The accepted session: authentication, then commands until either side ends it."""
         try:
             presented = key_from_headers(
                 self.websocket.headers.get("authorization"),
@@ -100,13 +120,11 @@ class WebSocketSession:
             await self._send_error_and_close(exc, CLOSE_TRY_AGAIN_LATER, "refused")
             return
         # Stopped with the app's other streams once the gateway has drained (1012).
-        key = self.state.ws_sessions.add(
-            functools.partial(self._stop, CLOSE_SERVICE_RESTART, "the gateway is restarting")
-        )
+        key = self.state.ws_sessions.add(self._shut_down)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                self._spawn(self._command_loop())
+                self._command_task = self._spawn(self._command_loop())
         finally:
             self.state.ws_sessions.remove(key)
             # Leaving the group cancelled every subscription. A forwarding task cancelled
@@ -115,8 +133,7 @@ class WebSocketSession:
             for reader in list(self._readers):
                 self._detach(reader)
             if self._slot is not None:
-                slot, self._slot = self._slot, None
-                await slot.__aexit__(None, None, None)
+                await self._slot.release()
             reason = {
                 CLOSE_TRY_AGAIN_LATER: "slow",
                 CLOSE_SERVICE_RESTART: "shutdown",
@@ -129,7 +146,7 @@ class WebSocketSession:
         """Become ``key``'s principal and take one of its stream slots."""
         principal = self.state.keys.authenticate(key)
         slot = self.state.stream_slot(principal.owner, "ws")
-        await slot.__aenter__()
+        await slot.take()
         self._slot = slot
         self.principal = principal
 
@@ -140,21 +157,21 @@ class WebSocketSession:
         self.state.record_close("ws", reason)
         await self._close()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._group is not None
-        task = self._group.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._group.create_task(coro)
 
     def _stop(self, code: int | None = None, reason: str = "") -> None:
-        """End the session: cancel the command loop, the watcher and every subscription."""
+        """End the session: cancel the command loop and every subscription."""
         if self.close_code is None and code is not None:
             self.close_code, self.close_reason = code, reason
         current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
+        for task in [self._command_task, *self.subscriptions.values()]:
+            if task is not None and task is not current:
                 task.cancel()
+
+    def _shut_down(self) -> None:
+        self._stop(CLOSE_SERVICE_RESTART, "the gateway is restarting")
 
     async def _close(self) -> None:
         if self.websocket.application_state != WebSocketState.CONNECTED:
@@ -334,8 +351,14 @@ class WebSocketSession:
         self._readers.add(reader)
         return reader
 
-    def _sent(self, count: int) -> None:
-        self.state.metrics.events_sent.labels("ws").inc(count)
+    async def _forward_next(self, reader: RunReader) -> bool:
+        """Send the run's next events; whether its log has ended. (A call of its own, so
+        that an idle subscription's wait keeps no batch.)"""
+        batch = await reader.next_batch(None)
+        for event in batch.events:
+            await self._send(encode_ws_event(event))
+        self.state.metrics.events_sent.labels("ws").inc(len(batch.events))
+        return batch.done
 
     def _detach(self, reader: RunReader) -> None:
         self._readers.discard(reader)
@@ -345,13 +368,8 @@ class WebSocketSession:
         """Send one run's events, in order, until its terminal event or unsubscribe."""
         run_id = reader.run.id
         try:
-            while True:
-                batch = await reader.next_batch(None)
-                for event in batch.events:
-                    await self._send(encode_ws_event(event))
-                self._sent(len(batch.events))
-                if batch.done:
-                    break
+            while not await self._forward_next(reader):
+                pass
         except _SessionClosed:
             pass
         except GatewayError as exc:
@@ -382,4 +400,11 @@ router = APIRouter()
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Bidirectional sessions: start, cancel and subscribe to runs; answer client tools."""
     state: GatewayState = websocket.app.state.gateway
-    await WebSocketSession(websocket, state).serve()
+    session = WebSocketSession(websocket, state)
+    if not await session.open():
+        return
+    handoff = handoff_of(websocket.scope)
+    if handoff is not None:
+        handoff.detach(session)  # the session runs once the stack has unwound
+    else:
+        await session.serve()

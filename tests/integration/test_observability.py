@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import httpx
+import websockets
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -141,3 +144,49 @@ async def test_keys_and_tokens_never_reach_the_logs() -> None:
     assert any(
         line.get("event") == "run ended" and line.get("run_id") == body["run_id"] for line in lines
     )
+
+
+def request_lines(text: str, path_part: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "request" and path_part in line["path"]]
+
+
+async def test_a_streams_request_line_and_span_end_when_the_stream_ends() -> None:
+    """The stream's body runs after the middleware stack has unwound (gateway.handoff); its
+    request still ends with it, carrying its id, status and whole duration."""
+    exporter = InMemorySpanExporter()
+    origin = "https://app.example"
+    spec = {"parallel": [{"tool": "sleep", "arguments": {"seconds": 0.3}}]}
+    with captured_logs() as output:
+        with running_gateway(span_exporter=exporter, cors_origins=[origin]) as gateway:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+                run = (await client.post("/v1/runs", json=spec)).json()
+                headers = {"x-request-id": "stream-1", "origin": origin}
+                async with client.stream("GET", run["events_url"], headers=headers) as response:
+                    events = await collect(response)
+    assert events[-1]["type"] == "run.completed"
+    assert response.headers["x-request-id"] == "stream-1"
+    assert response.headers["access-control-allow-origin"] == origin
+    [line] = request_lines(output.getvalue(), "/events")
+    assert (line["request_id"], line["status"], line["error"]) == ("stream-1", 200, None)
+    assert line["duration_s"] >= 0.25
+    [span] = [s for s in exporter.get_finished_spans() if s.name == f"GET {run['events_url']}"]
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.end_time is not None and span.start_time is not None
+    assert (span.end_time - span.start_time) / 1e9 >= 0.25
+
+
+async def test_a_websocket_sessions_request_line_comes_when_the_session_ends() -> None:
+    with captured_logs() as output:
+        with running_gateway() as gateway:
+            async with websockets.connect(
+                gateway.ws_url, additional_headers={"x-request-id": "session-1"}
+            ) as ws:
+                await ws.send(json.dumps({"type": "ping", "id": 1}))
+                assert json.loads(await ws.recv())["type"] == "ack"
+                await asyncio.sleep(0.3)  # the session's length is what is measured
+                assert not request_lines(output.getvalue(), "/v1/ws")  # not ended yet
+    [line] = request_lines(output.getvalue(), "/v1/ws")
+    assert (line["request_id"], line["status"], line["error"]) == ("session-1", 101, None)
+    assert line["duration_s"] >= 0.25
