@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import ModelNotFoundError
 from streams.openai_chunks import ChatChunkEncoder, chat_completion
+from streams.reader import RunReader
 from streams.runs import Run
 from streams.spec import SAMPLING_OPTIONS, ChatMessage, ParallelModelCall, RunSpec
 
@@ -106,10 +107,12 @@ async def chat_completions(
     run = await start()
     completion_id = "chatcmpl-" + run.id.removeprefix("run_")
 
-    if not await _wait_unless_disconnected(request, run):
-        state.manager.cancel(run.id, "client disconnected")
-        return Response(status_code=499)
-    batch = await run.log.read(0, limit=1_000_000, timeout=0)
+    # A reader while the answer is made, so the ended log is read as it is, not packed.
+    with RunReader(state.manager, run):
+        if not await _wait_unless_disconnected(request, run):
+            state.manager.cancel(run.id, "client disconnected")
+            return Response(status_code=499)
+        batch = await run.log.read(0, limit=1_000_000, timeout=0)
     answer = chat_completion(batch.events, completion_id, body.model, created)
     if isinstance(answer, tuple):
         code, message = answer

@@ -14,7 +14,9 @@ drops the whole log.
 from __future__ import annotations
 
 import abc
+import array
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +69,7 @@ class LogStatistics:
     retained_bytes: int
     waiting_readers: int
     closed: bool
+    packed: bool = False  # kept as one block of JSON (see PackedEvents)
 
 
 class EventLog(abc.ABC):
@@ -112,15 +115,49 @@ class EventLog(abc.ABC):
         """Wait until every event appended so far is visible to readers."""
         return
 
+    def pack(self) -> None:
+        """A hint that the log has ended and nobody reads it now: keep what it retains in
+        whatever form costs least until a reader comes back. Reads return the same events."""
+        return
+
     @abc.abstractmethod
     def statistics(self) -> LogStatistics: ...
+
+
+class PackedEvents:
+    """Events kept as one block of their JSON and the offsets where each one ends.
+
+    A finished run stays readable for its TTL (to resume from, to fetch), mostly unread.
+    As :class:`Event` objects its events are one object each for the cyclic GC to walk on
+    every full collection (a pause that grows with what is retained), and about three times
+    their JSON in memory; packed they are two objects, neither of them tracked, and their
+    JSON. A read decodes what it returns (``Event.from_json`` keeps the JSON as it is, so
+    every wire form is byte-identical)."""
+
+    __slots__ = ("_blob", "_ends")
+
+    def __init__(self, events: list[Event]) -> None:
+        self._blob = b"".join([event.json for event in events])
+        self._ends = array.array("Q", itertools.accumulate(len(event.json) for event in events))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, index: slice) -> list[Event]:
+        ends, blob = self._ends, self._blob
+        events = []
+        for i in range(*index.indices(len(ends))):
+            start = ends[i - 1] if i else 0
+            events.append(Event.from_json(blob[start : ends[i]]))
+        return events
 
 
 class MemoryEventLog(EventLog):
     """In-process event log.
 
     Events live in a list with a moving head (trimming is O(1), indexing by seq is O(1));
-    the list is compacted once the dead head outgrows the live part.
+    the list is compacted once the dead head outgrows the live part. An ended log that
+    nobody reads is packed (:class:`PackedEvents`) until its run expires.
     """
 
     def __init__(self, run_id: str, retention: Retention | None = None) -> None:
@@ -128,6 +165,7 @@ class MemoryEventLog(EventLog):
         self._retention = retention or Retention()
         self._events: list[Event] = []
         self._head = 0  # index in _events of the oldest retained event
+        self._packed: PackedEvents | None = None  # instead of _events, once packed
         self._first_seq = 1  # seq of the oldest retained event
         self._next_seq = 1
         self._visible_seq = 0  # readers see events up to here (see _publish)
@@ -200,6 +238,11 @@ class MemoryEventLog(EventLog):
             self._wakeup.set()
             self._wakeup = None
 
+    def pack(self) -> None:
+        if self._closed and self._packed is None:
+            self._packed = PackedEvents(self._events[self._head :])
+            self._events, self._head = [], 0
+
     def _trim(self) -> None:
         retention = self._retention
         live = len(self._events) - self._head
@@ -218,10 +261,15 @@ class MemoryEventLog(EventLog):
         if after + 1 < self._first_seq:
             gap = Gap(after=after, next_seq=self._first_seq)
             after = self._first_seq - 1
-        start = self._head + (after + 1 - self._first_seq)
-        end = self._head + (self._visible_seq + 1 - self._first_seq)
-        events = self._events[start : min(start + limit, end)]
-        closed = self._closed and start + len(events) >= len(self._events)
+        # Offsets from the oldest retained event.
+        start = after + 1 - self._first_seq
+        stop = min(start + limit, self._visible_seq + 1 - self._first_seq)
+        if self._packed is not None:
+            events, retained = self._packed[start:stop], len(self._packed)
+        else:
+            head = self._head
+            events, retained = self._events[head + start : head + stop], len(self._events) - head
+        closed = self._closed and start + len(events) >= retained
         return Batch(events, gap, closed)
 
     async def read(self, after: int, *, limit: int = 1024, timeout: float | None = None) -> Batch:
@@ -245,8 +293,11 @@ class MemoryEventLog(EventLog):
         return LogStatistics(
             first_seq=self._first_seq,
             last_seq=self.last_seq,
-            retained_events=len(self._events) - self._head,
+            retained_events=len(self._packed)
+            if self._packed is not None
+            else len(self._events) - self._head,
             retained_bytes=self._bytes,
             waiting_readers=self._waiting,
             closed=self._closed,
+            packed=self._packed is not None,
         )

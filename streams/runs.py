@@ -350,8 +350,11 @@ class RunManager:
         if run.remote:
             return
         run.readers -= 1
-        if run.readers == 0 and run.on_disconnect == "cancel" and not run.done:
-            self.cancel(run.id, "last reader disconnected")
+        if run.readers == 0:
+            if run.done:
+                run.log.pack()  # retained for its TTL, most likely unread
+            elif run.on_disconnect == "cancel":
+                self.cancel(run.id, "last reader disconnected")
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -471,6 +474,8 @@ class RunManager:
             self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
             self._expiry_added.set()
             run._done.set()
+            if not run.readers:
+                run.log.pack()  # retained for its TTL, most likely unread
             if self._on_run_end is not None:
                 self._on_run_end(run)
 

@@ -4,6 +4,8 @@ waiting readers, closing, retention with gap notices, and statistics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -417,6 +419,78 @@ async def test_statistics_count_events_bytes_and_waiting_readers() -> None:
     assert (stats.last_seq, stats.waiting_readers, stats.closed) == (5, 0, True)
 
 
+# -- packing an ended log -----------------------------------------------------------------
+
+
+def ended_log(retention: Retention | None = None) -> tuple[MemoryEventLog, list[Event]]:
+    log = MemoryEventLog("run_1", retention)
+    events = [
+        log.append_nowait(EventType.RUN_STARTED, None, {"spec": {"n": [1, 2.5, None]}}),
+        *append_deltas(log, 3, "héllo \u2028 ✓"),
+        log.append_nowait(EventType.TOOL_DELTA, "call_1", {"delta": {"a": True}}),
+        log.append_nowait(EventType.RUN_COMPLETED, None, {"usage": {"input_tokens": 2}}),
+    ]
+    return log, events
+
+
+def test_a_packed_log_reads_the_same_events_with_the_same_bytes() -> None:
+    log, events = ended_log()
+    log.pack()
+    batch = complete_now(log.read(0, timeout=0))
+    assert batch.events == events
+    assert [event.sse_frame() for event in batch.events] == [e.sse_frame() for e in events]
+    assert [event.text() for event in batch.events] == [event.text() for event in events]
+    assert batch.closed
+
+
+@pytest.mark.parametrize(("after", "limit"), [(0, 2), (2, 3), (5, 10), (6, 1)])
+def test_a_packed_log_reads_from_any_cursor_with_any_limit(after: int, limit: int) -> None:
+    log, events = ended_log()
+    log.pack()
+    batch = complete_now(log.read(after, limit=limit, timeout=0))
+    assert batch.events == events[after : after + limit]
+    assert batch.closed == (after + limit >= len(events))
+
+
+def test_a_packed_log_keeps_its_retention_gap() -> None:
+    log, events = ended_log(Retention(max_events=3))
+    log.pack()
+    batch = complete_now(log.read(1, timeout=0))
+    assert batch.gap == Gap(after=1, next_seq=4)
+    assert batch.events == events[3:]
+
+
+def test_packing_keeps_the_statistics_but_packed() -> None:
+    log, _ = ended_log()
+    before = log.statistics()
+    log.pack()
+    assert log.statistics() == dataclasses.replace(before, packed=True)
+
+
+def test_an_open_log_is_not_packed_and_goes_on_taking_appends() -> None:
+    log = MemoryEventLog("run_1")
+    append_deltas(log, 2)
+    log.pack()
+    append_deltas(log, 1)
+    assert not log.statistics().packed
+    assert seqs(complete_now(log.read(0, timeout=0))) == [1, 2, 3]
+
+
+def test_packing_lets_the_event_objects_go() -> None:
+    """What packing is for: an ended log's events are no longer objects the GC walks."""
+
+    def events_alive() -> int:
+        gc.collect()
+        return sum(isinstance(o, Event) for o in gc.get_objects())
+
+    log = MemoryEventLog("run_1")
+    append_deltas(log, 500)
+    log.append_nowait(EventType.RUN_COMPLETED)
+    before = events_alive()
+    log.pack()
+    assert before - events_alive() == 501
+
+
 # -- property: no event is ever lost or duplicated ----------------------------------------
 
 
@@ -449,6 +523,10 @@ class EventLogMachine(RuleBasedStateMachine):
     @rule()
     def close(self) -> None:
         self.appended.append(self.log.append_nowait(EventType.RUN_COMPLETED))
+
+    @rule()
+    def pack(self) -> None:
+        self.log.pack()  # a no-op until the log has ended
 
     @rule(data=st.data())
     def add_reader(self, data: st.DataObject) -> None:

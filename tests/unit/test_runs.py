@@ -130,6 +130,24 @@ async def test_the_last_reader_leaving_cancels_only_runs_whose_policy_is_cancel(
     assert keep.status is RunStatus.COMPLETED
 
 
+async def test_a_run_that_ends_with_no_reader_has_its_log_packed(manager: RunManager) -> None:
+    run = manager.start(spec("hello", []), Connection("c"), default_on_disconnect="continue")
+    await run.wait()
+    assert run.log.statistics().packed
+    assert [e.type.value for e in await all_events(manager, run.id)][-1] == "run.completed"
+
+
+async def test_a_run_is_packed_when_its_last_reader_leaves_after_its_end(
+    manager: RunManager,
+) -> None:
+    run = manager.start(spec("hello", []), Connection("c"), default_on_disconnect="continue")
+    manager.attach_reader(run)
+    await run.wait()
+    assert not run.log.statistics().packed  # its reader reads on as it was
+    manager.detach_reader(run)
+    assert run.log.statistics().packed
+
+
 async def test_in_return_mode_the_run_ends_after_the_step_calling_client_tools(
     manager: RunManager,
 ) -> None:
