@@ -6,8 +6,8 @@ log line when the request ends (for a stream: when the stream ends)."""
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -40,7 +40,7 @@ class RequestContext:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id", "")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if REQUEST_ID.match(given) else secrets.token_hex(16)
         method = scope.get("method", "WS")
         path = redact_text(_path(scope))
         status: dict[str, Any] = {"code": None}

@@ -224,10 +224,10 @@ def agent_spec(prompt: str, tools: list[str], **extra: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
     """The gateway's real logging configuration, writing into a buffer; the root logger,
-    uvicorn's logger and structlog are put back as they were afterwards."""
+    the loggers it quiets and structlog are put back as they were afterwards."""
     root = logging.getLogger()
-    uvicorn_error = logging.getLogger("uvicorn.error")
-    handlers, root_level, uvicorn_level = root.handlers[:], root.level, uvicorn_error.level
+    quieted = [logging.getLogger(name) for name in ("uvicorn.error", "httpx")]
+    handlers, root_level, levels = root.handlers[:], root.level, [q.level for q in quieted]
     was_configured, config = structlog.is_configured(), structlog.get_config()
     output = io.StringIO()
     try:
@@ -236,7 +236,8 @@ def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(root_level)
-        uvicorn_error.setLevel(uvicorn_level)
+        for logger, logger_level in zip(quieted, levels, strict=True):
+            logger.setLevel(logger_level)
         if was_configured:
             structlog.configure(**config)
         else:

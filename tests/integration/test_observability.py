@@ -190,3 +190,19 @@ async def test_a_websocket_sessions_request_line_comes_when_the_session_ends() -
     [line] = request_lines(output.getvalue(), "/v1/ws")
     assert (line["request_id"], line["status"], line["error"]) == ("session-1", 101, None)
     assert line["duration_s"] >= 0.25
+
+
+async def test_an_upstream_call_is_logged_once_by_the_gateway(upstream: UpstreamServer) -> None:
+    """httpx's own line per request would only repeat the gateway's, which says more."""
+    upstream.script(text_reply("fine"))
+    route = {"base_url": upstream.base_url, "model": "up-model"}
+    with captured_logs() as output:
+        with running_gateway(routes={"up": route}) as gateway:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+                spec = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
+                async with client.stream("POST", "/v1/runs", json=spec, headers=SSE) as response:
+                    await collect(response)
+    lines = [json.loads(line) for line in output.getvalue().splitlines() if line.startswith("{")]
+    assert [line["logger"] for line in lines if line["logger"] == "httpx"] == []
+    [call] = [line for line in lines if line.get("event") == "upstream call"]
+    assert (call["route"], call["status"], call["model"]) == ("up", 200, "up-model")
