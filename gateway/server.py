@@ -146,13 +146,27 @@ async def serve(settings: Settings) -> None:
             announcer.cancel()
 
 
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
 def settle_heap() -> None:
-    """Move what start-up made (modules, FastAPI's routes, pydantic's validators: tens of
-    thousands of objects) out of the collector's sight, since a full collection walks every
-    tracked object. Measured at 100 streams: full collections 0.44 s → 0.25 s per 5 s of
-    CPU."""
+    """Tune the cyclic collector for a server of many long-lived connections.
+
+    Start-up's objects (modules, FastAPI's routes, pydantic's validators: tens of thousands)
+    are moved out of its sight, since a full collection walks every tracked object.
+    Measured at 100 streams: full collections 0.44 s → 0.25 s per 5 s of CPU.
+
+    Young collections run every 50,000 allocations instead of 700: objects that live for a
+    heartbeat or a request (timers, pings, frames) then die young instead of being promoted,
+    and promotion is what triggers full collections. With 9,500 idle WebSocket sessions
+    (1.4 million objects) full collections of up to 1 s came every few seconds while idle,
+    and heartbeats arrived late; with this threshold none ran, in the ramp-up or after, and
+    the young collections took 14 ms on average.
+    """
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
