@@ -95,10 +95,7 @@ class WebSocketSession:
     async def run(self, receive: Receive, send: Send) -> None:
         """The accepted session, run after the middleware stack has unwound, on the
         server's own ``receive`` and ``send`` (see :mod:`gateway.handoff`)."""
-        accepted = self.websocket
-        self.websocket = WebSocket(accepted.scope, receive, send)
-        self.websocket.client_state = accepted.client_state
-        self.websocket.application_state = accepted.application_state
+        self.websocket = _rebound(self.websocket, receive, send)
         await self.serve()
 
     async def abandon(self) -> None:
@@ -381,6 +378,15 @@ class WebSocketSession:
             self._detach(reader)
             if self.subscriptions.get(run_id) is asyncio.current_task():
                 del self.subscriptions[run_id]
+
+
+def _rebound(accepted: WebSocket, receive: Receive, send: Send) -> WebSocket:
+    """The same accepted socket on other ``receive`` and ``send`` callables. (A function of
+    its own: a local in the long-running caller would keep the old object alive.)"""
+    websocket = WebSocket(accepted.scope, receive, send)
+    websocket.client_state = accepted.client_state
+    websocket.application_state = accepted.application_state
+    return websocket
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
