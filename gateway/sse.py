@@ -205,13 +205,14 @@ class EventStreamResponse(Response):
         # One timer for every send of the stream, not one armed and cancelled per send.
         watchdog = Watchdog()
         try:
-            # A comment at once: proxies and clients see the stream open before the first event.
-            await self._send(watchdog, send, SSE_PING)
-            while self.close_reason is None:  # (stopped, should a cancel have been lost)
-                if await self._deliver_next(watchdog, send):
-                    await self._send(watchdog, send, b"", more_body=False)
-                    return "done"
-            return self.close_reason
+            # A comment at once, so proxies and clients see the stream open before the first
+            # event; with it, the events there are already (one write, not two).
+            done = await self._deliver_next(watchdog, send, 0, SSE_PING)
+            while not done:
+                if self.close_reason is not None:  # (stopped, should a cancel have been lost)
+                    return self.close_reason
+                done = await self._deliver_next(watchdog, send, self.heartbeat)
+            return "done"
         except TimeoutError:
             logger.info(
                 "disconnecting slow SSE reader of run %s at seq %s",
@@ -226,24 +227,29 @@ class EventStreamResponse(Response):
             # end; the client resumes from the last id it has once the store is back.
             logger.warning("ending SSE stream of run %s: %s", self.reader.run.id, exc)
             with contextlib.suppress(TimeoutError, OSError):
-                await self._send(watchdog, send, encode_stream_error(exc.code, str(exc)))
-                await self._send(watchdog, send, b"", more_body=False)
+                await self._send(
+                    watchdog, send, encode_stream_error(exc.code, str(exc)), more_body=False
+                )
             return "error"
         finally:
             watchdog.close()
 
-    async def _deliver_next(self, watchdog: Watchdog, send: Send) -> bool:
-        """Send the next batch, or a ping if none came within a heartbeat; whether the
-        log has ended. (A call of its own, so that an idle stream's wait keeps no batch.)"""
-        batch = await self.reader.next_batch(self.heartbeat)
+    async def _deliver_next(
+        self, watchdog: Watchdog, send: Send, wait: float, opening: bytes = b""
+    ) -> bool:
+        """Send the next batch (after ``opening``), or a ping if none came within ``wait``
+        seconds; whether the log has ended (the body then ends with this same write).
+        (A call of its own, so that an idle stream's wait keeps no batch.)"""
+        batch = await self.reader.next_batch(wait)
+        frames = opening
         if batch.events:
-            frames = self.encode(batch.events)
-            if frames:
-                await self._send(watchdog, send, frames)
+            frames += self.encode(batch.events)
             if self.on_sent is not None:
                 self.on_sent(len(batch.events))
-        elif not batch.done:
-            await self._send(watchdog, send, SSE_PING)
+        elif not batch.done and not frames:
+            frames = SSE_PING  # nothing came within the wait: a heartbeat
+        if frames or batch.done:
+            await self._send(watchdog, send, frames, more_body=not batch.done)
         return batch.done
 
     async def _listen_for_disconnect(self, receive: Receive) -> None:
