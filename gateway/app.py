@@ -25,7 +25,7 @@ from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
-from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
+from streams.upstream.client import Route, UpstreamModel, UpstreamObserver, upstream_http_client
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
@@ -104,12 +104,7 @@ def create_app(
         keys = KeyRing(settings.api_keys)
         secret = settings.stream_token_secret or secrets.token_hex(32)
         async with AsyncExitStack() as stack:
-            # One connection pool for every upstream; timeouts are set per request (per route).
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
-                )
-            )
+            http = await stack.enter_async_context(upstream_http_client())
             cluster: ClusterBackend | None = None
             if settings.redis_url:
                 cluster = await stack.enter_async_context(

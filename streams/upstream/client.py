@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import http.cookiejar
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from ..errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from ..events import dumps
 from ..models import Model, ModelOutput, Usage
 from ..watchdog import Watchdog
 from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
@@ -115,6 +117,28 @@ class UpstreamCall:
     output_tokens: int = 0
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+
+def upstream_http_client() -> httpx.AsyncClient:
+    """The client every upstream route shares: one connection pool, no limit on connections
+    (each route bounds its own requests in flight), timeouts set per request.
+
+    It keeps no cookies. Callers of every key share it, so a cookie one upstream answer set
+    (a load balancer's, say) must not go out with the requests of other callers."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        cookies=_NoCookies(),
+    )
+
+
 class UpstreamObserver(Protocol):
     """Told about every upstream call (the gateway feeds logs, metrics from it)."""
 
@@ -181,6 +205,23 @@ class UpstreamModel(Model):
         )
         self.stats = RouteStatistics()
         self._slots = asyncio.Semaphore(route.max_in_flight)
+        # What every request of the route shares, made once.
+        base = route.base_url.rstrip("/")
+        headers = {"accept": "text/event-stream", "content-type": "application/json"}
+        headers.update(route.headers)
+        if route.provider == "anthropic":
+            self._url = f"{base}/messages"
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if route.api_key:
+                headers["x-api-key"] = route.api_key
+        else:
+            self._url = f"{base}/chat/completions"
+            if route.api_key:
+                headers["authorization"] = f"Bearer {route.api_key}"
+        self._headers = headers
+        self._http_timeout = httpx.Timeout(
+            connect=route.timeouts.connect, read=None, write=route.timeouts.connect, pool=None
+        )
 
     def statistics(self) -> RouteStatistics:
         return self.stats
@@ -193,8 +234,6 @@ class UpstreamModel(Model):
         trace_headers: Mapping[str, str],
     ) -> httpx.Request:
         route = self.route
-        base = route.base_url.rstrip("/")
-        headers = {"accept": "text/event-stream", **route.headers, **trace_headers}
         if route.provider == "anthropic":
             body = messages_request(
                 route.upstream_model,
@@ -204,21 +243,17 @@ class UpstreamModel(Model):
                 options=options,
                 extra=route.extra_body,
             )
-            url = f"{base}/messages"
-            headers["anthropic-version"] = ANTHROPIC_VERSION
-            if route.api_key:
-                headers["x-api-key"] = route.api_key
         else:
             body = chat_request(
                 route.upstream_model, messages, tools, options=options, extra=route.extra_body
             )
-            url = f"{base}/chat/completions"
-            if route.api_key:
-                headers["authorization"] = f"Bearer {route.api_key}"
-        timeout = httpx.Timeout(
-            connect=route.timeouts.connect, read=None, write=route.timeouts.connect, pool=None
+        return self.client.build_request(
+            "POST",
+            self._url,
+            content=dumps(body),
+            headers={**self._headers, **trace_headers},
+            timeout=self._http_timeout,
         )
-        return self.client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
 
     async def stream(
         self,

@@ -470,3 +470,18 @@ async def test_a_route_bounds_its_requests_in_flight(upstream: UpstreamServer) -
     assert events[-1]["type"] == "run.completed"
     assert first.finished_at is not None
     assert second.received_at >= first.finished_at  # the second waited for the first
+
+
+async def test_a_cookie_an_upstream_sets_is_not_sent_with_later_requests(
+    upstream: UpstreamServer,
+) -> None:
+    # The upstream client is shared by every caller: a cookie must not carry across them.
+    first = text_reply("one")
+    first.headers["set-cookie"] = "lb=node-7; Path=/"
+    upstream.script(first, text_reply("two"))
+    with running_gateway(routes={"up": route(upstream)}) as gateway:
+        for prompt in ("a", "b"):
+            events = await stream_run(gateway, ask(prompt))
+            assert events[-1]["type"] == "run.completed"
+    assert [record.headers.get("cookie") for record in upstream.requests] == [None, None]
+    assert upstream.requests[0].headers["content-type"] == "application/json"
