@@ -647,6 +647,10 @@ class RunManager:
                                 producer,
                                 {"message_id": message_id, "delta": item.text},
                             )
+                            if len(text) == 1:
+                                # The first token goes out now: its readers send it before
+                                # this task parses the rest of the upstream's last read.
+                                await asyncio.sleep(0)
                     elif isinstance(item, ToolCallStart):
                         call_id = item.call_id or run.next_call_id()
                         calls[item.index] = {"id": call_id, "name": item.name, "arguments": []}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -11,9 +11,9 @@ import pytest
 from streams.connection import Connection
 from streams.demo import DemoModel
 from streams.errors import NotFoundError, RunFinishedError, ShuttingDownError
-from streams.events import Event
+from streams.events import Event, EventType
 from streams.log import Retention
-from streams.models import ModelRegistry
+from streams.models import Model, ModelOutput, ModelRegistry, TextDelta
 from streams.runs import RunLimits, RunManager, RunStatus
 from streams.spec import RunSpec
 from streams.tools import builtin_tools
@@ -170,3 +170,38 @@ async def test_in_return_mode_the_run_ends_after_the_step_calling_client_tools(
         "clock",
         "get_location",
     ]
+
+
+class OneReadModel(Model):
+    """Text that came in one upstream read: every token at once, with no await between."""
+
+    name = "one-read"
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        for token in ("first", " second", " third"):
+            yield TextDelta(token)
+
+
+async def test_a_steps_first_token_reaches_readers_before_the_rest_of_its_read() -> None:
+    models = ModelRegistry()
+    models.register(OneReadModel())
+    async with RunManager(models=models, tools=builtin_tools()) as manager:
+        run = manager.start(
+            RunSpec.model_validate(
+                {"model": "one-read", "messages": [{"role": "user", "content": "hi"}]}
+            ),
+            Connection("c"),
+            default_on_disconnect="continue",
+        )
+        cursor, deltas = 0, []
+        while not deltas:
+            batch = await run.log.read(cursor, limit=100, timeout=5)
+            cursor = batch.events[-1].seq
+            deltas = [e.data["delta"] for e in batch.events if e.type is EventType.MESSAGE_DELTA]
+        await run.wait()
+    assert deltas == ["first"]
