@@ -192,10 +192,12 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(routes.router, responses=ERROR_RESPONSES)
+    # FastAPI tries the included routers in this order, and each of their routes in turn:
+    # the busiest routes first (chat completions, then runs).
     app.include_router(openai_face.router, responses=ERROR_RESPONSES)
-    app.include_router(ws.router)
+    app.include_router(routes.router, responses=ERROR_RESPONSES)
     app.include_router(agui.router, responses=ERROR_RESPONSES)
+    app.include_router(ws.router)
     app.include_router(console.router)
     console.mount_console(app)
     _document_errors_as_answered(app)
