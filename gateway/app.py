@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry import trace
@@ -25,7 +24,8 @@ from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
 from streams.tools import ToolRegistry, builtin_tools
-from streams.upstream.client import Route, UpstreamModel, UpstreamObserver, upstream_http_client
+from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
+from streams.upstream.http import UpstreamHTTP
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
@@ -44,7 +44,7 @@ from .telemetry import Telemetry
 def build_models(
     settings: Settings,
     routes: list[Route],
-    http: httpx.AsyncClient,
+    http: UpstreamHTTP,
     extra: ModelRegistry | None,
     *,
     observer: UpstreamObserver | None = None,
@@ -54,7 +54,8 @@ def build_models(
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
     for route in routes:
-        registry.register(UpstreamModel(route, http, observer=observer, tracer=tracer))
+        transport = http.transport_for(route.base_url)
+        registry.register(UpstreamModel(route, transport, observer=observer, tracer=tracer))
     for model in extra.models.values() if extra else ():
         registry.register(model)
     return registry
@@ -104,7 +105,7 @@ def create_app(
         keys = KeyRing(settings.api_keys)
         secret = settings.stream_token_secret or secrets.token_hex(32)
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(upstream_http_client())
+            http = await stack.enter_async_context(UpstreamHTTP())
             cluster: ClusterBackend | None = None
             if settings.redis_url:
                 cluster = await stack.enter_async_context(

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
-import http.cookiejar
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from ..models import Model, ModelOutput, Usage
 from ..watchdog import Watchdog
 from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from .breaker import CircuitBreaker
+from .http import USER_AGENT
 from .openai_chat import ChatChunkParser, chat_request
 from .sse import SSEDecoder
 
@@ -117,28 +117,6 @@ class UpstreamCall:
     output_tokens: int = 0
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that keeps nothing."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
-        return None
-
-
-def upstream_http_client() -> httpx.AsyncClient:
-    """The client every upstream route shares: one connection pool, no limit on connections
-    (each route bounds its own requests in flight), timeouts set per request.
-
-    It keeps no cookies. Callers of every key share it, so a cookie one upstream answer set
-    (a load balancer's, say) must not go out with the requests of other callers."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-        cookies=_NoCookies(),
-    )
-
-
 class UpstreamObserver(Protocol):
     """Told about every upstream call (the gateway feeds logs, metrics from it)."""
 
@@ -187,7 +165,7 @@ class UpstreamModel(Model):
     def __init__(
         self,
         route: Route,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         *,
         observer: UpstreamObserver | None = None,
         tracer: trace.Tracer | None = None,
@@ -197,7 +175,7 @@ class UpstreamModel(Model):
         self.tracer = tracer or trace.NoOpTracer()
         self.description = f"{route.provider} route to {route.upstream_model}"
         self.route = route
-        self.client = client
+        self.transport = transport  # see streams.upstream.http
         self.breaker = CircuitBreaker(
             route.name,
             failure_threshold=route.failure_threshold,
@@ -207,7 +185,11 @@ class UpstreamModel(Model):
         self._slots = asyncio.Semaphore(route.max_in_flight)
         # What every request of the route shares, made once.
         base = route.base_url.rstrip("/")
-        headers = {"accept": "text/event-stream", "content-type": "application/json"}
+        headers = {
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        }
         headers.update(route.headers)
         if route.provider == "anthropic":
             self._url = f"{base}/messages"
@@ -219,9 +201,9 @@ class UpstreamModel(Model):
             if route.api_key:
                 headers["authorization"] = f"Bearer {route.api_key}"
         self._headers = headers
-        self._http_timeout = httpx.Timeout(
+        self._http_timeouts = httpx.Timeout(
             connect=route.timeouts.connect, read=None, write=route.timeouts.connect, pool=None
-        )
+        ).as_dict()
 
     def statistics(self) -> RouteStatistics:
         return self.stats
@@ -247,12 +229,12 @@ class UpstreamModel(Model):
             body = chat_request(
                 route.upstream_model, messages, tools, options=options, extra=route.extra_body
             )
-        return self.client.build_request(
+        return httpx.Request(
             "POST",
             self._url,
             content=dumps(body),
             headers={**self._headers, **trace_headers},
-            timeout=self._http_timeout,
+            extensions={"timeout": self._http_timeouts},
         )
 
     async def stream(
@@ -351,9 +333,9 @@ class UpstreamModel(Model):
         try:
             try:
                 async with asyncio.timeout_at(_loop_time(first_token_deadline)):
-                    response = await self.client.send(
-                        self._request(messages, tools, options, trace_headers), stream=True
-                    )
+                    request = self._request(messages, tools, options, trace_headers)
+                    response = await self.transport.handle_async_request(request)
+                    response.request = request
             except TimeoutError:
                 raise self._timeout("first_token") from None
             call.status = response.status_code

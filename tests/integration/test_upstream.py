@@ -485,3 +485,20 @@ async def test_a_cookie_an_upstream_sets_is_not_sent_with_later_requests(
             assert events[-1]["type"] == "run.completed"
     assert [record.headers.get("cookie") for record in upstream.requests] == [None, None]
     assert upstream.requests[0].headers["content-type"] == "application/json"
+
+
+async def test_a_route_goes_through_the_proxy_the_environment_names(
+    upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loopback upstream plays the proxy as well: it answers the request the proxy gets,
+    # whose target is the route's URL in absolute form.
+    monkeypatch.setenv("HTTP_PROXY", upstream.base_url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the test's own client
+    upstream.script(text_reply("via ", "the proxy"))
+    base_url = "http://llm.upstream.test/v1"
+    with running_gateway(routes={"up": route(upstream, base_url=base_url)}) as gateway:
+        events = await stream_run(gateway, ask())
+    assert events[-1]["output"] == "via the proxy"
+    (record,) = upstream.requests
+    assert record.path == "http://llm.upstream.test/v1/chat/completions"
+    assert record.headers["user-agent"].startswith("agent-gateway/")
