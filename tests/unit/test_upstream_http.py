@@ -3,9 +3,16 @@ environment names (``*_PROXY``, ``NO_PROXY``), chosen once per route."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from typing import Any
 
-from streams.upstream.http import UpstreamHTTP, proxy_for
+import httpcore
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.upstream.http import UpstreamHTTP, _LinearPass, proxy_for
 
 ENVIRONMENT = {
     "https": "http://proxy.example:3128",
@@ -56,3 +63,118 @@ async def test_routes_share_a_transport_per_proxy(monkeypatch: pytest.MonkeyPatc
         assert http.transport_for("https://api.openai.com/v1") is http.transport_for(
             "https://llm.internal.example/v1"
         )
+
+
+# -- the pool's pass ------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Connection:
+    """A pooled connection's state, as the pass sees it."""
+
+    name: str
+    origin: str
+    closed: bool = False
+    expired: bool = False
+    idle: bool = False
+    available: bool = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def has_expired(self) -> bool:
+        return self.expired
+
+    def is_idle(self) -> bool:
+        return self.idle
+
+    def is_available(self) -> bool:
+        return self.available
+
+    def can_handle_request(self, origin: str) -> bool:
+        return origin == self.origin
+
+
+@dataclass(eq=False)
+class PoolRequest:
+    origin: str
+    queued: bool
+    assigned: list[str] = field(default_factory=list)
+
+    @property
+    def request(self) -> Any:
+        return SimpleNamespace(url=SimpleNamespace(origin=self.origin))
+
+    def is_queued(self) -> bool:
+        return self.queued
+
+    def assign_to_connection(self, connection: Connection) -> None:
+        self.assigned.append(connection.name)
+
+
+class HttpcorePool(httpcore.AsyncConnectionPool):
+    def create_connection(self, origin: Any) -> Any:
+        return Connection(f"new {origin}", origin)
+
+
+class LinearPool(_LinearPass):
+    def create_connection(self, origin: Any) -> Any:
+        return Connection(f"new {origin}", origin)
+
+
+connections = st.lists(
+    st.builds(
+        Connection,
+        name=st.just(""),
+        origin=st.sampled_from(["a", "b"]),
+        closed=st.booleans(),
+        expired=st.booleans(),
+        idle=st.booleans(),
+        available=st.booleans(),
+    ),
+    max_size=12,
+)
+requests = st.lists(
+    st.builds(PoolRequest, origin=st.sampled_from(["a", "b", "c"]), queued=st.booleans()),
+    max_size=6,
+)
+
+
+def run_pass(
+    pool_class: type[httpcore.AsyncConnectionPool],
+    states: list[Connection],
+    queue: list[PoolRequest],
+    max_connections: int,
+    max_keepalive: int,
+) -> tuple[list[str], list[str], list[list[str]]]:
+    pool = pool_class(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+    pool._connections = [replace(c) for c in states]  # type: ignore[misc]
+    pool._requests = [replace(r, assigned=[]) for r in queue]  # type: ignore[misc]
+    closing = pool._assign_requests_to_connections()
+    return (
+        [c.name for c in closing],  # type: ignore[attr-defined]
+        [c.name for c in pool._connections],  # type: ignore[attr-defined]
+        [r.assigned for r in pool._requests],  # type: ignore[attr-defined]
+    )
+
+
+@given(
+    states=connections,
+    queue=requests,
+    max_connections=st.integers(0, 14),
+    max_keepalive=st.integers(0, 14),
+)
+def test_the_linear_pass_does_what_httpcores_pass_does(
+    states: list[Connection], queue: list[PoolRequest], max_connections: int, max_keepalive: int
+) -> None:
+    for index, state in enumerate(states):
+        state.name = f"c{index}"
+    assert run_pass(LinearPool, states, queue, max_connections, max_keepalive) == run_pass(
+        HttpcorePool, states, queue, max_connections, max_keepalive
+    )
+
+
+async def test_upstream_transports_use_the_linear_pass() -> None:
+    async with UpstreamHTTP(trust_env=False) as http:
+        transport = http.transport_for("http://127.0.0.1:9/v1")
+        assert isinstance(transport._pool, _LinearPass)
