@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 3)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave the processes wherever the OS puts them"
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     if args.quick:
@@ -237,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    placement = "not pinned" if args.no_pin else procs.pin_cpus()
+    log(placement)
     started = time.monotonic()
     import uvloop
 
@@ -248,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         verdict = "met" if check["met"] else "MISSED"
         print(f"- {check['target']}: {_fmt(check['value'])} (target {check['goal']}): {verdict}")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores ({placement}), "
+        f"Python {platform.python_version()}"
+    )
     print(f"\n{sizes.repeats} repeat(s), medians; {machine}; {time.monotonic() - started:.0f} s")
     if args.json:
         document = {
