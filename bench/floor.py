@@ -1,7 +1,9 @@
 """The floor: the least a Python relay of the same upstream can do, with the same stack as
-the gateway (Starlette, httpx, uvicorn with uvloop and httptools). No runs, no logs, no
-limits, no auth, no events: bytes in, bytes out. Also an idle SSE stream (pings only) and a
-WebSocket that acks pings and relays chat streams, as floors for those scenarios.
+the gateway (Starlette, uvicorn with uvloop and httptools, and the gateway's own upstream
+transport: httpx's connection pool, used without a client, with its pass made linear). No
+runs, no logs, no limits, no auth, no events: bytes in, bytes out. Also an idle SSE stream
+(pings only) and a WebSocket that acks pings and relays chat streams, as floors for those
+scenarios.
 
     BENCH_UPSTREAM=http://127.0.0.1:PORT python -m bench.floor PORT
 """
@@ -22,20 +24,16 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from streams.upstream.http import UpstreamHTTP
+
 UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9")
-client = httpx.AsyncClient(
-    limits=httpx.Limits(max_connections=None, max_keepalive_connections=100), timeout=None
-)
+URL = f"{UPSTREAM}/v1/chat/completions"
+transport = UpstreamHTTP(trust_env=False).transport_for(URL)
 
 
 async def _open(body: bytes) -> httpx.Response:
-    request = client.build_request(
-        "POST",
-        f"{UPSTREAM}/v1/chat/completions",
-        content=body,
-        headers={"content-type": "application/json"},
-    )
-    return await client.send(request, stream=True)
+    request = httpx.Request("POST", URL, content=body, headers={"content-type": "application/json"})
+    return await transport.handle_async_request(request)
 
 
 async def chat(request: Request) -> StreamingResponse:

@@ -15,6 +15,7 @@ The pools are httpcore's, with one pass of theirs made linear in the number of c
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from types import TracebackType
 
@@ -62,24 +63,39 @@ def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
 
 
 class _LinearPass(httpcore.AsyncConnectionPool):
-    """httpcore's pass over the pool, with the clean-up of idle connections made linear.
+    """httpcore's pass over the pool, made linear in the number of connections.
 
-    httpcore (1.0.9) runs this pass whenever a request arrives or a response is closed. Its
-    clean-up counts every pooled connection again for each idle one: O(n²) in the pool's
-    size, which held 100 connections at 100 concurrent streams, and the pass took a fifth of
-    the gateway's CPU (encode/httpcore#1035 fixes it; not released). Here the count is kept
-    as connections are dropped, with the same outcome: closed connections are dropped,
-    expired ones closed, and idle ones closed while the pool holds more connections than
-    ``max_keepalive_connections``. Assigning queued requests is httpcore's own code."""
+    httpcore (1.0.9) runs this pass whenever a request arrives or a response is closed.
+
+    - Its clean-up counted every pooled connection again for each idle one: O(n²) in the
+      pool's size, which held 100 connections at 100 concurrent streams, and the pass took
+      a fifth of the gateway's CPU (encode/httpcore#1035 fixes it; not released). Here the
+      count is kept as connections are dropped, with the same outcome: closed connections
+      are dropped, expired ones closed, and idle ones closed while the pool holds more
+      connections than ``max_keepalive_connections``.
+    - It also asked every idle connection whether it had expired, each time: a ``poll`` of
+      its socket behind several layers of anyio's attribute lookup, for every connection on
+      every request. Here every connection is asked at most every ``sweep_interval``
+      seconds, and an idle connection is always asked before it is reused (its server may
+      have closed it), so no request goes out on an expired connection.
+
+    Assigning queued requests to connections is otherwise httpcore's own code."""
+
+    sweep_interval = 1.0  # seconds between checks of every connection for expiry
+    _swept_at = -float("inf")
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
         kept: list[httpcore.AsyncConnectionInterface] = []
+        now = time.monotonic()
+        sweep = now - self._swept_at >= self.sweep_interval
+        if sweep:
+            self._swept_at = now
         count = len(self._connections)
         for connection in self._connections:
             if connection.is_closed():
                 count -= 1
-            elif connection.has_expired() or (
+            elif (sweep and connection.has_expired()) or (
                 connection.is_idle() and count > self._max_keepalive_connections
             ):
                 count -= 1
@@ -97,6 +113,10 @@ class _LinearPass(httpcore.AsyncConnectionPool):
                 for connection in self._connections
                 if connection.can_handle_request(origin) and connection.is_available()
             ]
+            while available_connections and available_connections[0].has_expired():
+                expired = available_connections.pop(0)
+                self._connections.remove(expired)
+                closing.append(expired)
             idle_connections = [
                 connection for connection in self._connections if connection.is_idle()
             ]

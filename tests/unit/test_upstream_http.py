@@ -3,6 +3,7 @@ environment names (``*_PROXY``, ``NO_PROXY``), chosen once per route."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -78,11 +79,13 @@ class Connection:
     expired: bool = False
     idle: bool = False
     available: bool = False
+    asked: int = 0  # times asked whether it has expired
 
     def is_closed(self) -> bool:
         return self.closed
 
     def has_expired(self) -> bool:
+        self.asked += 1
         return self.expired
 
     def is_idle(self) -> bool:
@@ -172,6 +175,24 @@ def test_the_linear_pass_does_what_httpcores_pass_does(
     assert run_pass(LinearPool, states, queue, max_connections, max_keepalive) == run_pass(
         HttpcorePool, states, queue, max_connections, max_keepalive
     )
+
+
+def test_between_sweeps_only_a_connection_about_to_be_reused_is_checked_for_expiry() -> None:
+    pool = LinearPool(max_keepalive_connections=10)
+    stale = Connection("stale", "a", idle=True, available=True, expired=True)
+    fresh = Connection("fresh", "a", idle=True, available=True)
+    other = Connection("other", "b", idle=True, available=True, expired=True)
+    pool._connections = [stale, fresh, other]  # type: ignore[list-item]
+    request = PoolRequest("a", queued=True)
+    pool._requests = [request]  # type: ignore[list-item]
+    pool._swept_at = time.monotonic()  # swept just now
+
+    closing = pool._assign_requests_to_connections()
+
+    assert request.assigned == ["fresh"]  # never the expired one
+    assert closing == [stale]
+    assert pool._connections == [fresh, other]
+    assert other.asked == 0  # left for the next sweep
 
 
 async def test_upstream_transports_use_the_linear_pass() -> None:
