@@ -96,7 +96,7 @@ class _LinearPass(httpcore.AsyncConnectionPool):
             if connection.is_closed():
                 count -= 1
             elif (sweep and connection.has_expired()) or (
-                connection.is_idle() and count > self._max_keepalive_connections
+                count > self._max_keepalive_connections and connection.is_idle()
             ):
                 count -= 1
                 closing.append(connection)
@@ -104,37 +104,36 @@ class _LinearPass(httpcore.AsyncConnectionPool):
                 kept.append(connection)
         self._connections = kept
 
-        # Assign queued requests to connections (as in httpcore).
+        # Assign queued requests to connections (as in httpcore, which lists every
+        # available and every idle connection for each request, to take the first).
         queued_requests = [request for request in self._requests if request.is_queued()]
         for pool_request in queued_requests:
             origin = pool_request.request.url.origin
-            available_connections = [
-                connection
-                for connection in self._connections
-                if connection.can_handle_request(origin) and connection.is_available()
-            ]
-            while available_connections and available_connections[0].has_expired():
-                expired = available_connections.pop(0)
-                self._connections.remove(expired)
-                closing.append(expired)
-            idle_connections = [
-                connection for connection in self._connections if connection.is_idle()
-            ]
-            if available_connections:
-                connection = available_connections[0]
-                pool_request.assign_to_connection(connection)
-            elif len(self._connections) < self._max_connections:
-                connection = self.create_connection(origin)
-                self._connections.append(connection)
-                pool_request.assign_to_connection(connection)
-            elif idle_connections:
-                connection = idle_connections[0]
+            chosen = self._first_available(origin, closing)
+            if chosen is None and len(self._connections) >= self._max_connections:
+                idle = next((c for c in self._connections if c.is_idle()), None)
+                if idle is None:
+                    continue  # the request waits
+                self._connections.remove(idle)  # closed to make room
+                closing.append(idle)
+            if chosen is None:
+                chosen = self.create_connection(origin)
+                self._connections.append(chosen)
+            pool_request.assign_to_connection(chosen)
+        return closing
+
+    def _first_available(
+        self, origin: httpcore.Origin, closing: list[httpcore.AsyncConnectionInterface]
+    ) -> httpcore.AsyncConnectionInterface | None:
+        """The first connection that can take a request to ``origin`` now; expired ones
+        found on the way are closed."""
+        for connection in list(self._connections):
+            if connection.can_handle_request(origin) and connection.is_available():
+                if not connection.has_expired():
+                    return connection
                 self._connections.remove(connection)
                 closing.append(connection)
-                connection = self.create_connection(origin)
-                self._connections.append(connection)
-                pool_request.assign_to_connection(connection)
-        return closing
+        return None
 
 
 class _LinearHTTPProxy(_LinearPass, httpcore.AsyncHTTPProxy):
