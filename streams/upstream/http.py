@@ -25,6 +25,7 @@ import httpx
 # Each route bounds its own requests in flight; keep-alive connections are shared.
 DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 USER_AGENT = "agent-gateway/0.1"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def proxy_for(url: str, environment: dict[str, str] | None = None) -> str | None:
@@ -36,7 +37,8 @@ def proxy_for(url: str, environment: dict[str, str] | None = None) -> str | None
     proxies = urllib.request.getproxies() if environment is None else environment
     parsed = httpx.URL(url)
     proxy = proxies.get(parsed.scheme) or proxies.get("all")
-    if not proxy or _bypassed(parsed.host, parsed.port, proxies.get("no", "")):
+    port = parsed.port or DEFAULT_PORTS.get(parsed.scheme)
+    if not proxy or _bypassed(parsed.host, port, proxies.get("no", "")):
         return None
     return proxy
 
@@ -127,13 +129,17 @@ class _LinearPass(httpcore.AsyncConnectionPool):
     ) -> httpcore.AsyncConnectionInterface | None:
         """The first connection that can take a request to ``origin`` now; expired ones
         found on the way are closed."""
-        for connection in list(self._connections):
+        found, expired = None, []
+        for connection in self._connections:
             if connection.can_handle_request(origin) and connection.is_available():
                 if not connection.has_expired():
-                    return connection
-                self._connections.remove(connection)
-                closing.append(connection)
-        return None
+                    found = connection
+                    break
+                expired.append(connection)
+        for connection in expired:
+            self._connections.remove(connection)
+            closing.append(connection)
+        return found
 
 
 class _LinearHTTPProxy(_LinearPass, httpcore.AsyncHTTPProxy):

@@ -17,7 +17,7 @@ from streams.upstream.http import UpstreamHTTP, _LinearPass, proxy_for
 
 ENVIRONMENT = {
     "https": "http://proxy.example:3128",
-    "no": "localhost, .internal.example,10.0.0.1:8443,Other.Example",
+    "no": "localhost, .internal.example,10.0.0.1:8443,Other.Example,api.example:443",
 }
 
 
@@ -32,6 +32,8 @@ ENVIRONMENT = {
         pytest.param("https://notinternal.example/v1", "http://proxy.example:3128", id="suffix"),
         pytest.param("https://10.0.0.1:8443/v1", None, id="no-proxy-host-and-port"),
         pytest.param("https://10.0.0.1/v1", "http://proxy.example:3128", id="other-port"),
+        pytest.param("https://api.example:443/v1", None, id="no-proxy-default-port"),
+        pytest.param("https://api.example/v1", None, id="no-proxy-port-the-scheme-default"),
         pytest.param("https://API.other.example/v1", None, id="case-insensitive"),
     ],
 )
