@@ -77,9 +77,10 @@ class _LinearPass(httpcore.AsyncConnectionPool):
       connections than ``max_keepalive_connections``.
     - It also asked every idle connection whether it had expired, each time: a ``poll`` of
       its socket behind several layers of anyio's attribute lookup, for every connection on
-      every request. Here every connection is asked at most every ``sweep_interval``
-      seconds, and an idle connection is always asked before it is reused (its server may
-      have closed it), so no request goes out on an expired connection.
+      every request. Here the pool is swept (every connection asked) at most every
+      ``sweep_interval`` seconds, or on every pass while it is over a limit, and an idle
+      connection is always asked before it is reused (its server may have closed it), so
+      no request goes out on an expired connection.
 
     Assigning queued requests to connections is otherwise httpcore's own code."""
 
@@ -88,23 +89,27 @@ class _LinearPass(httpcore.AsyncConnectionPool):
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
-        kept: list[httpcore.AsyncConnectionInterface] = []
         now = time.monotonic()
         sweep = now - self._swept_at >= self.sweep_interval
         if sweep:
             self._swept_at = now
         count = len(self._connections)
-        for connection in self._connections:
-            if connection.is_closed():
-                count -= 1
-            elif (sweep and connection.has_expired()) or (
-                count > self._max_keepalive_connections and connection.is_idle()
-            ):
-                count -= 1
-                closing.append(connection)
-            else:
-                kept.append(connection)
-        self._connections = kept
+        # Between sweeps, a pool within its limits is left as it is: a closed or expired
+        # connection is never available, so no request is given it, and the next sweep
+        # drops it. Over a limit, every pass cleans up, as httpcore's does.
+        if sweep or count > self._max_keepalive_connections or count >= self._max_connections:
+            kept: list[httpcore.AsyncConnectionInterface] = []
+            for connection in self._connections:
+                if connection.is_closed():
+                    count -= 1
+                elif (sweep and connection.has_expired()) or (
+                    count > self._max_keepalive_connections and connection.is_idle()
+                ):
+                    count -= 1
+                    closing.append(connection)
+                else:
+                    kept.append(connection)
+            self._connections = kept
 
         # Assign queued requests to connections (as in httpcore, which lists every
         # available and every idle connection for each request, to take the first).

@@ -197,6 +197,35 @@ def test_between_sweeps_only_a_connection_about_to_be_reused_is_checked_for_expi
     assert other.asked == 0  # left for the next sweep
 
 
+def test_between_sweeps_a_closed_connection_is_not_given_out_and_the_next_sweep_drops_it() -> None:
+    pool = LinearPool(max_keepalive_connections=10)
+    closed = Connection("closed", "a", closed=True)
+    pool._connections = [closed]  # type: ignore[list-item]
+    request = PoolRequest("a", queued=True)
+    pool._requests = [request]  # type: ignore[list-item]
+    pool._swept_at = time.monotonic()
+
+    pool._assign_requests_to_connections()
+    assert request.assigned == ["new a"]
+
+    pool._requests = []
+    pool._swept_at = -float("inf")  # a sweep is due
+    pool._assign_requests_to_connections()
+    assert [c.name for c in pool._connections] == ["new a"]  # type: ignore[attr-defined]
+
+
+def test_a_full_pool_drops_its_closed_connections_on_every_pass() -> None:
+    pool = LinearPool(max_connections=1, max_keepalive_connections=10)
+    pool._connections = [Connection("closed", "a", closed=True)]  # type: ignore[list-item]
+    request = PoolRequest("a", queued=True)
+    pool._requests = [request]  # type: ignore[list-item]
+    pool._swept_at = time.monotonic()
+
+    pool._assign_requests_to_connections()
+
+    assert request.assigned == ["new a"]  # the closed one made no room to wait for
+
+
 async def test_upstream_transports_use_the_linear_pass() -> None:
     async with UpstreamHTTP(trust_env=False) as http:
         transport = http.transport_for("http://127.0.0.1:9/v1")
