@@ -25,6 +25,10 @@ _SECRET_TEXT = re.compile(
 
 def redact_text(text: str) -> str:
     """``text`` with tokens in URLs and bearer credentials replaced."""
+    # Most values (ids, names, numbers as text) hold none of what a secret's pattern needs:
+    # the regex, at ~0.8 µs a value, ran on every string of every line.
+    if "=" not in text and ":" not in text and "bearer" not in text.lower():
+        return text
     return _SECRET_TEXT.sub(lambda m: m.group("name") + REDACTED, text)
 
 

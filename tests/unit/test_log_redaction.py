@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.logs import REDACTED, redact, redact_text
+from gateway.logs import _SECRET_TEXT, REDACTED, redact, redact_text
 from tests.support import captured_logs
 
 # --- redact_text ----------------------------------------------------------------------------
@@ -236,3 +238,13 @@ def test_a_secret_in_a_logged_exception_is_redacted(
     text = output.getvalue()
     assert "RuntimeError" in text
     assert "exc-secret" not in text
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("?&=:; \t,'\"xX-aApPiIkKeEyYtToOnNbBrR_0123456789")),
+        max_size=40,
+    )
+)
+def test_the_quick_check_before_the_pattern_never_skips_a_secret(text: str) -> None:
+    assert redact_text(text) == _SECRET_TEXT.sub(lambda m: m.group("name") + REDACTED, text)
