@@ -24,6 +24,8 @@ MAX_JSON_DEPTH = 64
 
 
 def _is_unicode(text: str) -> bool:
+    if text.isascii():  # the usual case, known without encoding it
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:  # a lone UTF-16 surrogate, e.g. from the JSON escape "\ud800"
