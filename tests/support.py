@@ -104,6 +104,17 @@ class RunningGateway:
 
         return await self.call(wait(), timeout)
 
+    async def open_streams(self, owner: str | None) -> int:
+        """How many of ``owner``'s stream slots are held (in Redis, with a shared store)."""
+
+        async def count() -> int:
+            shared = self.state.shared_quotas
+            if shared is not None:
+                return await shared.open_streams(owner)
+            return self.state.quotas.open_streams(owner)
+
+        return await self.call(count())
+
     async def task_count(self) -> int:
         async def count() -> int:
             return len(asyncio.all_tasks()) - 1  # not counting this one

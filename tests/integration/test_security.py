@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from gateway.auth import hash_key
+from tests.gateway_process import eventually
 from tests.support import SSE, RunningGateway, agent_spec, collect, running_gateway
 
 # The core suite: every test here runs on the in-memory store and on Redis (the shared
@@ -22,6 +23,13 @@ ON_BOTH_BACKENDS = pytest.mark.usefixtures("backend")
 KEY_A, KEY_B = "key-for-alice", "key-for-bob"
 KEYS = {"alice": hash_key(KEY_A), "bob": hash_key(KEY_B)}
 LONG = agent_spec("sleep 30 seconds", ["sleep"], on_disconnect="continue")
+
+
+def slots_free(gateway: RunningGateway, owner: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await gateway.open_streams(owner) == 0
+
+    return check
 
 
 def auth(key: str) -> dict[str, str]:
@@ -251,7 +259,9 @@ async def test_concurrent_streams_per_key_are_limited_and_given_back() -> None:
                 assert first.status_code == 200
                 second = await client.get(f"/v1/runs/{run_id}/events", headers=auth(KEY_A))
             await client.post(f"/v1/runs/{run_id}/cancel", headers=auth(KEY_A))
-            # The first stream is closed: its slot is free again.
+            # The first stream is closed: its slot is free again once the server has seen
+            # it go (it gives the slot back as it tears down, after the client left).
+            await eventually(slots_free(gateway, "alice"), timeout=5, what="alice's slot back")
             async with client.stream(
                 "GET", f"/v1/runs/{run_id}/events", headers=auth(KEY_A)
             ) as third:
@@ -325,15 +335,8 @@ async def test_streams_never_leak_their_slot_after_many_aborts() -> None:
                         break
             await gateway.wait_run(run_id)
 
-        async def open_streams() -> int:
-            return gateway.state.quotas.open_streams("alice")
-
         # Every aborted stream gave its slot back once the server saw the disconnect.
-        for _ in range(200):
-            if await gateway.call(open_streams()) == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert await gateway.call(open_streams()) == 0
+        await eventually(slots_free(gateway, "alice"), timeout=5, what="alice's slots back")
 
 
 @ON_BOTH_BACKENDS
