@@ -61,12 +61,18 @@ def check_spec_limits(spec: RunSpec, state: GatewayState) -> None:
     """Refuse a spec past the configured sizes, naming the limit (413), or nested too
     deeply (400)."""
     settings = state.settings
+    if spec.parallel is not None and len(spec.parallel) > settings.max_parallel_items:
+        raise BodyTooLargeError(
+            f"the parallel run has {len(spec.parallel)} items; the limit is "
+            f"{settings.max_parallel_items} (max_parallel_items)"
+        )
     messages = len(spec.messages) + sum(
         len(item.messages) for item in spec.parallel or () if not isinstance(item, ParallelToolCall)
     )
     if messages > settings.max_messages_per_run:
         raise BodyTooLargeError(
-            f"the run has {messages} messages; the limit is {settings.max_messages_per_run}"
+            f"the run has {messages} messages; the limit is {settings.max_messages_per_run} "
+            "(max_messages_per_run)"
         )
     check_json_input(spec, "the run spec")
     for item in spec.parallel or ():
@@ -77,7 +83,9 @@ def check_spec_limits(spec: RunSpec, state: GatewayState) -> None:
 def check_arguments_size(size: int, state: GatewayState) -> None:
     limit = state.settings.max_tool_arguments_bytes
     if size > limit:
-        raise BodyTooLargeError(f"tool arguments of {size} bytes; the limit is {limit}")
+        raise BodyTooLargeError(
+            f"tool arguments of {size} bytes; the limit is {limit} (max_tool_arguments_bytes)"
+        )
 
 
 async def start_run(

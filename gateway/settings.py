@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # HTTP input
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body")
     max_messages_per_run: int = Field(1000, ge=1, description="Messages in one run spec")
+    max_parallel_items: int = Field(
+        64, ge=1, description="Items of one parallel run (model and tool calls side by side)"
+    )
     max_tool_arguments_bytes: int = Field(
         64 * 1024, ge=64, description="Largest tool arguments (or client tool result), as JSON"
     )

@@ -3,6 +3,11 @@
 A :class:`Connection` stands for one client connection (a WebSocket session, or the TCP
 connection an HTTP request came on). It bounds the producers running at once for the runs
 it started (a semaphore) and the number of those runs still active.
+
+A run with many producers to start (a parallel run's items, one model step's tool calls)
+takes a slot with :meth:`Connection.reserve` *before* it creates a producer's task and hands
+the slot to it: the producers waiting for a slot are items of a list, not tasks parked on the
+semaphore (a few KiB each, tens of thousands for one large spec).
 """
 
 from __future__ import annotations
@@ -22,6 +27,26 @@ class ConnectionStatistics:
     producers_waiting: int
     producers_peak: int
     max_producers: int
+
+
+class ProducerSlot:
+    """One slot of a connection's producer semaphore, held until :meth:`release` (which may
+    be called more than once: only the first call gives the slot back)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection: Connection | None = connection
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None
+
+    def release(self, _: object = None) -> None:
+        """Give the slot back (the argument lets it be a task's done callback)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection._release()
 
 
 class Connection:
@@ -63,9 +88,9 @@ class Connection:
     def idle(self) -> bool:
         return not self._active_runs
 
-    @contextlib.asynccontextmanager
-    async def producer_slot(self) -> AsyncIterator[None]:
-        """Hold one of the connection's producer slots while the body runs."""
+    async def reserve(self) -> ProducerSlot:
+        """Wait for a free producer slot and take it, for a producer that will use it (see
+        :meth:`producer_slot`); whoever holds it must :meth:`~ProducerSlot.release` it."""
         if self._semaphore.locked():
             self.waits += 1
             if self._on_wait is not None:
@@ -77,11 +102,21 @@ class Connection:
             self._waiting -= 1
         self._running += 1
         self._peak = max(self._peak, self._running)
+        return ProducerSlot(self)
+
+    def _release(self) -> None:
+        self._running -= 1
+        self._semaphore.release()
+
+    @contextlib.asynccontextmanager
+    async def producer_slot(self, reserved: ProducerSlot | None = None) -> AsyncIterator[None]:
+        """Hold one of the connection's producer slots while the body runs: ``reserved`` if
+        given (taken by :meth:`reserve`), else one waited for now. Released on every exit."""
+        slot = reserved if reserved is not None else await self.reserve()
         try:
             yield
         finally:
-            self._running -= 1
-            self._semaphore.release()
+            slot.release()
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(

@@ -27,14 +27,14 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import structlog
 from opentelemetry import trace
 
-from .connection import Connection
+from .connection import Connection, ProducerSlot
 from .errors import (
     GatewayError,
     InvalidRequestError,
@@ -496,13 +496,38 @@ class RunManager:
 
     # -- producers --------------------------------------------------------------------------
 
+    async def _start_producer(
+        self,
+        run: Run,
+        producers: asyncio.TaskGroup,
+        make: Callable[[ProducerSlot], Coroutine[Any, Any, T]],
+        name: str,
+    ) -> asyncio.Task[T]:
+        """Wait for a free slot of the run's connection, then create the producer's task
+        (``make(slot)``) and hand it the slot: the producers of a large parallel run, or of
+        a step that calls many tools, are created as slots free up, not all at once."""
+        slot = await run.connection.reserve()
+        coro = make(slot)
+        try:
+            task = producers.create_task(coro, name=name)
+        except BaseException:  # the task group is shutting down (a sibling failed)
+            coro.close()
+            slot.release()
+            raise
+        # A task cancelled before its first step never runs its body (whose exit releases
+        # the slot): the slot comes back when the task is done, whichever way it ended.
+        task.add_done_callback(slot.release)
+        return task
+
     async def _produce(
         self,
         run: Run,
         info: ProducerInfo,
         body: Callable[[], Awaitable[T]],
+        slot: ProducerSlot | None = None,
     ) -> T:
-        """Run one producer in a slot of its connection, tracking its status."""
+        """Run one producer in a slot of its connection (``slot`` if it was reserved for
+        it), tracking its status."""
         run.producers[info.id] = info
         structlog.contextvars.bind_contextvars(producer=info.id)
         attributes: dict[str, Any] = {
@@ -512,7 +537,7 @@ class RunManager:
         attributes["gen_ai.request.model" if info.kind == "model" else "gen_ai.tool.name"] = (
             info.name
         )
-        async with run.connection.producer_slot():
+        async with run.connection.producer_slot(slot):
             info.status = "running"
             info.started_at = time.time()
             try:
@@ -565,7 +590,12 @@ class RunManager:
                 if not handing_back or call["function"]["name"] not in run.client_tool_names
             ]
             calls = [
-                producers.create_task(self._tool_call(run, call), name=f"{run.id} {call['id']}")
+                await self._start_producer(
+                    run,
+                    producers,
+                    functools.partial(self._tool_call, run, call),
+                    f"{run.id} {call['id']}",
+                )
                 for call in to_run
             ]
             for call, task in zip(to_run, calls, strict=True):
@@ -581,34 +611,43 @@ class RunManager:
         """Every item of ``parallel`` side by side; each item's failure is its own."""
         assert run.spec.parallel is not None
         tasks: list[asyncio.Task[dict[str, Any]]] = []
+        models = 0
         for item in run.spec.parallel:
+            make: Callable[[ProducerSlot], Coroutine[Any, Any, dict[str, Any]]]
             if isinstance(item, ParallelModelCall):
-                tasks.append(producers.create_task(self._parallel_model(run, item)))
+                models += 1
+                producer = f"model.{models}"
+                make = functools.partial(self._parallel_model, run, item, models)
             else:
+                producer = run.next_call_id()
                 call = {
-                    "id": run.next_call_id(),
+                    "id": producer,
                     "type": "function",
                     "function": {"name": item.tool, "arguments": json.dumps(item.arguments)},
                 }
-                tasks.append(producers.create_task(self._parallel_tool(run, call)))
+                make = functools.partial(self._parallel_tool, run, call)
+            tasks.append(await self._start_producer(run, producers, make, f"{run.id} {producer}"))
         return [await task for task in tasks], "parallel_done", 1
 
-    async def _parallel_model(self, run: Run, item: ParallelModelCall) -> dict[str, Any]:
+    async def _parallel_model(
+        self, run: Run, item: ParallelModelCall, index: int, slot: ProducerSlot
+    ) -> dict[str, Any]:
         model = self.models.get(item.model)
-        index = len([p for p in run.producers.values() if p.kind == "model"]) + 1
         info = ProducerInfo(f"model.{index}", "model", model.name)
         messages = [m.model_dump(exclude_none=True) for m in item.messages]
         body = functools.partial(
             self._model_step, run, model, messages, item.tools, index, info.id, item.options
         )
         try:
-            result = await self._produce(run, info, body)
+            result = await self._produce(run, info, body, slot)
         except GatewayError as exc:
             return {"producer": info.id, "status": "failed", "error": _describe_exception(exc)}
         return {"producer": info.id, "status": "completed", "output": result.text}
 
-    async def _parallel_tool(self, run: Run, call: dict[str, Any]) -> dict[str, Any]:
-        content = await self._tool_call(run, call)
+    async def _parallel_tool(
+        self, run: Run, call: dict[str, Any], slot: ProducerSlot
+    ) -> dict[str, Any]:
+        content = await self._tool_call(run, call, slot)
         info = run.producers[call["id"]]
         return {"producer": info.id, "status": info.status, "output": json.loads(content)}
 
@@ -707,7 +746,9 @@ class RunManager:
         )
         return _StepResult(full_text, tool_calls)
 
-    async def _tool_call(self, run: Run, call: dict[str, Any]) -> str:
+    async def _tool_call(
+        self, run: Run, call: dict[str, Any], slot: ProducerSlot | None = None
+    ) -> str:
         """Execute one tool call (server-side or client-side). Never raises but on cancel:
         a failure becomes ``tool.failed`` and an ``{"error": …}`` result for the model."""
         call_id: str = call["id"]
@@ -751,7 +792,7 @@ class RunManager:
                 ) from None
 
         try:
-            output = await self._produce(run, info, body)
+            output = await self._produce(run, info, body, slot)
             try:
                 event = await log.append(
                     EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
