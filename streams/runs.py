@@ -151,6 +151,7 @@ class Run:
         self._pending_client_tools: dict[str, asyncio.Future[Any]] = {}
         self._call_ids = itertools.count(1)
         self._done = asyncio.Event()
+        self._producer_watch: Callable[[ProducerInfo], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -165,9 +166,22 @@ class Run:
         # OpenAI-style clients) must never see the same tool call id twice.
         return f"call_{self.id.removeprefix('run_')[:8]}_{next(self._call_ids)}"
 
-    def snapshot(self) -> dict[str, Any]:
-        """The run's current state, as ``GET /v1/runs/{id}`` and ``stream.gap`` show it."""
-        return {
+    def watch_producers(self, callback: Callable[[ProducerInfo], None]) -> None:
+        """Call ``callback`` with every producer the run has now, and from then on with each
+        producer whose state changed (a shared store writes only what changed)."""
+        self._producer_watch = callback
+        for info in self.producers.values():
+            callback(info)
+
+    def producer_changed(self, info: ProducerInfo) -> None:
+        """``info`` was added to :attr:`producers` or its state changed."""
+        if self._producer_watch is not None:
+            self._producer_watch(info)
+
+    def snapshot(self, *, producers: bool = True) -> dict[str, Any]:
+        """The run's current state, as ``GET /v1/runs/{id}`` and ``stream.gap`` show it
+        (without its producers if not ``producers``: what grows with them)."""
+        snapshot = {
             "run_id": self.id,
             "kind": self.spec.kind,
             "status": self.status.value,
@@ -181,12 +195,14 @@ class Run:
             "error": self.error,
             "cancel_reason": self.cancel_reason,
             "usage": dict(self.usage),
-            "producers": [p.to_dict() for p in self.producers.values()],
             "pending_client_tools": sorted(self._pending_client_tools),
             "readers": self.readers,
             "owner": self.owner,
             "metadata": self.spec.metadata,
         }
+        if producers:
+            snapshot["producers"] = [p.to_dict() for p in self.producers.values()]
+        return snapshot
 
     def resolve_client_tool(
         self, call_id: str, output: Any = None, error: str | None = None
@@ -529,6 +545,7 @@ class RunManager:
         """Run one producer in a slot of its connection (``slot`` if it was reserved for
         it), tracking its status."""
         run.producers[info.id] = info
+        run.producer_changed(info)
         structlog.contextvars.bind_contextvars(producer=info.id)
         attributes: dict[str, Any] = {
             "gateway.producer.id": info.id,
@@ -540,6 +557,7 @@ class RunManager:
         async with run.connection.producer_slot(slot):
             info.status = "running"
             info.started_at = time.time()
+            run.producer_changed(info)
             try:
                 with self.tracer.start_as_current_span(
                     f"{info.kind} {info.name}", attributes=attributes, record_exception=False
@@ -553,8 +571,9 @@ class RunManager:
                 raise
             finally:
                 info.ended_at = time.time()
-            if info.status == "running":
-                info.status = "completed"
+                if info.status == "running":
+                    info.status = "completed"
+                run.producer_changed(info)
             return result
 
     async def _run_agent(self, run: Run, producers: asyncio.TaskGroup) -> tuple[str, str, int]:
@@ -799,6 +818,7 @@ class RunManager:
                 )
             except (TypeError, ValueError, RecursionError) as exc:
                 info.status = "failed"
+                run.producer_changed(info)
                 raise ToolError(f"tool {name!r} returned output that is not JSON: {exc}") from None
         except asyncio.CancelledError:
             raise

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -73,6 +74,7 @@ if type(added) == 'table' and added.err then return 'retry' end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'last_seq', ARGV[2], 'snapshot', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('SREM', KEYS[3], ARGV[1])
 return 'failed'
 """
@@ -100,7 +102,7 @@ class RemoteRun(Run):
     remote = True
 
     def __init__(self, record: dict[str, Any], log: RemoteEventLog, backend: ClusterBackend):
-        snapshot: dict[str, Any] = orjson.loads(record["snapshot"])
+        snapshot: dict[str, Any] = record["snapshot"]
         spec = RunSpec.model_validate_json(record["spec"])
         self.instance = str(record["instance"])
         super().__init__(
@@ -124,9 +126,12 @@ class RemoteRun(Run):
         self.error = snapshot["error"]
         self.cancel_reason = snapshot["cancel_reason"]
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, producers: bool = True) -> dict[str, Any]:
         snapshot = dict(self._record)
         snapshot["last_seq"] = max(int(snapshot.get("last_seq") or 0), self.log.last_seq)
+        snapshot.setdefault("metadata", self.spec.metadata)
+        if not producers:
+            snapshot.pop("producers", None)
         return snapshot
 
     async def wait(self) -> None:
@@ -139,7 +144,7 @@ class RemoteRun(Run):
             if batch.closed:
                 record = await self._backend.record(self.id)
                 if record is not None:
-                    self._apply(orjson.loads(record["snapshot"]))
+                    self._apply(record["snapshot"])
                 if not self.done and batch.events:  # the registry lags: take the event's word
                     self._apply_terminal(batch.events[-1])
                 return
@@ -246,7 +251,7 @@ class ClusterBackend:
         if not self.available:
             self._stop_unregistered(run)
             raise StoreUnavailableError("the shared store (Redis) is unavailable; try again")
-        snapshot = run.snapshot()
+        snapshot = _registry_snapshot(run)
         fields: dict[Any, Any] = {
             "owner": run.owner or "",
             "instance": self.instance,
@@ -266,7 +271,8 @@ class ClusterBackend:
             raise unavailable(exc) from exc
         raise_if_cancelling()
         assert isinstance(run.log, StoredEventLog)
-        run.log.snapshot = run.snapshot
+        run.log.snapshot = functools.partial(_registry_snapshot, run)
+        run.watch_producers(run.log.producer_changed)
 
     def _stop_unregistered(self, run: Run) -> None:
         assert self._manager is not None
@@ -274,15 +280,26 @@ class ClusterBackend:
             self._manager.cancel(run.id, "store unavailable")
 
     async def record(self, run_id: str) -> dict[str, Any] | None:
+        """The run's registry entry (its ``snapshot`` parsed, with its producers), or None."""
         try:
             async with asyncio.timeout(self.settings.timeout):
-                raw: Any = await self.redis.hgetall(self.keys.run(run_id))
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hgetall(self.keys.run(run_id))
+                pipe.hgetall(self.keys.producers(run_id))
+                raw, producers = await pipe.execute()
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
         raise_if_cancelling()
         if not raw or b"snapshot" not in raw or b"spec" not in raw:
             return None
-        return {k.decode(): v.decode() if k != b"snapshot" else v for k, v in raw.items()}
+        record: dict[str, Any] = {
+            k.decode(): v.decode() for k, v in raw.items() if k != b"snapshot"
+        }
+        snapshot = record["snapshot"] = orjson.loads(raw[b"snapshot"])
+        if producers or "producers" not in snapshot:
+            entries = sorted(orjson.loads(value) for value in producers.values())
+            snapshot["producers"] = [info for _, info in entries]
+        return record
 
     async def get(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
         """The run, on this instance or another; another owner's run is not found."""
@@ -490,7 +507,8 @@ class ClusterBackend:
             }
             now = time.time()
             event = Event.create(seq, run_id, EventType.RUN_FAILED, now, None, {"error": error})
-            snapshot = orjson.loads(record["snapshot"])
+            snapshot = record["snapshot"]
+            snapshot.pop("producers", None)  # they have a key of their own
             snapshot.update(status="failed", ended_at=now, error=error, last_seq=seq)
             answer = await self._fail_lost(
                 keys=[
@@ -498,6 +516,7 @@ class ClusterBackend:
                     self.keys.events(run_id),
                     self.keys.instance_runs(instance),
                     self.keys.lease(instance),
+                    self.keys.producers(run_id),
                 ],
                 args=[
                     run_id,
@@ -559,6 +578,16 @@ class ClusterBackend:
             "lost_runs_failed": self.lost_runs_failed,
             "cancels_forwarded": self.cancels_forwarded,
         }
+
+
+def _registry_snapshot(run: Run) -> dict[str, Any]:
+    """What the registry's ``snapshot`` field holds of ``run``: its snapshot but for its
+    producers (a key of their own, each written when it changes) and its metadata (in its
+    spec, which never changes). Written with each batch of the run's events, so its size
+    must not grow with the run."""
+    snapshot = run.snapshot(producers=False)
+    del snapshot["metadata"]
+    return snapshot
 
 
 def _client(settings: ClusterSettings, max_connections: int) -> aioredis.Redis:

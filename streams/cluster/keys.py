@@ -1,10 +1,12 @@
 """The names of the gateway's Redis keys, in one place.
 
-Per run: ``run:{id}`` (a hash: owner, instance, status, last_seq, spec, snapshot) and
-``run:{id}:events`` (a stream whose entry ids are ``{seq}-0``, so Redis ids and SSE ids
-agree). Per instance: ``instance:{id}`` (its lease, a key with a TTL it renews) and
-``instance:{id}:runs`` (the runs it is running). ``instances`` is every instance that has
-registered; ``control:{id}`` the pub/sub channel an instance takes commands on.
+Per run: ``run:{id}`` (a hash: owner, instance, status, last_seq, spec, snapshot: the run's
+state without its producers and metadata), ``run:{id}:producers`` (a hash: producer id ->
+``[order, producer]``, each written when it changes) and ``run:{id}:events`` (a stream whose
+entry ids are ``{seq}-0``, so Redis ids and SSE ids agree). Per instance: ``instance:{id}``
+(its lease, a key with a TTL it renews) and ``instance:{id}:runs`` (the runs it is running).
+``instances`` is every instance that has registered; ``control:{id}`` the pub/sub channel an
+instance takes commands on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ class Keys:
 
     def run(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}"
+
+    def producers(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}:producers"
 
     def events(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}:events"

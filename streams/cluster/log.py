@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 from ..errors import LogTakenOverError, StoreUnavailableError
 from ..events import Event, EventType, dumps
 from ..log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
+from ..runs import ProducerInfo
 from .keys import Keys
 
 logger = logging.getLogger("streams.cluster")
@@ -51,9 +52,38 @@ class StoredEventLog(MemoryEventLog):
     def __init__(self, run_id: str, retention: Retention, writer: LogWriter) -> None:
         super().__init__(run_id, retention)
         self._writer = writer
-        # The run's snapshot as GET /v1/runs/{id} shows it on other instances; written
-        # with each batch of events (set by the backend once the run exists).
+        # The run's snapshot as GET /v1/runs/{id} shows it on other instances, but for what
+        # grows with the run (its producers) or never changes (its metadata, in its spec);
+        # written with each batch of events (set by the backend once the run exists).
         self.snapshot: Callable[[], dict[str, Any]] | None = None
+        # The producers changed since the last write (only they are written with the next
+        # batch, so a batch costs the same however many producers the run has), and each
+        # producer's place among the run's producers.
+        self._changed: dict[str, ProducerInfo] = {}
+        self._order: dict[str, int] = {}
+
+    def producer_changed(self, info: ProducerInfo) -> None:
+        """Write ``info`` with the next batch (a :meth:`~streams.runs.Run.watch_producers`
+        callback)."""
+        self._order.setdefault(info.id, len(self._order))
+        self._changed[info.id] = info
+
+    def take_changed_producers(self) -> dict[str, ProducerInfo]:
+        """The producers changed since the last call, for the writer."""
+        changed, self._changed = self._changed, {}
+        return changed
+
+    def return_changed_producers(self, changed: Mapping[str, ProducerInfo]) -> None:
+        """Give back what a write that failed took (it is written with the next batch)."""
+        for producer, info in changed.items():
+            self._changed.setdefault(producer, info)
+
+    def encode_producers(self, changed: Mapping[str, ProducerInfo]) -> dict[Any, Any]:
+        """``changed`` as the fields of the run's producers hash."""
+        return {
+            producer: dumps([self._order[producer], info.to_dict()])
+            for producer, info in changed.items()
+        }
 
     async def append(
         self,
@@ -193,6 +223,21 @@ class LogWriter:
                 self._drained.set()
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
+        # The producers each log's write takes: given back if the write fails.
+        producers: dict[StoredEventLog, dict[str, ProducerInfo]] = {}
+        try:
+            await self._write_batch(batch, retry, producers)
+        except BaseException:
+            for log, changed in producers.items():
+                log.return_changed_producers(changed)
+            raise
+
+    async def _write_batch(
+        self,
+        batch: dict[StoredEventLog, list[Event]],
+        retry: bool,
+        producers: dict[StoredEventLog, dict[str, ProducerInfo]],
+    ) -> None:
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
         pipe = self._redis.pipeline(transaction=False)
@@ -218,11 +263,16 @@ class LogWriter:
                 fields["snapshot"] = dumps(snapshot)
             pipe.hset(keys.run(log.run_id), mapping=fields)
             commands += 1
+            changed = producers[log] = log.take_changed_producers()
+            if changed:
+                pipe.hset(keys.producers(log.run_id), mapping=log.encode_producers(changed))
+                commands += 1
             if events[-1].is_terminal:
                 pipe.expire(stream, ttl)
                 pipe.expire(keys.run(log.run_id), ttl)
+                pipe.expire(keys.producers(log.run_id), ttl)
                 pipe.srem(keys.instance_runs(self._instance), log.run_id)
-                commands += 3
+                commands += 4
         async with asyncio.timeout(self._write_timeout):
             results = await pipe.execute(raise_on_error=False)
         for log, first, count in plan:
