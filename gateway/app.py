@@ -96,6 +96,9 @@ def create_app(
             max_active_runs=settings.max_active_runs,
             tool_timeout=settings.tool_timeout,
             client_tool_timeout=settings.client_tool_timeout,
+            max_tool_calls_per_step=settings.max_tool_calls_per_step,
+            max_step_text_bytes=settings.max_step_text_bytes,
+            max_tool_arguments_bytes=settings.max_tool_arguments_bytes,
             retention=Retention(
                 max_events=settings.retention_max_events,
                 max_bytes=settings.retention_max_bytes,

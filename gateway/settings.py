@@ -95,7 +95,18 @@ class Settings(BaseSettings):
         64, ge=1, description="Items of one parallel run (model and tool calls side by side)"
     )
     max_tool_arguments_bytes: int = Field(
-        64 * 1024, ge=64, description="Largest tool arguments (or client tool result), as JSON"
+        64 * 1024,
+        ge=64,
+        description="Largest tool arguments (given in a spec, or streamed by a model for one "
+        "call) or client tool result, as JSON",
+    )
+
+    # what one model step may produce (past it, the step fails: upstream_output_limit)
+    max_tool_calls_per_step: int = Field(
+        64, ge=1, le=1024, description="Tool calls one model step may start"
+    )
+    max_step_text_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Text one model step may stream, in UTF-8 bytes"
     )
 
     # security

@@ -114,6 +114,14 @@ class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol"
 
 
+class ModelOutputLimitError(UpstreamError):
+    """A model step went past one of the gateway's bounds on what one step may produce (tool
+    calls, text, one call's arguments): the step fails there, and none of its tool calls
+    is run."""
+
+    code = "upstream_output_limit"
+
+
 class UpstreamStreamError(UpstreamError):
     """The upstream reported an error inside the stream, or the stream broke mid-way."""
 

@@ -39,10 +39,12 @@ from .errors import (
     GatewayError,
     InvalidRequestError,
     LimitExceededError,
+    ModelOutputLimitError,
     NotFoundError,
     RunFinishedError,
     ShuttingDownError,
     ToolError,
+    UpstreamProtocolError,
 )
 from .events import Event, EventType, error_payload
 from .log import EventLog, MemoryEventLog, Retention
@@ -99,6 +101,11 @@ class ProducerInfo:
         }
 
 
+# Longest tool name and call id a model may send (OpenAI and Anthropic allow 64 characters
+# for a name and send ids of about 30): they become event fields and producer ids.
+MAX_MODEL_NAME_LENGTH = 256
+
+
 @dataclass(frozen=True, slots=True)
 class RunLimits:
     """Engine-wide settings for runs."""
@@ -107,6 +114,10 @@ class RunLimits:
     tool_timeout: float = 60.0
     client_tool_timeout: float = 120.0
     retention: Retention = field(default_factory=Retention)
+    # What one model step may produce; past it the step fails (ModelOutputLimitError).
+    max_tool_calls_per_step: int = 64
+    max_step_text_bytes: int = 1024 * 1024
+    max_tool_arguments_bytes: int = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -689,8 +700,10 @@ class RunManager:
             {"message_id": message_id, "step": step, "model": model.name},
         )
         text: list[str] = []
+        text_bytes = 0
         calls: dict[int, dict[str, Any]] = {}
         usage = {"input_tokens": 0, "output_tokens": 0}
+        limits = self.limits
         try:
             # aclosing: a cancelled step closes the model's stream (and its upstream
             # response) at once, not when the generator is collected.
@@ -699,6 +712,12 @@ class RunManager:
                 async for item in output:
                     if isinstance(item, TextDelta):
                         if item.text:
+                            text_bytes += _utf8_size(item.text)
+                            if text_bytes > limits.max_step_text_bytes:
+                                raise ModelOutputLimitError(
+                                    f"the model's text in one step passed "
+                                    f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
+                                )
                             text.append(item.text)
                             await log.append(
                                 EventType.MESSAGE_DELTA,
@@ -710,8 +729,21 @@ class RunManager:
                                 # this task parses the rest of the upstream's last read.
                                 await asyncio.sleep(0)
                     elif isinstance(item, ToolCallStart):
+                        if len(calls) >= limits.max_tool_calls_per_step:
+                            raise ModelOutputLimitError(
+                                f"the model called more than {limits.max_tool_calls_per_step} "
+                                "tools in one step (max_tool_calls_per_step); none was run"
+                            )
+                        _check_model_name("tool name", item.name)
+                        if item.call_id is not None:
+                            _check_model_name("tool call id", item.call_id)
                         call_id = item.call_id or run.next_call_id()
-                        calls[item.index] = {"id": call_id, "name": item.name, "arguments": []}
+                        calls[item.index] = {
+                            "id": call_id,
+                            "name": item.name,
+                            "arguments": [],
+                            "size": 0,
+                        }
                         await log.append(
                             EventType.TOOL_CALL_STARTED,
                             producer,
@@ -720,8 +752,15 @@ class RunManager:
                     elif isinstance(item, ToolCallDelta):
                         call = calls.get(item.index)
                         if call is None:
-                            raise GatewayError(
+                            raise UpstreamProtocolError(
                                 f"model sent arguments for unknown call {item.index}"
+                            )
+                        call["size"] += _utf8_size(item.arguments)
+                        if call["size"] > limits.max_tool_arguments_bytes:
+                            raise ModelOutputLimitError(
+                                f"the model's arguments for tool call {call['id']} passed "
+                                f"{limits.max_tool_arguments_bytes} bytes "
+                                "(max_tool_arguments_bytes)"
                             )
                         call["arguments"].append(item.arguments)
                         await log.append(
@@ -852,6 +891,18 @@ class RunManager:
                 ) from None
         finally:
             del run._pending_client_tools[call_id]
+
+
+def _utf8_size(text: str) -> int:
+    """The bytes ``text`` takes in UTF-8 (without encoding it when it is ASCII)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_model_name(what: str, value: str) -> None:
+    if len(value) > MAX_MODEL_NAME_LENGTH:
+        raise UpstreamProtocolError(
+            f"the model sent a {what} of {len(value)} characters (at most {MAX_MODEL_NAME_LENGTH})"
+        )
 
 
 def _is_expected(exc: BaseException) -> bool:

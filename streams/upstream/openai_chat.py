@@ -65,6 +65,14 @@ def _lenient_loads(data: str) -> Any:
         return _INVALID
 
 
+# A real upstream names a call in its first chunk; arguments that come before the name are
+# held until it does. At most this many bytes of them in one stream, and at most this many
+# calls (the engine's own bound, max_tool_calls_per_step, is at most 1024): an upstream that
+# never names its calls cannot grow either without bound.
+MAX_UNNAMED_ARGUMENTS = 64 * 1024
+MAX_CALLS = 1024
+
+
 @dataclass
 class _Call:
     name: str | None = None
@@ -82,6 +90,7 @@ class ChatChunkParser:
 
     def __init__(self) -> None:
         self._calls: dict[int, _Call] = {}
+        self._unnamed_bytes = 0  # arguments held for calls with no name yet
         self.finish_reason: str | None = None
         self.done = False
 
@@ -135,7 +144,11 @@ class ChatChunkParser:
         index = delta.get("index", 0)
         if not isinstance(index, int):
             raise UpstreamProtocolError("a tool call delta has no integer index")
-        call = self._calls.setdefault(index, _Call())
+        call = self._calls.get(index)
+        if call is None:
+            if len(self._calls) >= MAX_CALLS:
+                raise UpstreamProtocolError(f"the upstream sent more than {MAX_CALLS} tool calls")
+            call = self._calls[index] = _Call()
         function = delta.get("function") or {}
         if delta.get("id") and call.id is None:
             call.id = str(delta["id"])
@@ -147,10 +160,17 @@ class ChatChunkParser:
             call.started = True
             out.append(ToolCallStart(index=index, name=call.name, call_id=call.id))
             out.extend(ToolCallDelta(index, fragment) for fragment in call.pending)
+            self._unnamed_bytes -= sum(map(len, call.pending))
             call.pending.clear()
         if isinstance(arguments, str) and arguments:
             if call.started:
                 out.append(ToolCallDelta(index, arguments))
             else:
+                self._unnamed_bytes += len(arguments)
+                if self._unnamed_bytes > MAX_UNNAMED_ARGUMENTS:
+                    raise UpstreamProtocolError(
+                        f"the upstream sent more than {MAX_UNNAMED_ARGUMENTS} characters of "
+                        "arguments for tool calls it has not named"
+                    )
                 call.pending.append(arguments)
         return out

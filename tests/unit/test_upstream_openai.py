@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
 from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
-from streams.upstream.openai_chat import ChatChunkParser, chat_request
+from streams.upstream.openai_chat import (
+    MAX_CALLS,
+    MAX_UNNAMED_ARGUMENTS,
+    ChatChunkParser,
+    chat_request,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -372,6 +377,36 @@ def test_text_and_tool_call_in_one_delta_come_out_text_first() -> None:
 def test_malformed_tool_call_delta_is_a_protocol_error(fragment: Any, match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
         ChatChunkParser().feed(tool_chunk(fragment))
+
+
+def test_arguments_held_for_unnamed_calls_are_bounded_in_all() -> None:
+    parser = ChatChunkParser()
+    half = "x" * (MAX_UNNAMED_ARGUMENTS // 2)
+    assert parser.feed(tool_chunk(call(0, arguments=half), call(1, arguments=half))) == []
+
+    with pytest.raises(UpstreamProtocolError, match="not named"):
+        parser.feed(tool_chunk(call(2, arguments="y")))
+
+
+def test_arguments_flushed_by_a_name_no_longer_count_as_held() -> None:
+    parser = ChatChunkParser()
+    held = "x" * MAX_UNNAMED_ARGUMENTS
+    parser.feed(tool_chunk(call(0, arguments=held)))
+    assert parser.feed(tool_chunk(call(0, name="f"))) == [
+        ToolCallStart(0, "f", None),
+        ToolCallDelta(0, held),
+    ]
+
+    assert parser.feed(tool_chunk(call(1, arguments=held))) == []
+
+
+def test_more_calls_than_max_calls_is_a_protocol_error() -> None:
+    parser = ChatChunkParser()
+    for index in range(MAX_CALLS):
+        parser.feed(tool_chunk(call(index, id=f"c{index}", name="f")))
+
+    with pytest.raises(UpstreamProtocolError, match=f"more than {MAX_CALLS} tool calls"):
+        parser.feed(tool_chunk(call(MAX_CALLS, id="last", name="f")))
 
 
 # -- ChatChunkParser: end of stream, usage, errors -----------------------------------------
