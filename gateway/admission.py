@@ -97,10 +97,18 @@ async def start_run(
     default_on_disconnect: OnDisconnect,
 ) -> Run:
     check_spec_limits(spec, state)
-    await state.count_run_start(principal.owner)
-    run = state.manager.start(
-        spec, connection, default_on_disconnect=default_on_disconnect, owner=principal.owner
-    )
+    # The owner's active-run slot first: a start refused for it spends no run-rate token.
+    slot = state.run_slot(principal.owner)
+    await slot.take()
+    try:
+        await state.count_run_start(principal.owner)
+        run = state.manager.start(
+            spec, connection, default_on_disconnect=default_on_disconnect, owner=principal.owner
+        )
+    except BaseException:
+        slot.release()
+        raise
+    run.on_end(slot.release)  # completed, failed or cancelled (also if registering fails)
     if state.cluster is not None:
         # In the registry before the client hears of it: any instance can then answer for it.
         await state.cluster.register(run)

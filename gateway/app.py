@@ -150,6 +150,7 @@ def create_app(
                     prefix=settings.redis_prefix,
                     runs_per_minute=settings.runs_per_key_per_minute,
                     max_streams=settings.max_streams_per_key,
+                    max_active_runs=settings.max_active_runs_per_key,
                     slot_ttl=settings.lease_ttl,
                     instance_id=cluster.instance,
                 )
@@ -162,6 +163,7 @@ def create_app(
                 quotas=KeyQuotas(
                     runs_per_minute=settings.runs_per_key_per_minute,
                     max_streams=settings.max_streams_per_key,
+                    max_active_runs=settings.max_active_runs_per_key,
                 ),
                 shutdown=shutdown_event,
                 drained=drained_event,

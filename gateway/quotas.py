@@ -1,7 +1,9 @@
-"""Per-key quotas: runs started per minute (a token bucket) and streams open at once.
+"""Per-key quotas: runs started per minute (a token bucket), streams open at once, and runs
+active at once.
 
 Every stream slot taken is given back on every exit path (a context manager), so no slot
-leaks whatever way a stream ends.
+leaks whatever way a stream ends; an active-run slot is given back when its run ends (see
+:class:`gateway.state.RunSlot`).
 """
 
 from __future__ import annotations
@@ -54,14 +56,17 @@ class KeyQuotas:
         *,
         runs_per_minute: float,
         max_streams: int,
+        max_active_runs: int = 200,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
         self._max_streams = max_streams
+        self._max_active_runs = max_active_runs
         self._clock = clock
         self._buckets: dict[str | None, TokenBucket] = {}
         self._streams: collections.Counter[str | None] = collections.Counter()
+        self._active_runs: collections.Counter[str | None] = collections.Counter()
 
     def start_run(self, owner: str | None) -> None:
         """Count a run start against ``owner``'s rate, or raise :class:`RateLimitedError`."""
@@ -105,3 +110,25 @@ class KeyQuotas:
 
     def open_streams(self, owner: str | None) -> int:
         return self._streams[owner]
+
+    def take_active_run(self, owner: str | None) -> None:
+        """Take one of ``owner``'s active-run slots, or raise :class:`LimitExceededError`."""
+        if self._active_runs[owner] >= self._max_active_runs:
+            raise active_runs_exceeded(self._max_active_runs)
+        self._active_runs[owner] += 1
+
+    def release_active_run(self, owner: str | None) -> None:
+        """Give back a slot :meth:`take_active_run` took."""
+        self._active_runs[owner] -= 1
+        if not self._active_runs[owner]:
+            del self._active_runs[owner]
+
+    def active_runs(self, owner: str | None) -> int:
+        return self._active_runs[owner]
+
+
+def active_runs_exceeded(limit: int) -> LimitExceededError:
+    return LimitExceededError(
+        f"this key already has {limit} active runs (the limit, max_active_runs_per_key); wait "
+        "for one to end or cancel one"
+    )

@@ -1,12 +1,12 @@
 """Per-key quotas shared by every gateway instance through Redis: the same limits as
-:class:`gateway.quotas.KeyQuotas` (runs started per minute, streams open at once), held across
-all instances instead of per process.
+:class:`gateway.quotas.KeyQuotas` (runs started per minute, streams open at once, runs active
+at once), held across all instances instead of per process.
 
 Runs per minute are a token bucket in a Redis hash, taken by one Lua script, so two instances
-taking the last token at once cannot both get it. Stream slots are members of a sorted set
-per owner, scored by when they expire: an instance renews the slots it holds every
-``slot_ttl / 3``, so the slots of an instance that died (never released, never renewed) run
-out after ``slot_ttl`` and no slot leaks forever.
+taking the last token at once cannot both get it. Stream slots and active-run slots are
+members of a sorted set per owner (one for each limit), scored by when they expire: an
+instance renews the slots it holds every ``slot_ttl / 3``, so the slots of an instance that
+died (never released, never renewed) run out after ``slot_ttl`` and no slot leaks forever.
 
 Any failure to reach Redis is a :class:`~streams.errors.StoreUnavailableError` at this
 boundary; nothing here waits on Redis for longer than :attr:`RedisKeyQuotas.call_timeout`.
@@ -28,7 +28,7 @@ from urllib.parse import quote
 import redis.asyncio
 import redis.exceptions
 
-from gateway.quotas import RateLimitedError
+from gateway.quotas import RateLimitedError, active_runs_exceeded
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import LimitExceededError, StoreUnavailableError
 
@@ -122,7 +122,7 @@ def owner_tag(owner: str | None) -> str:
 class RedisKeyQuotas:
     """Per-key quotas held across every gateway instance sharing one Redis.
 
-    ``instance_id`` names this instance in the ids of the stream slots it takes. The instance
+    ``instance_id`` names this instance in the ids of the slots it takes. The instance
     must call :meth:`renew` every ``slot_ttl / 3`` while it runs, and :meth:`release_all` when
     it shuts down.
     """
@@ -139,6 +139,7 @@ class RedisKeyQuotas:
         max_streams: int,
         slot_ttl: float,
         instance_id: str,
+        max_active_runs: int = 200,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if runs_per_minute <= 0:
@@ -152,6 +153,7 @@ class RedisKeyQuotas:
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
         self._max_streams = max_streams
+        self._max_active_runs = max_active_runs
         self._slot_ttl = slot_ttl
         self._clock = clock
         # A random part too: an instance restarted under the same id must not reuse the slot
@@ -171,6 +173,9 @@ class RedisKeyQuotas:
 
     def _streams_key(self, owner: str | None) -> str:
         return f"{self._prefix}quota:streams:{owner_tag(owner)}"
+
+    def _active_runs_key(self, owner: str | None) -> str:
+        return f"{self._prefix}quota:active_runs:{owner_tag(owner)}"
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await one Redis call, bounded by :attr:`call_timeout`, any failure of Redis raised
@@ -214,6 +219,50 @@ class RedisKeyQuotas:
         The slot is given back on every exit path, cancellation included. Raises
         :class:`StoreUnavailableError` on entry if Redis cannot be reached."""
         key = self._streams_key(owner)
+        slot = await self._take(key, self._max_streams)
+        if slot is None:
+            raise LimitExceededError(
+                f"this key already has {self._max_streams} streams open (the limit); close "
+                "one first"
+            )
+        try:
+            yield
+        finally:
+            await self._release(key, slot)
+
+    async def take_active_run(self, owner: str | None) -> str:
+        """Take one of ``owner``'s active-run slots (at most ``max_active_runs`` across all
+        instances) and return it, or raise :class:`LimitExceededError` when they are all
+        taken. Whoever takes it gives it back with :meth:`release_active_run` when the run
+        ends; held, it is renewed with the stream slots. Raises
+        :class:`StoreUnavailableError` if Redis cannot be reached."""
+        slot = await self._take(self._active_runs_key(owner), self._max_active_runs)
+        if slot is None:
+            raise active_runs_exceeded(self._max_active_runs)
+        return slot
+
+    def release_active_run(self, owner: str | None, slot: str) -> None:
+        """Give back a slot :meth:`take_active_run` took, in a task of this object's own (a
+        run's end cannot wait on Redis). A slot :meth:`release_all` gave back already is left
+        alone."""
+        if self._held.pop(slot, None) is None:
+            return
+        release = asyncio.get_running_loop().create_task(
+            self._remove_slot(self._active_runs_key(owner), slot), name="release-run-slot"
+        )
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+
+    async def active_runs(self, owner: str | None) -> int:
+        """How many of ``owner``'s active-run slots are held now, across all instances."""
+        count = await self._call(
+            self._redis.zcount(self._active_runs_key(owner), f"({self._clock()!r}", "+inf")
+        )
+        return int(count)
+
+    async def _take(self, key: str, limit: int) -> str | None:
+        """Take a slot of the set ``key`` holding at most ``limit``: its id, or None when
+        they are all taken."""
         slot = f"{self._slot_prefix}{next(self._slot_numbers)}"
         self._held[slot] = key
         try:
@@ -221,7 +270,7 @@ class RedisKeyQuotas:
             taken = await self._call(
                 self._take_slot(
                     keys=[key],
-                    args=[now, now + self._slot_ttl, self._max_streams, slot, SKEW_MARGIN_MS],
+                    args=[now, now + self._slot_ttl, limit, slot, SKEW_MARGIN_MS],
                 )
             )
         except asyncio.CancelledError:
@@ -236,14 +285,8 @@ class RedisKeyQuotas:
             raise
         if not taken:
             del self._held[slot]
-            raise LimitExceededError(
-                f"this key already has {self._max_streams} streams open (the limit); close "
-                "one first"
-            )
-        try:
-            yield
-        finally:
-            await self._release(key, slot)
+            return None
+        return slot
 
     async def _release(self, key: str, slot: str) -> None:
         """Give ``slot`` back. Runs to its end even if the calling task is cancelled meanwhile
@@ -264,7 +307,7 @@ class RedisKeyQuotas:
             # The slot runs out by itself after slot_ttl: a failed release must not mask what
             # ended the stream.
             logger.warning(
-                "could not release a stream slot; it expires within %gs: %s",
+                "could not release a slot; it expires within %gs: %s",
                 self._slot_ttl,
                 error,
             )
@@ -300,14 +343,17 @@ class RedisKeyQuotas:
         if lost > 0:
             # Usually a slot released while this renewal was under way; more than a few
             # means slots ran out and the owners' stream counts were low meanwhile.
-            logger.info("%d stream slot(s) were gone when renewed", lost)
+            logger.info("%d slot(s) were gone when renewed", lost)
 
     async def release_all(self) -> None:
-        """Give back every slot this instance holds, in one round trip (clean shutdown).
+        """Give back every slot this instance holds, in one round trip (clean shutdown), once
+        the releases under way have ended.
 
-        Streams still open lose their slots: their own releases later change nothing. Raises
-        :class:`StoreUnavailableError` if Redis cannot be reached; the slots then run out
-        after ``slot_ttl``, since they are no longer renewed."""
+        Streams still open and runs still active lose their slots: their own releases later
+        change nothing. Raises :class:`StoreUnavailableError` if Redis cannot be reached; the
+        slots then run out after ``slot_ttl``, since they are no longer renewed."""
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))  # each bounded by call_timeout
         by_key: defaultdict[str, list[str]] = defaultdict(list)
         for slot, key in self._held.items():
             by_key[key].append(slot)

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = False
     runs_per_key_per_minute: float = Field(120.0, gt=0)
     max_streams_per_key: int = Field(200, ge=1, description="Open SSE streams + WS sessions")
+    max_active_runs_per_key: int = Field(
+        200,
+        ge=1,
+        description="Runs queued or running at once per key (with Redis: on all instances), "
+        "detached ones included",
+    )
     ws_messages_per_second: float = Field(50.0, gt=0)
     ws_message_burst: int = Field(100, ge=1)
 

@@ -58,6 +58,10 @@ class GatewayState:
     cluster: ClusterBackend | None = None
     shared_quotas: RedisKeyQuotas | None = None
 
+    def run_slot(self, owner: str | None) -> RunSlot:
+        """One of ``owner``'s active-run slots (not taken yet)."""
+        return RunSlot(self, owner)
+
     def stream_slot(self, owner: str | None, channel: str) -> StreamSlot:
         """One of ``owner``'s stream slots, counted as an open stream of ``channel`` while
         held (not taken yet)."""
@@ -149,3 +153,40 @@ class StreamSlot:
             await shared.__aexit__(None, None, None)
         else:
             self._state.quotas.release_stream(self._owner)
+
+
+class RunSlot:
+    """One of an owner's active-run slots: :meth:`take` it before the run starts (raises when
+    the owner's limit is reached, or the shared store is gone), :meth:`release` it when the
+    run ends (a run's :meth:`~streams.runs.Run.on_end` callback), or if it never starts."""
+
+    __slots__ = ("_owner", "_shared", "_state", "held")
+
+    def __init__(self, state: GatewayState, owner: str | None) -> None:
+        self._state = state
+        self._owner = owner
+        self._shared: str | None = None  # the slot's id in Redis
+        self.held = False
+
+    async def take(self) -> None:
+        if self.held:
+            raise RuntimeError("this run slot is taken already")
+        state = self._state
+        if state.shared_quotas is not None:
+            self._shared = await state.shared_quotas.take_active_run(self._owner)
+        else:
+            state.quotas.take_active_run(self._owner)
+        self.held = True
+
+    def release(self, _run: object = None) -> None:
+        """Give the slot back; a slot not held is left alone. Never waits (with Redis, a task
+        of the shared quotas' own tells Redis)."""
+        if not self.held:
+            return
+        self.held = False
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            assert self._state.shared_quotas is not None
+            self._state.shared_quotas.release_active_run(self._owner, shared)
+        else:
+            self._state.quotas.release_active_run(self._owner)

@@ -163,6 +163,7 @@ class Run:
         self._call_ids = itertools.count(1)
         self._done = asyncio.Event()
         self._producer_watch: Callable[[ProducerInfo], None] | None = None
+        self._end_callbacks: list[Callable[[Run], None]] = []
 
     @property
     def done(self) -> bool:
@@ -171,6 +172,14 @@ class Run:
     async def wait(self) -> None:
         """Wait until the run has reached a terminal state."""
         await self._done.wait()
+
+    def on_end(self, callback: Callable[[Run], None]) -> None:
+        """Call ``callback`` once the run has ended (at once if it has), whichever way: it
+        gives back what was taken for the run (its owner's active-run slot)."""
+        if self._done.is_set():
+            callback(self)
+        else:
+            self._end_callbacks.append(callback)
 
     def next_call_id(self) -> str:
         # Unique beyond this run: a conversation carried on across runs (AG-UI threads,
@@ -501,6 +510,12 @@ class RunManager:
             self._expiry.append((run.ended_at + self.limits.retention.ttl, run.id))
             self._expiry_added.set()
             run._done.set()
+            callbacks, run._end_callbacks = run._end_callbacks, []
+            for callback in callbacks:
+                try:
+                    callback(run)
+                except Exception:  # one callback's bug must not keep the others from running
+                    logger.exception("a callback at the end of run %s failed", run.id)
             if not run.readers:
                 run.log.pack()  # retained for its TTL, most likely unread
             if self._on_run_end is not None:

@@ -115,6 +115,17 @@ class RunningGateway:
 
         return await self.call(count())
 
+    async def active_runs(self, owner: str | None) -> int:
+        """How many of ``owner``'s active-run slots are held (in Redis, with a shared store)."""
+
+        async def count() -> int:
+            shared = self.state.shared_quotas
+            if shared is not None:
+                return await shared.active_runs(owner)
+            return self.state.quotas.active_runs(owner)
+
+        return await self.call(count())
+
     async def task_count(self) -> int:
         async def count() -> int:
             return len(asyncio.all_tasks()) - 1  # not counting this one

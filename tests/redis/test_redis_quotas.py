@@ -63,6 +63,7 @@ def instance(connect: Connect, redis_url: str) -> Instance:
         *,
         runs_per_minute: float = 60.0,
         max_streams: int = 2,
+        max_active_runs: int = 2,
         slot_ttl: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> RedisKeyQuotas:
@@ -71,6 +72,7 @@ def instance(connect: Connect, redis_url: str) -> Instance:
             prefix=PREFIX,
             runs_per_minute=runs_per_minute,
             max_streams=max_streams,
+            max_active_runs=max_active_runs,
             slot_ttl=slot_ttl,
             instance_id=instance_id,
             clock=clock,
@@ -379,6 +381,58 @@ async def test_a_stream_ending_after_release_all_leaves_other_slots_alone(
             await later.enter_async_context(b.stream("alice"))
         assert await b.open_streams("alice") == 1
         assert b.held() == 1
+
+
+async def test_active_run_slots_hold_across_instances_and_come_back_when_released(
+    instance: Instance,
+) -> None:
+    a = instance("a", max_active_runs=2)
+    b = instance("b", max_active_runs=2)
+    first = await a.take_active_run("alice")
+    await b.take_active_run("alice")
+    with pytest.raises(LimitExceededError, match="max_active_runs_per_key"):
+        await b.take_active_run("alice")
+    await b.take_active_run("bob")  # another owner's
+    a.release_active_run("alice", first)
+    a.release_active_run("alice", first)  # given back once only
+
+    async def released() -> bool:
+        return await b.active_runs("alice") == 1
+
+    await wait_until(released)
+    await b.take_active_run("alice")
+    assert (a.held(), b.held()) == (0, 3)
+
+
+async def test_active_run_slots_are_renewed_and_those_of_a_dead_instance_run_out(
+    instance: Instance,
+) -> None:
+    alive = instance("alive", max_active_runs=1, slot_ttl=0.3)
+    dead = instance("dead", max_active_runs=1, slot_ttl=0.3)
+    await alive.take_active_run("alice")
+    await dead.take_active_run("bob")  # neither released nor renewed
+    for _ in range(6):  # two ttls long, renewed every ttl / 3
+        await asyncio.sleep(0.1)
+        await alive.renew()
+    assert await alive.active_runs("alice") == 1
+    assert await alive.active_runs("bob") == 0
+    await alive.take_active_run("bob")
+
+
+async def test_release_all_gives_back_active_run_slots_and_later_releases_do_nothing(
+    instance: Instance,
+) -> None:
+    a = instance("a", max_active_runs=1)
+    b = instance("b", max_active_runs=1)
+    slot = await a.take_active_run("alice")
+    await a.release_all()
+    taken = await b.take_active_run("alice")
+    a.release_active_run("alice", slot)  # the run ends after the shutdown gave it back
+    await a.release_all()
+    assert await b.active_runs("alice") == 1
+    b.release_active_run("alice", taken)
+    await b.release_all()  # waits for the release under way
+    assert await b.active_runs("alice") == 0
 
 
 async def test_no_slot_leaks_after_many_acquire_cancel_and_error_cycles(

@@ -211,6 +211,7 @@ async def soak(seconds: float, rate: float = 20.0, seed: int = 1) -> SoakReport:
     settings = {
         "runs_per_key_per_minute": 1_000_000,
         "max_streams_per_key": 10_000,
+        "max_active_runs_per_key": 10_000,
         "retention_ttl": 30.0,  # finished runs do not pile up over a long soak
     }
     with running_gateway(**settings) as gateway:

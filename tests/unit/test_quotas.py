@@ -242,3 +242,25 @@ def test_an_owner_at_its_limit_does_not_block_another() -> None:
 
 def test_an_owner_without_streams_has_none_open() -> None:
     assert quotas(FakeClock()).open_streams("nobody") == 0
+
+
+# --- KeyQuotas: active runs -----------------------------------------------------------------
+
+
+def test_an_owner_at_its_active_run_limit_is_refused_naming_it() -> None:
+    limits = KeyQuotas(runs_per_minute=60, max_streams=1, max_active_runs=2)
+    limits.take_active_run("alice")
+    limits.take_active_run("alice")
+    with pytest.raises(LimitExceededError, match="max_active_runs_per_key"):
+        limits.take_active_run("alice")
+    assert limits.active_runs("alice") == 2
+
+
+def test_active_runs_are_per_owner_and_come_back_when_released() -> None:
+    limits = KeyQuotas(runs_per_minute=60, max_streams=1, max_active_runs=1)
+    limits.take_active_run("alice")
+    limits.take_active_run(None)
+    limits.take_active_run("bob")
+    limits.release_active_run("alice")
+    assert [limits.active_runs(o) for o in ("alice", "bob", None)] == [0, 1, 1]
+    limits.take_active_run("alice")
