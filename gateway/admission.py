@@ -3,6 +3,7 @@ spec's size limits, the caller's run rate, then the run manager."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from pydantic import BaseModel
@@ -11,7 +12,7 @@ from streams.connection import Connection
 from streams.errors import InvalidRequestError
 from streams.events import dumps
 from streams.runs import Run
-from streams.spec import OnDisconnect, ParallelToolCall, RunSpec
+from streams.spec import OnDisconnect, ParallelModelCall, ParallelToolCall, RunSpec
 
 from .auth import Principal
 from .errors import BodyTooLargeError
@@ -66,15 +67,36 @@ def check_spec_limits(spec: RunSpec, state: GatewayState) -> None:
             f"the parallel run has {len(spec.parallel)} items; the limit is "
             f"{settings.max_parallel_items} (max_parallel_items)"
         )
-    messages = len(spec.messages) + sum(
-        len(item.messages) for item in spec.parallel or () if not isinstance(item, ParallelToolCall)
-    )
+    model_calls = [item for item in spec.parallel or () if isinstance(item, ParallelModelCall)]
+    messages = len(spec.messages) + sum(len(item.messages) for item in model_calls)
     if messages > settings.max_messages_per_run:
         raise BodyTooLargeError(
             f"the run has {messages} messages; the limit is {settings.max_messages_per_run} "
             "(max_messages_per_run)"
         )
-    check_json_input(spec, "the run spec")
+    # What one model step is offered: every tool described in each of its requests.
+    for offered in [len(spec.tools) + len(spec.client_tools), *(len(c.tools) for c in model_calls)]:
+        if offered > settings.max_tools_per_run:
+            raise BodyTooLargeError(
+                f"the run offers {offered} tools to a model; the limit is "
+                f"{settings.max_tools_per_run} (max_tools_per_run)"
+            )
+    # No model step makes more calls than this: neither can a message the client says it did.
+    for message in itertools.chain(spec.messages, *(c.messages for c in model_calls)):
+        calls = len(message.tool_calls or ())
+        if calls > settings.max_tool_calls_per_step:
+            raise BodyTooLargeError(
+                f"a message has {calls} tool calls; the limit is "
+                f"{settings.max_tool_calls_per_step} (max_tool_calls_per_step)"
+            )
+    check_json_input(spec, "the run spec")  # before anything is encoded
+    if spec.metadata:
+        size = len(dumps(spec.metadata))
+        if size > settings.max_metadata_bytes:
+            raise BodyTooLargeError(
+                f"the run's metadata has {size} bytes; the limit is "
+                f"{settings.max_metadata_bytes} (max_metadata_bytes)"
+            )
     for item in spec.parallel or ():
         if isinstance(item, ParallelToolCall):
             check_arguments_size(len(dumps(item.arguments)), state)

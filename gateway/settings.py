@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     max_parallel_items: int = Field(
         64, ge=1, description="Items of one parallel run (model and tool calls side by side)"
     )
+    max_tools_per_run: int = Field(
+        128,
+        ge=1,
+        description="Tools a run offers its model (server and client tools; in a parallel "
+        "run, each model call's)",
+    )
+    max_metadata_bytes: int = Field(16 * 1024, ge=64, description="Largest run metadata, as JSON")
     max_tool_arguments_bytes: int = Field(
         64 * 1024,
         ge=64,

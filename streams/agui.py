@@ -85,7 +85,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import InvalidRequestError
@@ -566,9 +566,10 @@ class AGUIRunInput(_CamelModel):
         }
     )
 
-    thread_id: str
-    run_id: str
-    parent_run_id: str | None = None
+    # The client's own ids, echoed in every run's RUN_STARTED and RUN_FINISHED.
+    thread_id: str = Field(max_length=256)
+    run_id: str = Field(max_length=256)
+    parent_run_id: str | None = Field(default=None, max_length=256)
     state: Any = None
     messages: list[AGUIMessage]
     tools: list[AGUITool] | None = None

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OnDisconnect = Literal["cancel", "continue"]
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+# Names a client gives of what the gateway offers (models, tools): route names are at most
+# 128 characters, and a name is echoed in the error that says it is unknown.
+ModelOrToolName = Annotated[str, Field(max_length=128)]
+# Ids and names a client chose (a tool call's id, a message's author): they go out in events.
+ClientId = Annotated[str, Field(max_length=256)]
 
 
 class ChatMessage(BaseModel):
@@ -19,8 +25,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-    name: str | None = None
+    tool_call_id: ClientId | None = None
+    name: ClientId | None = None
 
 
 class ClientTool(BaseModel):
@@ -63,7 +69,7 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
 class ParallelModelCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
+    model: ModelOrToolName
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -78,7 +84,7 @@ class ParallelModelCall(BaseModel):
 class ParallelToolCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tool: str
+    tool: ModelOrToolName
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -101,9 +107,9 @@ class RunSpec(BaseModel):
         },
     )
 
-    model: str | None = None
+    model: ModelOrToolName | None = None
     messages: list[ChatMessage] = Field(default_factory=list)
-    tools: list[str] = Field(default_factory=list)
+    tools: list[ModelOrToolName] = Field(default_factory=list)
     client_tools: list[ClientTool] = Field(default_factory=list)
     client_tool_mode: Literal["await", "return"] = Field(
         default="await",

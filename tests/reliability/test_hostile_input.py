@@ -256,7 +256,8 @@ async def test_a_lone_surrogate_escape_is_a_400_and_starts_no_run(
     content = with_raw_field(valid_body(endpoint), field, value)
     response = await client.post(endpoint, content=content, headers=json_headers())
     error = error_of(response, 400)
-    assert "surrogate" in error["message"]
+    # Said by the gateway, or by pydantic for a field with a length limit.
+    assert "surrogate" in error["message"] or "unicode string" in error["message"]
     assert await runs_retained(gateway) == runs_before
 
 
@@ -376,15 +377,10 @@ async def test_a_parallel_run_of_thousands_of_model_calls_past_the_message_limit
     assert error_of(response, 413)["code"] == "body_too_large"
 
 
-async def test_thousands_of_unknown_tools_are_a_400_naming_one(client: httpx.AsyncClient) -> None:
-    spec = agent_spec("hi", [f"tool_{i}" for i in range(5_000)])
-    response = await client.post("/v1/runs", json=spec)
-    assert "tool_0" in error_of(response, 400)["message"]
-
-
 @pytest.mark.parametrize(
     "spec",
     [
+        agent_spec("hi", [f"tool_{i}" for i in range(5_000)]),
         agent_spec("what time is it?", ["clock"] * 5_000),
         {
             **agent_spec("hi", []),
@@ -392,15 +388,14 @@ async def test_thousands_of_unknown_tools_are_a_400_naming_one(client: httpx.Asy
             "client_tool_mode": "return",
         },
     ],
-    ids=["one server tool 5000 times", "5000 client tools"],
+    ids=["5000 unknown tools", "one server tool 5000 times", "5000 client tools"],
 )
-async def test_thousands_of_tools_within_the_body_limit_make_a_run_that_ends(
+async def test_thousands_of_tools_within_the_body_limit_are_a_413_naming_the_limit(
     client: httpx.AsyncClient, gateway: RunningGateway, spec: dict[str, Any]
 ) -> None:
+    assert gateway.state.settings.max_tools_per_run < 5_000
     response = await client.post("/v1/runs", json=spec)
-    assert response.status_code == 201, response.text[:300]
-    snapshot = await gateway.wait_run(response.json()["run_id"], timeout=TIMEOUT)
-    assert snapshot["status"] in ("completed", "failed")
+    assert "max_tools_per_run" in error_of(response, 413)["message"]
 
 
 async def test_a_parallel_run_of_thousands_of_tool_calls_is_a_413_naming_the_limit(
