@@ -29,6 +29,7 @@ from streams.upstream.http import UpstreamHTTP
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
+from .connections import ConnectionStats
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .handoff import HandoffLayer
 from .limits import BodySizeLimit
@@ -69,6 +70,7 @@ def create_app(
     shutdown: asyncio.Event | None = None,
     drained: asyncio.Event | None = None,
     span_exporter: SpanExporter | None = None,
+    connections: ConnectionStats | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -77,6 +79,7 @@ def create_app(
     draining, and the app sets ``drained`` once every run has ended, so open streams
     finish with their last events. Spans go to ``span_exporter``
     if given (tests), else to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+    ``connections`` are the statistics of the server's connections (for ``/metrics``).
     """
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
@@ -165,6 +168,7 @@ def create_app(
                 metrics=metrics,
                 cluster=cluster,
                 shared_quotas=shared_quotas,
+                connections=connections or ConnectionStats(),
             )
             metrics.bind(state)
             app.state.gateway = state

@@ -140,6 +140,31 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds a close frame may wait behind unread data"
     )
 
+    # connections (gateway.connections)
+    max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Open connections past which a new one is answered 503 and closed",
+    )
+    first_byte_timeout: float = Field(
+        10.0, gt=0, description="Seconds a new connection may take to begin its request"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request head may take from its first byte"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request body may take from the end of its head"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle connection is kept between requests"
+    )
+    close_linger: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a closed connection may take to deliver what is buffered "
+        "before it is reset (RST): a peer that stopped reading is really gone",
+    )
+
     # several instances (Redis)
     redis_url: str | None = Field(
         default=None,

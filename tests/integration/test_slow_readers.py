@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Callable
@@ -35,10 +36,13 @@ async def open_stalled_sse_reader(port: int, run_id: str) -> socket.socket:
 
 
 async def drain(sock: socket.socket) -> bytes:
+    """What the socket receives until the connection ends (closed, or reset by a server
+    that gave up waiting for it to read)."""
     loop = asyncio.get_running_loop()
     received = bytearray()
-    while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
-        received += chunk
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
+            received += chunk
     return bytes(received)
 
 
