@@ -27,9 +27,11 @@ TCP_STATES = {
     "0A": "LISTEN",
     "0B": "CLOSING",
 }
-# States in which a socket still holds resources: a descriptor, or buffers the kernel keeps
-# for an orphan. TIME_WAIT (a few bytes in the kernel, no descriptor) and LISTEN are not.
-HELD = frozenset(TCP_STATES.values()) - {"TIME_WAIT", "LISTEN", "CLOSE"}
+# States in which a server's socket still holds resources: a descriptor, or data the kernel
+# keeps trying to send for an orphan (FIN_WAIT1, CLOSING, LAST_ACK). Not these: LISTEN;
+# TIME_WAIT (a few bytes in the kernel, no descriptor); FIN_WAIT2, where the server's close
+# has been acknowledged and only the peer's own close is awaited (no data, no descriptor).
+HELD = frozenset(TCP_STATES.values()) - {"TIME_WAIT", "LISTEN", "CLOSE", "FIN_WAIT2"}
 
 
 def server_side(port: int) -> dict[int, str]:
