@@ -46,6 +46,7 @@ _HOST = re.compile(
 )
 _LABELS = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 MAX_SHOWN = 100  # characters of a refused Host quoted back in the error
+MAX_SEEN = 64  # allowed Host values remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,9 @@ class AllowedHosts:
         self.names = LOOPBACK_NAMES | {p for p in normalized if not p.startswith("*")}
         # "*.example.com" matches names ending in ".example.com".
         self.suffixes = tuple(p[1:] for p in normalized if p.startswith("*."))
+        # Header values seen allowed: a gateway sees few, and parsing one costs ~3 us.
+        # Bounded, and refused values are never kept.
+        self._seen: set[bytes] = set()
 
     def allows(self, values: Sequence[bytes]) -> bool:
         """Whether a request with these ``Host`` header values may be answered (none: yes;
@@ -127,10 +131,17 @@ class AllowedHosts:
             return True
         if len(values) > 1:
             return False
-        host = parse_host(values[0])
+        value = values[0]
+        if value in self._seen:
+            return True
+        host = parse_host(value)
         if host is None:
             return False
-        return host.is_ip or host.name in self.names or host.name.endswith(self.suffixes)
+        if not (host.is_ip or host.name in self.names or host.name.endswith(self.suffixes)):
+            return False
+        if len(self._seen) < MAX_SEEN:
+            self._seen.add(value)
+        return True
 
 
 def host_values(scope: Scope) -> list[bytes]:

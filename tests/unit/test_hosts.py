@@ -8,6 +8,8 @@ configured ``allowed_hosts``. Parsing is byte-exact on the raw header value.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.hosts import AllowedHosts, HostName, allowed_host_pattern, parse_host
 
@@ -154,6 +156,46 @@ def test_configured_hosts_extend_what_is_allowed(
     patterns: list[str], raw: bytes, allowed: bool
 ) -> None:
     assert AllowedHosts(patterns).allows([raw]) is allowed
+
+
+def test_an_allowed_value_is_allowed_again_and_a_refused_one_refused_again() -> None:
+    hosts = AllowedHosts(["gw.example.com"])
+    for _ in range(3):
+        assert hosts.allows([b"gw.example.com:8000"])
+        assert not hosts.allows([b"rebound.example:8000"])
+
+
+def test_past_the_remembered_values_every_value_is_still_checked() -> None:
+    hosts = AllowedHosts([])
+    assert all(hosts.allows([f"10.0.0.{n}".encode()]) for n in range(200))
+    assert not hosts.allows([b"rebound.example"])
+    assert hosts.allows([b"10.0.0.199"])
+
+
+NAMES = st.from_regex(r"[a-z0-9_-]{1,20}(\.[a-z0-9_-]{1,20}){0,4}", fullmatch=True)
+
+
+@given(st.binary(max_size=64))
+def test_any_bytes_parse_to_a_host_or_nothing_and_never_raise(raw: bytes) -> None:
+    host = parse_host(raw)
+    if host is not None:
+        assert host.name == host.name.lower()
+        assert host.name.isascii()
+        assert ":" not in host.name or host.name.startswith("[")
+        assert AllowedHosts([]).allows([raw]) is (host.is_ip or host.name == "localhost")
+
+
+@given(NAMES, st.one_of(st.none(), st.integers(0, 65535)))
+def test_a_name_parses_to_itself_with_or_without_a_port(name: str, port: int | None) -> None:
+    raw = name.encode() if port is None else f"{name}:{port}".encode()
+    host = parse_host(raw)
+    assert host is not None
+    assert host.name == name
+    assert AllowedHosts([name]).allows([raw])
+    if not host.is_ip:
+        under = AllowedHosts([f"*.{name}"])
+        assert under.allows([b"a." + raw])
+        assert under.allows([raw]) is (name == "localhost")  # the wildcard is for names under it
 
 
 # -- the setting ------------------------------------------------------------------------------
