@@ -118,3 +118,13 @@ def test_the_console_works_under_a_configured_name(
     run_id = start_run(rebound_page, "Count down from 3.", ["countdown"], transport=transport)
     expect_run_status(rebound_page, "completed")
     assert re.fullmatch(r"run_\w+", run_id)
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_the_console_works_at_localhost(
+    page: Page, gateway: RunningGateway, transport: str
+) -> None:
+    page.goto(f"http://localhost:{gateway.port}/")
+    expect(page.locator("#model")).to_have_value("demo")
+    start_run(page, "Count down from 3.", ["countdown"], transport=transport)
+    expect_run_status(page, "completed")
