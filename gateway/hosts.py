@@ -7,8 +7,9 @@ open a WebSocket whose ``Origin`` matches its ``Host``. What gives it away is th
 name it:
 
 * ``localhost`` (browsers resolve it to loopback themselves, never asking DNS);
-* an IP literal (``127.0.0.1``, ``[::1]``, a pod's IP from an orchestrator's probe): a
-  rebound page's ``Host`` is always a *name*, as no DNS answer can turn into an address;
+* an IP literal (``127.0.0.1``, ``[::1]``, a pod's IP from an orchestrator's probe): an
+  address is looked up in no DNS, so it cannot be rebound; a rebound page's ``Host`` is
+  always a *name*;
 * the configured ``allowed_hosts``: exact names, ``*.example.com`` (any name under
   ``example.com``, not ``example.com`` itself) or ``*`` (any host: no check at all).
 
