@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from .auth import KeyRing, StreamTokens
 from .connections import ConnectionStats
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .handoff import HandoffLayer
+from .hosts import AllowedHosts, HostCheck
 from .limits import BodySizeLimit
 from .metrics import GatewayMetrics
 from .observability import RequestContext
@@ -207,6 +209,13 @@ def create_app(
     console.mount_console(app)
     _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.checks_hosts:
+        # Inside the request context, so a refused request is logged like any other.
+        app.add_middleware(
+            HostCheck,
+            hosts=AllowedHosts(settings.allowed_hosts),
+            on_websocket_refused=functools.partial(_count_refused_websocket, app),
+        )
     # Outermost but CORS: every request, also a refused one, gets its id, span and log line.
     app.add_middleware(RequestContext, tracer=telemetry.tracer)
     if settings.cors_origins:
@@ -256,6 +265,13 @@ def _document_errors_as_answered(app: FastAPI) -> None:
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _count_refused_websocket(app: FastAPI) -> None:
+    """A handshake refused for its ``Host`` counts as the origin check's refusals do."""
+    state: GatewayState | None = getattr(app.state, "gateway", None)
+    if state is not None:
+        state.record_close("ws", "forbidden")
 
 
 async def _drain_on_shutdown(state: GatewayState) -> None:

@@ -19,6 +19,7 @@ from pydantic_settings import (
 from streams.upstream.client import RetryPolicy, Route, Timeouts
 
 from .auth import KeyRing
+from .hosts import allowed_host_pattern
 
 
 class RouteSettings(BaseModel):
@@ -114,6 +115,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS and on the WebSocket"
     )
     cors_allow_credentials: bool = False
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names requests may name in Host besides localhost and IP "
+        "addresses (the defence against DNS rebinding): exact names, '*.example.com' for "
+        "the names under it, or '*' for any. Checked when set, and always without API keys",
+    )
     runs_per_key_per_minute: float = Field(120.0, gt=0)
     max_streams_per_key: int = Field(200, ge=1, description="Open SSE streams + WS sessions")
     ws_messages_per_second: float = Field(50.0, gt=0)
@@ -222,6 +229,15 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
+    @property
+    def checks_hosts(self) -> bool:
+        """Whether requests are answered only for allowed ``Host`` names: always without
+        API keys (a page of a name rebound to loopback could use the gateway), and with
+        keys when ``allowed_hosts`` says which (a rebound page has no key to send)."""
+        if "*" in self.allowed_hosts:
+            return False
+        return not self.api_keys or bool(self.allowed_hosts)
+
     def check_exposure(self) -> None:
         """Refuse to serve without API keys anywhere but on loopback, unless allowed."""
         if not self.api_keys and not self.loopback_only and not self.allow_open:
@@ -241,6 +257,11 @@ class Settings(BaseSettings):
     def _hashed_keys(cls, keys: dict[str, str]) -> dict[str, str]:
         KeyRing(keys)  # raises ValueError naming a key that is not a SHA-256 hash
         return keys
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, patterns: list[str]) -> list[str]:
+        return [allowed_host_pattern(pattern) for pattern in patterns]
 
     @field_validator("routes")
     @classmethod
