@@ -30,7 +30,7 @@ async def open_stalled_sse_reader(port: int, run_id: str) -> socket.socket:
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
-    request = f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+    request = f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     await loop.sock_sendall(sock, request)
     return sock
 
