@@ -43,7 +43,7 @@ from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from .breaker import CircuitBreaker
 from .http import USER_AGENT
 from .openai_chat import ChatChunkParser, chat_request
-from .sse import SSEDecoder
+from .sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, SSEDecoder, SSELimitError
 
 Provider = Literal["openai", "anthropic"]
 
@@ -87,6 +87,9 @@ class Route:
     max_tokens: int = 4096  # Anthropic requires it
     headers: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    # Past either, the upstream's stream is broken (upstream_protocol): see streams.upstream.sse.
+    max_sse_line_bytes: int = MAX_LINE_BYTES
+    max_sse_event_bytes: int = MAX_EVENT_BYTES
 
 
 @dataclass(slots=True)
@@ -347,7 +350,9 @@ class UpstreamModel(Model):
                     f"the upstream answered {content_type or 'no content type'} where an event "
                     "stream (text/event-stream) was expected"
                 )
-            decoder = SSEDecoder()
+            decoder = SSEDecoder(
+                max_line_bytes=route.max_sse_line_bytes, max_event_bytes=route.max_sse_event_bytes
+            )
             openai = ChatChunkParser() if route.provider != "anthropic" else None
             anthropic = MessagesEventParser() if route.provider == "anthropic" else None
             # The transport's stream itself, not through aiter_raw(): one async generator
@@ -379,7 +384,13 @@ class UpstreamModel(Model):
                     self.observer.chunk_gap(route.name, received_at - last_chunk_at)
                 if produced:
                     last_chunk_at = received_at
-                for message in decoder.feed(chunk):
+                too_large: SSELimitError | None = None
+                try:
+                    decoded = decoder.feed(chunk)
+                except SSELimitError as exc:
+                    # What the chunk completed before the limit is passed on, then the step fails.
+                    decoded, too_large = exc.messages, exc
+                for message in decoded:
                     if openai is not None:
                         items = openai.feed(message.data)
                     else:
@@ -399,6 +410,11 @@ class UpstreamModel(Model):
                 ):
                     await _read_rest(chunks)
                     return
+                if too_large is not None:
+                    setting = f"max_sse_{too_large.kind}_bytes"
+                    raise UpstreamProtocolError(
+                        f"the upstream sent {too_large} (the route's {setting})"
+                    ) from too_large
             parser: ChatChunkParser | MessagesEventParser | None = openai or anthropic
             if parser is None or not parser.finished:
                 raise UpstreamStreamError(
