@@ -268,8 +268,33 @@ async def test_connection_refused_fails_the_run_with_upstream_unavailable() -> N
             "model overloaded",
         ),
         (error_reply(400, "bad tool schema"), "upstream_status", "bad tool schema"),
+        (
+            error_reply(200, "the model up-model does not exist"),
+            "upstream_protocol",
+            "application/json where an event stream (text/event-stream) was expected: "
+            "server_error: the model up-model does not exist",
+        ),
+        (
+            Reply(
+                steps=[
+                    b'{"type": "error", "error": {"type": "overloaded_error", '
+                    b'"message": "Overloaded"}}'
+                ],
+                headers={"content-type": "application/json"},
+            ),
+            "upstream_protocol",
+            "was expected: overloaded_error: Overloaded",
+        ),
     ],
-    ids=["malformed-chunk", "html-body", "no-done", "error-chunk", "status-400"],
+    ids=[
+        "malformed-chunk",
+        "html-body",
+        "no-done",
+        "error-chunk",
+        "status-400",
+        "json-error-with-200",
+        "anthropic-json-error-with-200",
+    ],
 )
 async def test_a_broken_upstream_stream_ends_with_a_typed_failure(
     upstream: UpstreamServer, reply: Reply, code: str, says: str
@@ -302,8 +327,7 @@ async def test_a_line_past_the_limit_fails_the_step_at_once_and_the_gateway_keep
     upstream.script(Reply(steps=[b"data: ", *[piece] * (limit // len(piece) + 1), STALL]))
     up = route(upstream, provider=provider, max_attempts=1, idle_timeout=30, **limits)
     with running_gateway(routes={"up": up}) as gateway:
-        events = await stream_run(gateway, ask())
-        await upstream.wait_disconnect(upstream.requests[0])
+        events = await stream_run(gateway, ask())  # long before the idle timeout
         after = await stream_run(gateway, {**ask(), "model": "demo"})
     failed = of_type(events, "message.failed")[0]
     assert failed["error"] == {
@@ -327,7 +351,6 @@ async def test_data_lines_past_the_event_limit_fail_the_step(upstream: UpstreamS
         "message": "the upstream sent an event's data longer than 65536 bytes "
         "(the route's max_sse_event_bytes)",
     }
-    await upstream.wait_disconnect(upstream.requests[0])
 
 
 async def test_a_stream_that_stalls_past_the_idle_timeout_fails(upstream: UpstreamServer) -> None:
