@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from streams.upstream.client import RetryPolicy, Route, Timeouts
+from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
 
 from .auth import KeyRing
 from .hosts import allowed_host_pattern
@@ -45,6 +46,18 @@ class RouteSettings(BaseModel):
     reset_timeout: float = Field(30.0, gt=0)
     max_tokens: int = Field(4096, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    max_sse_line_bytes: int = Field(
+        MAX_LINE_BYTES,
+        ge=1024,
+        description="A longer line in the upstream's event stream fails the step "
+        "(upstream_protocol)",
+    )
+    max_sse_event_bytes: int = Field(
+        MAX_EVENT_BYTES,
+        ge=1024,
+        description="A message with more data in the upstream's event stream fails the step "
+        "(upstream_protocol)",
+    )
 
     def to_route(self, name: str, environ: Mapping[str, str]) -> Route:
         api_key = None
@@ -77,6 +90,8 @@ class RouteSettings(BaseModel):
             reset_timeout=self.reset_timeout,
             max_tokens=self.max_tokens,
             headers=self.headers,
+            max_sse_line_bytes=self.max_sse_line_bytes,
+            max_sse_event_bytes=self.max_sse_event_bytes,
         )
 
 

@@ -44,7 +44,7 @@ from ..connection import Connection
 from ..errors import NotFoundError, RunFinishedError, StoreUnavailableError
 from ..events import Event, EventType, dumps
 from ..log import EventLog, Retention
-from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked
+from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked, is_run_id
 from ..spec import RunSpec
 from .keys import Keys
 from .log import (
@@ -291,7 +291,7 @@ class ClusterBackend:
             return self._manager.get(run_id, owner)
         except NotFoundError:
             pass
-        if len(run_id) > 200:
+        if not is_run_id(run_id):  # before it goes into a key name
             raise NotFoundError(f"no run {run_id!r}")
         record = await self.record(run_id)
         if record is None or (owner is not UNCHECKED and (record["owner"] or None) != owner):
