@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -29,8 +30,10 @@ from streams.upstream.http import UpstreamHTTP
 
 from . import agui, console, openai_face, routes, ws
 from .auth import KeyRing, StreamTokens
+from .connections import ConnectionStats
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .handoff import HandoffLayer
+from .hosts import AllowedHosts, HostCheck
 from .limits import BodySizeLimit
 from .metrics import GatewayMetrics
 from .observability import RequestContext
@@ -69,6 +72,7 @@ def create_app(
     shutdown: asyncio.Event | None = None,
     drained: asyncio.Event | None = None,
     span_exporter: SpanExporter | None = None,
+    connections: ConnectionStats | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -77,6 +81,7 @@ def create_app(
     draining, and the app sets ``drained`` once every run has ended, so open streams
     finish with their last events. Spans go to ``span_exporter``
     if given (tests), else to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+    ``connections`` are the statistics of the server's connections (for ``/metrics``).
     """
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
@@ -170,6 +175,7 @@ def create_app(
                 metrics=metrics,
                 cluster=cluster,
                 shared_quotas=shared_quotas,
+                connections=connections or ConnectionStats(),
             )
             metrics.bind(state)
             app.state.gateway = state
@@ -208,6 +214,13 @@ def create_app(
     console.mount_console(app)
     _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.checks_hosts:
+        # Inside the request context, so a refused request is logged like any other.
+        app.add_middleware(
+            HostCheck,
+            hosts=AllowedHosts(settings.allowed_hosts),
+            on_websocket_refused=functools.partial(_count_refused_websocket, app),
+        )
     # Outermost but CORS: every request, also a refused one, gets its id, span and log line.
     app.add_middleware(RequestContext, tracer=telemetry.tracer)
     if settings.cors_origins:
@@ -257,6 +270,13 @@ def _document_errors_as_answered(app: FastAPI) -> None:
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _count_refused_websocket(app: FastAPI) -> None:
+    """A handshake refused for its ``Host`` counts as the origin check's refusals do."""
+    state: GatewayState | None = getattr(app.state, "gateway", None)
+    if state is not None:
+        state.record_close("ws", "forbidden")
 
 
 async def _drain_on_shutdown(state: GatewayState) -> None:

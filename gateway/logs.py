@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -15,19 +16,33 @@ import structlog
 
 REDACTED = "[redacted]"
 SECRET_FIELDS = frozenset({"authorization", "x-api-key", "api_key", "key", "token", "secret"})
-# A token in a URL, a bearer credential, an API key header written out.
+SECRET_PARAMETERS = frozenset({"token", "key", "api_key"})  # in a URL's query, any case
+# A bearer credential, an API key header written out.
 _SECRET_TEXT = re.compile(
-    r"(?P<name>(?:[?&](?:token|key|api_key)=)|(?:\bBearer\s+)|(?:x-api-key:\s*))"
-    r"(?P<value>[^\s&\"',]+)",
-    re.IGNORECASE,
+    r"(?P<name>(?:\bBearer\s+)|(?:x-api-key:\s*))(?P<value>[^\s&\"',]+)", re.IGNORECASE
 )
+# A query parameter, its name as written (percent-encoded or not): ?name=value or &name=value.
+# A value ends at a "?" too: "?a=1?token=2" holds no token parameter, but likely a token.
+_PARAMETER = re.compile(r"(?P<name>[?&](?P<key>[^\s=&#?\"',]+)=)(?P<value>[^\s&#?\"',]+)")
+
+
+def _parameter(match: re.Match[str]) -> str:
+    key = match.group("key")
+    # As the server reads it: "?%74oken=" is the token parameter too.
+    if "%" in key or "+" in key:
+        key = urllib.parse.unquote_plus(key)
+    if key.lower() in SECRET_PARAMETERS:
+        return match.group("name") + REDACTED
+    return match.group(0)
 
 
 def redact_text(text: str) -> str:
-    """``text`` with tokens in URLs and bearer credentials replaced."""
+    """``text`` with secret query parameters in URLs and bearer credentials replaced."""
     # Most values (ids, names, numbers as text) hold none of what a secret's pattern needs:
     # the regex, at ~0.8 µs a value, ran on every string of every line.
-    if "=" not in text and ":" not in text and "bearer" not in text.lower():
+    if "=" in text:
+        text = _PARAMETER.sub(_parameter, text)
+    if ":" not in text and "bearer" not in text.lower():
         return text
     return _SECRET_TEXT.sub(lambda m: m.group("name") + REDACTED, text)
 

@@ -146,6 +146,19 @@ class _StateCollector(Collector):
         for (channel, reason), count in sorted(state.reader_closes.items()):
             closes.add_metric([channel, reason], count)
         yield closes
+        yield GaugeMetricFamily(
+            "gateway_open_connections",
+            "TCP connections open to the server (HTTP and WebSocket)",
+            value=state.connections.open,
+        )
+        let_go = CounterMetricFamily(
+            "gateway_connections_closed",
+            "Connections the server let go on its own, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(state.connections.closed.items()):
+            let_go.add_metric([reason], count)
+        yield let_go
         waits = CounterMetricFamily(
             "gateway_semaphore_waits",
             "Times a producer or request waited for a slot",

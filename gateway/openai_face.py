@@ -15,13 +15,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streams.errors import ModelNotFoundError
 from streams.openai_chunks import ChatChunkEncoder, chat_completion
 from streams.reader import RunReader
 from streams.runs import Run
-from streams.spec import SAMPLING_OPTIONS, ChatMessage, ParallelModelCall, RunSpec
+from streams.spec import (
+    SAMPLING_OPTIONS,
+    ChatMessage,
+    ParallelModelCall,
+    RunSpec,
+    check_stop,
+)
 
 from .admission import start_run
 from .auth import Principal
@@ -62,6 +68,13 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     tools: list[ChatTool] | None = None
     n: Literal[1] | None = None
+    stop: str | list[str] | None = None  # a field, so that its type is checked at admission
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop(cls, value: Any) -> Any:
+        check_stop(value)  # one message for a wrong stop, not one per type it could have
+        return value
 
 
 @router.post(
@@ -83,6 +96,8 @@ async def chat_completions(
         raise ModelNotFoundError(f"the model {body.model!r} does not exist (known: {known})")
     extra = body.model_extra or {}
     options = {name: value for name, value in extra.items() if name in SAMPLING_OPTIONS}
+    if body.stop is not None:
+        options["stop"] = body.stop
     spec = RunSpec(
         parallel=[
             ParallelModelCall(

@@ -20,7 +20,7 @@ from .auth import AuthenticationError, Principal, key_from_headers
 from .deps import connection, gateway, principal, principal_of
 from .errors import RUN_FINISHED_RESPONSE
 from .responses import JSONResponse
-from .streaming import cursor_from, event_stream, start_streamed
+from .streaming import cursor_from, event_stream, read_to_the_end, start_streamed
 
 router = APIRouter()
 
@@ -113,7 +113,13 @@ async def _run_for_stream(request: Request, run_id: str, token: str | None) -> R
 @router.get(
     "/v1/runs/{run_id}/events",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {
+            "description": "The run has ended and the cursor is at (or past) its terminal "
+            "event: nothing more will come. This ends a browser's EventSource."
+        },
+    },
 )
 async def run_events(
     run_id: str,
@@ -130,10 +136,16 @@ async def run_events(
 ) -> Response:
     """The run's events as SSE, from the start or after a cursor (`Last-Event-ID` or
     `?after=`). Events no longer retained are replaced by one `stream.gap` event.
-    `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`)."""
+    `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`).
+    A resume at or past the terminal event of a run that has ended is a 204."""
     state = gateway(request)
     run = await _run_for_stream(request, run_id, token)
     cursor = cursor_from(last_event_id, after)
+    if read_to_the_end(run, cursor):
+        # EventSource takes the end of a stream for a dropped connection and reconnects,
+        # with Last-Event-ID = the terminal seq, every few seconds; a 204 ends it for good
+        # (WHATWG HTML, server-sent events), where a 200 with the end again would not.
+        return Response(status_code=204, headers={"x-run-id": run.id, "cache-control": "no-store"})
     if format == "ag-ui":
         return await agui_events(state, run, cursor)
     return event_stream(state, run, cursor)

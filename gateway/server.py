@@ -7,8 +7,10 @@ import contextlib
 import gc
 import logging
 import math
+import resource
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
@@ -18,6 +20,7 @@ from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
 
 from .app import create_app
+from .connections import ConnectionPolicy, ConnectionStats, protocol_classes
 from .logs import configure_logging
 from .settings import Settings
 
@@ -92,6 +95,7 @@ def make_server(
 ) -> GatewayServer:
     """A server for ``settings`` (not started)."""
     shutdown, drained = asyncio.Event(), asyncio.Event()
+    connections = ConnectionStats()
     app = create_app(
         settings,
         models=models,
@@ -99,6 +103,19 @@ def make_server(
         shutdown=shutdown,
         drained=drained,
         span_exporter=span_exporter,
+        connections=connections,
+    )
+    http, ws = protocol_classes(
+        ConnectionPolicy(
+            max_connections=settings.max_connections,
+            first_byte_timeout=settings.first_byte_timeout,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            keep_alive_timeout=settings.keep_alive_timeout,
+            close_linger=settings.close_linger,
+            ws_close_timeout=settings.ws_close_timeout,
+            stats=connections,
+        )
     )
     config = uvicorn.Config(
         app,
@@ -106,7 +123,11 @@ def make_server(
         port=settings.port,
         log_config=None,
         access_log=settings.access_log,
-        ws="websockets-sansio",
+        # Ours: deadlines before a request is complete, a cap on connections, and closes
+        # that reset a connection whose peer does not read (gateway.connections).
+        http=http,
+        ws=ws,
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
         # A hard cap well above the gateway's own limit, which answers with an error and
         # keeps the session; past this one uvicorn closes the socket (1009).
         ws_max_size=settings.ws_max_message_bytes * 4,
@@ -125,7 +146,51 @@ def make_server(
     )
 
 
+# Descriptors the gateway needs besides its clients' connections: its listening socket,
+# upstream and Redis pools, log files, the interpreter's own.
+RESERVED_FILES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFilesLimit:
+    """The process's limit on open files (RLIMIT_NOFILE), as start-up left it."""
+
+    soft: int
+    hard: int
+    needed: int  # max_connections + RESERVED_FILES
+
+    @property
+    def low(self) -> bool:
+        return self.soft != resource.RLIM_INFINITY and self.soft < self.needed
+
+    def describe(self) -> str:
+        text = f"open files limit {self.soft} (hard {self.hard})"
+        if self.low:
+            text += (
+                f": lower than the {self.needed} that max_connections needs; past "
+                f"{max(self.soft - RESERVED_FILES, 0)} connections new clients may be refused "
+                "by the kernel before the gateway can answer them. Raise it (ulimit -n, "
+                "LimitNOFILE=, the container's nofile) or lower GATEWAY_MAX_CONNECTIONS"
+            )
+        return text
+
+
+def raise_open_files_limit(max_connections: int) -> OpenFilesLimit:
+    """Raise the soft limit on open files toward what ``max_connections`` needs (never past
+    the hard limit, which only an administrator can raise), and say where it stands."""
+    needed = max_connections + RESERVED_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return OpenFilesLimit(soft, hard, needed)
+
+
 async def serve(settings: Settings) -> None:
+    files = raise_open_files_limit(settings.max_connections)
+    (logger.warning if files.low else logger.info)("%s", files.describe())
     server = make_server(settings)
 
     async def announce() -> None:

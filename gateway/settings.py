@@ -17,8 +17,10 @@ from pydantic_settings import (
 )
 
 from streams.upstream.client import RetryPolicy, Route, Timeouts
+from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
 
 from .auth import KeyRing
+from .hosts import allowed_host_pattern
 
 
 class RouteSettings(BaseModel):
@@ -44,6 +46,18 @@ class RouteSettings(BaseModel):
     reset_timeout: float = Field(30.0, gt=0)
     max_tokens: int = Field(4096, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    max_sse_line_bytes: int = Field(
+        MAX_LINE_BYTES,
+        ge=1024,
+        description="A longer line in the upstream's event stream fails the step "
+        "(upstream_protocol)",
+    )
+    max_sse_event_bytes: int = Field(
+        MAX_EVENT_BYTES,
+        ge=1024,
+        description="A message with more data in the upstream's event stream fails the step "
+        "(upstream_protocol)",
+    )
 
     def to_route(self, name: str, environ: Mapping[str, str]) -> Route:
         api_key = None
@@ -76,6 +90,8 @@ class RouteSettings(BaseModel):
             reset_timeout=self.reset_timeout,
             max_tokens=self.max_tokens,
             headers=self.headers,
+            max_sse_line_bytes=self.max_sse_line_bytes,
+            max_sse_event_bytes=self.max_sse_event_bytes,
         )
 
 
@@ -135,6 +151,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS and on the WebSocket"
     )
     cors_allow_credentials: bool = False
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names requests may name in Host besides localhost and IP "
+        "addresses (the defence against DNS rebinding): exact names, '*.example.com' for "
+        "the names under it, or '*' for any. Checked when set, and always without API keys",
+    )
     runs_per_key_per_minute: float = Field(120.0, gt=0)
     max_streams_per_key: int = Field(200, ge=1, description="Open SSE streams + WS sessions")
     max_active_runs_per_key: int = Field(
@@ -165,6 +187,31 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(1024 * 1024, ge=1024)
     ws_close_timeout: float = Field(
         5.0, gt=0, description="Seconds a close frame may wait behind unread data"
+    )
+
+    # connections (gateway.connections)
+    max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Open connections past which a new one is answered 503 and closed",
+    )
+    first_byte_timeout: float = Field(
+        10.0, gt=0, description="Seconds a new connection may take to begin its request"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request head may take from its first byte"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request body may take from the end of its head"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle connection is kept between requests"
+    )
+    close_linger: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a closed connection may take to deliver what is buffered "
+        "before it is reset (RST): a peer that stopped reading is really gone",
     )
 
     # several instances (Redis)
@@ -224,6 +271,15 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
+    @property
+    def checks_hosts(self) -> bool:
+        """Whether requests are answered only for allowed ``Host`` names: always without
+        API keys (a page of a name rebound to loopback could use the gateway), and with
+        keys when ``allowed_hosts`` says which (a rebound page has no key to send)."""
+        if "*" in self.allowed_hosts:
+            return False
+        return not self.api_keys or bool(self.allowed_hosts)
+
     def check_exposure(self) -> None:
         """Refuse to serve without API keys anywhere but on loopback, unless allowed."""
         if not self.api_keys and not self.loopback_only and not self.allow_open:
@@ -243,6 +299,11 @@ class Settings(BaseSettings):
     def _hashed_keys(cls, keys: dict[str, str]) -> dict[str, str]:
         KeyRing(keys)  # raises ValueError naming a key that is not a SHA-256 hash
         return keys
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, patterns: list[str]) -> list[str]:
+        return [allowed_host_pattern(pattern) for pattern in patterns]
 
     @field_validator("routes")
     @classmethod

@@ -29,6 +29,7 @@ from streams.events import Event
 from streams.reader import RunReader
 from streams.watchdog import Watchdog
 
+from .connections import GuardedTransport, connection_of
 from .errors import error_response
 from .handoff import handoff_of
 
@@ -125,6 +126,8 @@ class EventStreamResponse(Response):
         self.on_sent = on_sent  # counts events sent (metrics)
         self._pump_task: asyncio.Task[CloseReason] | None = None
         self._listener_task: asyncio.Task[None] | None = None
+        self._complete = False  # the body's last byte was sent
+        self._connection: GuardedTransport | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.slot is not None and not self.slot.held:
@@ -134,6 +137,7 @@ class EventStreamResponse(Response):
                 await error_response(exc)(scope, receive, send)
                 return
         self.reader.__enter__()
+        self._connection = connection_of(scope)
         try:
             await send(
                 {
@@ -166,9 +170,23 @@ class EventStreamResponse(Response):
                 self.streams.remove(key)
                 self._pump_task = self._listener_task = None
         finally:
-            await self.abandon()
+            try:
+                if not self._complete:
+                    await self._end_connection()
+            finally:
+                await self.abandon()
         if self.on_close is not None and self.close_reason is not None:
             self.on_close(self.close_reason)
+
+    async def _end_connection(self) -> None:
+        """The body ended unfinished (a slow reader, shutdown): end the connection too, for
+        real. A reader that stopped reading never drains what is buffered for it, so the
+        close resets the connection once its linger has passed (gateway.connections)."""
+        connection = self._connection
+        if connection is None or connection.lost:
+            return
+        connection.close()
+        await connection.wait_lost()
 
     async def abandon(self) -> None:
         """Detach the reader and give the stream slot back (idempotent)."""
@@ -200,6 +218,8 @@ class EventStreamResponse(Response):
     ) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": more_body}
         await watchdog.wait(send(message), asyncio.get_running_loop().time() + self.send_timeout)
+        if not more_body:
+            self._complete = True
 
     async def _pump(self, send: Send) -> CloseReason:
         # One timer for every send of the stream, not one armed and cancelled per send.

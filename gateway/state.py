@@ -14,6 +14,7 @@ from streams.connection import Connection
 from streams.runs import UNCHECKED, Run, RunManager, _Unchecked
 
 from .auth import KeyRing, StreamTokens
+from .connections import ConnectionStats
 from .metrics import GatewayMetrics
 from .quotas import KeyQuotas
 from .redis_quotas import RedisKeyQuotas
@@ -57,6 +58,8 @@ class GatewayState:
     # With Redis (several instances): the registry, and the limits held across instances.
     cluster: ClusterBackend | None = None
     shared_quotas: RedisKeyQuotas | None = None
+    # The server's connections: how many are open, and those it let go by reason.
+    connections: ConnectionStats = field(default_factory=ConnectionStats)
 
     def run_slot(self, owner: str | None) -> RunSlot:
         """One of ``owner``'s active-run slots (not taken yet)."""

@@ -64,3 +64,10 @@ def cursor_from(last_event_id: str | None, after: int | None) -> int:
                 f"Last-Event-ID must be an event's seq (a whole number), not {last_event_id!r}"
             ) from None
     return after or 0
+
+
+def read_to_the_end(run: Run, cursor: int) -> bool:
+    """Whether a reader at ``cursor`` has every event ``run`` will ever have: its log is
+    closed (its terminal event is visible, here or, for a run of another instance, in the
+    shared store) and the cursor is at or past that event."""
+    return run.log.closed and cursor >= run.log.last_seq

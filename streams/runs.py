@@ -25,6 +25,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -62,6 +63,15 @@ class _Unchecked(enum.Enum):
 
 
 UNCHECKED = _Unchecked.UNCHECKED  # internal callers that need no ownership check
+
+# What RunManager.start makes: "run_" + secrets.token_hex(8).
+_RUN_ID = re.compile(r"run_[0-9a-f]{16}")
+
+
+def is_run_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a run id. A client's id is checked before it goes
+    into a key name of the shared store: ``<id>:events`` names a run's event stream."""
+    return _RUN_ID.fullmatch(value) is not None
 
 
 class RunStatus(enum.StrEnum):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 OnDisconnect = Literal["cancel", "continue"]
 
@@ -17,6 +18,38 @@ ModelOrToolName = Annotated[str, Field(max_length=128)]
 ClientId = Annotated[str, Field(max_length=256)]
 
 
+# What every model (the demo, the OpenAI and Anthropic conversions) reads in a message's
+# content parts and tool calls, when present. Only checked: the message keeps the client's
+# own dicts, passed on as they came (other part types and fields included).
+class _Shape(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _a_dict(cls, value: Any) -> Any:
+        if not isinstance(value, dict):  # pydantic's own message would name this class
+            raise PydanticCustomError("dict_type", "Input should be a valid dictionary")
+        return value
+
+
+class _ContentPart(_Shape):
+    type: str = ""
+    text: str = ""
+
+
+class _Function(_Shape):
+    name: str
+    arguments: str = ""  # JSON text, as OpenAI sends it
+
+
+class _ToolCall(_Shape):
+    id: str = ""
+    type: str = ""
+    function: _Function
+
+
+_CONTENT_PARTS = TypeAdapter(list[_ContentPart])
+_TOOL_CALLS = TypeAdapter(list[_ToolCall])
+
+
 class ChatMessage(BaseModel):
     """An OpenAI-style chat message."""
 
@@ -27,6 +60,21 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: ClientId | None = None
     name: ClientId | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_parts(cls, value: Any) -> Any:
+        # A text part whose text is a number or null was accepted, and failed the run.
+        if isinstance(value, list):
+            _CONTENT_PARTS.validate_python(value)  # its errors name the part's field
+        return value
+
+    @field_validator("tool_calls", mode="before")
+    @classmethod
+    def _tool_calls(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            _TOOL_CALLS.validate_python(value)
+        return value
 
 
 class ClientTool(BaseModel):
@@ -63,7 +111,18 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - SAMPLING_OPTIONS)
     if unknown:
         raise ValueError(f"unknown options {unknown}; known: {sorted(SAMPLING_OPTIONS)}")
+    check_stop(options.get("stop"))
     return options
+
+
+def check_stop(stop: Any) -> None:
+    """``stop`` is a string, a list of strings or null (the Anthropic conversion reads it)."""
+    if not (
+        stop is None
+        or isinstance(stop, str)
+        or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise ValueError("'stop' must be a string, a list of strings or null")
 
 
 class ParallelModelCall(BaseModel):

@@ -37,7 +37,10 @@ class Watchdog:
             raise RuntimeError("Watchdog must be used inside a task")
         self._task = task
         self._when = math.inf
-        self._handle: asyncio.TimerHandle | None = None
+        # The armed timer and the time it was armed for. Kept here, not asked of the handle:
+        # uvloop's call_at returns a plain Handle, without when(), for a time already past.
+        self._handle: asyncio.Handle | None = None
+        self._armed_for = math.inf
         self._waiting = False
         self._expired = False
         self._cancelling = 0
@@ -45,11 +48,8 @@ class Watchdog:
     async def wait(self, awaitable: Awaitable[T], deadline: float) -> T:
         """Await ``awaitable``; ``TimeoutError`` if ``deadline`` (loop time) passes first."""
         self._when = deadline
-        handle = self._handle
-        if handle is None or handle.when() > deadline:
-            if handle is not None:
-                handle.cancel()
-            self._handle = self._loop.call_at(deadline, self._fire)
+        if self._handle is None or self._armed_for > deadline:
+            self._arm(deadline)
         self._waiting = True
         self._cancelling = self._task.cancelling()
         try:
@@ -67,13 +67,21 @@ class Watchdog:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+            self._armed_for = math.inf
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(when, self._fire)
+        self._armed_for = when
 
     def _fire(self) -> None:
         self._handle = None
+        self._armed_for = math.inf
         if not self._waiting or self._expired:
             return  # the next wait arms a timer for its own deadline
         if self._loop.time() < self._when:
-            self._handle = self._loop.call_at(self._when, self._fire)
+            self._arm(self._when)
             return
         self._expired = True
         self._task.cancel()

@@ -1,16 +1,39 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
+import uvloop
 
 from tests.redis_server import RedisServer
 from tests.support import SHARED_STORE
 from tests.upstream_server import UpstreamServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# The loops a test runs on. The gateway runs on uvloop, so every test does; the unit and
+# integration tests run on asyncio's own loop too, where a library may behave otherwise
+# (uvloop's call_at, for one, returns a plain Handle for a time already past).
+PRODUCTION_LOOP: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "uvloop": uvloop.new_event_loop
+}
+BOTH_LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    **PRODUCTION_LOOP,
+    "asyncio": asyncio.new_event_loop,
+}
+ON_BOTH_LOOPS = frozenset({"unit", "integration"})
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """uvloop for every async test, and asyncio's loop too under tests/unit and
+    tests/integration (the test id says which: ``[uvloop]``, ``[asyncio]``)."""
+    folder = item.path.parent.name
+    return BOTH_LOOPS if folder in ON_BOTH_LOOPS else PRODUCTION_LOOP
 
 
 def require_binary(name: str, install_hint: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 import structlog
+import uvloop
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.logs import configure_logging
@@ -37,6 +38,18 @@ FAST = {
 }
 
 
+def server_loop() -> asyncio.AbstractEventLoop:
+    """A new loop for a server thread, of the kind the calling test runs on; uvloop (the
+    gateway's own) outside a test's loop."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return uvloop.new_event_loop()
+    if isinstance(running, uvloop.Loop):
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class RunningGateway:
     """A gateway served by uvicorn on a free port of 127.0.0.1, in a thread of its own, so
     the test's event loop and the server's never block each other."""
@@ -52,7 +65,7 @@ class RunningGateway:
         self.server = make_server(settings, tools=tools, models=models, span_exporter=span_exporter)
         self.app = self.server.config.app
         self.shutdown = self.server.app_shutdown
-        self.loop = asyncio.new_event_loop()
+        self.loop = server_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="gateway", daemon=True)
 

@@ -45,7 +45,7 @@ from ..connection import Connection
 from ..errors import NotFoundError, RunFinishedError, StoreUnavailableError
 from ..events import Event, EventType, dumps
 from ..log import EventLog, Retention
-from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked
+from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked, is_run_id
 from ..spec import RunSpec
 from .keys import Keys
 from .log import (
@@ -327,33 +327,47 @@ class ClusterBackend:
             return self._manager.get(run_id, owner)
         except NotFoundError:
             pass
-        if len(run_id) > 200:
+        if not is_run_id(run_id):  # before it goes into a key name
             raise NotFoundError(f"no run {run_id!r}")
         record = await self.record(run_id)
         if record is None or (owner is not UNCHECKED and (record["owner"] or None) != owner):
             raise NotFoundError(f"no run {run_id!r}")
+        newest = await self._newest_event(run_id)
+        terminal = newest is not None and newest.is_terminal
         log = RemoteEventLog(
             self.reader_redis,
             self.keys,
             run_id,
-            # Reader cursors are checked against last_seq: the stream's newest id.
-            last_seq=await self._stream_last_seq(run_id),
-            closed=False,
+            # Reader cursors are checked against last_seq: the stream's newest id. A stream
+            # whose newest event is terminal is closed: a reader at its end gets the end at
+            # once, not a wait for events that will never come.
+            last_seq=newest.seq if newest is not None else 0,
+            closed=terminal,
             block=min(2.0, self.settings.timeout),
             timeout=self.settings.timeout,
         )
-        return RemoteRun(record, log, self)
+        run = RemoteRun(record, log, self)
+        if terminal and not run.done:  # the registry lags: take the event's word
+            assert newest is not None
+            run._apply_terminal(newest)
+        return run
 
     async def _stream_last_seq(self, run_id: str) -> int:
+        newest = await self._newest_event(run_id)
+        return newest.seq if newest is not None else 0
+
+    async def _newest_event(self, run_id: str) -> Event | None:
+        """The newest event in the run's stream (none if it has none)."""
         try:
             async with asyncio.timeout(self.settings.timeout):
-                newest = await self.redis.xrevrange(self.keys.events(run_id), count=1)
+                newest: Any = await self.redis.xrevrange(self.keys.events(run_id), count=1)
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
         raise_if_cancelling()
         if not newest:
-            return 0
-        return int(_text(newest[0][0]).split("-")[0])
+            return None
+        _, fields = newest[0]
+        return Event.from_json(fields[b"e"])
 
     async def cancel(
         self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED

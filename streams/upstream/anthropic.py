@@ -102,6 +102,8 @@ def messages_request(
         ]
     for name, value in (options or {}).items():
         # OpenAI's names for what Anthropic also has; the rest has no Anthropic equivalent.
+        if value is None:  # OpenAI's null: the default, which Anthropic gets by its absence
+            continue
         if name in ("max_tokens", "max_completion_tokens"):
             body["max_tokens"] = value
         elif name in ("temperature", "top_p"):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import json
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -43,7 +44,7 @@ from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from .breaker import CircuitBreaker
 from .http import USER_AGENT
 from .openai_chat import ChatChunkParser, chat_request
-from .sse import SSEDecoder
+from .sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, SSEDecoder, SSELimitError
 
 Provider = Literal["openai", "anthropic"]
 
@@ -87,6 +88,9 @@ class Route:
     max_tokens: int = 4096  # Anthropic requires it
     headers: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    # Past either, the upstream's stream is broken (upstream_protocol): see streams.upstream.sse.
+    max_sse_line_bytes: int = MAX_LINE_BYTES
+    max_sse_event_bytes: int = MAX_EVENT_BYTES
 
 
 @dataclass(slots=True)
@@ -343,11 +347,17 @@ class UpstreamModel(Model):
                 raise await self._status_error(response, first_token_deadline)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
+                # Often an error said in JSON with a 200 (proxies, some servers): its message
+                # is what the client needs to hear.
+                body = await _read_body(response, first_token_deadline)
+                detail = (error_message(body) or _excerpt(body))[:500]
                 raise UpstreamProtocolError(
                     f"the upstream answered {content_type or 'no content type'} where an event "
-                    "stream (text/event-stream) was expected"
+                    "stream (text/event-stream) was expected" + (f": {detail}" if detail else "")
                 )
-            decoder = SSEDecoder()
+            decoder = SSEDecoder(
+                max_line_bytes=route.max_sse_line_bytes, max_event_bytes=route.max_sse_event_bytes
+            )
             openai = ChatChunkParser() if route.provider != "anthropic" else None
             anthropic = MessagesEventParser() if route.provider == "anthropic" else None
             # The transport's stream itself, not through aiter_raw(): one async generator
@@ -379,7 +389,13 @@ class UpstreamModel(Model):
                     self.observer.chunk_gap(route.name, received_at - last_chunk_at)
                 if produced:
                     last_chunk_at = received_at
-                for message in decoder.feed(chunk):
+                too_large: SSELimitError | None = None
+                try:
+                    decoded = decoder.feed(chunk)
+                except SSELimitError as exc:
+                    # What the chunk completed before the limit is passed on, then the step fails.
+                    decoded, too_large = exc.messages, exc
+                for message in decoded:
                     if openai is not None:
                         items = openai.feed(message.data)
                     else:
@@ -399,6 +415,11 @@ class UpstreamModel(Model):
                 ):
                     await _read_rest(chunks)
                     return
+                if too_large is not None:
+                    setting = f"max_sse_{too_large.kind}_bytes"
+                    raise UpstreamProtocolError(
+                        f"the upstream sent {too_large} (the route's {setting})"
+                    ) from too_large
             parser: ChatChunkParser | MessagesEventParser | None = openai or anthropic
             if parser is None or not parser.finished:
                 raise UpstreamStreamError(
@@ -452,22 +473,56 @@ class UpstreamModel(Model):
         return UpstreamTimeoutError(phase, seconds)
 
     async def _status_error(self, response: httpx.Response, deadline: float) -> UpstreamError:
-        body = b""
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                async for part in response.aiter_raw():
-                    body += part
-                    if len(body) >= MAX_ERROR_BODY:
-                        break
-        except (TimeoutError, httpx.HTTPError):
-            pass
-        detail = body[:MAX_ERROR_BODY].decode(errors="replace").strip() or response.reason_phrase
+        body = await _read_body(response, deadline)
+        detail = body.decode(errors="replace").strip() or response.reason_phrase
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return UpstreamStatusError(
             response.status_code,
             f"the upstream answered {response.status_code}: {detail[:500]}",
             retry_after=retry_after,
         )
+
+
+async def _read_body(response: httpx.Response, deadline: float) -> bytes:
+    """The start of a body that is not a stream (an error's): ``MAX_ERROR_BODY`` bytes at
+    most, what has come by ``deadline`` (``time.monotonic``)."""
+    body = b""
+    try:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            async for part in response.aiter_raw():
+                body += part
+                if len(body) >= MAX_ERROR_BODY:
+                    break
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    return body[:MAX_ERROR_BODY]
+
+
+def error_message(body: bytes) -> str | None:
+    """The message of an error said in JSON, as OpenAI (``{"error": {"message", "type"}}``
+    or ``{"error": "..."}``), Anthropic (``{"type": "error", "error": {...}}``) and servers
+    following neither (``{"message": ...}``, ``{"detail": ...}``) say it; ``None`` if the body
+    is no such thing."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        message, kind = error.get("message"), error.get("type") or error.get("code")
+        if isinstance(message, str) and message:
+            return f"{kind}: {message}" if isinstance(kind, str) and kind else message
+    for found in (error, payload.get("message"), payload.get("detail")):
+        if isinstance(found, str) and found:
+            return found
+    return None
+
+
+def _excerpt(body: bytes, limit: int = 200) -> str:
+    text = " ".join(body.decode(errors="replace").split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 async def _read_rest(chunks: AsyncIterator[bytes]) -> None:

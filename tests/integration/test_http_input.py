@@ -128,10 +128,15 @@ async def test_cancelling_an_unknown_run_is_a_404(client: httpx.AsyncClient) -> 
 
 async def test_a_bad_cursor_is_a_400(client: httpx.AsyncClient, gateway: RunningGateway) -> None:
     run_id = (await client.post("/v1/runs", json=agent_spec("hi", []))).json()["run_id"]
-    snapshot = await gateway.wait_run(run_id)
+    await gateway.wait_run(run_id)
     not_a_number = await client.get(f"/v1/runs/{run_id}/events", headers={"last-event-id": "seven"})
-    ahead = await client.get(f"/v1/runs/{run_id}/events?after={snapshot['last_seq'] + 1}")
     negative = await client.get(f"/v1/runs/{run_id}/events?after=-1")
+    # Ahead of a run still running (past a finished run's end, a resume is a 204).
+    spec = agent_spec("sleep 30 seconds", ["sleep"], on_disconnect="continue")
+    running = (await client.post("/v1/runs", json=spec)).json()["run_id"]
+    last_seq = (await client.get(f"/v1/runs/{running}")).json()["last_seq"]
+    ahead = await client.get(f"/v1/runs/{running}/events?after={last_seq + 1000}")
+    await client.post(f"/v1/runs/{running}/cancel")
     assert not_a_number.status_code == 400
     assert "Last-Event-ID" in error_of(not_a_number)["message"]
     assert ahead.status_code == 400

@@ -11,6 +11,7 @@ import pytest
 import websockets
 
 from tests.probes import ProbeRecord, tools_with_probe
+from tests.sockets import eventually
 from tests.support import (
     SSE,
     agent_spec,
@@ -97,6 +98,7 @@ async def test_no_task_is_left_behind_after_runs_of_every_kind_end() -> None:
             ) as response:
                 await collect(response)
             cancelled = (await client.post("/v1/runs", json=long_probe)).json()["run_id"]
+            await eventually(lambda: record.started == 1)  # cancelled once it runs
             await client.post(f"/v1/runs/{cancelled}/cancel")
             async with client.stream("POST", "/v1/runs", json=long_probe, headers=SSE) as response:
                 dropped = response.headers["x-run-id"]

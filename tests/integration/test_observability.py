@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import hash_key
-from tests.gateway_process import eventually
+from tests.gateway_process import eventually, gateway_processes
 from tests.support import SSE, agent_spec, captured_logs, collect, running_gateway
 from tests.upstream_server import UpstreamServer, error_reply, text_reply
 
@@ -154,6 +154,33 @@ async def test_keys_and_tokens_never_reach_the_logs() -> None:
     assert any(
         line.get("event") == "run ended" and line.get("run_id") == body["run_id"] for line in lines
     )
+
+
+async def test_a_token_under_a_percent_encoded_name_never_reaches_the_logs() -> None:
+    """The server decodes the query's names: ``?%74oken=`` opens the stream, so its token
+    must not be in the request log or in uvicorn's access log (of a real process, with its
+    own logging set up)."""
+    key = "very-secret-key-1"
+    names = ["%74oken", "t%6Fk%65n", "%74%6F%6B%65%6E"]
+    tokens: list[str] = []
+    async with gateway_processes(
+        1, redis_url=None, api_keys={"me": hash_key(key)}, access_log=True
+    ) as [gateway]:
+        async with gateway.client(key) as client, gateway.client() as anonymous:
+            for name in names:
+                body = (await client.post("/v1/runs", json=agent_spec("hi", []))).json()
+                tokens.append(body["token"])
+                url = f"{body['events_url']}?after=0&{name}={body['token']}"
+                async with anonymous.stream("GET", url) as response:
+                    assert response.status_code == 200
+                    assert (await collect(response))[-1]["type"] == "run.completed"
+    lines = [json.loads(line) for line in gateway.log if line.startswith("{")]
+    requests = [line["path"] for line in lines if line.get("event") == "request"]
+    accesses = [line["event"] for line in lines if line["logger"] == "uvicorn.access"]
+    for name, token in zip(names, tokens, strict=True):
+        assert not any(token.split(".")[1] in line for line in gateway.log)
+        assert sum(f"&{name}=[redacted]" in path for path in requests) == 1
+        assert sum(f"&{name}=[redacted]" in event for event in accesses) == 1
 
 
 def request_lines(text: str, path_part: str) -> list[dict[str, Any]]:

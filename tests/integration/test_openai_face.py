@@ -193,6 +193,44 @@ async def test_a_mid_stream_failure_is_an_error_chunk_not_a_truncated_stream(
     assert [c.choices[0].delta.content for c in received if c.choices] == ["", "par"]
 
 
+async def test_an_upstream_line_past_the_limit_is_an_error_chunk(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer, gateway: RunningGateway
+) -> None:
+    endless = [b"x" * (64 * 1024)] * 17  # 1 MiB and more, and no line end
+    upstream.script(Reply(steps=[chat_chunk({"content": "par"}), b"data: ", *endless, STALL]))
+    stream = await client.chat.completions.create(model="up", messages=USER, stream=True)
+    received: list[Any] = []
+
+    async def read_all() -> None:
+        async for chunk in stream:
+            received.append(chunk)
+
+    with pytest.raises(openai.APIError) as failure:
+        await read_all()
+    assert failure.value.code == "upstream_protocol"
+    assert "line longer than 1048576 bytes" in failure.value.message
+    assert [c.choices[0].delta.content for c in received if c.choices] == ["", "par"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_an_upstream_error_said_in_json_with_a_200_keeps_its_message(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer, gateway: RunningGateway, stream: bool
+) -> None:
+    upstream.script(error_reply(200, "you exceeded your current quota"))
+
+    async def ask() -> None:
+        if not stream:
+            await client.chat.completions.create(model="up", messages=USER)
+            return
+        async for _ in await client.chat.completions.create(model="up", messages=USER, stream=True):
+            pass
+
+    with pytest.raises(openai.APIError) as failure:
+        await ask()
+    assert failure.value.code == "upstream_protocol"
+    assert failure.value.message.endswith("server_error: you exceeded your current quota")
+
+
 async def test_a_client_that_disconnects_mid_stream_cancels_the_upstream_request(
     client: openai.AsyncOpenAI, upstream: UpstreamServer, gateway: RunningGateway
 ) -> None:

@@ -131,6 +131,50 @@ async def test_another_keys_run_is_not_found_over_websocket(gateway: RunningGate
         await client.post(f"/v1/runs/{run_id}/cancel", headers=auth(KEY_A))
 
 
+def not_run_ids(run_id: str) -> list[str]:
+    """Ids that are not a run's, made of a real one: with Redis, ``<id>:events`` names the
+    run's event stream (a key of another type than a run's)."""
+    return [f"{run_id}:events", f"{run_id}:x", run_id.upper(), run_id + "0", run_id[4:]]
+
+
+async def test_an_id_not_shaped_like_a_run_id_is_not_found_over_http(
+    gateway: RunningGateway,
+) -> None:
+    body = await start(gateway, KEY_A)
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        for run_id in not_run_ids(body["run_id"]):
+            answers = [
+                await client.get(f"/v1/runs/{run_id}", headers=auth(KEY_A)),
+                await client.get(f"/v1/runs/{run_id}/events", headers=auth(KEY_A)),
+                await client.get(f"/v1/runs/{run_id}/events?token={body['token']}"),
+                await client.post(f"/v1/runs/{run_id}/cancel", headers=auth(KEY_A)),
+            ]
+            for answer in answers:
+                assert answer.status_code == 404, (run_id, answer.text)
+                assert answer.json()["error"]["code"] == "not_found"
+        assert (await client.get(f"/v1/runs/{body['run_id']}", headers=auth(KEY_A))).is_success
+        await client.post(f"/v1/runs/{body['run_id']}/cancel", headers=auth(KEY_A))
+
+
+async def test_an_id_not_shaped_like_a_run_id_is_not_found_over_websocket(
+    gateway: RunningGateway,
+) -> None:
+    real = (await start(gateway, KEY_A))["run_id"]
+    async with websockets.connect(gateway.ws_url, additional_headers=auth(KEY_A)) as ws:
+        for run_id in not_run_ids(real):
+            answers = []
+            for command in (
+                {"type": "subscribe", "id": 1, "run_id": run_id},
+                {"type": "run.cancel", "id": 2, "run_id": run_id},
+                {"type": "tool.result", "id": 3, "run_id": run_id, "call_id": "c", "output": 1},
+            ):
+                await ws.send(json.dumps(command))
+                answers.append(json.loads(await ws.recv()))
+            assert [a["code"] for a in answers] == ["not_found"] * 3, (run_id, answers)
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        await client.post(f"/v1/runs/{real}/cancel", headers=auth(KEY_A))
+
+
 async def test_a_websocket_authenticates_with_its_first_message(gateway: RunningGateway) -> None:
     async with websockets.connect(gateway.ws_url) as ws:
         await ws.send(json.dumps({"type": "ping", "id": 1}))

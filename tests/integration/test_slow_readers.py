@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Callable
@@ -29,16 +30,19 @@ async def open_stalled_sse_reader(port: int, run_id: str) -> socket.socket:
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
-    request = f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+    request = f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     await loop.sock_sendall(sock, request)
     return sock
 
 
 async def drain(sock: socket.socket) -> bytes:
+    """What the socket receives until the connection ends (closed, or reset by a server
+    that gave up waiting for it to read)."""
     loop = asyncio.get_running_loop()
     received = bytearray()
-    while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
-        received += chunk
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
+            received += chunk
     return bytes(received)
 
 

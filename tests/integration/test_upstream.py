@@ -268,8 +268,33 @@ async def test_connection_refused_fails_the_run_with_upstream_unavailable() -> N
             "model overloaded",
         ),
         (error_reply(400, "bad tool schema"), "upstream_status", "bad tool schema"),
+        (
+            error_reply(200, "the model up-model does not exist"),
+            "upstream_protocol",
+            "application/json where an event stream (text/event-stream) was expected: "
+            "server_error: the model up-model does not exist",
+        ),
+        (
+            Reply(
+                steps=[
+                    b'{"type": "error", "error": {"type": "overloaded_error", '
+                    b'"message": "Overloaded"}}'
+                ],
+                headers={"content-type": "application/json"},
+            ),
+            "upstream_protocol",
+            "was expected: overloaded_error: Overloaded",
+        ),
     ],
-    ids=["malformed-chunk", "html-body", "no-done", "error-chunk", "status-400"],
+    ids=[
+        "malformed-chunk",
+        "html-body",
+        "no-done",
+        "error-chunk",
+        "status-400",
+        "json-error-with-200",
+        "anthropic-json-error-with-200",
+    ],
 )
 async def test_a_broken_upstream_stream_ends_with_a_typed_failure(
     upstream: UpstreamServer, reply: Reply, code: str, says: str
@@ -283,6 +308,49 @@ async def test_a_broken_upstream_stream_ends_with_a_typed_failure(
     assert says in failed["error"]["message"]
     assert events[-1]["type"] == "run.failed"
     assert after[-1]["type"] == "run.completed"  # the gateway keeps serving
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("limits", "limit"),
+    [({}, MIB), ({"max_sse_line_bytes": 64 * 1024}, 64 * 1024)],
+    ids=["default", "route-setting"],
+)
+async def test_a_line_past_the_limit_fails_the_step_at_once_and_the_gateway_keeps_serving(
+    upstream: UpstreamServer, provider: str, limits: dict[str, int], limit: int
+) -> None:
+    # A line that never ends: the gateway must not hold it until a timeout.
+    piece = b"x" * (16 * 1024)
+    upstream.script(Reply(steps=[b"data: ", *[piece] * (limit // len(piece) + 1), STALL]))
+    up = route(upstream, provider=provider, max_attempts=1, idle_timeout=30, **limits)
+    with running_gateway(routes={"up": up}) as gateway:
+        events = await stream_run(gateway, ask())  # long before the idle timeout
+        after = await stream_run(gateway, {**ask(), "model": "demo"})
+    failed = of_type(events, "message.failed")[0]
+    assert failed["error"] == {
+        "code": "upstream_protocol",
+        "message": f"the upstream sent an event stream line longer than {limit} bytes "
+        "(the route's max_sse_line_bytes)",
+    }
+    assert events[-1]["type"] == "run.failed"
+    assert after[-1]["type"] == "run.completed"
+
+
+async def test_data_lines_past_the_event_limit_fail_the_step(upstream: UpstreamServer) -> None:
+    line = b"data: " + b"x" * 1000 + b"\n"  # data lines and never the blank line that ends them
+    upstream.script(Reply(steps=[line] * 100 + [STALL]))
+    up = route(upstream, max_attempts=1, idle_timeout=30, max_sse_event_bytes=64 * 1024)
+    with running_gateway(routes={"up": up}) as gateway:
+        events = await stream_run(gateway, ask())
+    failed = of_type(events, "message.failed")[0]
+    assert failed["error"] == {
+        "code": "upstream_protocol",
+        "message": "the upstream sent an event's data longer than 65536 bytes "
+        "(the route's max_sse_event_bytes)",
+    }
 
 
 async def test_a_stream_that_stalls_past_the_idle_timeout_fails(upstream: UpstreamServer) -> None:

@@ -202,6 +202,34 @@ async def test_a_run_read_in_part_on_one_instance_resumes_on_another_with_exactl
     assert first + rest == full
 
 
+async def test_a_resume_at_the_end_of_another_instance_s_finished_run_is_a_204(
+    redis_url: str,
+) -> None:
+    """EventSource reconnects after the end with Last-Event-ID = the terminal seq; on an
+    instance that did not run the run, too, the answer ends it (204) instead of a stream
+    that waits for events that never come."""
+    async with gateway_processes(2, redis_url=redis_url, lease_ttl=LEASE_TTL) as (a, b):
+        async with a.client() as on_a, b.client() as on_b:
+            run_id = await start(on_a, countdown(3, 0.01))
+            full = await read_events(on_a, run_id)
+            terminal = full[-1]["seq"]
+            async with asyncio.timeout(10):
+                at_end = await on_b.get(
+                    f"/v1/runs/{run_id}/events", headers={"last-event-id": str(terminal)}
+                )
+                past_end = await on_b.get(f"/v1/runs/{run_id}/events?after={terminal + 1}")
+                agui_end = await on_b.get(
+                    f"/v1/runs/{run_id}/events?format=ag-ui",
+                    headers={"last-event-id": str(terminal)},
+                )
+            rest = await read_events(on_b, run_id, headers={"last-event-id": str(terminal - 1)})
+    assert full[-1]["type"] == "run.completed"
+    for answer in (at_end, past_end, agui_end):
+        assert answer.status_code == 204
+        assert answer.content == b""
+    assert rest == full[-1:]
+
+
 # -- 2. snapshots anywhere -----------------------------------------------------------------
 
 

@@ -191,7 +191,7 @@ async def test_while_one_upstream_stream_is_reset_another_run_on_the_gateway_com
 
 def raw_post(body: bytes, *, partial: bool) -> bytes:
     head = (
-        "POST /v1/runs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     request = head + body

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 from pathlib import Path
 
 import pytest
 
 import gateway.__main__ as cli
 from gateway.auth import hash_key
+from gateway.server import RESERVED_FILES, OpenFilesLimit, raise_open_files_limit
 from gateway.settings import Settings
 
 VALID = """
@@ -308,3 +310,25 @@ def test_keys_on_a_public_address_are_fine(host: str) -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "gateway.example.com"])
 def test_allow_open_on_a_public_address_is_fine(host: str) -> None:
     Settings(host=host, allow_open=True).check_exposure()
+
+
+def test_the_open_files_limit_is_raised_toward_what_max_connections_needs() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        limit = raise_open_files_limit(500)
+        assert limit.soft == min(500 + RESERVED_FILES, hard)
+        assert not limit.low or hard < 500 + RESERVED_FILES
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_low_open_files_limit_is_described_with_what_to_do() -> None:
+    limit = OpenFilesLimit(soft=1024, hard=1024, needed=10_256)
+    assert limit.low
+    text = limit.describe()
+    assert text.startswith("open files limit 1024 (hard 1024): lower than the 10256")
+    assert "GATEWAY_MAX_CONNECTIONS" in text
+    assert OpenFilesLimit(20_000, 20_000, 10_256).describe() == (
+        "open files limit 20000 (hard 20000)"
+    )

@@ -15,7 +15,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.logs import _SECRET_TEXT, REDACTED, redact, redact_text
+from gateway.logs import _PARAMETER, _SECRET_TEXT, REDACTED, _parameter, redact, redact_text
 from tests.support import captured_logs
 
 # --- redact_text ----------------------------------------------------------------------------
@@ -46,8 +46,24 @@ def test_a_secret_later_query_parameter_is_redacted_and_others_kept(name: str) -
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET /x?%74oken=s3cr3t", "GET /x?%74oken=[redacted]"),
+        ("GET /x?t%6Fk%65n=s3cr3t HTTP/1.1", "GET /x?t%6Fk%65n=[redacted] HTTP/1.1"),
+        ("GET /x?%54%4F%4B%45%4E=s3cr3t", "GET /x?%54%4F%4B%45%4E=[redacted]"),
+        ("GET /x?after=1&%6b%65%79=s3cr3t&a=2", "GET /x?after=1&%6b%65%79=[redacted]&a=2"),
+        ("GET /x?api%5Fkey=s3cr3t", "GET /x?api%5Fkey=[redacted]"),
+        ("GET /x?a=1?token=s3cr3t", "GET /x?a=1?token=[redacted]"),
+    ],
+)
+def test_a_secret_parameter_is_redacted_by_its_decoded_name(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
+        "GET /x?to%2Bken=1&%74oke=2&tokens%3D=3",  # decoded: "to+ken", "toke", "tokens="
         "GET /v1/runs?after=5&limit=10",
         "GET /v1/runs?monkey=banana&tokens=3&keyboard=1",
         "no secrets here, just words like token and key",
@@ -242,9 +258,12 @@ def test_a_secret_in_a_logged_exception_is_redacted(
 
 @given(
     st.text(
-        alphabet=st.sampled_from(list("?&=:; \t,'\"xX-aApPiIkKeEyYtToOnNbBrR_0123456789")),
+        alphabet=st.sampled_from(list("?&=:;% \t,'\"xX-aApPiIkKeEyYtToOnNbBrR_0123456789")),
         max_size=40,
     )
 )
-def test_the_quick_check_before_the_pattern_never_skips_a_secret(text: str) -> None:
-    assert redact_text(text) == _SECRET_TEXT.sub(lambda m: m.group("name") + REDACTED, text)
+def test_the_quick_checks_before_the_patterns_never_skip_a_secret(text: str) -> None:
+    unchecked = _SECRET_TEXT.sub(
+        lambda m: m.group("name") + REDACTED, _PARAMETER.sub(_parameter, text)
+    )
+    assert redact_text(text) == unchecked

@@ -102,3 +102,38 @@ def test_the_example_config_in_the_repository_is_valid() -> None:
     assert {"gpt-4o-mini", "claude", "llama"} <= set(settings.routes)
     environ = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}
     assert {r.provider for r in settings.upstream_routes(environ)} == {"openai", "anthropic"}
+
+
+def test_allowed_hosts_come_from_the_environment_as_json_normalized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_ALLOWED_HOSTS", '["GW.example.com.", "*.Apps.example"]')
+    assert Settings().allowed_hosts == ["gw.example.com", "*.apps.example"]
+
+
+@pytest.mark.parametrize("pattern", ["gw.example.com:8000", "https://gw.example.com", "gw.*"])
+def test_an_allowed_host_with_a_port_a_scheme_or_an_inner_wildcard_is_refused(
+    pattern: str,
+) -> None:
+    with pytest.raises(ValidationError, match="allowed_hosts"):
+        Settings(allowed_hosts=[pattern])
+
+
+KEYS = {"alice": "sha256:" + "0" * 64}
+
+
+@pytest.mark.parametrize(
+    ("settings", "checked"),
+    [
+        ({}, True),  # open: always
+        ({"allowed_hosts": ["gw.example.com"]}, True),
+        ({"allowed_hosts": ["*"]}, False),
+        ({"api_keys": KEYS}, False),  # the keys protect the gateway
+        ({"api_keys": KEYS, "allowed_hosts": ["gw.example.com"]}, True),
+        ({"api_keys": KEYS, "allowed_hosts": ["*"]}, False),
+    ],
+)
+def test_hosts_are_checked_without_keys_or_when_allowed_hosts_are_set(
+    settings: dict[str, object], checked: bool
+) -> None:
+    assert Settings(**settings).checks_hosts is checked

@@ -1,17 +1,28 @@
 """Specification of the incremental Server-Sent Events decoder (``streams/upstream/sse.py``),
 following the WHATWG event-stream parsing rules: whatever the line endings, and wherever the
-upstream splits its bytes, the same messages come out."""
+upstream splits its bytes, the same messages come out. A line, or a message's data, longer
+than the decoder's limits is an error as soon as it is seen, and a long line costs time
+linear in its length."""
 
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from streams.upstream.sse import SSEDecoder, SSEMessage
+from streams.upstream.sse import (
+    MAX_EVENT_BYTES,
+    MAX_LINE_BYTES,
+    SSEDecoder,
+    SSELimitError,
+    SSEMessage,
+)
 
 
 def decode(*chunks: bytes) -> list[SSEMessage]:
@@ -20,6 +31,21 @@ def decode(*chunks: bytes) -> list[SSEMessage]:
     for chunk in chunks:
         messages.extend(decoder.feed(chunk))
     return messages
+
+
+def outcome(
+    chunks: list[bytes], max_line_bytes: int, max_event_bytes: int
+) -> tuple[list[SSEMessage], str | None]:
+    """The messages decoded from ``chunks`` under the limits, and the kind of limit passed
+    (``None``: none). Messages a chunk completed before the limit are on the error."""
+    decoder = SSEDecoder(max_line_bytes=max_line_bytes, max_event_bytes=max_event_bytes)
+    messages: list[SSEMessage] = []
+    for chunk in chunks:
+        try:
+            messages.extend(decoder.feed(chunk))
+        except SSELimitError as exc:
+            return [*messages, *exc.messages], exc.kind
+    return messages, None
 
 
 def split_at(stream: bytes, positions: list[int]) -> list[bytes]:
@@ -244,6 +270,173 @@ def test_invalid_utf8_becomes_replacement_characters() -> None:
     assert decode(b"data: a\xffb\n\n") == [SSEMessage("a\ufffdb")]
 
 
+# -- limits --------------------------------------------------------------------------------
+
+LINE = 16  # bytes a line may have in these tests: b"data: 0123456789" is one of exactly 16
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        pytest.param([b"data: 0123456789\n\n"], ([SSEMessage("0123456789")], None), id="16-bytes"),
+        pytest.param([b"data: 0123456789a\n\n"], ([], "line"), id="17-bytes"),
+        pytest.param([b"data: 0123456789a"], ([], "line"), id="17-bytes-before-its-end"),
+        pytest.param([b"data: 01234", b"5678", b"9a"], ([], "line"), id="17-bytes-in-pieces"),
+        pytest.param(
+            [b"data: 0123456789\r\n\r\n"], ([SSEMessage("0123456789")], None), id="crlf-not-counted"
+        ),
+        pytest.param(
+            [b"data: 0123456789\r", b"\n\r\n"],
+            ([SSEMessage("0123456789")], None),
+            id="split-crlf-not-counted",
+        ),
+        pytest.param(
+            [b"\xef\xbb\xbfdata: 0123456789\n\n"],
+            ([SSEMessage("0123456789")], None),
+            id="bom-not-counted",
+        ),
+        pytest.param(
+            [b"\xef\xbb\xbfdata: 0123456789", b"\n\n"],
+            ([SSEMessage("0123456789")], None),
+            id="bom-not-counted-before-the-line-ends",
+        ),
+        pytest.param(
+            ["data: \u00e9\u00e9\u00e9\u00e9\u00e9\n\n".encode()],
+            ([SSEMessage("\u00e9" * 5)], None),
+            id="16-bytes-of-11-characters",
+        ),
+        pytest.param(
+            ["data: \u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\n\n".encode()],
+            ([], "line"),
+            id="18-bytes-of-12-characters",
+        ),
+        pytest.param([b": 0123456789abcde\n"], ([], "line"), id="a-comment-is-a-line-too"),
+        pytest.param([b"event: 0123456789a\n"], ([], "line"), id="any-field-is-a-line-too"),
+        pytest.param(
+            [b"data: a\n\ndata: 0123456789a\n\n"],
+            ([SSEMessage("a")], "line"),
+            id="messages-before-it-in-its-chunk-are-kept",
+        ),
+        pytest.param(
+            [b"data: a\n\ndata: 0123456789a"],
+            ([SSEMessage("a")], "line"),
+            id="messages-before-it-in-its-chunk-are-kept-before-its-end",
+        ),
+        pytest.param(
+            [b"data: 0123456789\n" * 3 + b"\n"],
+            ([SSEMessage("\n".join(["0123456789"] * 3))], None),
+            id="the-limit-is-per-line",
+        ),
+    ],
+)
+def test_a_line_longer_than_the_limit_is_an_error(
+    chunks: list[bytes], expected: tuple[list[SSEMessage], str | None]
+) -> None:
+    assert outcome(chunks, max_line_bytes=LINE, max_event_bytes=1000) == expected
+
+
+@pytest.mark.parametrize(
+    ("chunks", "max_event_bytes", "expected"),
+    [
+        pytest.param(
+            [b"data: 0123\ndata: 4567\n\n"],
+            9,
+            ([SSEMessage("0123\n4567")], None),
+            id="9-bytes-with-the-line-feed",
+        ),
+        pytest.param([b"data: 0123\ndata: 4567\n\n"], 8, ([], "event"), id="10-bytes"),
+        pytest.param(
+            [b"data: 0123\ndata: 4567"], 8, ([], None), id="a-line-counts-once-it-has-ended"
+        ),
+        pytest.param([b"data: 0123\ndata: 4567\n"], 8, ([], "event"), id="before-it-dispatches"),
+        pytest.param([b"data\n" * 5 + b"\n"], 4, ([SSEMessage("\n" * 4)], None), id="empty-lines"),
+        pytest.param([b"data\n" * 6], 4, ([], "event"), id="one-empty-line-too-many"),
+        pytest.param(
+            [b"data: 01234567\n\n" * 3],
+            8,
+            ([SSEMessage("01234567")] * 3, None),
+            id="the-limit-is-per-message",
+        ),
+        pytest.param(
+            [b"data: a\n\ndata: 0123\ndata: 4567\n"],
+            8,
+            ([SSEMessage("a")], "event"),
+            id="messages-before-it-in-its-chunk-are-kept",
+        ),
+        pytest.param(
+            [b"data: 0123\n: comment\nevent: x\nid: 1\ndata: 456\n\n"],
+            8,
+            ([SSEMessage("0123\n456", "x", "1")], None),
+            id="only-data-counts",
+        ),
+    ],
+)
+def test_a_message_with_more_data_than_the_limit_is_an_error(
+    chunks: list[bytes], max_event_bytes: int, expected: tuple[list[SSEMessage], str | None]
+) -> None:
+    assert outcome(chunks, max_line_bytes=1000, max_event_bytes=max_event_bytes) == expected
+
+
+def test_by_default_a_line_may_have_1_mib() -> None:
+    line = b"data: " + b"x" * (MAX_LINE_BYTES - 6)
+
+    assert MAX_LINE_BYTES == 1024 * 1024
+    assert decode(line + b"\n\n") == [SSEMessage("x" * (MAX_LINE_BYTES - 6))]
+    with pytest.raises(SSELimitError, match=r"an event stream line longer than 1048576 bytes"):
+        decode(line + b"x")
+
+
+def test_by_default_a_message_may_have_4_mib_of_data() -> None:
+    lines = [b"data: " + b"x" * (MAX_LINE_BYTES - 6)] * 4
+    data = b"x" * (MAX_LINE_BYTES - 6)
+    # Four lines of data and three line feeds: 4 MiB less 21 bytes; a fifth line is too many.
+    assert MAX_EVENT_BYTES == 4 * 1024 * 1024
+    assert decode(b"\n".join(lines) + b"\n\n") == [SSEMessage("\n".join([data.decode()] * 4))]
+    with pytest.raises(SSELimitError, match=r"an event's data longer than 4194304 bytes"):
+        decode(b"\n".join(lines) + b"\ndata: " + b"x" * 22 + b"\n")
+
+
+# -- a long line costs time linear in its length --------------------------------------------
+
+
+def bytes_searched(work: Callable[[], Any]) -> int:
+    """The total length of the bytes and strings whose methods (split, find, decode, …)
+    ``work`` calls: a decoder that searches what it holds again with every chunk makes
+    this grow with the square of a line's length."""
+    total = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal total
+        if event == "c_call" and isinstance(getattr(arg, "__self__", None), bytes | str):
+            total += len(arg.__self__)
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return total
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 512 * 1024])
+def test_a_long_line_fed_in_small_chunks_is_searched_a_bounded_number_of_times(
+    size: int,
+) -> None:
+    stream = b"data: " + b"x" * size + b"\n\n"
+    chunks = [stream[i : i + 64] for i in range(0, len(stream), 64)]
+    messages: list[SSEMessage] = []
+
+    def feed_all() -> None:
+        decoder = SSEDecoder()
+        for chunk in chunks:
+            messages.extend(decoder.feed(chunk))
+
+    searched = bytes_searched(feed_all)
+
+    assert messages == [SSEMessage("x" * size)]
+    assert searched <= 8 * len(stream)
+
+
 # -- property: splits never matter ---------------------------------------------------------
 
 _LINE_CHARS = st.characters(exclude_characters="\r\n", codec="utf-8")
@@ -306,3 +499,23 @@ def test_splitting_the_bytes_anywhere_yields_the_same_messages(
     stream, expected = case
 
     assert decode(*split_at(stream, positions)) == decode(stream) == expected
+
+
+@given(
+    _event_streams(),
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=1, max_value=60),
+)
+@settings(max_examples=300, deadline=None)
+def test_splitting_the_bytes_anywhere_under_limits_gives_the_same_outcome(
+    case: tuple[bytes, list[SSEMessage]], positions: list[int], max_line: int, max_event: int
+) -> None:
+    stream, expected = case
+
+    whole = outcome([stream], max_line, max_event)
+    messages, limit = whole
+    event(f"limit passed: {limit}")
+
+    assert outcome(split_at(stream, positions), max_line, max_event) == whole
+    assert messages == expected[: len(messages)]  # the messages before the limit, in full

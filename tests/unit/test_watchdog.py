@@ -144,3 +144,21 @@ async def test_a_cancel_from_outside_at_the_deadline_stays_a_cancel() -> None:
 def test_a_watchdog_needs_a_task() -> None:
     with pytest.raises(RuntimeError):
         Watchdog()
+
+
+async def test_a_deadline_already_past_times_out_on_the_next_wait() -> None:
+    """uvloop's call_at for a time already past returns a plain Handle (no ``when()``):
+    the next wait, made before that handle runs, must not ask it for its time."""
+
+    async def buffered() -> str:  # data already read: returns without suspending
+        return "chunk"
+
+    watchdog = Watchdog()
+    never = asyncio.Event()
+    past = later(-1)
+    try:
+        assert await watchdog.wait(buffered(), past) == "chunk"
+        with pytest.raises(TimeoutError):
+            await watchdog.wait(never.wait(), past)
+    finally:
+        watchdog.close()
