@@ -126,6 +126,10 @@ class GatewayProcess:
         """Read the process's stderr to its end (always: a full pipe would block it)."""
         assert self.process is not None and self.process.stderr is not None
         assert self._listening is not None
+        # This process's own: once it is killed and started again, the new process has a
+        # future of its own, which this one's end must not fail (on uvloop a process's exit
+        # can be seen before the end of its stderr).
+        listening = self._listening
         stream = self.process.stderr
         while True:
             try:
@@ -136,10 +140,10 @@ class GatewayProcess:
                 break
             line = raw.decode(errors="replace").rstrip("\n")
             self.log.append(line)
-            if not self._listening.done() and (found := _LISTENING.search(line)):
-                self._listening.set_result(int(found.group(1)))
-        if not self._listening.done():
-            self._listening.set_exception(
+            if not listening.done() and (found := _LISTENING.search(line)):
+                listening.set_result(int(found.group(1)))
+        if not listening.done():
+            listening.set_exception(
                 RuntimeError(f"gateway {self.name} exited before listening:\n{self.tail()}")
             )
 

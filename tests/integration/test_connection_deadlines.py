@@ -193,6 +193,7 @@ async def test_streams_and_websockets_are_not_cut_by_the_deadlines() -> None:
     assert ack == {"type": "ack", "id": 1, "command": "ping"}
 
 
+@pytest.mark.asyncio(loop_factories=["uvloop"])  # a process of its own: one loop is enough
 async def test_a_gateway_started_with_a_low_open_files_limit_warns_at_start_up() -> None:
     def low_limit() -> None:  # in the child, before it runs the gateway
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
