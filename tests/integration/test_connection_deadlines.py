@@ -216,7 +216,7 @@ async def test_a_gateway_started_with_a_low_open_files_limit_warns_at_start_up()
                 assert line, "the gateway exited: " + "".join(lines)
                 lines.append(line.decode())
     finally:
-        process.terminate()
+        process.kill()  # what is checked is its start; a graceful stop waits its grace
         await process.wait()
     warning = next(line for line in lines if "open files limit" in line)
     assert "open files limit 512 (hard 512): lower than the 1256" in warning
