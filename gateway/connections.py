@@ -41,6 +41,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import math
 import socket
 import struct
 import termios
@@ -66,7 +67,9 @@ __all__ = [
     "protocol_classes",
 ]
 
-CONNECTION_KEY = "gateway.connection"  # in scope["extensions"]: the GuardedTransport
+# The scope's key for the GuardedTransport (a key of its own, as HANDOFF_KEY is: an
+# "extensions" dict would be one more object per request, kept by every open stream).
+CONNECTION_KEY = "gateway.connection"
 
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 DELIVERY_CHECK = 0.05  # seconds between looks at a closing connection's pending bytes
@@ -94,62 +97,38 @@ class ConnectionPolicy:
     ws_close_timeout: float = 5.0
     stats: ConnectionStats = field(default_factory=ConnectionStats)
 
+    def guard(self, transport: asyncio.BaseTransport) -> GuardedTransport:
+        """``transport``, guarded (uvloop's transports are not asyncio.Transport subclasses,
+        hence the cast)."""
+        return GuardedTransport(cast(asyncio.Transport, transport), self)
+
 
 class GuardedTransport:
     """A transport whose :meth:`close` cannot hang, nor leave an orphan in the kernel.
 
     A close is deferred until nothing is pending, neither in the transport's buffer nor in
-    the kernel's send queue, and then made (FIN). If that has not happened ``linger``
+    the kernel's send queue, and then made (FIN). If that has not happened ``close_linger``
     seconds later, the connection is reset (RST): a peer that stopped reading is really
     gone, and what it never read is dropped. (Handing the socket to the kernel with data
     queued would leave it in FIN_WAIT1, retrying a zero window for minutes.)
 
     It stands in for the real transport in uvicorn's protocols (and, after an upgrade, the
-    WebSocket's). The calls on the hot path are the real transport's own bound methods,
-    taken once, so they cost nothing more.
+    WebSocket's). ``write``, on the hot path, is the real transport's own bound method; the
+    rest of the interface goes to the real transport through ``__getattr__``. Small, since
+    one is held per open connection.
     """
 
-    __slots__ = (
-        "_closing",
-        "_closing_at",
-        "_linger",
-        "_loop",
-        "_lost",
-        "_stats",
-        "_timer",
-        "_transport",
-        "get_extra_info",
-        "get_write_buffer_size",
-        "pause_reading",
-        "resume_reading",
-        "set_protocol",
-        "write",
-        "writelines",
-    )
+    __slots__ = ("_closing_at", "_gone", "_policy", "_timer", "_transport", "_waiters", "write")
 
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        loop: asyncio.AbstractEventLoop,
-        linger: float,
-        stats: ConnectionStats,
-    ) -> None:
+    def __init__(self, transport: asyncio.Transport, policy: ConnectionPolicy) -> None:
         self._transport = transport
-        self._loop = loop
-        self._linger = linger
-        self._stats = stats
+        self._policy = policy
         self._timer: asyncio.TimerHandle | None = None
-        self._lost = loop.create_future()
-        self._closing = False
-        self._closing_at = 0.0
-        stats.open += 1
+        self._closing_at: float | None = None  # loop time of close(), once called
+        self._gone = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+        policy.stats.open += 1
         self.write = transport.write
-        self.writelines = transport.writelines
-        self.pause_reading = transport.pause_reading
-        self.resume_reading = transport.resume_reading
-        self.get_extra_info = transport.get_extra_info
-        self.get_write_buffer_size = transport.get_write_buffer_size
-        self.set_protocol = transport.set_protocol
 
     def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface
         return getattr(self._transport, name)
@@ -157,28 +136,28 @@ class GuardedTransport:
     @property
     def lost(self) -> bool:
         """Whether the connection is gone (its protocol's ``connection_lost`` ran)."""
-        return self._lost.done()
+        return self._gone
 
     def is_closing(self) -> bool:
-        return self._closing or self._transport.is_closing()
+        return self._closing_at is not None or self._transport.is_closing()
 
     def close(self) -> None:
         """Close once what is pending is delivered; reset the connection if that takes
-        ``linger`` seconds."""
-        if self._closing or self._lost.done():
+        ``close_linger`` seconds."""
+        if self._closing_at is not None or self._gone:
             return
-        self._closing = True
-        self._closing_at = self._loop.time()
+        self._closing_at = asyncio.get_running_loop().time()
         # Nothing more is read: a request read now would be answered on a closing socket.
         self._transport.pause_reading()
         self._close_when_delivered()
 
     def abort(self) -> None:
         """Reset the connection now (RST), dropping what is pending."""
-        if self._lost.done():
+        if self._gone:
             return
-        self._closing = True
-        self._stats.closed["reset"] += 1
+        if self._closing_at is None:
+            self._closing_at = asyncio.get_running_loop().time()
+        self._policy.stats.closed["reset"] += 1
         sock = self._transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -186,31 +165,44 @@ class GuardedTransport:
         self._transport.abort()
 
     async def wait_lost(self) -> None:
-        """Wait until the connection is gone: after a :meth:`close`, ``linger`` seconds at
-        most, and a second more for the reset to be seen."""
+        """Wait until the connection is gone: after a :meth:`close`, ``close_linger``
+        seconds at most, and a second more for the reset to be seen."""
+        if self._gone:
+            return
+        lost = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(lost)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._linger + 1):
-                await asyncio.shield(self._lost)
+            async with asyncio.timeout(self._policy.close_linger + 1):
+                await lost
 
     def connection_lost(self) -> None:
         """Called by the protocol: the connection is gone, no reset is needed."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._lost.done():
-            self._lost.set_result(None)
-            self._stats.open -= 1
+        if self._gone:
+            return
+        self._gone = True
+        self._policy.stats.open -= 1
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _close_when_delivered(self) -> None:
         self._timer = None
-        if self._lost.done():
+        if self._gone:
             return
+        loop = asyncio.get_running_loop()
+        assert self._closing_at is not None
         if self._transport.get_write_buffer_size() == 0 and self._unsent() == 0:
             self._transport.close()  # nothing pending: an orderly FIN
-        elif self._loop.time() - self._closing_at >= self._linger:
+        elif loop.time() - self._closing_at >= self._policy.close_linger:
             self.abort()
         else:
-            self._timer = self._loop.call_later(DELIVERY_CHECK, self._close_when_delivered)
+            self._timer = loop.call_later(DELIVERY_CHECK, self._close_when_delivered)
 
     def _unsent(self) -> int:
         """Bytes in the kernel's send queue the peer has not acknowledged."""
@@ -227,10 +219,7 @@ class GuardedTransport:
 
 def connection_of(scope: Mapping[str, Any]) -> GuardedTransport | None:
     """The connection an HTTP or WebSocket scope came in on, when served by these protocols."""
-    extensions = scope.get("extensions")
-    if extensions is None:
-        return None
-    connection: GuardedTransport | None = extensions.get(CONNECTION_KEY)
+    connection: GuardedTransport | None = scope.get(CONNECTION_KEY)
     return connection
 
 
@@ -254,11 +243,55 @@ HEADER_TIMEOUT = _refusal(408, "request_timeout", "the request head did not arri
 BODY_TIMEOUT = _refusal(408, "request_timeout", "the request body did not arrive in time")
 
 
+class DeadlineWheel:
+    """The pending deadlines of one server's connections, in buckets of ``resolution``
+    seconds, checked by one timer that ticks while any is pending: no timer per connection
+    (an idle stream holds none), and arming or clearing a deadline is a set operation.
+    Deadlines against slow clients need no finer precision than a tenth of a second."""
+
+    def __init__(self, resolution: float = 0.1) -> None:
+        self.resolution = resolution
+        self._buckets: dict[int, set[_GatewayHttpProtocol]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: _GatewayHttpProtocol, delay: float) -> int:
+        """Call ``protocol.deadline_passed()`` ``delay`` seconds from now (at most one
+        ``resolution`` later); the bucket to :meth:`discard` it from."""
+        loop = asyncio.get_running_loop()
+        bucket = math.ceil((loop.time() + delay) / self.resolution)
+        self._buckets.setdefault(bucket, set()).add(protocol)
+        if self._timer is None:
+            self._timer = loop.call_later(self.resolution, self._tick)
+        return bucket
+
+    def discard(self, protocol: _GatewayHttpProtocol, bucket: int) -> None:
+        protocols = self._buckets.get(bucket)
+        if protocols is not None:
+            protocols.discard(protocol)
+            if not protocols:
+                del self._buckets[bucket]
+
+    def __len__(self) -> int:
+        return sum(len(protocols) for protocols in self._buckets.values())
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = math.floor(loop.time() / self.resolution)
+        for bucket in sorted(bucket for bucket in self._buckets if bucket <= now):
+            for protocol in self._buckets.pop(bucket):
+                protocol.deadline_passed()
+        self._timer = loop.call_later(self.resolution, self._tick) if self._buckets else None
+
+
 class _GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines before a request is complete, a cap on
     open connections and closes that cannot hang."""
 
     policy: ConnectionPolicy  # set on the class made by protocol_classes()
+    deadlines: DeadlineWheel  # likewise: one per server
+    # Slots, not the instance dict: uvicorn's protocol has 28 attributes, and past 30 an
+    # instance dict stops sharing its keys (1.5 KiB more per connection, measured).
+    __slots__ = ("_due", "_due_bucket", "_guarded", "_in_head", "_refused")
 
     def __init__(
         self,
@@ -268,7 +301,9 @@ class _GatewayHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._deadline: asyncio.TimerHandle | None = None
+        # The deadline in force (its reason and answer) and its bucket in the wheel.
+        self._due: tuple[str, bytes] | None = None
+        self._due_bucket = 0
         self._in_head = False
         self._refused = False
         self._guarded: GuardedTransport | None = None
@@ -277,9 +312,7 @@ class _GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         policy = self.policy
-        self._guarded = GuardedTransport(
-            cast(asyncio.Transport, transport), self.loop, policy.close_linger, policy.stats
-        )
+        self._guarded = policy.guard(transport)
         super().connection_made(self._guarded)  # type: ignore[arg-type]
         # Refused once its head is in: a client reads an answer to its request, where an
         # answer written before it sent anything may be lost to a reset.
@@ -296,8 +329,7 @@ class _GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        extensions: dict[str, Any] = {CONNECTION_KEY: self._guarded}
-        self.scope["extensions"] = extensions
+        self.scope[CONNECTION_KEY] = self._guarded  # type: ignore[literal-required]
         self._in_head = True
         self._arm(self.policy.header_timeout, "header", HEADER_TIMEOUT)
 
@@ -348,15 +380,21 @@ class _GatewayHttpProtocol(HttpToolsProtocol):
 
     def _arm(self, delay: float, reason: str, answer: bytes) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(delay, self._deadline_passed, reason, answer)
+        self._due = (reason, answer)
+        self._due_bucket = self.deadlines.add(self, delay)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        if self._due is not None:
+            self._due = None
+            self.deadlines.discard(self, self._due_bucket)
+
+    def deadline_passed(self) -> None:
+        """Called by the wheel: the deadline in force has passed."""
+        due, self._due = self._due, None
+        if due is not None:
+            self._deadline_passed(*due)
 
     def _deadline_passed(self, reason: str, answer: bytes) -> None:
-        self._deadline = None
         cycle = self.cycle
         if reason == "body" and cycle is not None:
             if cycle.response_started:
@@ -380,6 +418,7 @@ class _GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     data and whose closing handshake is bounded."""
 
     policy: ConnectionPolicy
+    __slots__ = ("_guarded",)
 
     def __init__(
         self,
@@ -397,10 +436,7 @@ class _GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if isinstance(transport, GuardedTransport):
             guarded = transport
         else:
-            policy = self.policy
-            guarded = GuardedTransport(
-                cast(asyncio.Transport, transport), self.loop, policy.close_linger, policy.stats
-            )
+            guarded = self.policy.guard(transport)
         self._guarded = guarded
         super().connection_made(guarded)  # type: ignore[arg-type]
 
@@ -413,7 +449,7 @@ class _GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][CONNECTION_KEY] = self._guarded
+            scope[CONNECTION_KEY] = self._guarded
 
     async def send(self, message: Any) -> None:
         if message["type"] == "websocket.close" and self.handshake_complete:
@@ -426,6 +462,10 @@ class _GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def protocol_classes(policy: ConnectionPolicy) -> tuple[type[asyncio.Protocol], type[Any]]:
     """The HTTP and WebSocket protocol classes of one server, bound to its ``policy``."""
-    http = type("GatewayHttpProtocol", (_GatewayHttpProtocol,), {"policy": policy})
+    http = type(
+        "GatewayHttpProtocol",
+        (_GatewayHttpProtocol,),
+        {"policy": policy, "deadlines": DeadlineWheel()},
+    )
     ws = type("GatewayWebSocketProtocol", (_GatewayWebSocketProtocol,), {"policy": policy})
     return http, ws

@@ -21,9 +21,11 @@ from tests.sockets import connect, eventually, http_request, receive_all, server
 from tests.support import running_gateway
 
 
-def head_and_body(response: bytes) -> tuple[bytes, dict[str, object]]:
-    head, _, body = response.partition(b"\r\n\r\n")
-    return head, json.loads(body)
+def assert_answered_408_and_closed(received: bytes, ended: str) -> None:
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert ended == "closed"
 
 
 async def send(sock: socket.socket, data: bytes) -> None:
@@ -61,10 +63,7 @@ async def test_a_request_head_that_trickles_is_answered_408_and_closed() -> None
                 trickling.cancel()
         finally:
             sock.close()
-    head, body = head_and_body(received)
-    assert head.startswith(b"HTTP/1.1 408 ")
-    assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
-    assert ended == "closed"
+    assert_answered_408_and_closed(received, ended)
     assert gateway.state.connections.closed["header"] == 1
 
 
@@ -77,10 +76,7 @@ async def test_a_body_that_does_not_arrive_is_answered_408_and_closed() -> None:
             received, ended = await receive_all(sock)
         finally:
             sock.close()
-    head, body = head_and_body(received)
-    assert head.startswith(b"HTTP/1.1 408 ")
-    assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
-    assert ended == "closed"
+    assert_answered_408_and_closed(received, ended)
     assert gateway.state.connections.closed["body"] == 1
 
 
