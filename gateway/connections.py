@@ -15,7 +15,7 @@ uvicorn's protocols given to ``uvicorn.Config(http=…, ws=…)``. One connectio
     request ──(body within body_timeout)──▶ answering ──▶ idle (keep-alive)
     idle ──(next request begun within keep_alive_timeout)──▶ reading a head
 
-    any state ──close()──▶ closing ──(buffer drained)──▶ gone
+    any state ──close()──▶ closing ──(nothing pending, here or in the kernel)──▶ FIN ──▶ gone
                               └──(not drained within close_linger)──▶ reset (RST) ──▶ gone
 
 Every way a connection is let go is counted by reason in :class:`ConnectionStats`:
@@ -23,7 +23,8 @@ Every way a connection is let go is counted by reason in :class:`ConnectionStats
 =================  ===========================================================
 reason             when
 =================  ===========================================================
-``first_byte``     nothing arrived within ``first_byte_timeout`` of the accept
+``first_byte``     no request begun within ``first_byte_timeout`` of the accept,
+                   or within ``keep_alive_timeout`` of the last answer
 ``header``         a request head was not complete ``header_timeout`` after its
                    first byte (answered 408 when the peer may still read it)
 ``body``           a request body was not complete ``body_timeout`` after its head
@@ -62,6 +63,7 @@ __all__ = [
     "CONNECTION_KEY",
     "ConnectionPolicy",
     "ConnectionStats",
+    "DeadlineWheel",
     "GuardedTransport",
     "connection_of",
     "protocol_classes",
