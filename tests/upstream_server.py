@@ -13,6 +13,7 @@ connection (TCP RST), or :data:`STALL` to stop sending and wait for the client t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -255,8 +256,10 @@ class UpstreamServer:
         streaming = reply.headers.get("content-type", "").startswith("text/event-stream")
 
         async def watch_disconnect() -> None:
-            # The client sends nothing more on this connection; EOF means it closed it.
-            await reader.read(1)
+            # The client sends nothing more on this connection; EOF means it closed it, and
+            # so does a reset (a client that closes with our bytes unread resets it).
+            with contextlib.suppress(ConnectionError):
+                await reader.read(1)
             record.disconnected_at = time.monotonic()
             record.disconnected.set()
 
