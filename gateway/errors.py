@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from streams.errors import (
     CircuitOpenError,
@@ -26,6 +27,7 @@ from streams.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from streams.events import dumps
 
 from .auth import AuthenticationError
 from .responses import JSONResponse
@@ -128,6 +130,24 @@ def _location(loc: tuple[Any, ...]) -> str:
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     return error_response(exc)
+
+
+async def send_error_body(send: Send, status: int, body: dict[str, Any]) -> None:
+    """Answer an error ``body`` as JSON from a pure-ASGI layer (no response object; the
+    connection is kept alive, so the server reads and discards what the client still
+    sends: closing with it unread would reset the connection before the client reads this)."""
+    content = dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
 
 
 def error_response(exc: GatewayError) -> JSONResponse:

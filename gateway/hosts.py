@@ -31,9 +31,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from streams.events import dumps
-
-from .errors import error_body
+from .errors import error_body, send_error_body
 
 logger = logging.getLogger("gateway.hosts")
 
@@ -182,21 +180,8 @@ class HostCheck:
             if self.on_websocket_refused is not None:
                 self.on_websocket_refused()
             return
-        body = dumps(
-            error_body(
-                "host_not_allowed",
-                f"this gateway does not answer to the host {shown!r}: add it to "
-                "allowed_hosts (GATEWAY_ALLOWED_HOSTS) if it is one of its names",
-            )
+        message = (
+            f"this gateway does not answer to the host {shown!r}: add it to "
+            "allowed_hosts (GATEWAY_ALLOWED_HOSTS) if it is one of its names"
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error_body(send, 400, error_body("host_not_allowed", message))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streams.events import dumps
-
-from .errors import BodyTooLargeError, error_body
+from .errors import BodyTooLargeError, error_body, send_error_body
 
 
 class BodySizeLimit:
@@ -58,20 +56,5 @@ class BodySizeLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = dumps(
-            error_body("body_too_large", f"the request body is larger than {self.max_bytes} bytes")
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # No "connection: close": closing with the client's unread body in the
-                    # socket resets the connection, and the client never reads this answer.
-                    # Kept alive, the server reads and discards the rest of the body.
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"the request body is larger than {self.max_bytes} bytes"
+        await send_error_body(send, 413, error_body("body_too_large", message))

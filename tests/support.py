@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -138,6 +138,16 @@ class RunningGateway:
             return self.state.quotas.active_runs(owner)
 
         return await self.call(count())
+
+    async def wait_on_server(self, condition: Callable[[], bool], timeout: float = 10) -> None:
+        """Poll ``condition`` on the server's loop (state that has no event to wait on)."""
+
+        async def poll() -> None:
+            async with asyncio.timeout(timeout):
+                while not condition():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+
+        await self.call(poll(), timeout + 1)
 
     async def task_count(self) -> int:
         async def count() -> int:

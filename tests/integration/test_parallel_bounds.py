@@ -4,16 +4,14 @@ at the limit its producers are created as slots of the connection free up, never
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
-from tests.support import SSE, RunningGateway, running_gateway
+from tests.support import SSE, running_gateway
 
 # The core suite: every test here runs on the in-memory store and on Redis.
 pytestmark = pytest.mark.usefixtures("backend")
@@ -21,19 +19,6 @@ pytestmark = pytest.mark.usefixtures("backend")
 
 def sleeping_items(count: int, seconds: float = 60) -> dict[str, Any]:
     return {"parallel": [{"tool": "sleep", "arguments": {"seconds": seconds}}] * count}
-
-
-async def wait_on_server(
-    gateway: RunningGateway, condition: Callable[[], bool], timeout: float = 10
-) -> None:
-    """Poll ``condition`` on the server's loop (state that has no event to wait on)."""
-
-    async def poll() -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-
-    await gateway.call(poll(), timeout + 1)
 
 
 @pytest.mark.parametrize("accept", ["application/json", "text/event-stream"])
@@ -77,8 +62,8 @@ async def test_a_parallel_run_at_the_limit_has_a_task_only_for_each_producer_slo
             assert response.status_code == 201
             run_id = response.json()["run_id"]
             run = gateway.state.manager.get(run_id)
-            await wait_on_server(
-                gateway, lambda: run.connection.statistics().producers_running == slots
+            await gateway.wait_on_server(
+                lambda: run.connection.statistics().producers_running == slots
             )
             # The run's supervisor, and one task per producer holding a slot: the other 36
             # items are not tasks yet.

@@ -81,19 +81,6 @@ async def stream_run(gateway: RunningGateway, spec: dict[str, Any]) -> list[dict
             return await collect(response)
 
 
-async def wait_on_server(
-    gateway: RunningGateway, condition: Callable[[], bool], timeout: float = 10
-) -> None:
-    """Poll ``condition`` on the server's loop (state that has no event to wait on)."""
-
-    async def poll() -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-
-    await gateway.call(poll(), timeout + 1)
-
-
 async def assert_nothing_held(
     gateway: RunningGateway, run_ids: list[str], baseline_tasks: int
 ) -> None:
@@ -119,7 +106,7 @@ async def assert_nothing_held(
             and state.quotas.open_streams(None) == 0
         )
 
-    await wait_on_server(gateway, released)
+    await gateway.wait_on_server(released)
     assert await gateway.wait_task_count(baseline_tasks) == baseline_tasks
 
 
@@ -215,9 +202,7 @@ async def test_a_client_gone_before_the_response_headers_leaves_nothing_behind(
             sock.close()
         # A whole request may have become a run before the close was noticed: it is then
         # cancelled, and its upstream request closed.
-        await wait_on_server(
-            gateway, lambda: gateway.state.manager.statistics()["active_runs"] == 0
-        )
+        await gateway.wait_on_server(lambda: gateway.state.manager.statistics()["active_runs"] == 0)
         stats = gateway.state.manager.statistics()["runs_by_status"]
         assert stats["completed"] == stats["failed"] == 0
         if partial:
@@ -340,9 +325,7 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
                 return await ws_client_leaving_after(gateway, spec, n, abrupt)
 
         await asyncio.gather(*(one_client() for _ in range(20)))  # warm up: imports, caches
-        await wait_on_server(
-            gateway, lambda: gateway.state.manager.statistics()["active_runs"] == 0
-        )
+        await gateway.wait_on_server(lambda: gateway.state.manager.statistics()["active_runs"] == 0)
         gc.collect()
         rss_before = rss_bytes()
         run_ids = [r for r in await asyncio.gather(*(one_client() for _ in range(1000))) if r]
@@ -351,8 +334,8 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
             with contextlib.suppress(NotFoundError):  # already expired: it ended
                 statuses.add((await gateway.wait_run(run_id))["status"])
         await assert_nothing_held(gateway, run_ids, baseline)
-        await wait_on_server(
-            gateway, lambda: gateway.state.manager.statistics()["retained_runs"] == 0
+        await gateway.wait_on_server(
+            lambda: gateway.state.manager.statistics()["retained_runs"] == 0
         )
         gc.collect()
         rss_after = rss_bytes()
@@ -386,8 +369,8 @@ async def test_a_websocket_peer_that_vanishes_without_a_close_frame_is_dropped_b
             for data in protocol.data_to_send():
                 await loop.sock_sendall(sock, data)
             # From here on the peer reads nothing and answers no ping: it has vanished.
-            await wait_on_server(
-                gateway, lambda: gateway.state.manager.statistics()["active_runs"] == 1
+            await gateway.wait_on_server(
+                lambda: gateway.state.manager.statistics()["active_runs"] == 1
             )
             (run_id,) = [
                 r for r in gateway.state.manager._runs if not gateway.state.manager.get(r).done
