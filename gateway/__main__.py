@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .auth import hash_key, new_key
-from .server import run
-from .settings import Settings
+from gateway.auth import hash_key, new_key
+from gateway.server import run
+from gateway.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:

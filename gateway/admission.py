@@ -8,15 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.auth import Principal
+from gateway.errors import BodyTooLargeError
+from gateway.state import GatewayState
 from streams.connection import Connection
 from streams.errors import InvalidRequestError
 from streams.events import dumps
 from streams.runs import Run
 from streams.spec import OnDisconnect, ParallelModelCall, ParallelToolCall, RunSpec
-
-from .auth import Principal
-from .errors import BodyTooLargeError
-from .state import GatewayState
 
 # Deepest JSON nesting a run spec or a client tool result may have. Far beyond any real
 # schema or tool output, and well within what the event encoder (orjson: 255 levels) writes:

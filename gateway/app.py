@@ -18,30 +18,30 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.types import ASGIApp
 
+from gateway.auth import KeyRing, StreamTokens
+from gateway.errors import ERROR_RESPONSES, install_error_handlers
+from gateway.faces import agui, console, openai_chat, runs, ws
+from gateway.limits.body_size import BodySizeLimit
+from gateway.limits.quotas import KeyQuotas
+from gateway.limits.redis_quotas import RedisKeyQuotas
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from gateway.streaming.handoff import HandoffLayer
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.request_context import RequestContext
+from gateway.telemetry.tracing import Telemetry
+from gateway.transport.connections import ConnectionStats
+from gateway.transport.hosts import AllowedHosts, HostCheck
+from streams.builtin.demo import DemoModel
+from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
-from streams.demo import DemoModel
 from streams.errors import GatewayError
 from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
 from streams.runs import RunLimits, RunManager
-from streams.tools import ToolRegistry, builtin_tools
+from streams.tools import ToolRegistry
 from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
 from streams.upstream.http import UpstreamHTTP
-
-from . import agui, console, openai_face, routes, ws
-from .auth import KeyRing, StreamTokens
-from .connections import ConnectionStats
-from .errors import ERROR_RESPONSES, install_error_handlers
-from .handoff import HandoffLayer
-from .hosts import AllowedHosts, HostCheck
-from .limits import BodySizeLimit
-from .metrics import GatewayMetrics
-from .observability import RequestContext
-from .quotas import KeyQuotas
-from .redis_quotas import RedisKeyQuotas
-from .settings import Settings
-from .state import GatewayState
-from .telemetry import Telemetry
 
 
 def build_models(
@@ -206,8 +206,8 @@ def create_app(
     install_error_handlers(app)
     # FastAPI tries the included routers in this order, and each of their routes in turn:
     # the busiest routes first (chat completions, then runs).
-    app.include_router(openai_face.router, responses=ERROR_RESPONSES)
-    app.include_router(routes.router, responses=ERROR_RESPONSES)
+    app.include_router(openai_chat.router, responses=ERROR_RESPONSES)
+    app.include_router(runs.router, responses=ERROR_RESPONSES)
     app.include_router(agui.router, responses=ERROR_RESPONSES)
     app.include_router(ws.router)
     app.include_router(console.router)

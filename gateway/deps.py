@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from gateway.auth import Principal, key_from_headers
+from gateway.state import GatewayState
 from streams.connection import Connection
-
-from .auth import Principal, key_from_headers
-from .state import GatewayState
 
 
 def gateway(request: Request) -> GatewayState:

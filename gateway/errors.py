@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
+from gateway.auth import AuthenticationError
+from gateway.responses import JSONResponse
 from streams.errors import (
     CircuitOpenError,
     GatewayError,
@@ -28,9 +30,6 @@ from streams.errors import (
     UpstreamTimeoutError,
 )
 from streams.events import dumps
-
-from .auth import AuthenticationError
-from .responses import JSONResponse
 
 
 class BodyTooLargeError(GatewayError):

@@ -16,13 +16,12 @@ from types import FrameType
 import uvicorn
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.telemetry.logs import configure_logging
+from gateway.transport.connections import ConnectionPolicy, ConnectionStats, protocol_classes
 from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
-
-from .app import create_app
-from .connections import ConnectionPolicy, ConnectionStats, protocol_classes
-from .logs import configure_logging
-from .settings import Settings
 
 logger = logging.getLogger("gateway")
 

@@ -16,11 +16,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.auth import KeyRing
+from gateway.transport.hosts import allowed_host_pattern
 from streams.upstream.client import RetryPolicy, Route, Timeouts
 from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
-
-from .auth import KeyRing
-from .hosts import allowed_host_pattern
 
 
 class RouteSettings(BaseModel):

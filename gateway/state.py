@@ -9,17 +9,16 @@ import itertools
 import weakref
 from dataclasses import dataclass, field
 
+from gateway.auth import KeyRing, StreamTokens
+from gateway.limits.quotas import KeyQuotas
+from gateway.limits.redis_quotas import RedisKeyQuotas
+from gateway.settings import Settings
+from gateway.streaming.sse import OpenStreams
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.transport.connections import ConnectionStats
 from streams.cluster.backend import ClusterBackend
 from streams.connection import Connection
 from streams.runs import UNCHECKED, Run, RunManager, _Unchecked
-
-from .auth import KeyRing, StreamTokens
-from .connections import ConnectionStats
-from .metrics import GatewayMetrics
-from .quotas import KeyQuotas
-from .redis_quotas import RedisKeyQuotas
-from .settings import Settings
-from .sse import OpenStreams
 
 
 @dataclass

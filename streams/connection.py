@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .errors import LimitExceededError
+from streams.errors import LimitExceededError
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LogClosedError
-from .events import Event, EventType
+from streams.errors import LogClosedError
+from streams.events import Event, EventType
 
 
 @dataclass(frozen=True, slots=True)

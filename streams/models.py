@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidRequestError
+from streams.errors import InvalidRequestError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 
-from .errors import InvalidRequestError
-from .events import Event
-from .runs import Run, RunManager, new_event_for_gap
+from streams.errors import InvalidRequestError
+from streams.events import Event
+from streams.runs import Run, RunManager, new_event_for_gap
 
 
 @dataclass(frozen=True, slots=True)

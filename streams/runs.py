@@ -35,8 +35,8 @@ from typing import Any, Literal, TypeVar
 import structlog
 from opentelemetry import trace
 
-from .connection import Connection, ProducerSlot
-from .errors import (
+from streams.connection import Connection, ProducerSlot
+from streams.errors import (
     GatewayError,
     InvalidRequestError,
     LimitExceededError,
@@ -47,11 +47,11 @@ from .errors import (
     ToolError,
     UpstreamProtocolError,
 )
-from .events import Event, EventType, error_payload
-from .log import EventLog, MemoryEventLog, Retention
-from .models import Model, ModelRegistry, TextDelta, ToolCallDelta, ToolCallStart, Usage
-from .spec import OnDisconnect, ParallelModelCall, RunSpec
-from .tools import ToolRegistry
+from streams.events import Event, EventType, error_payload
+from streams.log import EventLog, MemoryEventLog, Retention
+from streams.models import Model, ModelRegistry, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.spec import OnDisconnect, ParallelModelCall, RunSpec
+from streams.tools import ToolRegistry
 
 logger = logging.getLogger("streams.runs")
 

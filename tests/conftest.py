@@ -4,6 +4,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -25,6 +26,7 @@ BOTH_LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
 }
 ON_BOTH_LOOPS = frozenset({"unit", "integration"})
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_asyncio_loop_factories(
@@ -32,8 +34,8 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """uvloop for every async test, and asyncio's loop too under tests/unit and
     tests/integration (the test id says which: ``[uvloop]``, ``[asyncio]``)."""
-    folder = item.path.parent.name
-    return BOTH_LOOPS if folder in ON_BOTH_LOOPS else PRODUCTION_LOOP
+    suite = item.path.relative_to(TESTS).parts[0]
+    return BOTH_LOOPS if suite in ON_BOTH_LOOPS else PRODUCTION_LOOP
 
 
 def require_binary(name: str, install_hint: str) -> str:

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.tools import Emit, Tool, ToolRegistry, builtin_tools
+from streams.builtin.tools import builtin_tools
+from streams.tools import Emit, Tool, ToolRegistry
 
 
 @dataclass

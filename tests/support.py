@@ -19,10 +19,10 @@ import structlog
 import uvloop
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from gateway.logs import configure_logging
 from gateway.server import make_server
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.telemetry.logs import configure_logging
 from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
 

@@ -41,20 +41,20 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..connection import Connection
-from ..errors import NotFoundError, RunFinishedError, StoreUnavailableError
-from ..events import Event, EventType, dumps
-from ..log import EventLog, Retention
-from ..runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked, is_run_id
-from ..spec import RunSpec
-from .keys import Keys
-from .log import (
+from streams.cluster.keys import Keys
+from streams.cluster.log import (
     STORE_ERRORS,
     LogWriter,
     RemoteEventLog,
     StoredEventLog,
     raise_if_cancelling,
 )
+from streams.connection import Connection
+from streams.errors import NotFoundError, RunFinishedError, StoreUnavailableError
+from streams.events import Event, EventType, dumps
+from streams.log import EventLog, Retention
+from streams.runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked, is_run_id
+from streams.spec import RunSpec
 
 logger = logging.getLogger("streams.cluster")
 

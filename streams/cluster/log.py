@@ -22,11 +22,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ..errors import LogTakenOverError, StoreUnavailableError
-from ..events import Event, EventType, dumps
-from ..log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
-from ..runs import ProducerInfo
-from .keys import Keys
+from streams.cluster.keys import Keys
+from streams.errors import LogTakenOverError, StoreUnavailableError
+from streams.events import Event, EventType, dumps
+from streams.log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
+from streams.runs import ProducerInfo
 
 logger = logging.getLogger("streams.cluster")
 

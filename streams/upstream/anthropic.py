@@ -7,8 +7,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import UpstreamProtocolError, UpstreamStreamError
-from ..models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.errors import UpstreamProtocolError, UpstreamStreamError
+from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import CircuitOpenError
+from streams.errors import CircuitOpenError
 
 
 class BreakerState(enum.StrEnum):

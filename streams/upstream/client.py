@@ -29,7 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
-from ..errors import (
+from streams.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -37,14 +37,14 @@ from ..errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from ..events import dumps
-from ..models import Model, ModelOutput, Usage
-from ..watchdog import Watchdog
-from .anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
-from .breaker import CircuitBreaker
-from .http import USER_AGENT
-from .openai_chat import ChatChunkParser, chat_request
-from .sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, SSEDecoder, SSELimitError
+from streams.events import dumps
+from streams.models import Model, ModelOutput, Usage
+from streams.upstream.anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
+from streams.upstream.breaker import CircuitBreaker
+from streams.upstream.http import USER_AGENT
+from streams.upstream.openai_chat import ChatChunkParser, chat_request
+from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, SSEDecoder, SSELimitError
+from streams.watchdog import Watchdog
 
 Provider = Literal["openai", "anthropic"]
 

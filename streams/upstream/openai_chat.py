@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import UpstreamProtocolError, UpstreamStreamError
-from ..models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.errors import UpstreamProtocolError, UpstreamStreamError
+from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 
 def chat_request(

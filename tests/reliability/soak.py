@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import websockets
 
-from gateway.logs import configure_logging
+from gateway.telemetry.logs import configure_logging
 from tests.support import SSE, RunningGateway, running_gateway, sse_events
 
 MiB = 1024 * 1024

@@ -20,8 +20,9 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from streams.builtin.tools import builtin_tools
 from streams.errors import NotFoundError
-from streams.tools import Emit, Tool, ToolRegistry, builtin_tools
+from streams.tools import Emit, Tool, ToolRegistry
 from tests.support import SSE, RunningGateway, collect, running_gateway, sse_events
 from tests.upstream_server import (
     RESET,

@@ -1,0 +1,223 @@
+"""HTTP routes: runs (start, read, stream, cancel), the model and tool listings, health."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway.admission import start_run as admit
+from gateway.auth import AuthenticationError, Principal, key_from_headers
+from gateway.deps import connection, gateway, principal, principal_of
+from gateway.errors import RUN_FINISHED_RESPONSE
+from gateway.faces.agui import agui_events
+from gateway.responses import JSONResponse
+from gateway.streaming.run_stream import cursor_from, event_stream, read_to_the_end, start_streamed
+from streams.errors import InvalidRequestError
+from streams.runs import Run
+from streams.spec import RunSpec
+
+router = APIRouter()
+
+CANCEL_WAIT = 5.0  # seconds POST /cancel waits for the run to reach its terminal state
+
+
+def _links(run: Run) -> dict[str, str]:
+    base = f"/v1/runs/{run.id}"
+    return {"url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
+
+
+def _wants_stream(accept: str | None) -> bool:
+    return accept is not None and "text/event-stream" in accept.lower()
+
+
+@router.post(
+    "/v1/runs",
+    status_code=201,
+    responses={
+        201: {"description": "The run started (JSON answer)."},
+        200: {
+            "description": "With `Accept: text/event-stream`: the run's events as SSE.",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+async def start_run(
+    spec: RunSpec,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Start a run. With `Accept: text/event-stream` the answer is the run's event stream
+    (and closing it cancels the run unless `on_disconnect` is `continue`). The JSON answer
+    carries a `token` that opens this run's `events_url` for a browser's EventSource."""
+    state = gateway(request)
+    if spec.client_tools and spec.client_tool_mode == "await":
+        raise InvalidRequestError(
+            "client_tools with client_tool_mode 'await' need a channel back to the client: "
+            "start the run on the WebSocket (/v1/ws), or use client_tool_mode 'return'"
+        )
+    streaming = _wants_stream(accept)
+    start = functools.partial(
+        admit,
+        state,
+        spec,
+        connection(request),
+        caller,
+        default_on_disconnect="cancel" if streaming else "continue",
+    )
+    if streaming:
+        run, slot = await start_streamed(state, caller.owner, start)
+        return event_stream(state, run, 0, slot=slot)
+    run = await start()
+    token = state.tokens.issue(run.id)
+    body = {
+        "run_id": run.id,
+        "status": run.status.value,
+        **_links(run),
+        "token": token,
+        "token_expires_in": state.tokens.ttl,
+    }
+    return JSONResponse(body, status_code=201, headers={"location": f"/v1/runs/{run.id}"})
+
+
+@router.get("/v1/runs/{run_id}")
+async def get_run(
+    run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> dict[str, Any]:
+    """The run's current state: status, output, producers, usage, last seq."""
+    run = await gateway(request).find_run(run_id, caller.owner)
+    return {**run.snapshot(), **_links(run)}
+
+
+async def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
+    """The run a stream request may read: by the caller's key, or by a stream token that
+    names this run (what a browser's EventSource, which cannot set headers, sends)."""
+    state = gateway(request)
+    presented = key_from_headers(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    if token is not None and presented is None:
+        run = await state.find_run(run_id)
+        if not state.tokens.verify(token, run.id):
+            raise AuthenticationError("the stream token is not valid for this run, or expired")
+        return run
+    return await state.find_run(run_id, principal_of(request).owner)
+
+
+@router.get(
+    "/v1/runs/{run_id}/events",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {
+            "description": "The run has ended and the cursor is at (or past) its terminal "
+            "event: nothing more will come. This ends a browser's EventSource."
+        },
+    },
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+    token: Annotated[
+        str | None, Query(description="A stream token from the POST /v1/runs answer")
+    ] = None,
+    format: Annotated[
+        Literal["native", "ag-ui"],
+        Query(description="The dialect: native events, or AG-UI 1.0 events"),
+    ] = "native",
+) -> Response:
+    """The run's events as SSE, from the start or after a cursor (`Last-Event-ID` or
+    `?after=`). Events no longer retained are replaced by one `stream.gap` event.
+    `format=ag-ui` streams them as AG-UI 1.0 events (with the same seqs as `id:`).
+    A resume at or past the terminal event of a run that has ended is a 204."""
+    state = gateway(request)
+    run = await _run_for_stream(request, run_id, token)
+    cursor = cursor_from(last_event_id, after)
+    if read_to_the_end(run, cursor):
+        # EventSource takes the end of a stream for a dropped connection and reconnects,
+        # with Last-Event-ID = the terminal seq, every few seconds; a 204 ends it for good
+        # (WHATWG HTML, server-sent events), where a 200 with the end again would not.
+        return Response(status_code=204, headers={"x-run-id": run.id, "cache-control": "no-store"})
+    if format == "ag-ui":
+        return await agui_events(state, run, cursor)
+    return event_stream(state, run, cursor)
+
+
+@router.post("/v1/runs/{run_id}/cancel", responses=RUN_FINISHED_RESPONSE)
+async def cancel_run(
+    run_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> dict[str, Any]:
+    """Cancel the run: every producer is cancelled and the log ends with `run.cancelled`."""
+    state = gateway(request)
+    run = await state.cancel_run(run_id, "cancelled by client", caller.owner)
+    try:
+        async with asyncio.timeout(CANCEL_WAIT):
+            await run.wait()
+    except TimeoutError:
+        pass
+    return {**run.snapshot(), **_links(run)}
+
+
+@router.get("/v1/models", dependencies=[Depends(principal)])
+async def list_models(request: Request) -> dict[str, Any]:
+    """Models this gateway serves (OpenAI's list shape)."""
+    manager = gateway(request).manager
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "gateway",
+                "description": manager.models.get(name).description,
+            }
+            for name in manager.models.names()
+        ],
+    }
+
+
+@router.get("/v1/tools", dependencies=[Depends(principal)])
+async def list_tools(request: Request) -> dict[str, Any]:
+    """Server-side tools a run may enable, with their JSON schemas."""
+    return {"data": gateway(request).manager.tools.describe()}
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=True)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: streams, runs, events, upstream latency, errors, breakers."""
+    body = gateway(request).metrics.render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Draining: no new work (the same body, `status` `draining`).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to take work (false while draining)."""
+    state = gateway(request)
+    if state.shutdown.is_set() or state.manager.closing:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    cluster = state.cluster.statistics() if state.cluster is not None else {}
+    if not state.ready:
+        return JSONResponse({"status": "store_unavailable", **cluster}, status_code=503)
+    return JSONResponse({"status": "ready", **state.manager.statistics(), **cluster})

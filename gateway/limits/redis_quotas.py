@@ -1,0 +1,370 @@
+"""Per-key quotas shared by every gateway instance through Redis: the same limits as
+:class:`gateway.quotas.KeyQuotas` (runs started per minute, streams open at once, runs active
+at once), held across all instances instead of per process.
+
+Runs per minute are a token bucket in a Redis hash, taken by one Lua script, so two instances
+taking the last token at once cannot both get it. Stream slots and active-run slots are
+members of a sorted set per owner (one for each limit), scored by when they expire: an
+instance renews the slots it holds every ``slot_ttl / 3``, so the slots of an instance that
+died (never released, never renewed) run out after ``slot_ttl`` and no slot leaks forever.
+
+Any failure to reach Redis is a :class:`~streams.errors.StoreUnavailableError` at this
+boundary; nothing here waits on Redis for longer than :attr:`RedisKeyQuotas.call_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import redis.asyncio
+import redis.exceptions
+
+from gateway.limits.quotas import RateLimitedError, active_runs_exceeded
+from streams.cluster.log import raise_if_cancelling
+from streams.errors import LimitExceededError, StoreUnavailableError
+
+logger = logging.getLogger("gateway.quotas")
+
+T = TypeVar("T")
+
+# The scripts take the time from the caller (the instance's clock), not from Redis TIME: the
+# same clock then scores the stream slots, refills the bucket and is the one tests can drive;
+# and instances' clocks are NTP-synced to milliseconds, far finer than limits counted in
+# seconds. A clock running behind the bucket's last writer must not take tokens back nor mint
+# them: elapsed time is never negative. Key expiries add SKEW_MARGIN_MS so a key never expires
+# (Redis's clock) before what it holds has run out (the instances' clocks).
+SKEW_MARGIN_MS = 1000
+
+# KEYS[1]: the owner's bucket (a hash: tokens, updated).
+# ARGV: rate (tokens/s), burst, now (s), skew margin (ms).
+# Returns the seconds to wait for a token as a string ("0" when one was taken): a Lua number
+# returned to Redis would be truncated to an integer.
+TAKE_TOKEN = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens = burst
+  updated = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+updated = math.max(updated, now)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', updated)
+-- Once refilled to the burst the bucket is the same as no bucket: let the key go then.
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[4]))
+return string.format('%.17g', wait)
+"""
+
+# KEYS[1]: the owner's slots (a sorted set: slot id -> expiry time).
+# ARGV: now, expires, max slots, slot id, skew margin (ms). Returns 1 if the slot was taken.
+TAKE_SLOT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+-- The key lives as long as its latest slot (instances may differ in slot_ttl).
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + tonumber(ARGV[5]))
+return 1
+"""
+
+# KEYS[1]: the owner's slots. ARGV: now, expires, skew margin (ms), slot ids...
+# Re-scores only the slots still there (ZADD XX): a slot that ran out and was taken over must
+# not come back, or the owner would hold more than its limit. Returns how many were renewed.
+RENEW_SLOTS = """
+local now = tonumber(ARGV[1])
+local renewed = 0
+for i = 4, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+    renewed = renewed + 1
+  end
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + tonumber(ARGV[3]))
+end
+return renewed
+"""
+
+
+def owner_tag(owner: str | None) -> str:
+    """The part of a Redis key that names ``owner``: ``-`` for no owner (a gateway without
+    API keys), else the name percent-encoded, so no name can reach into another key. A name
+    that is just ``-`` (which percent-encoding leaves alone) is spelt ``%2D``, which no other
+    name encodes to."""
+    if owner is None:
+        return "-"
+    tag = quote(owner, safe="")
+    return "%2D" if tag == "-" else tag
+
+
+class RedisKeyQuotas:
+    """Per-key quotas held across every gateway instance sharing one Redis.
+
+    ``instance_id`` names this instance in the ids of the slots it takes. The instance
+    must call :meth:`renew` every ``slot_ttl / 3`` while it runs, and :meth:`release_all` when
+    it shuts down.
+    """
+
+    #: The longest any one Redis call may take before it counts as Redis being unreachable.
+    call_timeout: float = 2.0
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        prefix: str,
+        runs_per_minute: float,
+        max_streams: int,
+        slot_ttl: float,
+        instance_id: str,
+        max_active_runs: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if runs_per_minute <= 0:
+            raise ValueError(f"runs_per_minute must be positive, not {runs_per_minute}")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, not {max_streams}")
+        if slot_ttl <= 0:
+            raise ValueError(f"slot_ttl must be positive, not {slot_ttl}")
+        self._redis = redis
+        self._prefix = prefix
+        self._runs_per_second = runs_per_minute / 60
+        self._burst = max(1.0, runs_per_minute)
+        self._max_streams = max_streams
+        self._max_active_runs = max_active_runs
+        self._slot_ttl = slot_ttl
+        self._clock = clock
+        # A random part too: an instance restarted under the same id must not reuse the slot
+        # ids of its previous life, whose slots may not have run out yet.
+        self._slot_prefix = f"{instance_id}:{secrets.token_hex(4)}:"
+        self._slot_numbers = itertools.count()
+        self._take_token = redis.register_script(TAKE_TOKEN)
+        self._take_slot = redis.register_script(TAKE_SLOT)
+        # slot id -> the key of the set it is in, for every slot this instance holds (or may
+        # hold: one whose acquire is under way counts, so renew and release_all cover it).
+        self._held: dict[str, str] = {}
+        # Releases that outlived the cancellation of the task that started them.
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    def _runs_key(self, owner: str | None) -> str:
+        return f"{self._prefix}quota:runs:{owner_tag(owner)}"
+
+    def _streams_key(self, owner: str | None) -> str:
+        return f"{self._prefix}quota:streams:{owner_tag(owner)}"
+
+    def _active_runs_key(self, owner: str | None) -> str:
+        return f"{self._prefix}quota:active_runs:{owner_tag(owner)}"
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Await one Redis call, bounded by :attr:`call_timeout`, any failure of Redis raised
+        as :class:`StoreUnavailableError` (cancellation goes through untouched)."""
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                result = await awaitable
+        except (redis.exceptions.RedisError, OSError) as error:  # TimeoutError is an OSError
+            raise StoreUnavailableError(
+                f"Redis cannot be reached (the per-key quotas live there): "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        raise_if_cancelling()  # redis-py may have swallowed a cancel (Python 3.11)
+        return result
+
+    async def start_run(self, owner: str | None) -> None:
+        """Count a run start against ``owner``'s rate (a token bucket: ``runs_per_minute / 60``
+        tokens per second, holding at most ``max(1, runs_per_minute)``), or raise
+        :class:`RateLimitedError` with ``retry_after`` seconds.
+
+        Raises :class:`StoreUnavailableError` if Redis cannot be reached."""
+        answer = await self._call(
+            self._take_token(
+                keys=[self._runs_key(owner)],
+                args=[self._runs_per_second, self._burst, self._clock(), SKEW_MARGIN_MS],
+            )
+        )
+        wait = float(answer)
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many runs started with this key (limit {self._runs_per_second * 60:g} "
+                f"per minute); retry in {wait:.1f}s",
+                retry_after=wait,
+            )
+
+    @contextlib.asynccontextmanager
+    async def stream(self, owner: str | None) -> AsyncIterator[None]:
+        """Hold one of ``owner``'s stream slots (at most ``max_streams`` across all instances)
+        while the body runs, or raise :class:`LimitExceededError` when they are all taken.
+
+        The slot is given back on every exit path, cancellation included. Raises
+        :class:`StoreUnavailableError` on entry if Redis cannot be reached."""
+        key = self._streams_key(owner)
+        slot = await self._take(key, self._max_streams)
+        if slot is None:
+            raise LimitExceededError(
+                f"this key already has {self._max_streams} streams open (the limit); close "
+                "one first"
+            )
+        try:
+            yield
+        finally:
+            await self._release(key, slot)
+
+    async def take_active_run(self, owner: str | None) -> str:
+        """Take one of ``owner``'s active-run slots (at most ``max_active_runs`` across all
+        instances) and return it, or raise :class:`LimitExceededError` when they are all
+        taken. Whoever takes it gives it back with :meth:`release_active_run` when the run
+        ends; held, it is renewed with the stream slots. Raises
+        :class:`StoreUnavailableError` if Redis cannot be reached."""
+        slot = await self._take(self._active_runs_key(owner), self._max_active_runs)
+        if slot is None:
+            raise active_runs_exceeded(self._max_active_runs)
+        return slot
+
+    def release_active_run(self, owner: str | None, slot: str) -> None:
+        """Give back a slot :meth:`take_active_run` took, in a task of this object's own (a
+        run's end cannot wait on Redis). A slot :meth:`release_all` gave back already is left
+        alone."""
+        if self._held.pop(slot, None) is None:
+            return
+        release = asyncio.get_running_loop().create_task(
+            self._remove_slot(self._active_runs_key(owner), slot), name="release-run-slot"
+        )
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+
+    async def active_runs(self, owner: str | None) -> int:
+        """How many of ``owner``'s active-run slots are held now, across all instances."""
+        count = await self._call(
+            self._redis.zcount(self._active_runs_key(owner), f"({self._clock()!r}", "+inf")
+        )
+        return int(count)
+
+    async def _take(self, key: str, limit: int) -> str | None:
+        """Take a slot of the set ``key`` holding at most ``limit``: its id, or None when
+        they are all taken."""
+        slot = f"{self._slot_prefix}{next(self._slot_numbers)}"
+        self._held[slot] = key
+        try:
+            now = self._clock()
+            taken = await self._call(
+                self._take_slot(
+                    keys=[key],
+                    args=[now, now + self._slot_ttl, limit, slot, SKEW_MARGIN_MS],
+                )
+            )
+        except asyncio.CancelledError:
+            # Redis may have run the script before the cancellation: take the slot back in
+            # case it did.
+            await self._release(key, slot)
+            raise
+        except BaseException:
+            # Redis is unreachable or slow: telling it anything now would fail too. Should
+            # the script have run, the slot runs out after slot_ttl, as it is not renewed.
+            self._held.pop(slot, None)
+            raise
+        if not taken:
+            del self._held[slot]
+            return None
+        return slot
+
+    async def _release(self, key: str, slot: str) -> None:
+        """Give ``slot`` back. Runs to its end even if the calling task is cancelled meanwhile
+        (shielded, bounded by :attr:`call_timeout`); never raises but CancelledError."""
+        # No longer held: renew must not keep it alive, so if Redis cannot be told now, the
+        # slot still runs out after slot_ttl.
+        self._held.pop(slot, None)
+        release = asyncio.create_task(self._remove_slot(key, slot))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+        # A cancellation of the caller interrupts only the wait: the release goes on.
+        await asyncio.shield(release)
+
+    async def _remove_slot(self, key: str, slot: str) -> None:
+        try:
+            await self._call(self._redis.zrem(key, slot))
+        except StoreUnavailableError as error:
+            # The slot runs out by itself after slot_ttl: a failed release must not mask what
+            # ended the stream.
+            logger.warning(
+                "could not release a slot; it expires within %gs: %s",
+                self._slot_ttl,
+                error,
+            )
+
+    async def open_streams(self, owner: str | None) -> int:
+        """How many of ``owner``'s stream slots are held now, across all instances (slots
+        past their expiry do not count, even before they are cleared away)."""
+        count = await self._call(
+            self._redis.zcount(self._streams_key(owner), f"({self._clock()!r}", "+inf")
+        )
+        return int(count)
+
+    async def renew(self) -> None:
+        """Extend every slot this instance holds by ``slot_ttl`` from now, in one round trip.
+
+        The instance calls this every ``slot_ttl / 3``. A slot that ran out meanwhile (the
+        instance stalled past ``slot_ttl``, or Redis lost its data) is not brought back:
+        another instance may have taken its place. Raises :class:`StoreUnavailableError` if
+        Redis cannot be reached."""
+        by_key: defaultdict[str, list[str]] = defaultdict(list)
+        for slot, key in self._held.items():
+            by_key[key].append(slot)
+        if not by_key:
+            return
+        now = self._clock()
+        # EVAL with the script's text, not EVALSHA: inside a pipeline a script Redis does not
+        # know (it restarted) would fail the call, while this small text costs little.
+        pipe = self._redis.pipeline(transaction=False)
+        for key, slots in by_key.items():
+            pipe.eval(RENEW_SLOTS, 1, key, now, now + self._slot_ttl, SKEW_MARGIN_MS, *slots)
+        renewed: list[Any] = await self._call(pipe.execute())
+        lost = sum(len(slots) for slots in by_key.values()) - sum(int(n) for n in renewed)
+        if lost > 0:
+            # Usually a slot released while this renewal was under way; more than a few
+            # means slots ran out and the owners' stream counts were low meanwhile.
+            logger.info("%d slot(s) were gone when renewed", lost)
+
+    async def release_all(self) -> None:
+        """Give back every slot this instance holds, in one round trip (clean shutdown), once
+        the releases under way have ended.
+
+        Streams still open and runs still active lose their slots: their own releases later
+        change nothing. Raises :class:`StoreUnavailableError` if Redis cannot be reached; the
+        slots then run out after ``slot_ttl``, since they are no longer renewed."""
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))  # each bounded by call_timeout
+        by_key: defaultdict[str, list[str]] = defaultdict(list)
+        for slot, key in self._held.items():
+            by_key[key].append(slot)
+        self._held.clear()
+        if not by_key:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, slots in by_key.items():
+            pipe.zrem(key, *slots)
+        await self._call(pipe.execute())
+
+    def held(self) -> int:
+        """How many slots this instance holds now (for metrics, and to show none leak)."""
+        return len(self._held)

@@ -1,0 +1,72 @@
+"""Opening a run's event stream over SSE, in any dialect."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from gateway.state import GatewayState, StreamSlot
+from gateway.streaming.sse import EventStreamResponse
+from streams.dialects.native import encode_sse_batch
+from streams.errors import InvalidRequestError
+from streams.events import Event
+from streams.reader import RunReader
+from streams.runs import Run
+
+
+async def start_streamed(
+    state: GatewayState, owner: str | None, start: Callable[[], Awaitable[Run]]
+) -> tuple[Run, StreamSlot]:
+    """Take a stream slot, then start the run: a stream refused for the caller's limit
+    starts nothing (no run without a reader, no run-rate token spent)."""
+    slot = state.stream_slot(owner, "sse")
+    await slot.take()
+    try:
+        return await start(), slot
+    except BaseException:
+        await slot.release()
+        raise
+
+
+def event_stream(
+    state: GatewayState,
+    run: Run,
+    after: int,
+    encode: Callable[[list[Event]], bytes] = encode_sse_batch,
+    slot: StreamSlot | None = None,
+) -> EventStreamResponse:
+    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes.
+    It counts as one of the run owner's open streams while it is open (``slot``, if the
+    caller took it already)."""
+    settings = state.settings
+    return EventStreamResponse(
+        RunReader(state.manager, run, after),
+        heartbeat=settings.heartbeat_interval,
+        send_timeout=settings.send_timeout,
+        streams=state.sse_streams,
+        headers={"x-run-id": run.id},
+        on_close=functools.partial(state.record_close, "sse"),
+        encode=encode,
+        slot=slot or state.stream_slot(run.owner, "sse"),
+        on_sent=state.metrics.events_sent.labels("sse").inc,
+    )
+
+
+def cursor_from(last_event_id: str | None, after: int | None) -> int:
+    """The reader's cursor: ``Last-Event-ID`` (EventSource's own reconnect, newer than the
+    URL's ``?after=``) or ``after``."""
+    if last_event_id is not None:
+        try:
+            return int(last_event_id.strip())
+        except ValueError:
+            raise InvalidRequestError(
+                f"Last-Event-ID must be an event's seq (a whole number), not {last_event_id!r}"
+            ) from None
+    return after or 0
+
+
+def read_to_the_end(run: Run, cursor: int) -> bool:
+    """Whether a reader at ``cursor`` has every event ``run`` will ever have: its log is
+    closed (its terminal event is visible, here or, for a run of another instance, in the
+    shared store) and the cursor is at or past that event."""
+    return run.log.closed and cursor >= run.log.last_seq

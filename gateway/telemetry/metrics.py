@@ -1,0 +1,220 @@
+"""Prometheus metrics (``GET /metrics``), in a registry of the app's own.
+
+Counters and histograms are fed where things happen (a batch of events sent, an upstream
+chunk); gauges that are state (active runs, open connections, circuit breakers) are read from
+the engine's ``statistics()`` at scrape time, so they can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.telemetry.loop_histogram import LoopHistogram
+from streams.runs import Run
+from streams.upstream.client import UpstreamCall, UpstreamModel
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
+
+upstream_log = structlog.get_logger("gateway.upstream")
+run_log = structlog.get_logger("gateway.runs")
+
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_sent = Counter(
+            "gateway_events_sent",
+            "Run events sent to readers",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.runs_finished = Counter(
+            "gateway_runs_finished", "Runs by final status", ["status"], registry=self.registry
+        )
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests",
+            "Upstream requests (attempts) by outcome",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Upstream failures by error code",
+            ["route", "code"],
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "gateway_upstream_ttft_seconds",
+            "Time to first token from the upstream",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # Observed for every upstream chunk: a histogram made for the event loop's hot path.
+        self.inter_chunk = LoopHistogram(
+            "gateway_upstream_inter_chunk_seconds",
+            "Time between upstream chunks",
+            "route",
+            GAP_BUCKETS,
+        )
+        self.registry.register(self.inter_chunk)
+        self._state: GatewayState | None = None
+        self.registry.register(_StateCollector(self))
+
+    def bind(self, state: GatewayState) -> None:
+        """Read gauges from ``state`` at scrape time."""
+        self._state = state
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- hooks the engine calls ---------------------------------------------------------------
+
+    def run_ended(self, run: Run) -> None:
+        self.runs_finished.labels(run.status.value).inc()
+        duration = (run.ended_at or 0) - (run.started_at or run.created_at)
+        run_log.info(
+            "run ended",
+            run_id=run.id,
+            status=run.status.value,
+            duration_s=round(duration, 4),
+            events=run.log.last_seq,
+            reason=run.cancel_reason or (run.error["code"] if run.error else None),
+            input_tokens=run.usage["input_tokens"],
+            output_tokens=run.usage["output_tokens"],
+        )
+
+    def chunk_gap(self, route: str, seconds: float) -> None:
+        self.inter_chunk.observe(route, seconds)
+
+    def call_finished(self, call: UpstreamCall) -> None:
+        outcome = "ok" if call.error is None else call.error
+        self.upstream_requests.labels(call.route, outcome).inc()
+        if call.error is not None and call.error != "cancelled":
+            self.upstream_errors.labels(call.route, call.error).inc()
+        if call.ttft is not None:
+            self.ttft.labels(call.route).observe(call.ttft)
+        upstream_log.info(
+            "upstream call",
+            route=call.route,
+            model=call.upstream_model,
+            attempt=call.attempt,
+            status=call.status,
+            error=call.error,
+            ttft_s=None if call.ttft is None else round(call.ttft, 4),
+            duration_s=round(call.duration, 4),
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+        )
+
+
+class _StateCollector(Collector):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = self.metrics._state
+        if state is None:
+            return
+        stats = state.manager.statistics()
+        yield GaugeMetricFamily(
+            "gateway_active_runs", "Runs not yet finished", value=stats["active_runs"]
+        )
+        connections = GaugeMetricFamily(
+            "gateway_active_connections", "Open streams by channel", labels=["channel"]
+        )
+        for channel, count in sorted(state.open_streams.items()):
+            connections.add_metric([channel], count)
+        yield connections
+        closes = CounterMetricFamily(
+            "gateway_reader_disconnects",
+            "Readers that went away, by reason",
+            labels=["channel", "reason"],
+        )
+        for (channel, reason), count in sorted(state.reader_closes.items()):
+            closes.add_metric([channel, reason], count)
+        yield closes
+        yield GaugeMetricFamily(
+            "gateway_open_connections",
+            "TCP connections open to the server (HTTP and WebSocket)",
+            value=state.connections.open,
+        )
+        let_go = CounterMetricFamily(
+            "gateway_connections_closed",
+            "Connections the server let go on its own, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(state.connections.closed.items()):
+            let_go.add_metric([reason], count)
+        yield let_go
+        waits = CounterMetricFamily(
+            "gateway_semaphore_waits",
+            "Times a producer or request waited for a slot",
+            labels=["kind"],
+        )
+        waits.add_metric(["connection"], state.connection_waits())
+        breaker = GaugeMetricFamily(
+            "gateway_circuit_breaker_state", "0 closed, 1 half-open, 2 open", labels=["route"]
+        )
+        in_flight = GaugeMetricFamily(
+            "gateway_upstream_in_flight", "Upstream requests in flight", labels=["route"]
+        )
+        route_waits = 0
+        for model in state.manager.models.models.values():
+            if isinstance(model, UpstreamModel):
+                breaker.add_metric([model.name], BREAKER_STATES[model.breaker.state.value])
+                in_flight.add_metric([model.name], model.stats.in_flight)
+                route_waits += model.stats.slot_waits
+        waits.add_metric(["route"], route_waits)
+        yield waits
+        yield breaker
+        yield in_flight
+        if state.cluster is not None:
+            cluster = state.cluster.statistics()
+            yield GaugeMetricFamily(
+                "gateway_store_available",
+                "1 while the shared store (Redis) answers",
+                value=int(cluster["store_available"]),
+            )
+            yield GaugeMetricFamily(
+                "gateway_store_pending_events",
+                "Events appended but not yet written to the shared store",
+                value=cluster["pending_events"],
+            )
+            yield CounterMetricFamily(
+                "gateway_store_written_events",
+                "Events written to the shared store",
+                value=cluster["written_events"],
+            )
+            yield CounterMetricFamily(
+                "gateway_store_write_batches",
+                "Round trips that wrote events (several events each under load)",
+                value=cluster["write_batches"],
+            )
+            yield CounterMetricFamily(
+                "gateway_lost_instance_runs_failed",
+                "Runs of lost instances this instance ended with run.failed",
+                value=cluster["lost_runs_failed"],
+            )
+            yield CounterMetricFamily(
+                "gateway_cancels_forwarded",
+                "Cancels sent to the instance running the run",
+                value=cluster["cancels_forwarded"],
+            )
+        if state.shared_quotas is not None:
+            yield GaugeMetricFamily(
+                "gateway_stream_slots_held",
+                "Per-key stream slots this instance holds in the shared store",
+                value=state.shared_quotas.held(),
+            )

@@ -1,0 +1,728 @@
+"""The AG-UI 1.0 dialect: native events as AG-UI events, and AG-UI's ``RunAgentInput`` as a
+:class:`~streams.spec.RunSpec`. Pure: no I/O, no web framework, no dependency on the
+``ag-ui-protocol`` package (the tests validate every event against its models).
+
+Events out
+==========
+
+:class:`AGUIEncoder` is stateful (AG-UI opens and closes messages and tool calls that native
+events only imply) and deterministic: what it emits for an event depends only on the events
+before it, so an encoder *primed* with the events a client already has continues exactly
+where the client's stream stopped.
+
+=========================  ===================================================================
+native                     AG-UI
+=========================  ===================================================================
+``run.started``            ``RUN_STARTED`` (threadId, runId: the AG-UI client's own ids when
+                           the run came from ``RunAgentInput``, else the native run id)
+``message.started``        nothing: a text message opens lazily, on its first text
+``message.delta``          ``TEXT_MESSAGE_START`` (role assistant) before the first delta of a
+                           text segment, then ``TEXT_MESSAGE_CONTENT``
+``message.completed``      ``TEXT_MESSAGE_END`` if a text segment is open
+``message.failed``         ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for what the message left
+                           open, then ``CUSTOM`` (name ``message.failed``)
+``tool_call.started``      ``TEXT_MESSAGE_END`` if text is open, then ``TOOL_CALL_START``
+                           (parentMessageId: the assistant message the text went to)
+``tool_call.delta``        ``TOOL_CALL_ARGS``
+``tool_call.completed``    ``TOOL_CALL_END``
+``tool.started``           ``ACTIVITY_SNAPSHOT`` (activityType ``tool_execution``, content
+                           ``{toolCallId, name, arguments, status: "running", deltas: []}``)
+``tool.delta``             ``ACTIVITY_DELTA`` (JSON Patch: append to ``/deltas``)
+``tool.completed``         ``ACTIVITY_DELTA`` (status ``completed``, ``output``), then
+                           ``TOOL_CALL_RESULT`` (content: the output as JSON text)
+``tool.failed``            ``ACTIVITY_DELTA`` (status ``failed``, ``error``), then
+                           ``TOOL_CALL_RESULT`` (content: ``{"error": message}`` as JSON text)
+``client_tool.requested``  ``CUSTOM`` (name = native type, value = native payload)
+``stream.gap``             ``CUSTOM`` (likewise; the value holds the run's snapshot)
+``run.completed``          ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for anything still open,
+                           then ``RUN_FINISHED`` (result: the output; usage; outcome success
+                           with ``pendingToolCallIds`` when the run handed client tool calls
+                           back)
+``run.failed``             (closing as above) ``RUN_ERROR`` (message, code)
+``run.cancelled``          (closing as above) ``RUN_ERROR`` (message, code ``cancelled``)
+=========================  ===================================================================
+
+Why these choices:
+
+* Text closes before a tool call starts, so an AG-UI client builds one assistant message
+  holding the text and then the call (``parentMessageId`` names it). Text that resumes after a
+  tool call within the same native message opens a new AG-UI message, ``<message_id>.2``,
+  ``.3`` …: an id the client already holds is never reopened.
+* ``TOOL_CALL_RESULT`` goes out only for calls the stream announced with ``TOOL_CALL_START``
+  (a model's calls). A parallel run's tool items have no such call; a result without one would
+  put a tool message with no matching assistant call into the client's history. Their output
+  is in the activity instead.
+* Tool execution (progress and streamed output) is an *activity*: AG-UI's structured progress
+  that is not conversation content, which a UI renders as its own widget. Ids the encoder mints
+  carry the native run id (``<run_id>.<call_id>.activity``, ``<run_id>.<call_id>.result``),
+  so they stay unique across the runs of one thread.
+* Cancellation is ``RUN_ERROR`` (code ``cancelled``): an AG-UI consumer that does not know the
+  1.0 ``cancelled`` outcome of ``RUN_FINISHED`` reads it as success.
+
+Framing: ``data: <json>\\n\\n`` per AG-UI event, LF only. The native event's ``seq`` is the
+``id:`` of the *last* frame it yields, so a client's ``Last-Event-ID`` always names a native
+event whose AG-UI events it has all received. A native event that yields nothing sends
+nothing; resuming after the last id a client saw replays it, harmlessly, into the primed
+encoder.
+
+Input
+=====
+
+:func:`run_spec_from_agui` turns ``RunAgentInput`` (camelCase) into an agent run: messages
+become OpenAI-style chat messages (``developer`` → ``system``; ``activity`` and ``reasoning``
+messages are UI state and are left out); the input's ``tools`` are client tools in
+``client_tool_mode="return"`` (the frontend executes them after the run and starts a new run
+with the results, as AG-UI does); ``forwardedProps.model`` (default ``"demo"``),
+``forwardedProps.tools`` (server tool names) and ``forwardedProps.maxSteps`` choose the rest;
+``context`` becomes a leading system message; ``threadId`` / ``runId`` go to
+``metadata["ag_ui"]``, from which the encoder takes the ids it reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from streams.errors import InvalidRequestError
+from streams.events import Event, EventType, dumps
+from streams.spec import RunSpec
+
+AGUIEvent = dict[str, Any]
+
+ACTIVITY_TYPE = "tool_execution"
+METADATA_KEY = "ag_ui"  # RunSpec.metadata key holding the AG-UI client's thread and run ids
+DEFAULT_MODEL = "demo"
+
+
+# -- ids --------------------------------------------------------------------------------------
+
+
+def agui_ids(run_id: str, metadata: Mapping[str, Any] | None) -> tuple[str, str]:
+    """``(thread_id, run_id)`` to report for native run ``run_id``: the AG-UI client's own
+    (kept in ``metadata["ag_ui"]`` by :func:`run_spec_from_agui`), else the native run id."""
+    ids = (metadata or {}).get(METADATA_KEY)
+    if not isinstance(ids, Mapping):
+        return run_id, run_id
+    thread_id, agui_run_id = ids.get("thread_id"), ids.get("run_id")
+    return (
+        thread_id if isinstance(thread_id, str) else run_id,
+        agui_run_id if isinstance(agui_run_id, str) else run_id,
+    )
+
+
+def _activity_id(run_id: str, call_id: str) -> str:
+    return f"{run_id}.{call_id}.activity"
+
+
+def _result_id(run_id: str, call_id: str) -> str:
+    return f"{run_id}.{call_id}.result"
+
+
+def _segment_id(message_id: str, segment: int) -> str:
+    """The AG-UI message id of the ``segment``-th text segment (from 1) of a native message."""
+    return message_id if segment == 1 else f"{message_id}.{segment}"
+
+
+# -- the encoder ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Message:
+    """A native message as the AG-UI client has seen it so far."""
+
+    current_id: str  # the AG-UI message text goes to now, or would go to next
+    segment: int = 1
+    used: bool = False  # the client holds ``current_id`` (text went to it, or a call's parent)
+    open: bool = False  # a TEXT_MESSAGE_START without its END
+
+
+def _usage(model: Any, usage: Any) -> list[dict[str, Any]] | None:
+    """Native run usage as AG-UI ``TokenUsage`` entries (one: the run's model)."""
+    if not isinstance(usage, Mapping):
+        return None
+    entry: dict[str, Any] = {}
+    if isinstance(model, str):
+        entry["model"] = model
+    total = 0
+    for native, camel in (("input_tokens", "inputTokens"), ("output_tokens", "outputTokens")):
+        value = usage.get(native)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            entry[camel] = value
+            total += value
+    if "inputTokens" not in entry and "outputTokens" not in entry:
+        return None  # nothing counted: no entry rather than an empty one
+    if "inputTokens" in entry and "outputTokens" in entry:
+        entry["totalTokens"] = total
+    return [entry]
+
+
+def _error_fields(error: Any, default_code: str) -> tuple[str, str]:
+    """``(message, code)`` of a native ``{code, message}`` error (AG-UI wants a message)."""
+    fields = error if isinstance(error, Mapping) else {}
+    message, code = fields.get("message"), fields.get("code")
+    return (
+        message if isinstance(message, str) and message else "failed",
+        code if isinstance(code, str) and code else default_code,
+    )
+
+
+class AGUIEncoder:
+    """Native events → AG-UI 1.0 SSE frames (see the module docstring for the mapping).
+
+    Call it with each batch of a run's events, in order (``encoder(events) -> bytes``, the
+    shape :class:`gateway.sse.EventStreamResponse` wants). For a resumed stream, first
+    :meth:`prime` it with the events the client already has.
+
+    ``thread_id`` / ``run_id`` are the ids ``RUN_STARTED`` and ``RUN_FINISHED`` report;
+    without them the encoder takes them from ``run.started``'s metadata (see
+    :func:`agui_ids`), falling back to the native run id.
+    """
+
+    def __init__(self, *, thread_id: str | None = None, run_id: str | None = None) -> None:
+        self._thread_override = thread_id
+        self._run_override = run_id
+        self._thread_id: str | None = thread_id
+        self._run_id: str | None = run_id
+        self._model: Any = None
+        self._messages: dict[str, _Message] = {}  # native message id → its AG-UI view
+        self._open_calls: dict[str, str] = {}  # call id → native message id, START sent, no END
+        self._announced: dict[str, None] = {}  # calls with a TOOL_CALL_START, in order
+        self._answered: set[str] = set()  # calls with a TOOL_CALL_RESULT
+        self._activities: set[str] = set()  # calls whose activity the client holds
+        self._handlers: dict[EventType, Callable[[Event], list[AGUIEvent]]] = {
+            EventType.RUN_STARTED: self._run_started,
+            EventType.MESSAGE_STARTED: self._message_started,
+            EventType.MESSAGE_DELTA: self._message_delta,
+            EventType.MESSAGE_COMPLETED: self._message_completed,
+            EventType.MESSAGE_FAILED: self._message_failed,
+            EventType.TOOL_CALL_STARTED: self._tool_call_started,
+            EventType.TOOL_CALL_DELTA: self._tool_call_delta,
+            EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
+            EventType.TOOL_STARTED: self._tool_started,
+            EventType.TOOL_DELTA: self._tool_delta,
+            EventType.TOOL_COMPLETED: self._tool_completed,
+            EventType.TOOL_FAILED: self._tool_failed,
+            EventType.RUN_COMPLETED: self._run_completed,
+            EventType.RUN_FAILED: self._run_failed,
+            EventType.RUN_CANCELLED: self._run_cancelled,
+        }
+
+    @classmethod
+    def for_run(cls, run_id: str, metadata: Mapping[str, Any] | None) -> AGUIEncoder:
+        """An encoder reporting the ids a run's spec metadata names (see :func:`agui_ids`),
+        whether or not its ``run.started`` is still retained."""
+        thread_id, agui_run_id = agui_ids(run_id, metadata)
+        return cls(thread_id=thread_id, run_id=agui_run_id)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def __call__(self, events: list[Event]) -> bytes:
+        """SSE frames for ``events`` (b"" when they yield no AG-UI event)."""
+        frames: list[bytes] = []
+        for event in events:
+            frames.append(frame_group(event.seq, self.translate(event)))
+        return b"".join(frames)
+
+    def prime(self, events: Iterable[Event]) -> None:
+        """Take in events the client already has: update the state, emit nothing.
+
+        It runs the very code that encodes, so a primed encoder is in exactly the state the
+        client's stream left it in.
+        """
+        for event in events:
+            self.translate(event)
+
+    def translate(self, event: Event) -> list[AGUIEvent]:
+        """The AG-UI events (as dicts, camelCase) for one native event, updating the state."""
+        handler = self._handlers.get(event.type, self._custom)
+        return handler(event)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _base(event: Event, type: str) -> AGUIEvent:
+        # Milliseconds since the epoch, as every AG-UI SDK sets it (and an int, as 1.0 wants).
+        return {"type": type, "timestamp": int(event.ts * 1000)}
+
+    def _ids(self, event: Event) -> tuple[str, str]:
+        return self._thread_id or event.run_id, self._run_id or event.run_id
+
+    def _message(self, message_id: str) -> _Message:
+        message = self._messages.get(message_id)
+        if message is None:
+            message = self._messages[message_id] = _Message(message_id)
+        return message
+
+    def _close_text(self, event: Event, message: _Message) -> list[AGUIEvent]:
+        if not message.open:
+            return []
+        message.open = False
+        return [{**self._base(event, "TEXT_MESSAGE_END"), "messageId": message.current_id}]
+
+    def _close_call(self, event: Event, call_id: str) -> list[AGUIEvent]:
+        if self._open_calls.pop(call_id, None) is None:
+            return []
+        return [{**self._base(event, "TOOL_CALL_END"), "toolCallId": call_id}]
+
+    def _close_everything(self, event: Event) -> list[AGUIEvent]:
+        """END events for whatever is still open: AG-UI clients refuse ``RUN_FINISHED`` while a
+        message or tool call is open."""
+        out: list[AGUIEvent] = []
+        for message in self._messages.values():
+            out += self._close_text(event, message)
+        for call_id in list(self._open_calls):
+            out += self._close_call(event, call_id)
+        self._messages.clear()
+        return out
+
+    # -- handlers, one per native type --------------------------------------------------------
+
+    def _custom(self, event: Event) -> list[AGUIEvent]:
+        """``client_tool.requested``, ``stream.gap`` and anything AG-UI has no event for."""
+        return [
+            {**self._base(event, "CUSTOM"), "name": event.type.value, "value": dict(event.data)}
+        ]
+
+    def _run_started(self, event: Event) -> list[AGUIEvent]:
+        thread_id, run_id = agui_ids(event.run_id, event.data.get("metadata"))
+        self._thread_id = self._thread_override or thread_id
+        self._run_id = self._run_override or run_id
+        self._model = event.data.get("model")
+        thread_id, run_id = self._ids(event)
+        return [{**self._base(event, "RUN_STARTED"), "threadId": thread_id, "runId": run_id}]
+
+    def _message_started(self, event: Event) -> list[AGUIEvent]:
+        self._message(event.data["message_id"])
+        return []
+
+    def _message_delta(self, event: Event) -> list[AGUIEvent]:
+        delta = event.data.get("delta")
+        if not isinstance(delta, str) or not delta:
+            return []  # nothing to show; an empty delta would only open an empty message
+        message = self._message(event.data["message_id"])
+        out: list[AGUIEvent] = []
+        if not message.open:
+            if message.used:  # the client holds this id already: text goes to a new message
+                message.segment += 1
+                message.current_id = _segment_id(event.data["message_id"], message.segment)
+            message.open = message.used = True
+            out.append(
+                {
+                    **self._base(event, "TEXT_MESSAGE_START"),
+                    "messageId": message.current_id,
+                    "role": "assistant",
+                }
+            )
+        out.append(
+            {
+                **self._base(event, "TEXT_MESSAGE_CONTENT"),
+                "messageId": message.current_id,
+                "delta": delta,
+            }
+        )
+        return out
+
+    def _message_completed(self, event: Event) -> list[AGUIEvent]:
+        message = self._messages.pop(event.data["message_id"], None)
+        return [] if message is None else self._close_text(event, message)
+
+    def _message_failed(self, event: Event) -> list[AGUIEvent]:
+        message_id = event.data["message_id"]
+        message = self._messages.pop(message_id, None)
+        out = [] if message is None else self._close_text(event, message)
+        for call_id, parent in list(self._open_calls.items()):
+            if parent == message_id:
+                out += self._close_call(event, call_id)
+        return [*out, *self._custom(event)]
+
+    def _tool_call_started(self, event: Event) -> list[AGUIEvent]:
+        call_id = event.data["call_id"]
+        if call_id in self._open_calls or call_id in self._announced:
+            return []  # never a second START for one id
+        message_id = event.data["message_id"]
+        message = self._message(message_id)
+        out = self._close_text(event, message)
+        message.used = True
+        self._open_calls[call_id] = message_id
+        self._announced[call_id] = None
+        out.append(
+            {
+                **self._base(event, "TOOL_CALL_START"),
+                "toolCallId": call_id,
+                "toolCallName": event.data["name"],
+                "parentMessageId": message.current_id,
+            }
+        )
+        return out
+
+    def _tool_call_delta(self, event: Event) -> list[AGUIEvent]:
+        call_id = event.data["call_id"]
+        if call_id not in self._open_calls:
+            return []  # its START is not in this stream (lost to a gap): ARGS would be invalid
+        return [
+            {
+                **self._base(event, "TOOL_CALL_ARGS"),
+                "toolCallId": call_id,
+                "delta": event.data["delta"],
+            }
+        ]
+
+    def _tool_call_completed(self, event: Event) -> list[AGUIEvent]:
+        return self._close_call(event, event.data["call_id"])
+
+    def _activity(
+        self, event: Event, call_id: str, patch: list[dict[str, Any]], content: dict[str, Any]
+    ) -> AGUIEvent:
+        """``ACTIVITY_DELTA`` with ``patch`` for an activity the client holds; otherwise (its
+        ``tool.started`` was lost to a gap) an ``ACTIVITY_SNAPSHOT`` with ``content``."""
+        base = {"messageId": _activity_id(event.run_id, call_id), "activityType": ACTIVITY_TYPE}
+        if call_id in self._activities:
+            return {**self._base(event, "ACTIVITY_DELTA"), **base, "patch": patch}
+        self._activities.add(call_id)
+        return {
+            **self._base(event, "ACTIVITY_SNAPSHOT"),
+            **base,
+            "content": {"toolCallId": call_id, **content},
+        }
+
+    def _tool_started(self, event: Event) -> list[AGUIEvent]:
+        call_id = event.data["call_id"]
+        self._activities.add(call_id)
+        return [
+            {
+                **self._base(event, "ACTIVITY_SNAPSHOT"),
+                "messageId": _activity_id(event.run_id, call_id),
+                "activityType": ACTIVITY_TYPE,
+                "content": {
+                    "toolCallId": call_id,
+                    "name": event.data.get("name"),
+                    "arguments": event.data.get("arguments"),
+                    "status": "running",
+                    "deltas": [],
+                },
+            }
+        ]
+
+    def _tool_delta(self, event: Event) -> list[AGUIEvent]:
+        call_id, delta = event.data["call_id"], event.data["delta"]
+        patch = [{"op": "add", "path": "/deltas/-", "value": delta}]
+        return [self._activity(event, call_id, patch, {"status": "running", "deltas": [delta]})]
+
+    def _tool_result(self, event: Event, call_id: str, content: Any) -> list[AGUIEvent]:
+        if call_id not in self._announced or call_id in self._answered:
+            return []
+        self._answered.add(call_id)
+        return [
+            {
+                **self._base(event, "TOOL_CALL_RESULT"),
+                "messageId": _result_id(event.run_id, call_id),
+                "toolCallId": call_id,
+                "content": dumps(content).decode(),
+                "role": "tool",
+            }
+        ]
+
+    def _tool_completed(self, event: Event) -> list[AGUIEvent]:
+        call_id, output = event.data["call_id"], event.data.get("output")
+        patch: list[dict[str, Any]] = [
+            {"op": "replace", "path": "/status", "value": "completed"},
+            {"op": "add", "path": "/output", "value": output},
+        ]
+        activity = self._activity(event, call_id, patch, {"status": "completed", "output": output})
+        return [activity, *self._tool_result(event, call_id, output)]
+
+    def _tool_failed(self, event: Event) -> list[AGUIEvent]:
+        call_id, error = event.data["call_id"], event.data.get("error")
+        patch: list[dict[str, Any]] = [
+            {"op": "replace", "path": "/status", "value": "failed"},
+            {"op": "add", "path": "/error", "value": error},
+        ]
+        activity = self._activity(event, call_id, patch, {"status": "failed", "error": error})
+        message, _ = _error_fields(error, "tool_error")
+        return [activity, *self._tool_result(event, call_id, {"error": message})]
+
+    def _run_completed(self, event: Event) -> list[AGUIEvent]:
+        out = self._close_everything(event)
+        thread_id, run_id = self._ids(event)
+        finished: AGUIEvent = {
+            **self._base(event, "RUN_FINISHED"),
+            "threadId": thread_id,
+            "runId": run_id,
+        }
+        output = event.data.get("output")
+        if output is not None:  # 1.0 leaves an absent result out rather than writing null
+            finished["result"] = output
+        pending = [call_id for call_id in self._announced if call_id not in self._answered]
+        if event.data.get("stop_reason") == "client_tool_calls" and pending:
+            # The run stopped on frontend tool calls: the client answers them in its next input.
+            finished["outcome"] = {"type": "success", "pendingToolCallIds": pending}
+        usage = _usage(self._model, event.data.get("usage"))
+        if usage is not None:
+            finished["usage"] = usage
+        return [*out, finished]
+
+    def _run_failed(self, event: Event) -> list[AGUIEvent]:
+        message, code = _error_fields(event.data.get("error"), "run_failed")
+        return [
+            *self._close_everything(event),
+            {**self._base(event, "RUN_ERROR"), "message": message, "code": code},
+        ]
+
+    def _run_cancelled(self, event: Event) -> list[AGUIEvent]:
+        reason = event.data.get("reason")
+        message = f"run cancelled: {reason}" if isinstance(reason, str) else "run cancelled"
+        return [
+            *self._close_everything(event),
+            {**self._base(event, "RUN_ERROR"), "message": message, "code": "cancelled"},
+        ]
+
+
+def frame_group(seq: int, events: list[AGUIEvent]) -> bytes:
+    """SSE frames for the AG-UI events of native event ``seq``; only the last carries
+    ``id: <seq>``, so a client's ``Last-Event-ID`` never names a half-delivered group."""
+    if not events:
+        return b""
+    frames = [b"data: %s\n\n" % dumps(event) for event in events[:-1]]
+    frames.append(b"id: %d\ndata: %s\n\n" % (seq, dumps(events[-1])))
+    return b"".join(frames)
+
+
+# -- RunAgentInput → RunSpec ------------------------------------------------------------------
+
+
+class _CamelModel(BaseModel):
+    # AG-UI's wire is camelCase; snake_case is accepted too, as AG-UI's own SDK does. Unknown
+    # fields are ignored: a newer client's additions must not break a run.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class AGUIFunctionCall(_CamelModel):
+    name: str
+    arguments: str = ""
+
+
+class AGUIToolCall(_CamelModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: AGUIFunctionCall
+
+
+class AGUIMessage(_CamelModel):
+    """One message of AG-UI's conversation (every role in one shape; role-specific fields are
+    checked here and converted by :func:`chat_message`)."""
+
+    id: str | None = None
+    role: Literal["developer", "system", "assistant", "user", "tool", "activity", "reasoning"]
+    content: str | list[dict[str, Any]] | dict[str, Any] | None = None
+    name: str | None = None
+    tool_calls: list[AGUIToolCall] | None = None
+    tool_call_id: str | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> AGUIMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs 'toolCallId'")
+        if self.role in ("developer", "system", "user") and self.content is None:
+            raise ValueError(f"a {self.role} message needs 'content'")
+        if self.role != "activity" and isinstance(self.content, dict):
+            raise ValueError("'content' must be a string or a list of parts")
+        return self
+
+
+class AGUITool(_CamelModel):
+    """A tool the frontend offers (and executes)."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+
+
+class AGUIContext(_CamelModel):
+    description: str
+    value: str
+
+
+class AGUIRunInput(_CamelModel):
+    """AG-UI's ``RunAgentInput``: what an AG-UI client POSTs to start a run."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "threadId": "thread_1",
+                    "runId": "run_1",
+                    "messages": [{"id": "m1", "role": "user", "content": "count down from 3"}],
+                    "tools": [],
+                    "context": [],
+                    "forwardedProps": {"model": "demo", "tools": ["countdown"]},
+                }
+            ]
+        }
+    )
+
+    # The client's own ids, echoed in every run's RUN_STARTED and RUN_FINISHED.
+    thread_id: str = Field(max_length=256)
+    run_id: str = Field(max_length=256)
+    parent_run_id: str | None = Field(default=None, max_length=256)
+    state: Any = None
+    messages: list[AGUIMessage]
+    tools: list[AGUITool] | None = None
+    context: list[AGUIContext] | None = None
+    forwarded_props: Any = None
+
+
+def _text_of(content: str | list[dict[str, Any]] | dict[str, Any] | None, role: str) -> str:
+    """The text of a message where only text can go (system, assistant, tool): a string, or
+    a list of text parts (joined by newlines)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content if isinstance(content, list) else [content]:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRequestError(f"a {role} message's content parts must be text parts")
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _user_content(
+    content: str | list[dict[str, Any]] | dict[str, Any] | None,
+) -> str | list[dict[str, Any]]:
+    """AG-UI user content as OpenAI's: a string (text parts only), or parts: text, and images
+    by URL or inline data."""
+    if not isinstance(content, list) or all(part.get("type") == "text" for part in content):
+        return _text_of(content, "user")
+    converted: list[dict[str, Any]] = []
+    for part in content:
+        kind, source = part.get("type"), part.get("source")
+        if kind == "text" and isinstance(part.get("text"), str):
+            converted.append({"type": "text", "text": part["text"]})
+        elif kind == "image" and isinstance(source, Mapping) and source.get("type") == "url":
+            converted.append({"type": "image_url", "image_url": {"url": source.get("value")}})
+        elif kind == "image" and isinstance(source, Mapping) and source.get("type") == "data":
+            url = f"data:{source.get('mimeType')};base64,{source.get('value')}"
+            converted.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            raise InvalidRequestError(
+                f"unsupported content part {kind!r}: user messages take text parts and images "
+                "given by URL or inline data"
+            )
+    return converted
+
+
+def chat_message(message: AGUIMessage) -> dict[str, Any] | None:
+    """One AG-UI message as an OpenAI-style chat message; ``None`` for UI-only messages."""
+    role, content = message.role, message.content
+    chat: dict[str, Any]
+    if role in ("activity", "reasoning"):
+        return None  # UI state (tool progress, reasoning shown to the user), not conversation
+    if role == "tool":
+        # A failed tool reads as the engine reports one to a model: {"error": message}.
+        text = (
+            json.dumps({"error": message.error})
+            if message.error is not None
+            else _text_of(content, role)
+        )
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": text}
+    if role == "user":
+        chat = {"role": "user", "content": _user_content(content)}
+    elif role == "assistant":
+        chat = {"role": "assistant", "content": _text_of(content, role)}
+        if message.tool_calls:
+            chat["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for call in message.tool_calls
+            ]
+    else:
+        # RunSpec speaks OpenAI's older roles, where developer instructions are system ones.
+        chat = {"role": "system", "content": _text_of(content, role)}
+    if message.name is not None:
+        chat["name"] = message.name
+    return chat
+
+
+def _context_message(context: list[AGUIContext]) -> dict[str, Any]:
+    lines = [f"- {item.description}: {item.value}" for item in context]
+    return {"role": "system", "content": "Context:\n" + "\n".join(lines)}
+
+
+def _prop(props: Mapping[str, Any], key: str, check: Callable[[Any], bool], what: str) -> Any:
+    value = props.get(key)
+    if value is not None and not check(value):
+        raise InvalidRequestError(f"forwardedProps.{key} must be {what}")
+    return value
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    )
+
+
+def run_spec_from_agui(
+    input: AGUIRunInput | Mapping[str, Any], *, default_model: str = DEFAULT_MODEL
+) -> RunSpec:
+    """The agent run an AG-UI ``RunAgentInput`` asks for (see the module docstring).
+
+    Raises :class:`~streams.errors.InvalidRequestError` for input that does not make a run.
+    """
+    try:
+        parsed = input if isinstance(input, AGUIRunInput) else AGUIRunInput.model_validate(input)
+    except ValidationError as exc:
+        raise InvalidRequestError(f"invalid RunAgentInput: {_summary(exc)}") from None
+    props: Mapping[str, Any] = (
+        parsed.forwarded_props if isinstance(parsed.forwarded_props, Mapping) else {}
+    )
+    model = _prop(props, "model", lambda v: isinstance(v, str), "a model name")
+    tools = _prop(
+        props,
+        "tools",
+        lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+        "a list of tool names",
+    )
+    max_steps = _prop(
+        props,
+        "maxSteps",
+        lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "a whole number",
+    )
+    messages = [m for m in map(chat_message, parsed.messages) if m is not None]
+    if parsed.context:
+        messages.insert(0, _context_message(parsed.context))
+    ids: dict[str, Any] = {"thread_id": parsed.thread_id, "run_id": parsed.run_id}
+    if parsed.parent_run_id is not None:
+        ids["parent_run_id"] = parsed.parent_run_id
+    fields: dict[str, Any] = {
+        "model": model or default_model,
+        "messages": messages,
+        "tools": tools or [],
+        "client_tools": [
+            {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters or {"type": "object", "properties": {}},
+            }
+            for tool in parsed.tools or []
+        ],
+        # AG-UI frontends run their tools after the run and send the results in a new run.
+        "client_tool_mode": "return",
+        "metadata": {METADATA_KEY: ids},
+    }
+    if max_steps is not None:
+        fields["max_steps"] = max_steps
+    try:
+        return RunSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidRequestError(f"the AG-UI input does not make a run: {_summary(exc)}") from None

@@ -1,0 +1,177 @@
+"""The OpenAI Chat Completions dialect, pure: a run's events as ``chat.completion.chunk``
+SSE frames (so the openai SDKs read a gateway stream unchanged), or assembled into one
+``chat.completion``.
+
+The run behind a chat completion is one model step (``message.*`` and ``tool_call.*``
+events). Each frame carries the event's ``seq`` as ``id:``. A failure is an error frame
+``data: {"error": …}``, which the SDKs raise as an API error; every stream ends with
+``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.events import Event, EventType, dumps
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _frame(seq: int | None, payload: dict[str, Any]) -> bytes:
+    if seq is None:
+        return b"data: %s\n\n" % dumps(payload)
+    return b"id: %d\ndata: %s\n\n" % (seq, dumps(payload))
+
+
+def openai_error(code: str, message: str, type_: str = "server_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def usage_payload(usage: dict[str, int] | None) -> dict[str, int]:
+    prompt = (usage or {}).get("input_tokens", 0)
+    completion = (usage or {}).get("output_tokens", 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+@dataclass
+class ChatChunkEncoder:
+    """Stateful encoder of one chat completion's events, callable on each batch."""
+
+    completion_id: str
+    model: str
+    created: int
+    include_usage: bool = False
+    _tool_index: dict[str, int] = field(default_factory=dict)
+    _usage: dict[str, int] | None = None
+    _ended: bool = False
+    _content_around: tuple[bytes, bytes] | None = None  # a text delta's JSON around the text
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    def __call__(self, events: list[Event]) -> bytes:
+        return b"".join([self.encode(event) for event in events])
+
+    def _content_frame(self, seq: int, text: str) -> bytes:
+        """A text delta's frame. The hot path of a streamed completion: the chunk's JSON
+        around the text is the same for every delta, so it is made once and only the text
+        is encoded each time (the bytes are those of ``_frame(seq, _chunk(...))``)."""
+        around = self._content_around
+        if around is None:
+            template = dumps(self._chunk({"content": ""}))
+            head, _, tail = template.rpartition(b'"content":""')
+            around = self._content_around = (head + b'"content":', tail)
+        return b"id: %d\ndata: %s%s%s\n\n" % (seq, around[0], dumps(text), around[1])
+
+    def encode(self, event: Event) -> bytes:
+        if self._ended:
+            return b""
+        data = event.data
+        kind = event.type
+        if kind is EventType.MESSAGE_STARTED:
+            return _frame(event.seq, self._chunk({"role": "assistant", "content": ""}))
+        if kind is EventType.MESSAGE_DELTA:
+            return self._content_frame(event.seq, data["delta"])
+        if kind is EventType.TOOL_CALL_STARTED:
+            index = self._tool_index.setdefault(data["call_id"], len(self._tool_index))
+            call = {
+                "index": index,
+                "id": data["call_id"],
+                "type": "function",
+                "function": {"name": data["name"], "arguments": ""},
+            }
+            return _frame(event.seq, self._chunk({"tool_calls": [call]}))
+        if kind is EventType.TOOL_CALL_DELTA:
+            index = self._tool_index[data["call_id"]]
+            call = {"index": index, "function": {"arguments": data["delta"]}}
+            return _frame(event.seq, self._chunk({"tool_calls": [call]}))
+        if kind is EventType.MESSAGE_COMPLETED:
+            self._usage = data.get("usage")
+            finish = "tool_calls" if self._tool_index else "stop"
+            return _frame(event.seq, self._chunk({}, finish))
+        if kind is EventType.MESSAGE_FAILED:
+            return self._error(event.seq, data["error"]["code"], data["error"]["message"])
+        if kind is EventType.RUN_FAILED:
+            return self._error(event.seq, data["error"]["code"], data["error"]["message"])
+        if kind is EventType.RUN_CANCELLED:
+            return self._error(
+                event.seq, "cancelled", f"the request was cancelled: {data.get('reason', '')}"
+            )
+        if kind is EventType.RUN_COMPLETED:
+            self._ended = True
+            frames = b""
+            if self.include_usage:
+                usage_chunk = {
+                    **self._chunk({}),
+                    "choices": [],
+                    "usage": usage_payload(self._usage),
+                }
+                frames = _frame(event.seq, usage_chunk)
+            return frames + DONE
+        if kind is EventType.STREAM_GAP:
+            return self._error(
+                event.seq, "stream_gap", "events of this completion are no longer retained"
+            )
+        return b""
+
+    def _error(self, seq: int, code: str, message: str) -> bytes:
+        self._ended = True
+        return _frame(seq, openai_error(code, message)) + DONE
+
+
+def chat_completion(
+    events: list[Event], completion_id: str, model: str, created: int
+) -> dict[str, Any] | tuple[str, str]:
+    """The non-streaming answer assembled from a finished run's events, or ``(code,
+    message)`` if the model step failed."""
+    text: list[str] = []
+    calls: dict[str, dict[str, Any]] = {}
+    usage: dict[str, int] | None = None
+    for event in events:
+        data = event.data
+        if event.type is EventType.MESSAGE_DELTA:
+            text.append(data["delta"])
+        elif event.type is EventType.TOOL_CALL_COMPLETED:
+            calls[data["call_id"]] = {
+                "id": data["call_id"],
+                "type": "function",
+                "function": {"name": data["name"], "arguments": data["arguments"]},
+            }
+        elif event.type is EventType.MESSAGE_COMPLETED:
+            usage = data.get("usage")
+        elif event.type in (EventType.MESSAGE_FAILED, EventType.RUN_FAILED):
+            return data["error"]["code"], data["error"]["message"]
+        elif event.type is EventType.RUN_CANCELLED:
+            return "cancelled", f"the request was cancelled: {data.get('reason', '')}"
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text or not calls else None,
+    }
+    if calls:
+        message["tool_calls"] = list(calls.values())
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if calls else "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": usage_payload(usage),
+    }

@@ -1,0 +1,123 @@
+"""The SSE response's body, without a server: which bytes go out in which ``send``. Every
+``send`` is a write to the socket (and a wake-up of the client), so the opening comment
+travels with the events already there, and the last events with the end of the body."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from starlette.types import Message
+
+from gateway.streaming.sse import EventStreamResponse, OpenStreams
+from streams.connection import Connection
+from streams.dialects.native import SSE_PING, encode_sse_batch
+from streams.events import EventType
+from streams.log import MemoryEventLog
+from streams.models import ModelRegistry
+from streams.reader import RunReader
+from streams.runs import Run, RunManager
+from streams.spec import RunSpec
+from streams.tools import ToolRegistry
+
+SPEC = RunSpec.model_validate({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[RunManager]:
+    async with RunManager(models=ModelRegistry(), tools=ToolRegistry()) as running:
+        yield running
+
+
+def new_run() -> Run:
+    return Run("run_1", SPEC, MemoryEventLog("run_1"), Connection("c"), "continue")
+
+
+class Client:
+    """The server side of one response: the messages it is sent, as they come."""
+
+    def __init__(self) -> None:
+        self.sent: asyncio.Queue[Message] = asyncio.Queue()
+        self._left = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.sent.put_nowait(message)
+
+    async def receive(self) -> Message:
+        await self._left.wait()
+        return {"type": "http.disconnect"}
+
+    async def next_body(self) -> Message:
+        message = await self.sent.get()
+        assert message["type"] == "http.response.body"
+        return message
+
+
+def respond(manager: RunManager, run: Run, client: Client) -> asyncio.Task[None]:
+    response = EventStreamResponse(
+        RunReader(manager, run), heartbeat=60, send_timeout=5, streams=OpenStreams()
+    )
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    return asyncio.create_task(response(scope, client.receive, client.send))
+
+
+async def test_a_run_that_has_ended_is_one_write_from_the_opening_comment_to_the_end(
+    manager: RunManager,
+) -> None:
+    run = new_run()
+    events = [
+        await run.log.append(EventType.RUN_STARTED, None, {}),
+        await run.log.append(EventType.RUN_COMPLETED, None, {"output": "ok"}),
+    ]
+    client = Client()
+    await respond(manager, run, client)
+
+    assert (await client.sent.get())["type"] == "http.response.start"
+    assert await client.next_body() == {
+        "type": "http.response.body",
+        "body": SSE_PING + encode_sse_batch(events),
+        "more_body": False,
+    }
+    assert client.sent.empty()
+
+
+async def test_the_opening_comment_carries_the_events_already_in_the_log(
+    manager: RunManager,
+) -> None:
+    run = new_run()
+    started = await run.log.append(EventType.RUN_STARTED, None, {})
+    client = Client()
+    task = respond(manager, run, client)
+    await client.sent.get()  # the head
+
+    assert await client.next_body() == {
+        "type": "http.response.body",
+        "body": SSE_PING + encode_sse_batch([started]),
+        "more_body": True,
+    }
+    completed = await run.log.append(EventType.RUN_COMPLETED, None, {"output": "ok"})
+    assert await client.next_body() == {
+        "type": "http.response.body",
+        "body": encode_sse_batch([completed]),
+        "more_body": False,
+    }
+    await task
+
+
+async def test_an_empty_log_opens_with_the_comment_alone(manager: RunManager) -> None:
+    run = new_run()
+    client = Client()
+    task = respond(manager, run, client)
+    await client.sent.get()  # the head
+
+    assert await client.next_body() == {
+        "type": "http.response.body",
+        "body": SSE_PING,
+        "more_body": True,
+    }
+    started = await run.log.append(EventType.RUN_STARTED, None, {})
+    assert (await client.next_body())["body"] == encode_sse_batch([started])
+    await run.log.append(EventType.RUN_CANCELLED, None, {"reason": "test"})
+    assert (await client.next_body())["more_body"] is False
+    await task

@@ -1,0 +1,139 @@
+"""Settings: GATEWAY_* environment, a TOML config file, and model routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import Settings
+
+CONFIG = """
+port = 9001
+heartbeat_interval = 5.0
+
+[routes.gpt]
+base_url = "https://api.example.test/v1"
+model = "gpt-x"
+api_key_env = "EXAMPLE_KEY"
+first_token_timeout = 12.5
+max_in_flight = 4
+
+[routes.local]
+provider = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+model = "llama3"
+
+[routes.claude]
+provider = "anthropic"
+base_url = "https://api.anthropic.test/v1"
+model = "claude-x"
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_a_config_file_sets_values_and_routes(config_file: Path) -> None:
+    settings = Settings(config_file=config_file)
+    assert settings.port == 9001
+    assert settings.heartbeat_interval == 5.0
+    assert set(settings.routes) == {"gpt", "local", "claude"}
+    assert settings.routes["claude"].provider == "anthropic"
+    assert settings.routes["gpt"].first_token_timeout == 12.5
+
+
+def test_environment_wins_over_the_config_file(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("GATEWAY_PORT", "9100")
+    assert Settings().port == 9100
+    assert "gpt" in Settings().routes
+
+
+def test_routes_can_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "GATEWAY_ROUTES", '{"fast": {"base_url": "http://127.0.0.1:8081/v1", "model": "m"}}'
+    )
+    route = Settings().routes["fast"].to_route("fast", {})
+    assert (route.name, route.provider, route.upstream_model) == ("fast", "openai", "m")
+    assert route.api_key is None
+
+
+def test_a_route_reads_its_api_key_from_the_named_variable(config_file: Path) -> None:
+    settings = Settings(config_file=config_file)
+    route = settings.routes["gpt"].to_route("gpt", {"EXAMPLE_KEY": "sk-123"})
+    assert route.api_key == "sk-123"
+    assert route.timeouts.first_token == 12.5
+    assert route.max_in_flight == 4
+
+
+def test_a_route_whose_api_key_variable_is_unset_is_refused_by_name(config_file: Path) -> None:
+    settings = Settings(config_file=config_file)
+    with pytest.raises(ValueError, match="EXAMPLE_KEY"):
+        settings.routes["gpt"].to_route("gpt", {})
+
+
+@pytest.mark.parametrize("name", ["demo", ""])
+def test_a_route_cannot_shadow_demo_or_be_unnamed(name: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(routes={name: {"base_url": "http://x/v1", "model": "m"}})
+
+
+def test_an_unknown_route_field_is_refused() -> None:
+    with pytest.raises(ValidationError, match="timeout_typo"):
+        Settings(routes={"r": {"base_url": "http://x/v1", "model": "m", "timeout_typo": 1}})
+
+
+def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Settings(config_file=tmp_path / "nope.toml")
+
+
+def test_the_example_config_in_the_repository_is_valid() -> None:
+    example = Path(__file__).parents[3] / "gateway.example.toml"
+    settings = Settings(config_file=example)
+    assert {"gpt-4o-mini", "claude", "llama"} <= set(settings.routes)
+    environ = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}
+    assert {r.provider for r in settings.upstream_routes(environ)} == {"openai", "anthropic"}
+
+
+def test_allowed_hosts_come_from_the_environment_as_json_normalized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_ALLOWED_HOSTS", '["GW.example.com.", "*.Apps.example"]')
+    assert Settings().allowed_hosts == ["gw.example.com", "*.apps.example"]
+
+
+@pytest.mark.parametrize("pattern", ["gw.example.com:8000", "https://gw.example.com", "gw.*"])
+def test_an_allowed_host_with_a_port_a_scheme_or_an_inner_wildcard_is_refused(
+    pattern: str,
+) -> None:
+    with pytest.raises(ValidationError, match="allowed_hosts"):
+        Settings(allowed_hosts=[pattern])
+
+
+KEYS = {"alice": "sha256:" + "0" * 64}
+
+
+@pytest.mark.parametrize(
+    ("settings", "checked"),
+    [
+        ({}, True),  # open: always
+        ({"allowed_hosts": ["gw.example.com"]}, True),
+        ({"allowed_hosts": ["*"]}, False),
+        ({"api_keys": KEYS}, False),  # the keys protect the gateway
+        ({"api_keys": KEYS, "allowed_hosts": ["gw.example.com"]}, True),
+        ({"api_keys": KEYS, "allowed_hosts": ["*"]}, False),
+    ],
+)
+def test_hosts_are_checked_without_keys_or_when_allowed_hosts_are_set(
+    settings: dict[str, object], checked: bool
+) -> None:
+    assert Settings(**settings).checks_hosts is checked
