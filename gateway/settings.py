@@ -6,9 +6,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +19,8 @@ from pydantic_settings import (
 
 from gateway.auth import KeyRing
 from gateway.transport.hosts import allowed_host_pattern
-from streams.upstream.client import RetryPolicy, Route, Timeouts
+from streams.upstream.registry import DEFAULT_PROVIDER, PROVIDERS, known_providers
+from streams.upstream.route import RetryPolicy, Route, Timeouts
 from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
 
 
@@ -27,7 +29,11 @@ class RouteSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["openai", "anthropic"] = "openai"
+    provider: str = Field(
+        DEFAULT_PROVIDER,
+        description="The upstream's API: a name in streams.upstream.registry.PROVIDERS",
+        json_schema_extra={"enum": list(PROVIDERS)},
+    )
     base_url: str = Field(description="e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1")
     model: str = Field(description="The upstream's model id")
     api_key_env: str | None = Field(
@@ -57,6 +63,16 @@ class RouteSettings(BaseModel):
         description="A message with more data in the upstream's event stream fails the step "
         "(upstream_protocol)",
     )
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _registered_provider(cls, provider: Any) -> Any:
+        # The error a Literal of the registered names gave, when they were written here.
+        if not isinstance(provider, str) or provider not in PROVIDERS:
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": known_providers()}
+            )
+        return provider
 
     def to_route(self, name: str, environ: Mapping[str, str]) -> Route:
         api_key = None

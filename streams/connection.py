@@ -2,22 +2,22 @@
 
 A :class:`Connection` stands for one client connection (a WebSocket session, or the TCP
 connection an HTTP request came on). It bounds the producers running at once for the runs
-it started (a semaphore) and the number of those runs still active.
+it started (a :class:`~streams.limiter.CountedLimiter`) and the number of those runs still active.
 
 A run with many producers to start (a parallel run's items, one model step's tool calls)
 takes a slot with :meth:`Connection.reserve` *before* it creates a producer's task and hands
 the slot to it: the producers waiting for a slot are items of a list, not tasks parked on the
-semaphore (a few KiB each, tens of thousands for one large spec).
+limiter (a few KiB each, tens of thousands for one large spec).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from streams.errors import LimitExceededError
+from streams.limiter import CountedLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class ConnectionStatistics:
 
 
 class ProducerSlot:
-    """One slot of a connection's producer semaphore, held until :meth:`release` (which may
+    """One slot of a connection's producer limiter, held until :meth:`release` (which may
     be called more than once: only the first call gives the slot back)."""
 
     __slots__ = ("_connection",)
@@ -65,13 +65,8 @@ class Connection:
         self.key = key
         self.max_producers = max_producers
         self.max_runs = max_runs
-        self._semaphore = asyncio.Semaphore(max_producers)
+        self._producers = CountedLimiter(max_producers, on_wait=on_wait)
         self._active_runs: set[str] = set()
-        self._running = 0
-        self._waiting = 0
-        self._peak = 0
-        self.waits = 0  # times a producer had to wait for a slot
-        self._on_wait = on_wait
 
     def add_run(self, run_id: str) -> None:
         if len(self._active_runs) >= self.max_runs:
@@ -85,28 +80,22 @@ class Connection:
         self._active_runs.discard(run_id)
 
     @property
+    def waits(self) -> int:
+        """Times a producer had to wait for a slot."""
+        return self._producers.statistics().waits
+
+    @property
     def idle(self) -> bool:
         return not self._active_runs
 
     async def reserve(self) -> ProducerSlot:
         """Wait for a free producer slot and take it, for a producer that will use it (see
         :meth:`producer_slot`); whoever holds it must :meth:`~ProducerSlot.release` it."""
-        if self._semaphore.locked():
-            self.waits += 1
-            if self._on_wait is not None:
-                self._on_wait()
-        self._waiting += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._waiting -= 1
-        self._running += 1
-        self._peak = max(self._peak, self._running)
+        await self._producers.acquire()
         return ProducerSlot(self)
 
     def _release(self) -> None:
-        self._running -= 1
-        self._semaphore.release()
+        self._producers.release()
 
     @contextlib.asynccontextmanager
     async def producer_slot(self, reserved: ProducerSlot | None = None) -> AsyncIterator[None]:
@@ -119,10 +108,11 @@ class Connection:
             slot.release()
 
     def statistics(self) -> ConnectionStatistics:
+        producers = self._producers.statistics()
         return ConnectionStatistics(
             active_runs=len(self._active_runs),
-            producers_running=self._running,
-            producers_waiting=self._waiting,
-            producers_peak=self._peak,
+            producers_running=producers.borrowed_tokens,
+            producers_waiting=producers.tasks_waiting,
+            producers_peak=producers.peak_borrowed,
             max_producers=self.max_producers,
         )

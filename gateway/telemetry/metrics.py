@@ -174,8 +174,9 @@ class _StateCollector(Collector):
         for model in state.manager.models.models.values():
             if isinstance(model, UpstreamModel):
                 breaker.add_metric([model.name], BREAKER_STATES[model.breaker.state.value])
-                in_flight.add_metric([model.name], model.stats.in_flight)
-                route_waits += model.stats.slot_waits
+                route = model.statistics()
+                in_flight.add_metric([model.name], route.in_flight)
+                route_waits += route.slot_waits
         waits.add_metric(["route"], route_waits)
         yield waits
         yield breaker

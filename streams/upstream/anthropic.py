@@ -1,5 +1,6 @@
 """Anthropic Messages streaming, pure: the request body (from the OpenAI-style conversation
-the engine keeps) and stream events turned into model output."""
+the engine keeps) and stream events turned into model output (the ``"anthropic"``
+provider: :class:`AnthropicMessages`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
 from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.upstream.provider import Endpoint
+from streams.upstream.route import Route
+from streams.upstream.sse import SSEMessage
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -117,7 +121,10 @@ def messages_request(
 
 class MessagesEventParser:
     """Turns Anthropic stream events (``message_start``, ``content_block_*``,
-    ``message_delta``, ``message_stop``, ``ping``, ``error``) into model output."""
+    ``message_delta``, ``message_stop``, ``ping``, ``error``) into model output.
+
+    ``message_stop`` is the end: it makes the parser both ``finished`` and ``done``.
+    """
 
     def __init__(self) -> None:
         self._input_tokens = 0
@@ -125,7 +132,12 @@ class MessagesEventParser:
         self._tool_blocks: set[int] = set()
         self.finished = False
 
-    def feed(self, event: str, data: str) -> list[ModelOutput]:
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    def feed(self, message: SSEMessage) -> list[ModelOutput]:
+        data = message.data
         try:
             payload = json.loads(data)
         except ValueError:
@@ -134,7 +146,7 @@ class MessagesEventParser:
             ) from None
         if not isinstance(payload, dict):
             raise UpstreamProtocolError("the upstream sent an event that is not a JSON object")
-        kind = payload.get("type", event)
+        kind = payload.get("type", message.event)
         if kind == "message_start":
             usage = (payload.get("message") or {}).get("usage") or {}
             self._input_tokens = int(usage.get("input_tokens") or 0)
@@ -178,3 +190,33 @@ class MessagesEventParser:
             failure.retryable = error.get("type") in ("overloaded_error", "api_error")
             raise failure
         return []
+
+
+class AnthropicMessages:
+    """The :class:`~streams.upstream.provider.Provider` of Anthropic's Messages API:
+    ``POST {base_url}/messages``, the key in ``x-api-key``."""
+
+    def endpoint(self, route: Route) -> Endpoint:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if route.api_key:
+            headers["x-api-key"] = route.api_key
+        return Endpoint(f"{route.base_url.rstrip('/')}/messages", headers)
+
+    def body(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return messages_request(
+            route.upstream_model,
+            messages,
+            tools,
+            max_tokens=route.max_tokens,
+            options=options,
+            extra=route.extra_body,
+        )
+
+    def parser(self) -> MessagesEventParser:
+        return MessagesEventParser()

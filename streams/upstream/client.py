@@ -1,6 +1,8 @@
 """Upstream models over httpx: one :class:`UpstreamModel` per configured route.
 
-Per route: a semaphore bounds requests in flight; a circuit breaker answers at once while the
+What differs between upstream APIs (the request, the stream's events) is the route's
+provider's (:mod:`streams.upstream.provider`); what is here is the same for all of them.
+Per route: a limiter bounds requests in flight; a circuit breaker answers at once while the
 upstream is down; timeouts are per phase (connect, first token, idle between chunks, total);
 retries with exponential backoff and full jitter happen only before the first byte of output
 (on connection errors, 429 and 5xx, honouring ``Retry-After``). After output has started, a
@@ -21,8 +23,8 @@ import json
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 from opentelemetry import context as otel_context
@@ -38,15 +40,18 @@ from streams.errors import (
     UpstreamUnavailableError,
 )
 from streams.events import dumps
+from streams.limiter import CountedLimiter
 from streams.models import Model, ModelOutput, Usage
-from streams.upstream.anthropic import ANTHROPIC_VERSION, MessagesEventParser, messages_request
 from streams.upstream.breaker import CircuitBreaker
 from streams.upstream.http import USER_AGENT
-from streams.upstream.openai_chat import ChatChunkParser, chat_request
-from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, SSEDecoder, SSELimitError
-from streams.watchdog import Watchdog
+from streams.upstream.registry import provider_for
 
-Provider = Literal["openai", "anthropic"]
+# Where they were defined before streams.upstream.route: the gateway imports them from here.
+from streams.upstream.route import RetryPolicy as RetryPolicy
+from streams.upstream.route import Route as Route
+from streams.upstream.route import Timeouts as Timeouts
+from streams.upstream.sse import SSEDecoder, SSELimitError
+from streams.watchdog import Watchdog
 
 CLOSE_TIMEOUT = 2.0  # seconds the shielded close of an upstream response may take
 MAX_ERROR_BODY = 4096
@@ -54,54 +59,27 @@ REST_TIMEOUT = 0.05  # seconds to read the end of a body after the answer is com
 
 
 @dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds per phase of an upstream call."""
+class RouteStatistics:
+    """What a route's requests did, and what its limit holds now."""
 
-    connect: float = 10.0
-    first_token: float = 60.0  # from sending the request to the first output
-    idle: float = 60.0  # longest silence between chunks
-    total: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0  # a longer Retry-After is not waited for
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A model name clients use, and the upstream behind it."""
-
-    name: str
-    provider: Provider
-    base_url: str
-    upstream_model: str
-    api_key: str | None = None
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    retries: RetryPolicy = field(default_factory=RetryPolicy)
-    max_in_flight: int = 16
-    failure_threshold: int = 5
-    reset_timeout: float = 30.0
-    max_tokens: int = 4096  # Anthropic requires it
-    headers: Mapping[str, str] = field(default_factory=dict)
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
-    # Past either, the upstream's stream is broken (upstream_protocol): see streams.upstream.sse.
-    max_sse_line_bytes: int = MAX_LINE_BYTES
-    max_sse_event_bytes: int = MAX_EVENT_BYTES
+    requests: int
+    attempts: int
+    retries: int
+    failures: int
+    in_flight: int
+    waiting: int
+    slot_waits: int  # requests that had to wait for a slot (max_in_flight)
+    last_ttft: float | None
 
 
 @dataclass(slots=True)
-class RouteStatistics:
+class _Counts:
+    """The counters behind :class:`RouteStatistics` (the limiter keeps the rest)."""
+
     requests: int = 0
     attempts: int = 0
     retries: int = 0
     failures: int = 0
-    in_flight: int = 0
-    waiting: int = 0
-    slot_waits: int = 0  # requests that had to wait for a slot (max_in_flight)
     last_ttft: float | None = None
 
 
@@ -185,32 +163,37 @@ class UpstreamModel(Model):
             failure_threshold=route.failure_threshold,
             reset_timeout=route.reset_timeout,
         )
-        self.stats = RouteStatistics()
-        self._slots = asyncio.Semaphore(route.max_in_flight)
+        self._counts = _Counts()
+        self._slots = CountedLimiter(route.max_in_flight)
+        self._provider = provider_for(route.provider)
         # What every request of the route shares, made once.
-        base = route.base_url.rstrip("/")
+        endpoint = self._provider.endpoint(route)
         headers = {
             "accept": "text/event-stream",
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
         headers.update(route.headers)
-        if route.provider == "anthropic":
-            self._url = f"{base}/messages"
-            headers["anthropic-version"] = ANTHROPIC_VERSION
-            if route.api_key:
-                headers["x-api-key"] = route.api_key
-        else:
-            self._url = f"{base}/chat/completions"
-            if route.api_key:
-                headers["authorization"] = f"Bearer {route.api_key}"
+        headers.update(endpoint.headers)
+        self._url = endpoint.url
         self._headers = headers
         self._http_timeouts = httpx.Timeout(
             connect=route.timeouts.connect, read=None, write=route.timeouts.connect, pool=None
         ).as_dict()
 
     def statistics(self) -> RouteStatistics:
-        return self.stats
+        counts = self._counts
+        slots = self._slots.statistics()
+        return RouteStatistics(
+            requests=counts.requests,
+            attempts=counts.attempts,
+            retries=counts.retries,
+            failures=counts.failures,
+            in_flight=slots.borrowed_tokens,
+            waiting=slots.tasks_waiting,
+            slot_waits=slots.waits,
+            last_ttft=counts.last_ttft,
+        )
 
     def _request(
         self,
@@ -219,20 +202,7 @@ class UpstreamModel(Model):
         options: Mapping[str, Any],
         trace_headers: Mapping[str, str],
     ) -> httpx.Request:
-        route = self.route
-        if route.provider == "anthropic":
-            body = messages_request(
-                route.upstream_model,
-                messages,
-                tools,
-                max_tokens=route.max_tokens,
-                options=options,
-                extra=route.extra_body,
-            )
-        else:
-            body = chat_request(
-                route.upstream_model, messages, tools, options=options, extra=route.extra_body
-            )
+        body = self._provider.body(self.route, messages, tools, options)
         return httpx.Request(
             "POST",
             self._url,
@@ -248,20 +218,12 @@ class UpstreamModel(Model):
         options: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[ModelOutput, None]:
         route = self.route
-        stats = self.stats
-        stats.requests += 1
+        counts = self._counts
+        counts.requests += 1
         # The producer's span, current in the consuming task: each attempt's span is its child.
         parent = otel_context.get_current()
         deadline = time.monotonic() + route.timeouts.total
-        if self._slots.locked():
-            stats.slot_waits += 1
-        stats.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            stats.waiting -= 1
-        stats.in_flight += 1
-        try:
+        async with self._slots:
             attempt = 0
             while True:
                 attempt += 1
@@ -280,13 +242,13 @@ class UpstreamModel(Model):
                     self.breaker.record_failure(probe)
                     retry = not started and exc.retryable and attempt < route.retries.max_attempts
                     if not retry:
-                        stats.failures += 1
+                        counts.failures += 1
                         raise
                     delay = backoff_delay(route.retries, attempt, exc.retry_after)
                     if time.monotonic() + delay >= deadline:
-                        stats.failures += 1
+                        counts.failures += 1
                         raise
-                    stats.retries += 1
+                    counts.retries += 1
                     await asyncio.sleep(delay)
                     continue
                 except BaseException:
@@ -295,9 +257,6 @@ class UpstreamModel(Model):
                     raise
                 self.breaker.record_success(probe)
                 return
-        finally:
-            stats.in_flight -= 1
-            self._slots.release()
 
     async def _attempt(
         self,
@@ -311,7 +270,7 @@ class UpstreamModel(Model):
         """One request: send it, check the status, and stream its output."""
         route = self.route
         timeouts = route.timeouts
-        self.stats.attempts += 1
+        self._counts.attempts += 1
         sent_at = time.monotonic()
         first_token_deadline = min(sent_at + timeouts.first_token, deadline)
         response: httpx.Response | None = None
@@ -358,8 +317,7 @@ class UpstreamModel(Model):
             decoder = SSEDecoder(
                 max_line_bytes=route.max_sse_line_bytes, max_event_bytes=route.max_sse_event_bytes
             )
-            openai = ChatChunkParser() if route.provider != "anthropic" else None
-            anthropic = MessagesEventParser() if route.provider == "anthropic" else None
+            parser = self._provider.parser()
             # The transport's stream itself, not through aiter_raw(): one async generator
             # fewer for every chunk to pass through (the response is closed in finally).
             stream = response.stream
@@ -396,23 +354,16 @@ class UpstreamModel(Model):
                     # What the chunk completed before the limit is passed on, then the step fails.
                     decoded, too_large = exc.messages, exc
                 for message in decoded:
-                    if openai is not None:
-                        items = openai.feed(message.data)
-                    else:
-                        assert anthropic is not None
-                        items = anthropic.feed(message.event, message.data)
-                    for item in items:
+                    for item in parser.feed(message):
                         if not produced:
                             produced = True
                             last_chunk_at = received_at
-                            call.ttft = self.stats.last_ttft = time.monotonic() - sent_at
+                            call.ttft = self._counts.last_ttft = time.monotonic() - sent_at
                         if isinstance(item, Usage):
                             call.input_tokens += item.input_tokens
                             call.output_tokens += item.output_tokens
                         yield item
-                if (openai is not None and openai.done) or (
-                    anthropic is not None and anthropic.finished
-                ):
+                if parser.done:
                     await _read_rest(chunks)
                     return
                 if too_large is not None:
@@ -420,8 +371,7 @@ class UpstreamModel(Model):
                     raise UpstreamProtocolError(
                         f"the upstream sent {too_large} (the route's {setting})"
                     ) from too_large
-            parser: ChatChunkParser | MessagesEventParser | None = openai or anthropic
-            if parser is None or not parser.finished:
+            if not parser.finished:
                 raise UpstreamStreamError(
                     "the upstream stream ended before the response was complete"
                 )

@@ -1,5 +1,6 @@
 """OpenAI-compatible chat completions, pure: the request body, and streamed chunks turned
-into :data:`~streams.models.ModelOutput` items.
+into :data:`~streams.models.ModelOutput` items (the ``"openai"`` provider:
+:class:`OpenAIChat`).
 
 Tool-call deltas are assembled the way real upstreams send them: the id (and name) only on a
 call's first chunk, a whole call in one chunk, empty argument deltas, several calls
@@ -18,6 +19,9 @@ import orjson
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
 from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.upstream.provider import Endpoint
+from streams.upstream.route import Route
+from streams.upstream.sse import SSEMessage
 
 
 def chat_request(
@@ -98,7 +102,8 @@ class ChatChunkParser:
     def finished(self) -> bool:
         return self.done or self.finish_reason is not None
 
-    def feed(self, data: str) -> list[ModelOutput]:
+    def feed(self, message: SSEMessage) -> list[ModelOutput]:
+        data = message.data
         if data.strip() == "[DONE]":
             self.done = True
             return []
@@ -114,8 +119,8 @@ class ChatChunkParser:
             raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
         if chunk.get("error"):
             error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise UpstreamStreamError(f"the upstream reported an error: {message}")
+            said = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamStreamError(f"the upstream reported an error: {said}")
         out: list[ModelOutput] = []
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -174,3 +179,26 @@ class ChatChunkParser:
                     )
                 call.pending.append(arguments)
         return out
+
+
+class OpenAIChat:
+    """The :class:`~streams.upstream.provider.Provider` of OpenAI-compatible upstreams:
+    ``POST {base_url}/chat/completions``, the key as a bearer token."""
+
+    def endpoint(self, route: Route) -> Endpoint:
+        headers = {"authorization": f"Bearer {route.api_key}"} if route.api_key else {}
+        return Endpoint(f"{route.base_url.rstrip('/')}/chat/completions", headers)
+
+    def body(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return chat_request(
+            route.upstream_model, messages, tools, options=options, extra=route.extra_body
+        )
+
+    def parser(self) -> ChatChunkParser:
+        return ChatChunkParser()

@@ -95,7 +95,7 @@ async def assert_nothing_held(
 
     def released() -> bool:
         models = manager.models
-        in_flight = models.get("up").stats.in_flight if "up" in models else 0  # type: ignore[attr-defined]
+        in_flight = models.get("up").statistics().in_flight if "up" in models else 0  # type: ignore[attr-defined]
         return (
             manager.statistics()["active_runs"] == 0
             and in_flight == 0

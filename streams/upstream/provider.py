@@ -1,0 +1,78 @@
+"""What an upstream provider is: how to ask it for a streamed answer, and how to read it.
+
+A provider is one module of :mod:`streams.upstream` with a class that satisfies
+:class:`Provider`, and one line naming it in :data:`streams.upstream.registry.PROVIDERS`.
+It is pure (no I/O): :class:`~streams.upstream.client.UpstreamModel` does the transport,
+timeouts, retries and accounting for every provider alike, and asks the provider only
+
+* once per route, where requests go and the headers it needs (:meth:`Provider.endpoint`);
+* per request, the JSON body for the step's messages, tools and options
+  (:meth:`Provider.body`);
+* per request, a fresh :class:`StreamParser` for the answer's event stream
+  (:meth:`Provider.parser`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streams.models import ModelOutput
+from streams.upstream.route import Route
+from streams.upstream.sse import SSEMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a route's requests go, and the headers the provider adds to them (its API
+    version, its way of sending the key). They are sent after the route's own headers, so
+    they win over a route header of the same name."""
+
+    url: str
+    headers: Mapping[str, str]
+
+
+class StreamParser(Protocol):
+    """Reads one answer: its Server-Sent Events in, model output out.
+
+    Two ends are told apart because some upstreams say "complete" before the body ends:
+    :attr:`done` means nothing more will come (stop reading); :attr:`finished` means an
+    end of the body now would be a proper end, not a truncated answer (an OpenAI
+    ``finish_reason`` is followed by a chunk with the usage, then ``[DONE]``).
+    """
+
+    @property
+    def done(self) -> bool:
+        """The upstream said the answer is complete: what follows is not read."""
+
+    @property
+    def finished(self) -> bool:
+        """The answer is whole: the stream may end here."""
+
+    def feed(self, message: SSEMessage) -> Sequence[ModelOutput]:
+        """The output one event carries (often none). Raises
+        :class:`~streams.errors.UpstreamProtocolError` for an event that breaks the
+        protocol, :class:`~streams.errors.UpstreamStreamError` for an error the upstream
+        reports in the stream."""
+
+
+class Provider(Protocol):
+    """One upstream API (see the module's docstring)."""
+
+    def endpoint(self, route: Route) -> Endpoint:
+        """Where ``route``'s requests go and the provider's headers for them."""
+
+    def body(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The JSON body of a streamed request: the engine's OpenAI-style conversation,
+        tools (``name``, ``description``, ``parameters``) and sampling options, in the
+        provider's terms; the route's ``extra_body`` last."""
+
+    def parser(self) -> StreamParser:
+        """A parser for one answer's event stream."""
