@@ -91,6 +91,20 @@ def test_an_unknown_route_field_is_refused() -> None:
         Settings(routes={"r": {"base_url": "http://x/v1", "model": "m", "timeout_typo": 1}})
 
 
+@pytest.mark.parametrize("provider", ["openia", "", 5])
+def test_an_unknown_provider_is_refused_naming_the_known_ones(provider: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(routes={"r": {"provider": provider, "base_url": "http://x/v1", "model": "m"}})
+    (error,) = raised.value.errors()
+    assert (error["loc"], error["type"]) == (("routes", "r", "provider"), "literal_error")
+    assert error["msg"] == "Input should be 'openai' or 'anthropic'"
+
+
+def test_a_route_names_the_openai_provider_by_default() -> None:
+    settings = Settings(routes={"r": {"base_url": "http://x/v1", "model": "m"}})
+    assert settings.routes["r"].provider == "openai"
+
+
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Settings(config_file=tmp_path / "nope.toml")

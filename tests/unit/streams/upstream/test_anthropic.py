@@ -12,6 +12,7 @@ import pytest
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
 from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from streams.upstream.anthropic import MessagesEventParser, messages_request
+from streams.upstream.sse import SSEMessage
 
 USER = {"role": "user", "content": "hi"}
 
@@ -28,11 +29,16 @@ def event(payload: dict[str, Any]) -> tuple[str, str]:
     return payload["type"], json.dumps(payload)
 
 
+def sse_event(name: str, data: str) -> SSEMessage:
+    """An event as the decoder hands it to the parser."""
+    return SSEMessage(data, name)
+
+
 def feed_all(*events: tuple[str, str]) -> tuple[MessagesEventParser, list[ModelOutput]]:
     parser = MessagesEventParser()
     out: list[ModelOutput] = []
     for name, data in events:
-        out.extend(parser.feed(name, data))
+        out.extend(parser.feed(sse_event(name, data)))
     return parser, out
 
 
@@ -436,9 +442,9 @@ def test_tool_use_block_becomes_a_tool_call_with_its_json_fragments() -> None:
 
 def test_empty_partial_json_is_skipped() -> None:
     parser = MessagesEventParser()
-    parser.feed(*tool_start(0, "toolu_1", "now"))
+    parser.feed(sse_event(*tool_start(0, "toolu_1", "now")))
 
-    assert parser.feed(*json_delta("", 0)) == []
+    assert parser.feed(sse_event(*json_delta("", 0))) == []
 
 
 def test_tool_use_with_input_in_the_start_block_passes_it_on_as_json() -> None:
@@ -449,19 +455,19 @@ def test_tool_use_with_input_in_the_start_block_passes_it_on_as_json() -> None:
 
 def test_tool_input_for_a_block_that_is_not_a_tool_use_is_a_protocol_error() -> None:
     parser = MessagesEventParser()
-    parser.feed(*text_start(0))
+    parser.feed(sse_event(*text_start(0)))
 
     with pytest.raises(UpstreamProtocolError, match="unknown block 0"):
-        parser.feed(*json_delta('{"a": 1}', 0))
+        parser.feed(sse_event(*json_delta('{"a": 1}', 0)))
 
 
 def test_usage_from_message_start_and_message_delta_is_emitted_at_message_stop() -> None:
     parser = MessagesEventParser()
 
-    assert parser.feed(*message_start(input_tokens=25, output_tokens=1)) == []
-    assert parser.feed(*text_delta("x")) == [TextDelta("x")]
-    assert parser.feed(*message_delta(output_tokens=15)) == []
-    assert parser.feed(*MESSAGE_STOP) == [Usage(input_tokens=25, output_tokens=15)]
+    assert parser.feed(sse_event(*message_start(input_tokens=25, output_tokens=1))) == []
+    assert parser.feed(sse_event(*text_delta("x"))) == [TextDelta("x")]
+    assert parser.feed(sse_event(*message_delta(output_tokens=15))) == []
+    assert parser.feed(sse_event(*MESSAGE_STOP)) == [Usage(input_tokens=25, output_tokens=15)]
 
 
 def test_usage_of_message_start_stands_when_message_delta_has_none() -> None:
@@ -478,11 +484,11 @@ def test_message_stop_without_usage_reports_zero_tokens() -> None:
 
 def test_message_stop_marks_the_parser_finished() -> None:
     parser = MessagesEventParser()
-    parser.feed(*message_start())
-    parser.feed(*message_delta(5))
+    parser.feed(sse_event(*message_start()))
+    parser.feed(sse_event(*message_delta(5)))
 
     assert not parser.finished
-    parser.feed(*MESSAGE_STOP)
+    parser.feed(sse_event(*MESSAGE_STOP))
     assert parser.finished
 
 
@@ -517,21 +523,21 @@ def test_message_stop_marks_the_parser_finished() -> None:
 def test_events_without_output_are_ignored(ignored: tuple[str, str]) -> None:
     parser = MessagesEventParser()
 
-    assert parser.feed(*ignored) == []
+    assert parser.feed(sse_event(*ignored)) == []
     assert not parser.finished
 
 
 def test_event_type_falls_back_to_the_sse_event_name() -> None:
     parser = MessagesEventParser()
 
-    assert parser.feed("message_stop", "{}") == [Usage(0, 0)]
+    assert parser.feed(sse_event("message_stop", "{}")) == [Usage(0, 0)]
     assert parser.finished
 
 
 def test_payload_type_wins_over_the_sse_event_name() -> None:
     parser = MessagesEventParser()
 
-    assert parser.feed("message_stop", json.dumps({"type": "ping"})) == []
+    assert parser.feed(sse_event("message_stop", json.dumps({"type": "ping"}))) == []
     assert not parser.finished
 
 
@@ -551,7 +557,7 @@ def test_error_event_raises_a_stream_error(error_type: str, retryable: bool) -> 
     payload = {"type": "error", "error": {"type": error_type, "message": "went wrong"}}
 
     with pytest.raises(UpstreamStreamError) as raised:
-        MessagesEventParser().feed("error", json.dumps(payload))
+        MessagesEventParser().feed(sse_event("error", json.dumps(payload)))
 
     assert str(raised.value) == f"the upstream reported an error: {error_type}: went wrong"
     assert raised.value.retryable is retryable
@@ -559,7 +565,7 @@ def test_error_event_raises_a_stream_error(error_type: str, retryable: bool) -> 
 
 def test_error_event_without_details_is_not_retryable() -> None:
     with pytest.raises(UpstreamStreamError, match=r"reported an error: error$") as raised:
-        MessagesEventParser().feed("error", json.dumps({"type": "error"}))
+        MessagesEventParser().feed(sse_event("error", json.dumps({"type": "error"})))
 
     assert raised.value.retryable is False
 
@@ -575,4 +581,4 @@ def test_error_event_without_details_is_not_retryable() -> None:
 )
 def test_payload_that_is_not_a_json_object_is_a_protocol_error(data: str, match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
-        MessagesEventParser().feed("content_block_delta", data)
+        MessagesEventParser().feed(sse_event("content_block_delta", data))

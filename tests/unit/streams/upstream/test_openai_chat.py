@@ -21,6 +21,7 @@ from streams.upstream.openai_chat import (
     ChatChunkParser,
     chat_request,
 )
+from streams.upstream.sse import SSEMessage
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -65,11 +66,16 @@ def tool_chunk(*calls: dict[str, Any]) -> str:
     return chunk({"tool_calls": list(calls)})
 
 
+def sse_data(payload: str) -> SSEMessage:
+    """A chunk as the decoder hands it to the parser."""
+    return SSEMessage(payload)
+
+
 def feed_all(*payloads: str) -> tuple[ChatChunkParser, list[ModelOutput]]:
     parser = ChatChunkParser()
     out: list[ModelOutput] = []
     for payload in payloads:
-        out.extend(parser.feed(payload))
+        out.extend(parser.feed(sse_data(payload)))
     return parser, out
 
 
@@ -268,9 +274,9 @@ def test_whole_tool_call_in_one_chunk() -> None:
 )
 def test_empty_argument_deltas_produce_nothing(fragment: dict[str, Any]) -> None:
     parser = ChatChunkParser()
-    parser.feed(tool_chunk(call(0, id="call_1", name="f")))
+    parser.feed(sse_data(tool_chunk(call(0, id="call_1", name="f"))))
 
-    assert parser.feed(tool_chunk(fragment)) == []
+    assert parser.feed(sse_data(tool_chunk(fragment))) == []
 
 
 def test_tool_call_without_id_starts_with_no_call_id() -> None:
@@ -300,9 +306,9 @@ def test_first_id_and_name_win_over_later_ones() -> None:
 def test_arguments_before_the_name_are_held_then_flushed_after_the_start() -> None:
     parser = ChatChunkParser()
 
-    assert parser.feed(tool_chunk(call(0, id="call_1", arguments='{"a"'))) == []
-    assert parser.feed(tool_chunk(call(0, arguments=":1"))) == []
-    assert parser.feed(tool_chunk(call(0, name="f", arguments="}"))) == [
+    assert parser.feed(sse_data(tool_chunk(call(0, id="call_1", arguments='{"a"')))) == []
+    assert parser.feed(sse_data(tool_chunk(call(0, arguments=":1")))) == []
+    assert parser.feed(sse_data(tool_chunk(call(0, name="f", arguments="}")))) == [
         ToolCallStart(0, "f", "call_1"),
         ToolCallDelta(0, '{"a"'),
         ToolCallDelta(0, ":1"),
@@ -312,10 +318,10 @@ def test_arguments_before_the_name_are_held_then_flushed_after_the_start() -> No
 
 def test_arguments_after_a_late_name_are_passed_on_at_once() -> None:
     parser = ChatChunkParser()
-    parser.feed(tool_chunk(call(0, arguments="{")))
-    parser.feed(tool_chunk(call(0, name="f")))
+    parser.feed(sse_data(tool_chunk(call(0, arguments="{"))))
+    parser.feed(sse_data(tool_chunk(call(0, name="f"))))
 
-    assert parser.feed(tool_chunk(call(0, arguments="}"))) == [ToolCallDelta(0, "}")]
+    assert parser.feed(sse_data(tool_chunk(call(0, arguments="}")))) == [ToolCallDelta(0, "}")]
 
 
 def test_interleaved_tool_calls_are_told_apart_by_index() -> None:
@@ -376,37 +382,37 @@ def test_text_and_tool_call_in_one_delta_come_out_text_first() -> None:
 )
 def test_malformed_tool_call_delta_is_a_protocol_error(fragment: Any, match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
-        ChatChunkParser().feed(tool_chunk(fragment))
+        ChatChunkParser().feed(sse_data(tool_chunk(fragment)))
 
 
 def test_arguments_held_for_unnamed_calls_are_bounded_in_all() -> None:
     parser = ChatChunkParser()
     half = "x" * (MAX_UNNAMED_ARGUMENTS // 2)
-    assert parser.feed(tool_chunk(call(0, arguments=half), call(1, arguments=half))) == []
+    assert parser.feed(sse_data(tool_chunk(call(0, arguments=half), call(1, arguments=half)))) == []
 
     with pytest.raises(UpstreamProtocolError, match="not named"):
-        parser.feed(tool_chunk(call(2, arguments="y")))
+        parser.feed(sse_data(tool_chunk(call(2, arguments="y"))))
 
 
 def test_arguments_flushed_by_a_name_no_longer_count_as_held() -> None:
     parser = ChatChunkParser()
     held = "x" * MAX_UNNAMED_ARGUMENTS
-    parser.feed(tool_chunk(call(0, arguments=held)))
-    assert parser.feed(tool_chunk(call(0, name="f"))) == [
+    parser.feed(sse_data(tool_chunk(call(0, arguments=held))))
+    assert parser.feed(sse_data(tool_chunk(call(0, name="f")))) == [
         ToolCallStart(0, "f", None),
         ToolCallDelta(0, held),
     ]
 
-    assert parser.feed(tool_chunk(call(1, arguments=held))) == []
+    assert parser.feed(sse_data(tool_chunk(call(1, arguments=held)))) == []
 
 
 def test_more_calls_than_max_calls_is_a_protocol_error() -> None:
     parser = ChatChunkParser()
     for index in range(MAX_CALLS):
-        parser.feed(tool_chunk(call(index, id=f"c{index}", name="f")))
+        parser.feed(sse_data(tool_chunk(call(index, id=f"c{index}", name="f"))))
 
     with pytest.raises(UpstreamProtocolError, match=f"more than {MAX_CALLS} tool calls"):
-        parser.feed(tool_chunk(call(MAX_CALLS, id="last", name="f")))
+        parser.feed(sse_data(tool_chunk(call(MAX_CALLS, id="last", name="f"))))
 
 
 # -- ChatChunkParser: end of stream, usage, errors -----------------------------------------
@@ -451,7 +457,7 @@ def test_usage_comes_after_the_deltas_of_the_same_chunk() -> None:
 def test_done_marks_the_stream_done_and_finished(done: str) -> None:
     parser = ChatChunkParser()
 
-    assert parser.feed(done) == []
+    assert parser.feed(sse_data(done)) == []
     assert parser.done
     assert parser.finished
     assert parser.finish_reason is None
@@ -496,7 +502,7 @@ def test_content_in_the_finishing_chunk_is_kept() -> None:
 )
 def test_error_chunk_raises_a_stream_error(error: Any, message: str) -> None:
     with pytest.raises(UpstreamStreamError, match=message) as raised:
-        ChatChunkParser().feed(json.dumps({"error": error}))
+        ChatChunkParser().feed(sse_data(json.dumps({"error": error})))
 
     assert not raised.value.retryable
 
@@ -521,7 +527,7 @@ def test_empty_error_field_is_not_an_error() -> None:
 )
 def test_payload_that_is_not_a_json_object_is_a_protocol_error(payload: str, match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
-        ChatChunkParser().feed(payload)
+        ChatChunkParser().feed(sse_data(payload))
 
 
 # -- property: tool calls survive any fragmentation and interleaving -----------------------
