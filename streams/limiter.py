@@ -83,6 +83,7 @@ class CountedLimiter:
         self.release()
 
     def statistics(self) -> LimiterStatistics:
+        """What the limiter holds now and has held."""
         return LimiterStatistics(
             total_tokens=self.total,
             borrowed_tokens=self._borrowed,

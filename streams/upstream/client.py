@@ -182,6 +182,7 @@ class UpstreamModel(Model):
         ).as_dict()
 
     def statistics(self) -> RouteStatistics:
+        """The route's counts so far and what its ``max_in_flight`` limit holds now."""
         counts = self._counts
         slots = self._slots.statistics()
         return RouteStatistics(
