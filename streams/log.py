@@ -168,7 +168,7 @@ class MemoryEventLog(EventLog):
         self._packed: PackedEvents | None = None  # instead of _events, once packed
         self._first_seq = 1  # seq of the oldest retained event
         self._next_seq = 1
-        self._visible_seq = 0  # readers see events up to here (see _publish)
+        self._visible_seq = 0  # readers see events up to here (see publish)
         self._bytes = 0
         self._ended = False  # the terminal event was appended: no more appends
         self._closed = False  # the terminal event is visible to readers
@@ -212,14 +212,19 @@ class MemoryEventLog(EventLog):
         if event.is_terminal:
             self._ended = True
         self._trim()
-        self._appended(event)
+        self.on_appended(event)
         return event
 
-    def _appended(self, event: Event) -> None:
+    @property
+    def appended_seq(self) -> int:
+        """The newest event appended, visible or not."""
+        return self._next_seq - 1
+
+    def on_appended(self, event: Event) -> None:
         """An event is in the log. Here it is visible at once; a log backed by a shared
-        store shows it once the store has it (so no reader ever sees an event that a reader
-        elsewhere could not)."""
-        self._publish(event.seq)
+        store overrides this to show it once the store has it (so no reader ever sees an
+        event that a reader elsewhere could not), with :meth:`publish`."""
+        self.publish(event.seq)
 
     async def settled(self) -> None:
         while self._visible_seq < self._next_seq - 1:
@@ -227,7 +232,7 @@ class MemoryEventLog(EventLog):
                 self._wakeup = asyncio.Event()
             await self._wakeup.wait()
 
-    def _publish(self, seq: int) -> None:
+    def publish(self, seq: int) -> None:
         """Make the events up to ``seq`` visible and wake the readers waiting for them."""
         if seq <= self._visible_seq:
             return

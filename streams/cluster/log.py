@@ -95,13 +95,13 @@ class StoredEventLog(MemoryEventLog):
             await self._writer.room()  # the writer is behind (Redis is slow): wait for it
         return self.append_nowait(type, producer, data)
 
-    def _appended(self, event: Event) -> None:
+    def on_appended(self, event: Event) -> None:
         self._writer.enqueue(self, event)
 
     def show_held(self) -> None:
         """Make every event held here visible, written or not (the store is gone: this
         instance's readers get the run's end from memory)."""
-        self._publish(self._next_seq - 1)
+        self.publish(self.appended_seq)
 
 
 class LogWriter:
@@ -287,7 +287,7 @@ class LogWriter:
             other = [e for e in errors if not isinstance(e, ResponseError)]
             if other:
                 raise other[0]
-            log._publish(batch[log][-1].seq)
+            log.publish(batch[log][-1].seq)
 
 
 class RemoteEventLog(EventLog):
