@@ -58,7 +58,7 @@ async def test_a_run_cancelled_while_still_queued_ends_with_run_cancelled(
     assert [e.type.value for e in events] == ["run.cancelled"]
     assert events[0].data == {"reason": "changed my mind"}
     assert run.connection.idle
-    assert manager.statistics()["active_runs"] == 0
+    assert manager.statistics().active_runs == 0
 
 
 async def test_cancelling_a_finished_run_raises_run_finished(manager: RunManager) -> None:
@@ -87,7 +87,7 @@ async def test_a_finished_run_expires_after_its_ttl(manager: RunManager) -> None
     await run.wait()
     assert manager.get(run.id) is run
     async with asyncio.timeout(5):
-        while manager.statistics()["retained_runs"]:  # noqa: ASYNC110 (the sweeper's work)
+        while manager.statistics().retained_runs:  # noqa: ASYNC110 (the sweeper's work)
             await asyncio.sleep(0.01)
     with pytest.raises(NotFoundError):
         manager.get(run.id)

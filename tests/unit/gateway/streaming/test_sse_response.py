@@ -17,7 +17,8 @@ from streams.events import EventType
 from streams.log import MemoryEventLog
 from streams.models import ModelRegistry
 from streams.reader import RunReader
-from streams.runs import Run, RunManager
+from streams.runs.manager import RunManager
+from streams.runs.run import Run
 from streams.spec import RunSpec
 from streams.tools import ToolRegistry
 

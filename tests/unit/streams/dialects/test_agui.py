@@ -23,7 +23,7 @@ from streams.dialects.agui import AGUIEncoder, agui_ids, frame_group, run_spec_f
 from streams.errors import InvalidRequestError
 from streams.events import Event, EventType
 from streams.models import ModelRegistry
-from streams.runs import RunManager
+from streams.runs.manager import RunManager
 
 AGUI_EVENT: TypeAdapter[Any] = TypeAdapter(AGUIEventUnion)
 TERMINAL = ("RUN_FINISHED", "RUN_ERROR")
