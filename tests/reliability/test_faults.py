@@ -23,7 +23,14 @@ from websockets.uri import parse_uri
 from streams.builtin.tools import builtin_tools
 from streams.errors import NotFoundError
 from streams.tools import Emit, Tool, ToolRegistry
-from tests.support import SSE, RunningGateway, collect, running_gateway, sse_events
+from tests.support import (
+    SSE,
+    RunningGateway,
+    agent_spec,
+    collect,
+    running_gateway,
+    sse_events,
+)
 from tests.upstream_server import (
     RESET,
     STALL,
@@ -291,11 +298,9 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
     rng = random.Random(20261123)
     specs = [
         {"parallel": [{"tool": "countdown", "arguments": {"start": 30, "interval": 0.005}}]},
-        {"model": "demo", "messages": [{"role": "user", "content": "count down from 10"}],
-         "tools": ["countdown"]},
-        {"model": "demo", "messages": [{"role": "user", "content": "what is 6 * 7"}],
-         "tools": ["calculator"]},
-    ]  # fmt: skip
+        agent_spec("count down from 10", ["countdown"]),
+        agent_spec("what is 6 * 7", ["calculator"]),
+    ]
     # Finished runs expire quickly, so that what memory is left afterwards is a leak, not a
     # run kept readable on purpose.
     settings = {
