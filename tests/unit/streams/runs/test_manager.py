@@ -8,7 +8,7 @@ import pytest
 
 from streams.connection import Connection
 from streams.errors import NotFoundError, RunFinishedError, ShuttingDownError
-from streams.runs.manager import RunManager
+from streams.runs.manager import RunManager, RunStatistics
 from streams.runs.run import RunStatus
 from tests.support import all_events, run_spec
 
@@ -100,3 +100,20 @@ async def test_a_run_is_packed_when_its_last_reader_leaves_after_its_end(
     assert not run.log.statistics().packed  # its reader reads on as it was
     manager.detach_reader(run)
     assert run.log.statistics().packed
+
+
+async def test_statistics_count_active_retained_and_finished_runs(manager: RunManager) -> None:
+    run = manager.start(run_spec("hello", []), Connection("c"), default_on_disconnect="continue")
+    assert manager.statistics() == RunStatistics(
+        active_runs=1,
+        retained_runs=1,
+        runs_by_status={"completed": 0, "failed": 0, "cancelled": 0},
+    )
+    await run.wait()
+    stats = manager.statistics()
+    assert (stats.active_runs, stats.runs_by_status["completed"]) == (0, 1)
+    assert stats.to_dict() == {
+        "active_runs": 0,
+        "retained_runs": stats.retained_runs,
+        "runs_by_status": {"completed": 1, "failed": 0, "cancelled": 0},
+    }
