@@ -14,7 +14,7 @@ from gateway.state import GatewayState
 from streams.connection import Connection
 from streams.errors import InvalidRequestError
 from streams.events import dumps
-from streams.runs import Run
+from streams.runs.run import Run
 from streams.spec import OnDisconnect, ParallelModelCall, ParallelToolCall, RunSpec
 
 # Deepest JSON nesting a run spec or a client tool result may have. Far beyond any real

@@ -38,7 +38,8 @@ from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id
 from streams.errors import GatewayError
 from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
-from streams.runs import RunLimits, RunManager
+from streams.runs.limits import RunLimits
+from streams.runs.manager import RunManager
 from streams.tools import ToolRegistry
 from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
 from streams.upstream.http import UpstreamHTTP

@@ -18,7 +18,8 @@ from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
 from streams.cluster.backend import ClusterBackend
 from streams.connection import Connection
-from streams.runs import UNCHECKED, Run, RunManager, _Unchecked
+from streams.runs.manager import UNCHECKED, RunManager, _Unchecked
+from streams.runs.run import Run
 
 
 @dataclass
@@ -160,7 +161,7 @@ class StreamSlot:
 class RunSlot:
     """One of an owner's active-run slots: :meth:`take` it before the run starts (raises when
     the owner's limit is reached, or the shared store is gone), :meth:`release` it when the
-    run ends (a run's :meth:`~streams.runs.Run.on_end` callback), or if it never starts."""
+    run ends (a run's :meth:`~streams.runs.run.Run.on_end` callback), or if it never starts."""
 
     __slots__ = ("_owner", "_shared", "_state", "held")
 

@@ -15,7 +15,8 @@ from types import TracebackType
 
 from streams.errors import InvalidRequestError
 from streams.events import Event
-from streams.runs import Run, RunManager, new_event_for_gap
+from streams.runs.manager import RunManager
+from streams.runs.run import Run, new_event_for_gap
 
 
 @dataclass(frozen=True, slots=True)

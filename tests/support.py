@@ -23,7 +23,10 @@ from gateway.server import make_server
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.telemetry.logs import configure_logging
+from streams.events import Event
 from streams.models import ModelRegistry
+from streams.runs.manager import RunManager
+from streams.spec import RunSpec
 from streams.tools import ToolRegistry
 
 T = TypeVar("T")
@@ -257,13 +260,24 @@ async def wait_for(awaitable: Awaitable[T], timeout: float = 10) -> T:
     return await asyncio.wait_for(awaitable, timeout)
 
 
-def agent_spec(prompt: str, tools: list[str], **extra: Any) -> dict[str, Any]:
+def agent_spec(
+    prompt: str, tools: list[str] | None = None, *, model: str = "demo", **extra: Any
+) -> dict[str, Any]:
+    """The spec of an agent run on ``model`` (the demo model) with one user message, the
+    server ``tools`` and any ``extra`` field, as a client sends it (see :func:`run_spec`)."""
     return {
-        "model": "demo",
+        "model": model,
         "messages": [{"role": "user", "content": prompt}],
-        "tools": tools,
+        "tools": tools or [],
         **extra,
     }
+
+
+def run_spec(
+    prompt: str, tools: list[str] | None = None, *, model: str = "demo", **extra: Any
+) -> RunSpec:
+    """:func:`agent_spec` as the engine takes it, for tests without a server."""
+    return RunSpec.model_validate(agent_spec(prompt, tools, model=model, **extra))
 
 
 @contextlib.contextmanager
@@ -287,3 +301,10 @@ def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
             structlog.configure(**config)
         else:
             structlog.reset_defaults()
+
+
+async def all_events(manager: RunManager, run_id: str) -> list[Event]:
+    """Every event of the run ``run_id`` of ``manager`` (a run of the engine, no server)."""
+    run = manager.get(run_id)
+    batch = await run.log.read(0, limit=10_000, timeout=0)
+    return batch.events

@@ -19,7 +19,7 @@ from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed
 from gateway.streaming.sse import EventStreamResponse
 from streams.dialects.agui import AGUIEncoder, AGUIRunInput, run_spec_from_agui
-from streams.runs import Run
+from streams.runs.run import Run
 
 router = APIRouter()
 

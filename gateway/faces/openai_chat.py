@@ -26,7 +26,7 @@ from gateway.streaming.run_stream import event_stream, start_streamed
 from streams.dialects.openai_chat import ChatChunkEncoder, chat_completion
 from streams.errors import ModelNotFoundError
 from streams.reader import RunReader
-from streams.runs import Run
+from streams.runs.run import Run
 from streams.spec import (
     SAMPLING_OPTIONS,
     ChatMessage,

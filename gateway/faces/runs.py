@@ -18,7 +18,7 @@ from gateway.faces.agui import agui_events
 from gateway.responses import JSONResponse
 from gateway.streaming.run_stream import cursor_from, event_stream, read_to_the_end, start_streamed
 from streams.errors import InvalidRequestError
-from streams.runs import Run
+from streams.runs.run import Run
 from streams.spec import RunSpec
 
 router = APIRouter()
@@ -220,4 +220,4 @@ async def readyz(request: Request) -> JSONResponse:
     cluster = state.cluster.statistics() if state.cluster is not None else {}
     if not state.ready:
         return JSONResponse({"status": "store_unavailable", **cluster}, status_code=503)
-    return JSONResponse({"status": "ready", **state.manager.statistics(), **cluster})
+    return JSONResponse({"status": "ready", **state.manager.statistics().to_dict(), **cluster})

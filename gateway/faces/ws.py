@@ -42,7 +42,7 @@ from streams.dialects.native import encode_ws_ack, encode_ws_error, encode_ws_ev
 from streams.errors import GatewayError, InvalidRequestError
 from streams.events import dumps
 from streams.reader import RunReader
-from streams.runs import Run
+from streams.runs.run import Run
 
 logger = logging.getLogger("gateway.ws")
 

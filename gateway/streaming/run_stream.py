@@ -11,7 +11,7 @@ from streams.dialects.native import encode_sse_batch
 from streams.errors import InvalidRequestError
 from streams.events import Event
 from streams.reader import RunReader
-from streams.runs import Run
+from streams.runs.run import Run
 
 
 async def start_streamed(

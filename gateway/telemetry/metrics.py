@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.telemetry.loop_histogram import LoopHistogram
-from streams.runs import Run
+from streams.runs.run import Run
 from streams.upstream.client import UpstreamCall, UpstreamModel
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class _StateCollector(Collector):
             return
         stats = state.manager.statistics()
         yield GaugeMetricFamily(
-            "gateway_active_runs", "Runs not yet finished", value=stats["active_runs"]
+            "gateway_active_runs", "Runs not yet finished", value=stats.active_runs
         )
         connections = GaugeMetricFamily(
             "gateway_active_connections", "Open streams by channel", labels=["channel"]

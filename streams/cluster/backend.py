@@ -1,10 +1,11 @@
 """Several gateway instances sharing runs through Redis.
 
-:class:`ClusterBackend` is what one instance runs beside its :class:`~streams.runs.RunManager`:
+:class:`ClusterBackend` is what one instance runs beside its
+:class:`~streams.runs.manager.RunManager`:
 
 - the **registry**: each run's owner, instance, status, spec and snapshot in a hash, so that
   ``GET /v1/runs/{id}`` answers on any instance (:meth:`ClusterBackend.get` gives a local
-  :class:`~streams.runs.Run`, or a :class:`RemoteRun` whose log is read from Redis);
+  :class:`~streams.runs.run.Run`, or a :class:`RemoteRun` whose log is read from Redis);
 - the **writer** (:class:`~streams.cluster.log.LogWriter`) that puts the events of this
   instance's runs in Redis Streams;
 - **cancel anywhere**: a cancel for a run of another instance is published on that
@@ -53,7 +54,8 @@ from streams.connection import Connection
 from streams.errors import NotFoundError, RunFinishedError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
 from streams.log import EventLog, Retention
-from streams.runs import UNCHECKED, Run, RunManager, RunStatus, _Unchecked, is_run_id
+from streams.runs.manager import UNCHECKED, RunManager, _Unchecked
+from streams.runs.run import Run, RunStatus, is_run_id
 from streams.spec import RunSpec
 
 logger = logging.getLogger("streams.cluster")

@@ -26,7 +26,7 @@ from streams.cluster.keys import Keys
 from streams.errors import LogTakenOverError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
 from streams.log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
-from streams.runs import ProducerInfo
+from streams.runs.run import ProducerInfo
 
 logger = logging.getLogger("streams.cluster")
 
@@ -63,7 +63,7 @@ class StoredEventLog(MemoryEventLog):
         self._order: dict[str, int] = {}
 
     def producer_changed(self, info: ProducerInfo) -> None:
-        """Write ``info`` with the next batch (a :meth:`~streams.runs.Run.watch_producers`
+        """Write ``info`` with the next batch (a :meth:`~streams.runs.run.Run.watch_producers`
         callback)."""
         self._order.setdefault(info.id, len(self._order))
         self._changed[info.id] = info

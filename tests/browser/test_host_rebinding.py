@@ -68,7 +68,7 @@ def open_attack_page(page: Page, gateway: RunningGateway) -> None:
 
 def test_a_rebound_page_cannot_start_a_run(rebound_page: Page, gateway: RunningGateway) -> None:
     open_attack_page(rebound_page, gateway)
-    before = gateway.state.manager.statistics()["retained_runs"]
+    before = gateway.state.manager.statistics().retained_runs
     answer = rebound_page.evaluate(
         """async (spec) => {
             const response = await fetch("/v1/runs", {
@@ -82,7 +82,7 @@ def test_a_rebound_page_cannot_start_a_run(rebound_page: Page, gateway: RunningG
     )
     assert answer["status"] == 400, answer
     assert json.loads(answer["body"])["error"]["code"] == "host_not_allowed"
-    assert gateway.state.manager.statistics()["retained_runs"] == before
+    assert gateway.state.manager.statistics().retained_runs == before
 
 
 def test_a_rebound_page_cannot_open_a_websocket(

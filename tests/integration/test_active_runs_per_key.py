@@ -102,7 +102,7 @@ async def test_every_http_face_answers_a_429_past_the_key_s_limit(
                 await answer.aread()
             await k1.post(f"/v1/runs/{held}/cancel")
         # Nothing was started for the refused request: only the held run and k2's.
-        assert gateway.state.manager.statistics()["retained_runs"] == 2
+        assert gateway.state.manager.statistics().retained_runs == 2
 
 
 async def test_the_websocket_answers_an_error_past_the_key_s_limit_and_goes_on() -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.probes import ProbeRecord, tools_with_probe
-from tests.support import run_events, running_gateway
+from tests.support import agent_spec, run_events, running_gateway
 
 # The core suite: every test here runs on the in-memory store and on Redis.
 pytestmark = pytest.mark.usefixtures("backend")
@@ -68,11 +68,7 @@ async def test_the_connection_semaphore_is_shared_by_the_runs_of_one_connection(
 
 
 async def test_past_the_global_run_limit_a_start_gets_429_with_retry_after() -> None:
-    spec = {
-        "model": "demo",
-        "messages": [{"role": "user", "content": "sleep 5 seconds"}],
-        "tools": ["sleep"],
-    }
+    spec = agent_spec("sleep 5 seconds", ["sleep"])
     with running_gateway(max_active_runs=1) as gateway:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
             first = await client.post("/v1/runs", json=spec)
@@ -88,11 +84,7 @@ async def test_past_the_global_run_limit_a_start_gets_429_with_retry_after() -> 
 
 
 async def test_past_the_per_connection_run_limit_a_start_gets_429() -> None:
-    spec = {
-        "model": "demo",
-        "messages": [{"role": "user", "content": "sleep 5 seconds"}],
-        "tools": ["sleep"],
-    }
+    spec = agent_spec("sleep 5 seconds", ["sleep"])
     with running_gateway(max_runs_per_connection=1) as gateway:
         limits = httpx.Limits(max_connections=1)
         async with httpx.AsyncClient(

@@ -48,7 +48,7 @@ async def start(gateway: RunningGateway, **headers: str) -> httpx.Response:
 async def test_an_open_gateway_answers_a_foreign_host_400_host_not_allowed_and_starts_nothing(
     gateway: RunningGateway,
 ) -> None:
-    before = gateway.state.manager.statistics()["retained_runs"]
+    before = gateway.state.manager.statistics().retained_runs
     answer = await start(gateway, host=f"{REBOUND}:{gateway.port}")
     error = error_of(answer, 400)
     assert error["code"] == "host_not_allowed"
@@ -56,7 +56,7 @@ async def test_an_open_gateway_answers_a_foreign_host_400_host_not_allowed_and_s
     assert f"'{REBOUND}'" in error["message"]
     assert "GATEWAY_ALLOWED_HOSTS" in error["message"]
     assert answer.headers["x-request-id"]  # refused inside the request context: logged
-    assert gateway.state.manager.statistics()["retained_runs"] == before
+    assert gateway.state.manager.statistics().retained_runs == before
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ async def test_a_parallel_run_past_max_parallel_items_is_a_413_naming_it(accept:
             at_limit = await client.post("/v1/runs", json=sleeping_items(10, 0))
             assert at_limit.status_code == 201
             await gateway.wait_run(at_limit.json()["run_id"])
-        assert gateway.state.manager.statistics()["retained_runs"] == 1
+        assert gateway.state.manager.statistics().retained_runs == 1
 
 
 async def test_a_parallel_run_past_max_parallel_items_on_the_websocket_is_an_error() -> None:
@@ -50,7 +50,7 @@ async def test_a_parallel_run_past_max_parallel_items_on_the_websocket_is_an_err
             assert "max_parallel_items" in error["message"]
             await ws.send(json.dumps({"type": "ping", "id": 2}))
             assert json.loads(await ws.recv())["type"] == "ack"
-        assert gateway.state.manager.statistics()["retained_runs"] == 0
+        assert gateway.state.manager.statistics().retained_runs == 0
 
 
 async def test_a_parallel_run_at_the_limit_has_a_task_only_for_each_producer_slot() -> None:

@@ -32,7 +32,7 @@ async def client(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def retained(gateway: RunningGateway) -> int:
-    count: int = gateway.state.manager.statistics()["retained_runs"]
+    count: int = gateway.state.manager.statistics().retained_runs
     return count
 
 

@@ -117,7 +117,7 @@ async def test_a_client_tool_that_never_answers_fails_after_its_timeout_and_the_
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
             messages = await until(ws, "run.completed")
     failed = next(m for m in messages if m["type"] == "tool.failed")
-    assert failed["error"]["code"] == "tool_error"
+    assert failed["error"]["code"] == "tool_timeout"
     assert "no result within 0.2s" in failed["error"]["message"]
 
 

@@ -26,7 +26,7 @@ import httpx
 import websockets
 
 from gateway.telemetry.logs import configure_logging
-from tests.support import SSE, RunningGateway, running_gateway, sse_events
+from tests.support import SSE, RunningGateway, agent_spec, running_gateway, sse_events
 
 MiB = 1024 * 1024
 
@@ -89,7 +89,7 @@ def run_spec(rng: random.Random) -> dict[str, Any]:
         }
     prompt = rng.choice(["count down from 5", "what is 6 * 7", "what time is it"])
     tools = ["countdown", "calculator", "clock"]
-    return {"model": "demo", "messages": [{"role": "user", "content": prompt}], "tools": tools}
+    return agent_spec(prompt, tools)
 
 
 def check_exact(name: str, events: list[dict[str, Any]], report: SoakReport) -> None:

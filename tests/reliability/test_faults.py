@@ -23,7 +23,14 @@ from websockets.uri import parse_uri
 from streams.builtin.tools import builtin_tools
 from streams.errors import NotFoundError
 from streams.tools import Emit, Tool, ToolRegistry
-from tests.support import SSE, RunningGateway, collect, running_gateway, sse_events
+from tests.support import (
+    SSE,
+    RunningGateway,
+    agent_spec,
+    collect,
+    running_gateway,
+    sse_events,
+)
 from tests.upstream_server import (
     RESET,
     STALL,
@@ -97,7 +104,7 @@ async def assert_nothing_held(
         models = manager.models
         in_flight = models.get("up").statistics().in_flight if "up" in models else 0  # type: ignore[attr-defined]
         return (
-            manager.statistics()["active_runs"] == 0
+            manager.statistics().active_runs == 0
             and in_flight == 0
             and all(
                 run.connection.statistics().producers_running == 0
@@ -203,8 +210,8 @@ async def test_a_client_gone_before_the_response_headers_leaves_nothing_behind(
             sock.close()
         # A whole request may have become a run before the close was noticed: it is then
         # cancelled, and its upstream request closed.
-        await gateway.wait_on_server(lambda: gateway.state.manager.statistics()["active_runs"] == 0)
-        stats = gateway.state.manager.statistics()["runs_by_status"]
+        await gateway.wait_on_server(lambda: gateway.state.manager.statistics().active_runs == 0)
+        stats = gateway.state.manager.statistics().runs_by_status
         assert stats["completed"] == stats["failed"] == 0
         if partial:
             assert stats["cancelled"] == 0
@@ -291,11 +298,9 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
     rng = random.Random(20261123)
     specs = [
         {"parallel": [{"tool": "countdown", "arguments": {"start": 30, "interval": 0.005}}]},
-        {"model": "demo", "messages": [{"role": "user", "content": "count down from 10"}],
-         "tools": ["countdown"]},
-        {"model": "demo", "messages": [{"role": "user", "content": "what is 6 * 7"}],
-         "tools": ["calculator"]},
-    ]  # fmt: skip
+        agent_spec("count down from 10", ["countdown"]),
+        agent_spec("what is 6 * 7", ["calculator"]),
+    ]
     # Finished runs expire quickly, so that what memory is left afterwards is a leak, not a
     # run kept readable on purpose.
     settings = {
@@ -326,7 +331,7 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
                 return await ws_client_leaving_after(gateway, spec, n, abrupt)
 
         await asyncio.gather(*(one_client() for _ in range(20)))  # warm up: imports, caches
-        await gateway.wait_on_server(lambda: gateway.state.manager.statistics()["active_runs"] == 0)
+        await gateway.wait_on_server(lambda: gateway.state.manager.statistics().active_runs == 0)
         gc.collect()
         rss_before = rss_bytes()
         run_ids = [r for r in await asyncio.gather(*(one_client() for _ in range(1000))) if r]
@@ -335,9 +340,7 @@ async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or
             with contextlib.suppress(NotFoundError):  # already expired: it ended
                 statuses.add((await gateway.wait_run(run_id))["status"])
         await assert_nothing_held(gateway, run_ids, baseline)
-        await gateway.wait_on_server(
-            lambda: gateway.state.manager.statistics()["retained_runs"] == 0
-        )
+        await gateway.wait_on_server(lambda: gateway.state.manager.statistics().retained_runs == 0)
         gc.collect()
         rss_after = rss_bytes()
         await client.aclose()
@@ -371,7 +374,7 @@ async def test_a_websocket_peer_that_vanishes_without_a_close_frame_is_dropped_b
                 await loop.sock_sendall(sock, data)
             # From here on the peer reads nothing and answers no ping: it has vanished.
             await gateway.wait_on_server(
-                lambda: gateway.state.manager.statistics()["active_runs"] == 1
+                lambda: gateway.state.manager.statistics().active_runs == 1
             )
             (run_id,) = [
                 r for r in gateway.state.manager._runs if not gateway.state.manager.get(r).done
@@ -444,6 +447,7 @@ async def test_a_tool_hanging_past_its_timeout_fails_and_the_run_continues() -> 
     with running_gateway(tools=misbehaving_tools(CleanupRecord()), tool_timeout=0.2) as gateway:
         events = await stream_run(gateway, spec)
     (failed,) = of_type(events, "tool.failed")
+    assert failed["error"]["code"] == "tool_timeout"
     assert "did not finish within 0.2s" in failed["error"]["message"]
     assert of_type(events, "tool.completed")[0]["output"]["done"] == "liftoff"
     assert events[-1]["type"] == "run.completed"

@@ -116,7 +116,7 @@ async def runs_retained(gateway: RunningGateway) -> int:
     """How many runs the gateway holds (read on its own loop): a new run adds one."""
 
     async def count() -> int:
-        retained: int = gateway.state.manager.statistics()["retained_runs"]
+        retained: int = gateway.state.manager.statistics().retained_runs
         return retained
 
     return await gateway.call(count())

@@ -5,9 +5,7 @@ travels with the events already there, and the last events with the end of the b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from starlette.types import Message
 
 from gateway.streaming.sse import EventStreamResponse, OpenStreams
@@ -15,19 +13,12 @@ from streams.connection import Connection
 from streams.dialects.native import SSE_PING, encode_sse_batch
 from streams.events import EventType
 from streams.log import MemoryEventLog
-from streams.models import ModelRegistry
 from streams.reader import RunReader
-from streams.runs import Run, RunManager
-from streams.spec import RunSpec
-from streams.tools import ToolRegistry
+from streams.runs.manager import RunManager
+from streams.runs.run import Run
+from tests.support import run_spec
 
-SPEC = RunSpec.model_validate({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
-
-
-@pytest.fixture
-async def manager() -> AsyncIterator[RunManager]:
-    async with RunManager(models=ModelRegistry(), tools=ToolRegistry()) as running:
-        yield running
+SPEC = run_spec("hi")
 
 
 def new_run() -> Run:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -16,14 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 
-from streams.builtin.demo import DemoModel
-from streams.builtin.tools import builtin_tools
 from streams.connection import Connection
 from streams.dialects.agui import AGUIEncoder, agui_ids, frame_group, run_spec_from_agui
 from streams.errors import InvalidRequestError
 from streams.events import Event, EventType
-from streams.models import ModelRegistry
-from streams.runs import RunManager
+from streams.runs.manager import RunManager
 
 AGUI_EVENT: TypeAdapter[Any] = TypeAdapter(AGUIEventUnion)
 TERMINAL = ("RUN_FINISHED", "RUN_ERROR")
@@ -897,14 +894,6 @@ def test_input_that_does_not_make_a_run_is_an_invalid_request(
 
 
 # -- with the engine --------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def manager() -> AsyncIterator[RunManager]:
-    models = ModelRegistry()
-    models.register(DemoModel(token_delay=0))
-    async with RunManager(models=models, tools=builtin_tools(countdown_interval=0)) as running:
-        yield running
 
 
 async def test_a_demo_run_from_agui_input_ends_on_the_client_tool_call_as_valid_agui(

@@ -1,0 +1,345 @@
+"""A run's producers: what appends its events, each in a task and a slot of its connection.
+
+- a **model step** streams one assistant turn into ``message.*`` and ``tool_call.*`` events;
+- a **tool call** runs a server tool (``tool.*``), or asks the client for a client tool's
+  result (``client_tool.requested``) and waits for it, each within its timeout (past it:
+  ``tool.failed`` with code ``tool_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from opentelemetry import trace
+
+from streams.connection import ProducerSlot
+from streams.errors import (
+    GatewayError,
+    ModelOutputLimitError,
+    ToolError,
+    ToolTimeoutError,
+    UpstreamProtocolError,
+)
+from streams.events import EventType
+from streams.models import Model, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.runs.failures import describe_exception
+from streams.runs.limits import RunLimits
+from streams.runs.run import ProducerInfo, Run
+from streams.tools import ToolRegistry
+
+# The package's logger (see streams.runs.run).
+logger = logging.getLogger("streams.runs")
+
+T = TypeVar("T")
+
+# Longest tool name and call id a model may send (OpenAI and Anthropic allow 64 characters
+# for a name and send ids of about 30): they become event fields and producer ids.
+MAX_MODEL_NAME_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one model step said: its text and the tools it called."""
+
+    text: str
+    tool_calls: list[dict[str, Any]]  # OpenAI shape: {id, type, function: {name, arguments}}
+
+
+class Producers:
+    """Starts and runs the producers of runs, with the tools, limits and tracer of its
+    manager."""
+
+    def __init__(self, *, tools: ToolRegistry, limits: RunLimits, tracer: trace.Tracer) -> None:
+        self.tools = tools
+        self.limits = limits
+        self.tracer = tracer
+
+    async def start(
+        self,
+        run: Run,
+        producers: asyncio.TaskGroup,
+        make: Callable[[ProducerSlot], Coroutine[Any, Any, T]],
+        name: str,
+    ) -> asyncio.Task[T]:
+        """Wait for a free slot of the run's connection, then create the producer's task
+        (``make(slot)``) and hand it the slot: the producers of a large parallel run, or of
+        a step that calls many tools, are created as slots free up, not all at once."""
+        slot = await run.connection.reserve()
+        coro = make(slot)
+        try:
+            task = producers.create_task(coro, name=name)
+        except BaseException:  # the task group is shutting down (a sibling failed)
+            coro.close()
+            slot.release()
+            raise
+        # A task cancelled before its first step never runs its body (whose exit releases
+        # the slot): the slot comes back when the task is done, whichever way it ended.
+        task.add_done_callback(slot.release)
+        return task
+
+    async def produce(
+        self,
+        run: Run,
+        info: ProducerInfo,
+        body: Callable[[], Awaitable[T]],
+        slot: ProducerSlot | None = None,
+    ) -> T:
+        """Run one producer in a slot of its connection (``slot`` if it was reserved for
+        it), tracking its status."""
+        run.add_producer(info)
+        structlog.contextvars.bind_contextvars(producer=info.id)
+        attributes: dict[str, Any] = {
+            "gateway.producer.id": info.id,
+            "gateway.producer.kind": info.kind,
+        }
+        attributes["gen_ai.request.model" if info.kind == "model" else "gen_ai.tool.name"] = (
+            info.name
+        )
+        async with run.connection.producer_slot(slot):
+            info.status = "running"
+            info.started_at = time.time()
+            run.producer_changed(info)
+            try:
+                with self.tracer.start_as_current_span(
+                    f"{info.kind} {info.name}", attributes=attributes, record_exception=False
+                ):
+                    result = await body()
+            except asyncio.CancelledError:
+                info.status = "cancelled"
+                raise
+            except BaseException:
+                info.status = "failed"
+                raise
+            finally:
+                info.ended_at = time.time()
+                if info.status == "running":
+                    info.status = "completed"
+                run.producer_changed(info)
+            return result
+
+    async def model_step(
+        self,
+        run: Run,
+        model: Model,
+        messages: list[dict[str, Any]],
+        offered: list[dict[str, Any]],
+        step: int,
+        producer: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> StepResult:
+        """Stream one assistant turn into ``message.*`` and ``tool_call.*`` events."""
+        log = run.log
+        message_id = f"msg_{run.id.removeprefix('run_')}_{producer.split('.')[-1]}"
+        await log.append(
+            EventType.MESSAGE_STARTED,
+            producer,
+            {"message_id": message_id, "step": step, "model": model.name},
+        )
+        text: list[str] = []
+        text_bytes = 0
+        calls: dict[int, dict[str, Any]] = {}
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        limits = self.limits
+        try:
+            # aclosing: a cancelled step closes the model's stream (and its upstream
+            # response) at once, not when the generator is collected.
+            stream = model.stream(messages, offered, options)
+            async with contextlib.aclosing(stream) as output:
+                async for item in output:
+                    if isinstance(item, TextDelta):
+                        if item.text:
+                            text_bytes += _utf8_size(item.text)
+                            if text_bytes > limits.max_step_text_bytes:
+                                raise ModelOutputLimitError(
+                                    f"the model's text in one step passed "
+                                    f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
+                                )
+                            text.append(item.text)
+                            await log.append(
+                                EventType.MESSAGE_DELTA,
+                                producer,
+                                {"message_id": message_id, "delta": item.text},
+                            )
+                            if len(text) == 1:
+                                # The first token goes out now: its readers send it before
+                                # this task parses the rest of the upstream's last read.
+                                await asyncio.sleep(0)
+                    elif isinstance(item, ToolCallStart):
+                        if len(calls) >= limits.max_tool_calls_per_step:
+                            raise ModelOutputLimitError(
+                                f"the model called more than {limits.max_tool_calls_per_step} "
+                                "tools in one step (max_tool_calls_per_step); none was run"
+                            )
+                        _check_model_name("tool name", item.name)
+                        if item.call_id is not None:
+                            _check_model_name("tool call id", item.call_id)
+                        call_id = item.call_id or run.next_call_id()
+                        calls[item.index] = {
+                            "id": call_id,
+                            "name": item.name,
+                            "arguments": [],
+                            "size": 0,
+                        }
+                        await log.append(
+                            EventType.TOOL_CALL_STARTED,
+                            producer,
+                            {"message_id": message_id, "call_id": call_id, "name": item.name},
+                        )
+                    elif isinstance(item, ToolCallDelta):
+                        call = calls.get(item.index)
+                        if call is None:
+                            raise UpstreamProtocolError(
+                                f"model sent arguments for unknown call {item.index}"
+                            )
+                        call["size"] += _utf8_size(item.arguments)
+                        if call["size"] > limits.max_tool_arguments_bytes:
+                            raise ModelOutputLimitError(
+                                f"the model's arguments for tool call {call['id']} passed "
+                                f"{limits.max_tool_arguments_bytes} bytes "
+                                "(max_tool_arguments_bytes)"
+                            )
+                        call["arguments"].append(item.arguments)
+                        await log.append(
+                            EventType.TOOL_CALL_DELTA,
+                            producer,
+                            {"call_id": call["id"], "delta": item.arguments},
+                        )
+                    elif isinstance(item, Usage):
+                        usage["input_tokens"] += item.input_tokens
+                        usage["output_tokens"] += item.output_tokens
+                        run.usage["input_tokens"] += item.input_tokens
+                        run.usage["output_tokens"] += item.output_tokens
+        except GatewayError as exc:
+            await log.append(
+                EventType.MESSAGE_FAILED,
+                producer,
+                {"message_id": message_id, "error": describe_exception(exc)},
+            )
+            raise
+        tool_calls = []
+        for index in sorted(calls):
+            call = calls[index]
+            arguments = "".join(call["arguments"])
+            tool_calls.append(
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": arguments},
+                }
+            )
+            await log.append(
+                EventType.TOOL_CALL_COMPLETED,
+                producer,
+                {"call_id": call["id"], "name": call["name"], "arguments": arguments},
+            )
+        full_text = "".join(text)
+        await log.append(
+            EventType.MESSAGE_COMPLETED,
+            producer,
+            {"message_id": message_id, "text": full_text, "usage": usage},
+        )
+        return StepResult(full_text, tool_calls)
+
+    async def tool_call(
+        self, run: Run, call: dict[str, Any], slot: ProducerSlot | None = None
+    ) -> str:
+        """Execute one tool call (server-side or client-side). Never raises but on cancel:
+        a failure becomes ``tool.failed`` and an ``{"error": …}`` result for the model."""
+        call_id: str = call["id"]
+        name: str = call["function"]["name"]
+        is_client = name in run.client_tool_names
+        info = ProducerInfo(call_id, "client_tool" if is_client else "tool", name)
+        log = run.log
+
+        async def emit(delta: str) -> None:
+            await log.append(EventType.TOOL_DELTA, call_id, {"call_id": call_id, "delta": delta})
+            # Yield after each delta so that tools streaming at once interleave fairly.
+            await asyncio.sleep(0)
+
+        async def body() -> Any:
+            raw = call["function"]["arguments"] or "{}"
+            try:
+                arguments = json.loads(raw)
+            except ValueError:
+                arguments = raw
+            await log.append(
+                EventType.TOOL_STARTED,
+                call_id,
+                {"call_id": call_id, "name": name, "arguments": arguments},
+            )
+            if not isinstance(arguments, dict):
+                raise ToolError("arguments must be a JSON object")
+            if is_client:
+                return await self._client_tool(run, call_id, name, arguments)
+            if name not in self.tools:
+                raise ToolError(f"unknown tool {name!r}")
+            tool = self.tools.get(name)
+            if name not in run.spec.tools and run.spec.parallel is None:
+                raise ToolError(f"tool {name!r} is not enabled for this run")
+            timeout = tool.timeout or self.limits.tool_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    return await tool.function(arguments, emit)
+            except TimeoutError:
+                raise ToolTimeoutError(
+                    f"tool {name!r} did not finish within {timeout:g}s",
+                ) from None
+
+        try:
+            output = await self.produce(run, info, body, slot)
+            try:
+                event = await log.append(
+                    EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
+                )
+            except (TypeError, ValueError, RecursionError) as exc:
+                info.status = "failed"
+                run.producer_changed(info)
+                raise ToolError(f"tool {name!r} returned output that is not JSON: {exc}") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, GatewayError):
+                logger.exception("tool %s of run %s raised", name, run.id)
+            error = describe_exception(exc)
+            await log.append(EventType.TOOL_FAILED, call_id, {"call_id": call_id, "error": error})
+            return json.dumps({"error": error["message"]})
+        # What the model reads is exactly what the client saw.
+        return json.dumps(event.to_dict()["output"], ensure_ascii=False)
+
+    async def _client_tool(
+        self, run: Run, call_id: str, name: str, arguments: dict[str, Any]
+    ) -> Any:
+        with run.awaiting_client_tool(call_id) as result:
+            await run.log.append(
+                EventType.CLIENT_TOOL_REQUESTED,
+                call_id,
+                {"call_id": call_id, "name": name, "arguments": arguments},
+            )
+            timeout = self.limits.client_tool_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    return await result
+            except TimeoutError:
+                raise ToolTimeoutError(
+                    f"client tool {name!r} sent no result within {timeout:g}s"
+                ) from None
+
+
+def _utf8_size(text: str) -> int:
+    """The bytes ``text`` takes in UTF-8 (without encoding it when it is ASCII)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_model_name(what: str, value: str) -> None:
+    if len(value) > MAX_MODEL_NAME_LENGTH:
+        raise UpstreamProtocolError(
+            f"the model sent a {what} of {len(value)} characters (at most {MAX_MODEL_NAME_LENGTH})"
+        )
