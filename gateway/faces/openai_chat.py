@@ -122,7 +122,7 @@ async def chat_completions(
     completion_id = "chatcmpl-" + run.id.removeprefix("run_")
 
     # A reader while the answer is made, so the ended log is read as it is, not packed.
-    with RunReader(state.manager, run):
+    with RunReader(state.runs, run):
         if not await _wait_unless_disconnected(request, run):
             state.manager.cancel(run.id, "client disconnected")
             return Response(status_code=499)
