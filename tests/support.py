@@ -120,24 +120,12 @@ class RunningGateway:
     async def open_streams(self, owner: str | None) -> int:
         """How many of ``owner``'s stream slots are held (in Redis, with a shared store)."""
 
-        async def count() -> int:
-            shared = self.state.shared_quotas
-            if shared is not None:
-                return await shared.open_streams(owner)
-            return self.state.quotas.open_streams(owner)
-
-        return await self.call(count())
+        return await self.call(self.state.quotas.open_streams(owner))
 
     async def active_runs(self, owner: str | None) -> int:
         """How many of ``owner``'s active-run slots are held (in Redis, with a shared store)."""
 
-        async def count() -> int:
-            shared = self.state.shared_quotas
-            if shared is not None:
-                return await shared.active_runs(owner)
-            return self.state.quotas.active_runs(owner)
-
-        return await self.call(count())
+        return await self.call(self.state.quotas.active_runs(owner))
 
     async def wait_on_server(self, condition: Callable[[], bool], timeout: float = 10) -> None:
         """Poll ``condition`` on the server's loop (state that has no event to wait on)."""
