@@ -7,7 +7,13 @@ import asyncio
 
 import pytest
 
-from gateway.limits.quotas import MemoryQuotas, RateLimitedError, TokenBucket
+from gateway.limits.quotas import (
+    MemoryQuotas,
+    MemoryQuotaStatistics,
+    Quotas,
+    RateLimitedError,
+    TokenBucket,
+)
 from streams.errors import LimitExceededError
 
 
@@ -265,3 +271,44 @@ async def test_active_runs_are_per_owner_and_come_back_when_released() -> None:
     limits.release_active_run("alice")
     assert [await limits.active_runs(o) for o in ("alice", "bob", None)] == [0, 1, 1]
     await limits.take_active_run("alice")
+
+
+# --- MemoryQuotas as a Quotas store -----------------------------------------------------------
+
+
+def test_memory_quotas_are_a_quotas_store() -> None:
+    store: Quotas = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    assert store is not None
+
+
+async def test_a_stream_slot_taken_is_given_back_by_its_slot() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    slot = await limits.take_stream("alice")
+    with pytest.raises(LimitExceededError):
+        await limits.take_stream("alice")
+    await limits.release_stream("alice", slot)
+    assert await limits.open_streams("alice") == 0
+
+
+async def test_an_active_run_slot_is_given_back_without_waiting() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1, max_active_runs=1)
+    slot = await limits.take_active_run("alice")
+    limits.release_active_run("alice", slot)
+    assert await limits.active_runs("alice") == 0
+
+
+async def test_the_statistics_count_every_owners_slots() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=2)
+    await limits.take_stream("alice")
+    await limits.take_stream(None)
+    await limits.take_active_run("bob")
+    stats = limits.statistics()
+    assert stats == MemoryQuotaStatistics(open_streams=2, active_runs=1)
+    assert stats.to_dict() == {"open_streams": 2, "active_runs": 1}
+
+
+async def test_the_memory_store_enters_and_exits_without_giving_back_anything() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    async with limits as entered:
+        await entered.take_stream("alice")
+    assert await limits.open_streams("alice") == 1
