@@ -130,7 +130,7 @@ async def start_run(
         slot.release()
         raise
     run.on_end(slot.release)  # completed, failed or cancelled (also if registering fails)
-    if state.cluster is not None:
-        # In the registry before the client hears of it: any instance can then answer for it.
-        await state.cluster.register(run)
+    # Known to the directory before the client hears of it: with Redis, any instance can
+    # then answer for it.
+    await state.runs.register(run)
     return run

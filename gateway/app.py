@@ -4,7 +4,6 @@ long-lived resource (the run manager and its task group)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import secrets
@@ -22,8 +21,8 @@ from gateway.auth import KeyRing, StreamTokens
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.faces import agui, console, openai_chat, runs, ws
 from gateway.limits.body_size import BodySizeLimit
-from gateway.limits.quotas import KeyQuotas
-from gateway.limits.redis_quotas import RedisKeyQuotas
+from gateway.limits.quotas import MemoryQuotas, Quotas
+from gateway.limits.redis_quotas import RedisQuotas
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.streaming.handoff import HandoffLayer
@@ -35,7 +34,7 @@ from gateway.transport.hosts import AllowedHosts, HostCheck
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
-from streams.errors import GatewayError
+from streams.directory import LocalRunDirectory, RunDirectory
 from streams.log import MemoryEventLog, Retention
 from streams.models import ModelRegistry
 from streams.runs.limits import RunLimits
@@ -148,10 +147,18 @@ def create_app(
                     log_factory=cluster.log_factory if cluster else MemoryEventLog,
                 )
             )
-            shared_quotas: RedisKeyQuotas | None = None
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            # The stores: this process's by default, Redis's shared by every instance.
+            directory: RunDirectory = LocalRunDirectory(manager)
+            quotas: Quotas = MemoryQuotas(
+                runs_per_minute=settings.runs_per_key_per_minute,
+                max_streams=settings.max_streams_per_key,
+                max_active_runs=settings.max_active_runs_per_key,
+            )
             if cluster is not None:
                 cluster.attach(manager)
-                shared_quotas = RedisKeyQuotas(
+                directory = cluster
+                quotas = RedisQuotas(
                     cluster.redis,
                     prefix=settings.redis_prefix,
                     runs_per_minute=settings.runs_per_key_per_minute,
@@ -160,41 +167,28 @@ def create_app(
                     slot_ttl=settings.lease_ttl,
                     instance_id=cluster.instance,
                 )
-            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            # Entered after the task group, so left before it: at shutdown the slots go
+            # back (and stop being renewed) while the runs drain, as soon as draining starts.
+            await stack.enter_async_context(quotas)
             state = GatewayState(
                 settings=settings,
                 manager=manager,
+                runs=directory,
                 keys=keys,
                 tokens=StreamTokens(secret.encode(), settings.stream_token_ttl),
-                quotas=KeyQuotas(
-                    runs_per_minute=settings.runs_per_key_per_minute,
-                    max_streams=settings.max_streams_per_key,
-                    max_active_runs=settings.max_active_runs_per_key,
-                ),
+                quotas=quotas,
                 shutdown=shutdown_event,
                 drained=drained_event,
                 metrics=metrics,
-                cluster=cluster,
-                shared_quotas=shared_quotas,
                 connections=connections or ConnectionStats(),
             )
             metrics.bind(state)
             app.state.gateway = state
             tasks.create_task(_drain_on_shutdown(state), name="drain-on-shutdown")
-            renewer = None
-            if shared_quotas is not None:
-                renewer = tasks.create_task(
-                    _renew_slots(shared_quotas, settings.lease_ttl / 3), name="renew-slots"
-                )
             try:
                 yield
             finally:
                 shutdown_event.set()
-                if renewer is not None:
-                    renewer.cancel()
-                if shared_quotas is not None:
-                    with contextlib.suppress(GatewayError):
-                        await shared_quotas.release_all()
         telemetry.shutdown()
 
     app = GatewayApp(
@@ -291,11 +285,3 @@ async def _drain_on_shutdown(state: GatewayState) -> None:
     await asyncio.sleep(state.settings.shutdown_grace)
     state.sse_streams.close_all()
     state.ws_sessions.close_all()
-
-
-async def _renew_slots(quotas: RedisKeyQuotas, interval: float) -> None:
-    """Keep this instance's stream slots alive in Redis (those of a dead instance expire)."""
-    while True:
-        await asyncio.sleep(interval)
-        with contextlib.suppress(GatewayError):
-            await quotas.renew()

@@ -4,31 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import weakref
 from dataclasses import dataclass, field
 
 from gateway.auth import KeyRing, StreamTokens
-from gateway.limits.quotas import KeyQuotas
-from gateway.limits.redis_quotas import RedisKeyQuotas
+from gateway.limits.quotas import Quotas, Slot
 from gateway.settings import Settings
 from gateway.streaming.sse import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
-from streams.cluster.backend import ClusterBackend
 from streams.connection import Connection
-from streams.runs.manager import UNCHECKED, RunManager, _Unchecked
-from streams.runs.run import Run
+from streams.directory import RunDirectory
+from streams.runs.manager import RunManager
+from streams.view import RunView
 
 
 @dataclass
 class GatewayState:
     settings: Settings
     manager: RunManager
+    # Where runs are found and cancelled: this instance's, or (with Redis) any instance's.
+    runs: RunDirectory
     keys: KeyRing
     tokens: StreamTokens
-    quotas: KeyQuotas
+    # The per-key limits: this process's, or (with Redis) held across instances.
+    quotas: Quotas
     # Set when the gateway starts draining (SIGTERM): no new runs, readiness false.
     shutdown: asyncio.Event
     metrics: GatewayMetrics
@@ -55,9 +56,6 @@ class GatewayState:
     # Every open SSE stream, stopped together once the gateway has drained.
     sse_streams: OpenStreams = field(default_factory=OpenStreams)
     ws_sessions: OpenStreams = field(default_factory=OpenStreams)
-    # With Redis (several instances): the registry, and the limits held across instances.
-    cluster: ClusterBackend | None = None
-    shared_quotas: RedisKeyQuotas | None = None
     # The server's connections: how many are open, and those it let go by reason.
     connections: ConnectionStats = field(default_factory=ConnectionStats)
 
@@ -72,30 +70,25 @@ class GatewayState:
 
     async def count_run_start(self, owner: str | None) -> None:
         """Count a run start against ``owner``'s rate (raises when over it)."""
-        if self.shared_quotas is not None:
-            await self.shared_quotas.start_run(owner)
-        else:
-            self.quotas.start_run(owner)
+        await self.quotas.start_run(owner)
 
-    async def find_run(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
-        """The run, on this instance or (with Redis) on another one."""
-        if self.cluster is not None:
-            return await self.cluster.get(run_id, owner)
-        return self.manager.get(run_id, owner)
+    async def find_run(self, run_id: str, owner: str | None) -> RunView:
+        """``owner``'s run, on this instance or (with Redis) on another one."""
+        return await self.runs.get(run_id, owner)
 
-    async def cancel_run(
-        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
-    ) -> Run:
-        """Cancel the run wherever it runs."""
-        if self.cluster is not None:
-            return await self.cluster.cancel(run_id, reason, owner)
-        return self.manager.cancel(run_id, reason, owner)
+    async def find_run_unchecked(self, run_id: str) -> RunView:
+        """The run whoever owns it: for a caller that proves access otherwise."""
+        return await self.runs.get_unchecked(run_id)
+
+    async def cancel_run(self, run_id: str, reason: str, owner: str | None) -> RunView:
+        """Cancel ``owner``'s run wherever it runs."""
+        return await self.runs.cancel(run_id, reason, owner)
 
     @property
     def ready(self) -> bool:
         if self.shutdown.is_set() or self.manager.closing:
             return False
-        return self.cluster is None or self.cluster.available
+        return self.runs.available
 
     def record_close(self, channel: str, reason: str) -> None:
         self.reader_closes[channel, reason] += 1
@@ -123,39 +116,31 @@ class StreamSlot:
     ends. One small object per open stream, where nested context managers cost several
     generators and frames for as long as the stream is open."""
 
-    __slots__ = ("_channel", "_owner", "_shared", "_state", "held")
+    __slots__ = ("_channel", "_owner", "_slot", "_state", "held")
 
     def __init__(self, state: GatewayState, owner: str | None, channel: str) -> None:
         self._state = state
         self._owner = owner
         self._channel = channel
-        self._shared: contextlib.AbstractAsyncContextManager[None] | None = None
+        self._slot: Slot | None = None  # the quotas' slot while held
         self.held = False
 
     async def take(self) -> None:
-        if self.held:
+        if self._slot is not None:
             raise RuntimeError("this stream slot is taken already")
         state = self._state
-        if state.shared_quotas is not None:
-            shared = state.shared_quotas.stream(self._owner)
-            await shared.__aenter__()
-            self._shared = shared
-        else:
-            state.quotas.take_stream(self._owner)
+        self._slot = await state.quotas.take_stream(self._owner)
         self.held = True
         state.open_streams[self._channel] += 1
 
     async def release(self) -> None:
         """Give the slot back; a slot not held is left alone."""
-        if not self.held:
+        slot, self._slot = self._slot, None
+        if slot is None:
             return
         self.held = False
         self._state.open_streams[self._channel] -= 1
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            await shared.__aexit__(None, None, None)
-        else:
-            self._state.quotas.release_stream(self._owner)
+        await self._state.quotas.release_stream(self._owner, slot)
 
 
 class RunSlot:
@@ -163,33 +148,24 @@ class RunSlot:
     the owner's limit is reached, or the shared store is gone), :meth:`release` it when the
     run ends (a run's :meth:`~streams.runs.run.Run.on_end` callback), or if it never starts."""
 
-    __slots__ = ("_owner", "_shared", "_state", "held")
+    __slots__ = ("_owner", "_slot", "_state", "held")
 
     def __init__(self, state: GatewayState, owner: str | None) -> None:
         self._state = state
         self._owner = owner
-        self._shared: str | None = None  # the slot's id in Redis
+        self._slot: Slot | None = None  # the quotas' slot while held
         self.held = False
 
     async def take(self) -> None:
-        if self.held:
+        if self._slot is not None:
             raise RuntimeError("this run slot is taken already")
-        state = self._state
-        if state.shared_quotas is not None:
-            self._shared = await state.shared_quotas.take_active_run(self._owner)
-        else:
-            state.quotas.take_active_run(self._owner)
+        self._slot = await self._state.quotas.take_active_run(self._owner)
         self.held = True
 
     def release(self, _run: object = None) -> None:
         """Give the slot back; a slot not held is left alone. Never waits (with Redis, a task
         of the shared quotas' own tells Redis)."""
-        if not self.held:
-            return
-        self.held = False
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            assert self._state.shared_quotas is not None
-            self._state.shared_quotas.release_active_run(self._owner, shared)
-        else:
-            self._state.quotas.release_active_run(self._owner)
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self.held = False
+            self._state.quotas.release_active_run(self._owner, slot)

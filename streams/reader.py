@@ -10,13 +10,13 @@ run whose ``on_disconnect`` is ``cancel``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import TracebackType
 
 from streams.errors import InvalidRequestError
-from streams.events import Event
-from streams.runs.manager import RunManager
-from streams.runs.run import Run, new_event_for_gap
+from streams.events import Event, EventType
+from streams.view import ReaderCount, RunView
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,16 +26,19 @@ class ReaderBatch:
 
 
 class RunReader:
-    """Follow ``run`` from ``after`` (the last seq the client has; 0 for everything)."""
+    """Follow ``run`` from ``after`` (the last seq the client has; 0 for everything),
+    counted by ``readers`` (the run's directory) while open."""
 
-    def __init__(self, manager: RunManager, run: Run, after: int = 0, *, batch: int = 512) -> None:
+    def __init__(
+        self, readers: ReaderCount, run: RunView, after: int = 0, *, batch: int = 512
+    ) -> None:
         if after < 0:
             raise InvalidRequestError("the cursor (after / Last-Event-ID) must be >= 0")
         if after > run.log.last_seq:
             raise InvalidRequestError(
                 f"the cursor {after} is ahead of run {run.id}'s last event ({run.log.last_seq})"
             )
-        self.manager = manager
+        self.readers = readers
         self.run = run
         self.cursor = after
         self.done = False
@@ -43,7 +46,7 @@ class RunReader:
         self._attached = False
 
     def __enter__(self) -> RunReader:
-        self.manager.attach_reader(self.run)
+        self.readers.attach_reader(self.run)
         self._attached = True
         return self
 
@@ -55,7 +58,7 @@ class RunReader:
     ) -> None:
         if self._attached:
             self._attached = False
-            self.manager.detach_reader(self.run)
+            self.readers.detach_reader(self.run)
 
     async def next_batch(self, timeout: float | None) -> ReaderBatch:
         """The next events after the cursor; empty if none came within ``timeout``."""
@@ -64,8 +67,23 @@ class RunReader:
         batch = await self.run.log.read(self.cursor, limit=self._batch, timeout=timeout)
         events = batch.events
         if batch.gap is not None:
-            events = [new_event_for_gap(self.run, batch.gap.after, batch.gap.next_seq), *events]
+            events = [gap_event(self.run, batch.gap.after, batch.gap.next_seq), *events]
         if events:
             self.cursor = events[-1].seq
         self.done = batch.closed
         return ReaderBatch(events, batch.closed)
+
+
+def gap_event(run: RunView, after: int, next_seq: int) -> Event:
+    """The ``stream.gap`` event a reader gets instead of events no longer retained.
+
+    Its ``seq`` is ``next_seq - 1`` so a client that resumes from it continues correctly.
+    """
+    return Event.create(
+        next_seq - 1,
+        run.id,
+        EventType.STREAM_GAP,
+        time.time(),
+        None,
+        {"after": after, "next_seq": next_seq, "snapshot": run.snapshot()},
+    )

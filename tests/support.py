@@ -114,7 +114,7 @@ class RunningGateway:
         """Wait (on the server) until the run is terminal; return its snapshot."""
 
         async def wait() -> dict[str, Any]:
-            run = self.state.manager.get(run_id)
+            run = self.state.manager.get_unchecked(run_id)
             await run.wait()
             return run.snapshot()
 
@@ -123,24 +123,12 @@ class RunningGateway:
     async def open_streams(self, owner: str | None) -> int:
         """How many of ``owner``'s stream slots are held (in Redis, with a shared store)."""
 
-        async def count() -> int:
-            shared = self.state.shared_quotas
-            if shared is not None:
-                return await shared.open_streams(owner)
-            return self.state.quotas.open_streams(owner)
-
-        return await self.call(count())
+        return await self.call(self.state.quotas.open_streams(owner))
 
     async def active_runs(self, owner: str | None) -> int:
         """How many of ``owner``'s active-run slots are held (in Redis, with a shared store)."""
 
-        async def count() -> int:
-            shared = self.state.shared_quotas
-            if shared is not None:
-                return await shared.active_runs(owner)
-            return self.state.quotas.active_runs(owner)
-
-        return await self.call(count())
+        return await self.call(self.state.quotas.active_runs(owner))
 
     async def wait_on_server(self, condition: Callable[[], bool], timeout: float = 10) -> None:
         """Poll ``condition`` on the server's loop (state that has no event to wait on)."""
@@ -305,6 +293,6 @@ def captured_logs(level: str = "info") -> Iterator[io.StringIO]:
 
 async def all_events(manager: RunManager, run_id: str) -> list[Event]:
     """Every event of the run ``run_id`` of ``manager`` (a run of the engine, no server)."""
-    run = manager.get(run_id)
+    run = manager.get_unchecked(run_id)
     batch = await run.log.read(0, limit=10_000, timeout=0)
     return batch.events

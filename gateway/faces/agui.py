@@ -19,7 +19,7 @@ from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed
 from gateway.streaming.sse import EventStreamResponse
 from streams.dialects.agui import AGUIEncoder, AGUIRunInput, run_spec_from_agui
-from streams.runs.run import Run
+from streams.view import RunView
 
 router = APIRouter()
 
@@ -59,7 +59,7 @@ async def agui_run(
     return event_stream(state, run, 0, encode=encoder, slot=slot)
 
 
-async def agui_events(state: GatewayState, run: Run, after: int) -> EventStreamResponse:
+async def agui_events(state: GatewayState, run: RunView, after: int) -> EventStreamResponse:
     """The run's events in the AG-UI dialect after cursor ``after``.
 
     AG-UI's events depend on what came before (which message is open, which tool call was

@@ -122,9 +122,9 @@ async def chat_completions(
     completion_id = "chatcmpl-" + run.id.removeprefix("run_")
 
     # A reader while the answer is made, so the ended log is read as it is, not packed.
-    with RunReader(state.manager, run):
+    with RunReader(state.runs, run):
         if not await _wait_unless_disconnected(request, run):
-            state.manager.cancel(run.id, "client disconnected")
+            await state.runs.cancel(run.id, "client disconnected", run.owner)
             return Response(status_code=499)
         batch = await run.log.read(0, limit=1_000_000, timeout=0)
     answer = chat_completion(batch.events, completion_id, body.model, created)

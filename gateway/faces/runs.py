@@ -18,15 +18,15 @@ from gateway.faces.agui import agui_events
 from gateway.responses import JSONResponse
 from gateway.streaming.run_stream import cursor_from, event_stream, read_to_the_end, start_streamed
 from streams.errors import InvalidRequestError
-from streams.runs.run import Run
 from streams.spec import RunSpec
+from streams.view import RunView
 
 router = APIRouter()
 
 CANCEL_WAIT = 5.0  # seconds POST /cancel waits for the run to reach its terminal state
 
 
-def _links(run: Run) -> dict[str, str]:
+def _links(run: RunView) -> dict[str, str]:
     base = f"/v1/runs/{run.id}"
     return {"url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
 
@@ -94,7 +94,7 @@ async def get_run(
     return {**run.snapshot(), **_links(run)}
 
 
-async def _run_for_stream(request: Request, run_id: str, token: str | None) -> Run:
+async def _run_for_stream(request: Request, run_id: str, token: str | None) -> RunView:
     """The run a stream request may read: by the caller's key, or by a stream token that
     names this run (what a browser's EventSource, which cannot set headers, sends)."""
     state = gateway(request)
@@ -102,7 +102,7 @@ async def _run_for_stream(request: Request, run_id: str, token: str | None) -> R
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
     if token is not None and presented is None:
-        run = await state.find_run(run_id)
+        run = await state.find_run_unchecked(run_id)
         if not state.tokens.verify(token, run.id):
             raise AuthenticationError("the stream token is not valid for this run, or expired")
         return run
@@ -217,7 +217,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = gateway(request)
     if state.shutdown.is_set() or state.manager.closing:
         return JSONResponse({"status": "draining"}, status_code=503)
-    cluster = state.cluster.statistics() if state.cluster is not None else {}
+    store = state.runs.statistics().to_dict()
     if not state.ready:
-        return JSONResponse({"status": "store_unavailable", **cluster}, status_code=503)
-    return JSONResponse({"status": "ready", **state.manager.statistics().to_dict(), **cluster})
+        return JSONResponse({"status": "store_unavailable", **store}, status_code=503)
+    return JSONResponse({"status": "ready", **state.manager.statistics().to_dict(), **store})

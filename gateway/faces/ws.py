@@ -42,7 +42,7 @@ from streams.dialects.native import encode_ws_ack, encode_ws_error, encode_ws_ev
 from streams.errors import GatewayError, InvalidRequestError
 from streams.events import dumps
 from streams.reader import RunReader
-from streams.runs.run import Run
+from streams.view import RunView
 
 logger = logging.getLogger("gateway.ws")
 
@@ -332,17 +332,17 @@ class WebSocketSession:
         self.subscriptions[run.id] = self._spawn(self._forward(reader))
 
     async def _subscribe(self, command_id: Any, run_id: str, after: int) -> None:
-        run: Run = await self.state.find_run(run_id, self.owner)
+        run = await self.state.find_run(run_id, self.owner)
         if run_id in self.subscriptions:
             raise InvalidRequestError(f"already subscribed to run {run_id}")
         reader = self._attach(run, after)
         await self._send(encode_ws_ack(command_id, command="subscribe", run_id=run_id, after=after))
         self.subscriptions[run_id] = self._spawn(self._forward(reader))
 
-    def _attach(self, run: Run, after: int) -> RunReader:
+    def _attach(self, run: RunView, after: int) -> RunReader:
         # Attached before the ack goes out, so a run cannot lose its only reader in between;
         # if the ack fails, the session's exit detaches it.
-        reader = RunReader(self.state.manager, run, after)
+        reader = RunReader(self.state.runs, run, after)
         reader.__enter__()
         self._readers.add(reader)
         return reader

@@ -4,15 +4,20 @@ active at once.
 Every stream slot taken is given back on every exit path (a context manager), so no slot
 leaks whatever way a stream ends; an active-run slot is given back when its run ends (see
 :class:`gateway.state.RunSlot`).
+
+:class:`Quotas` is the interface; :class:`MemoryQuotas` holds the limits in this process
+(the default), :class:`~gateway.limits.redis_quotas.RedisQuotas` across instances.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol, Self
 
 from streams.errors import LimitExceededError
 
@@ -50,7 +55,76 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-class KeyQuotas:
+#: A slot taken from a quotas store, given back to the store that took it.
+Slot = str
+
+
+class QuotaStatistics(Protocol):
+    """A quotas store's statistics record (a frozen dataclass)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's fields, as JSON renders them."""
+
+
+class Quotas(Protocol):
+    """Per-key quotas: runs started per minute, streams open at once, runs active at once.
+
+    One interface whether the limits are this process's (:class:`MemoryQuotas`, the
+    default) or held across instances in Redis
+    (:class:`~gateway.limits.redis_quotas.RedisQuotas`). Use as an async context manager
+    for as long as the gateway runs: a shared store renews the slots it holds meanwhile and
+    gives them back on exit.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def start_run(self, owner: str | None) -> None:
+        """Count a run start against ``owner``'s rate, or raise :class:`RateLimitedError`."""
+
+    async def take_stream(self, owner: str | None) -> Slot:
+        """Take one of ``owner``'s stream slots, or raise :class:`LimitExceededError`."""
+
+    async def release_stream(self, owner: str | None, slot: Slot) -> None:
+        """Give back a slot :meth:`take_stream` took (even if the caller is cancelled
+        meanwhile); never raises but CancelledError."""
+
+    async def take_active_run(self, owner: str | None) -> Slot:
+        """Take one of ``owner``'s active-run slots, or raise :class:`LimitExceededError`."""
+
+    def release_active_run(self, owner: str | None, slot: Slot) -> None:
+        """Give back a slot :meth:`take_active_run` took. Never waits (a run's end cannot):
+        the one method that is not async."""
+
+    async def open_streams(self, owner: str | None) -> int:
+        """How many of ``owner``'s stream slots are held now."""
+
+    async def active_runs(self, owner: str | None) -> int:
+        """How many of ``owner``'s active-run slots are held now."""
+
+    def statistics(self) -> QuotaStatistics:
+        """What the store reports about itself (read at scrape time: never waits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryQuotaStatistics:
+    """This process's quotas, over every owner."""
+
+    open_streams: int
+    active_runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The one slot id of the memory store: its slots are counts, not names.
+MEMORY_SLOT: Slot = "memory"
+
+
+class MemoryQuotas:
+    """Per-key quotas held in this process (a gateway without a shared store)."""
+
     def __init__(
         self,
         *,
@@ -68,8 +142,13 @@ class KeyQuotas:
         self._streams: collections.Counter[str | None] = collections.Counter()
         self._active_runs: collections.Counter[str | None] = collections.Counter()
 
-    def start_run(self, owner: str | None) -> None:
-        """Count a run start against ``owner``'s rate, or raise :class:`RateLimitedError`."""
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Nothing to give back: the counts go with the process."""
+
+    async def start_run(self, owner: str | None) -> None:
         now = self._clock()
         bucket = self._buckets.get(owner)
         if bucket is None:
@@ -84,47 +163,50 @@ class KeyQuotas:
                 retry_after=wait,
             )
 
-    @contextlib.contextmanager
-    def stream(self, owner: str | None) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def stream(self, owner: str | None) -> AsyncIterator[None]:
         """Hold one of ``owner``'s stream slots while the body runs."""
-        self.take_stream(owner)
+        slot = await self.take_stream(owner)
         try:
             yield
         finally:
-            self.release_stream(owner)
+            await self.release_stream(owner, slot)
 
-    def take_stream(self, owner: str | None) -> None:
-        """Take one of ``owner``'s stream slots, or raise :class:`LimitExceededError`."""
+    async def take_stream(self, owner: str | None) -> Slot:
         if self._streams[owner] >= self._max_streams:
             raise LimitExceededError(
                 f"this key already has {self._max_streams} streams open (the limit); close "
                 "one first"
             )
         self._streams[owner] += 1
+        return MEMORY_SLOT
 
-    def release_stream(self, owner: str | None) -> None:
-        """Give back a slot :meth:`take_stream` took."""
+    async def release_stream(self, owner: str | None, slot: Slot = MEMORY_SLOT) -> None:
         self._streams[owner] -= 1
         if not self._streams[owner]:
             del self._streams[owner]
 
-    def open_streams(self, owner: str | None) -> int:
+    async def open_streams(self, owner: str | None) -> int:
         return self._streams[owner]
 
-    def take_active_run(self, owner: str | None) -> None:
-        """Take one of ``owner``'s active-run slots, or raise :class:`LimitExceededError`."""
+    async def take_active_run(self, owner: str | None) -> Slot:
         if self._active_runs[owner] >= self._max_active_runs:
             raise active_runs_exceeded(self._max_active_runs)
         self._active_runs[owner] += 1
+        return MEMORY_SLOT
 
-    def release_active_run(self, owner: str | None) -> None:
-        """Give back a slot :meth:`take_active_run` took."""
+    def release_active_run(self, owner: str | None, slot: Slot = MEMORY_SLOT) -> None:
         self._active_runs[owner] -= 1
         if not self._active_runs[owner]:
             del self._active_runs[owner]
 
-    def active_runs(self, owner: str | None) -> int:
+    async def active_runs(self, owner: str | None) -> int:
         return self._active_runs[owner]
+
+    def statistics(self) -> MemoryQuotaStatistics:
+        return MemoryQuotaStatistics(
+            open_streams=self._streams.total(), active_runs=self._active_runs.total()
+        )
 
 
 def active_runs_exceeded(limit: int) -> LimitExceededError:

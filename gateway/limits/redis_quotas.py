@@ -1,6 +1,7 @@
 """Per-key quotas shared by every gateway instance through Redis: the same limits as
-:class:`gateway.quotas.KeyQuotas` (runs started per minute, streams open at once, runs active
-at once), held across all instances instead of per process.
+:class:`gateway.limits.quotas.MemoryQuotas` (runs started per minute, streams open at once,
+runs active at once), held across all instances instead of per process: a
+:class:`~gateway.limits.quotas.Quotas`.
 
 Runs per minute are a token bucket in a Redis hash, taken by one Lua script, so two instances
 taking the last token at once cannot both get it. Stream slots and active-run slots are
@@ -9,28 +10,31 @@ instance renews the slots it holds every ``slot_ttl / 3``, so the slots of an in
 died (never released, never renewed) run out after ``slot_ttl`` and no slot leaks forever.
 
 Any failure to reach Redis is a :class:`~streams.errors.StoreUnavailableError` at this
-boundary; nothing here waits on Redis for longer than :attr:`RedisKeyQuotas.call_timeout`.
+boundary; nothing here waits on Redis for longer than :attr:`RedisQuotas.call_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import redis.asyncio
 import redis.exceptions
 
-from gateway.limits.quotas import RateLimitedError, active_runs_exceeded
+from gateway.limits.quotas import RateLimitedError, Slot, active_runs_exceeded
+from streams.cleanup import Cleanups
 from streams.cluster.log import raise_if_cancelling
-from streams.errors import LimitExceededError, StoreUnavailableError
+from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
 
 logger = logging.getLogger("gateway.quotas")
 
@@ -119,12 +123,12 @@ def owner_tag(owner: str | None) -> str:
     return "%2D" if tag == "-" else tag
 
 
-class RedisKeyQuotas:
+class RedisQuotas:
     """Per-key quotas held across every gateway instance sharing one Redis.
 
     ``instance_id`` names this instance in the ids of the slots it takes. The instance
     must call :meth:`renew` every ``slot_ttl / 3`` while it runs, and :meth:`release_all` when
-    it shuts down.
+    it shuts down: used as an async context manager, this object does both itself.
     """
 
     #: The longest any one Redis call may take before it counts as Redis being unreachable.
@@ -165,8 +169,33 @@ class RedisKeyQuotas:
         # slot id -> the key of the set it is in, for every slot this instance holds (or may
         # hold: one whose acquire is under way counts, so renew and release_all cover it).
         self._held: dict[str, str] = {}
-        # Releases that outlived the cancellation of the task that started them.
-        self._releasing: set[asyncio.Task[None]] = set()
+        # Releases: a run's end cannot wait for one, a cancelled stream's need not.
+        self._releasing = Cleanups(timeout=self.call_timeout * 2, name="release-slot")
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        """Renew the slots this instance holds every ``slot_ttl / 3`` until exit."""
+        self._renewer = asyncio.get_running_loop().create_task(
+            self._renew_every(self._slot_ttl / 3), name="renew-slots"
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop renewing and give back every slot held (see :meth:`release_all`)."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        with contextlib.suppress(GatewayError):
+            await self.release_all()
+
+    async def _renew_every(self, interval: float) -> None:
+        """Keep this instance's slots alive in Redis (those of a dead instance expire)."""
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(GatewayError):
+                await self.renew()
 
     def _runs_key(self, owner: str | None) -> str:
         return f"{self._prefix}quota:runs:{owner_tag(owner)}"
@@ -218,19 +247,29 @@ class RedisKeyQuotas:
 
         The slot is given back on every exit path, cancellation included. Raises
         :class:`StoreUnavailableError` on entry if Redis cannot be reached."""
-        key = self._streams_key(owner)
-        slot = await self._take(key, self._max_streams)
+        slot = await self.take_stream(owner)
+        try:
+            yield
+        finally:
+            await self.release_stream(owner, slot)
+
+    async def take_stream(self, owner: str | None) -> Slot:
+        """Take one of ``owner``'s stream slots (at most ``max_streams`` across all
+        instances) and return it, or raise :class:`LimitExceededError` when they are all
+        taken. Raises :class:`StoreUnavailableError` if Redis cannot be reached."""
+        slot = await self._take(self._streams_key(owner), self._max_streams)
         if slot is None:
             raise LimitExceededError(
                 f"this key already has {self._max_streams} streams open (the limit); close "
                 "one first"
             )
-        try:
-            yield
-        finally:
-            await self._release(key, slot)
+        return slot
 
-    async def take_active_run(self, owner: str | None) -> str:
+    async def release_stream(self, owner: str | None, slot: Slot) -> None:
+        """Give back a slot :meth:`take_stream` took (see :meth:`_release`)."""
+        await self._release(self._streams_key(owner), slot)
+
+    async def take_active_run(self, owner: str | None) -> Slot:
         """Take one of ``owner``'s active-run slots (at most ``max_active_runs`` across all
         instances) and return it, or raise :class:`LimitExceededError` when they are all
         taken. Whoever takes it gives it back with :meth:`release_active_run` when the run
@@ -241,17 +280,13 @@ class RedisKeyQuotas:
             raise active_runs_exceeded(self._max_active_runs)
         return slot
 
-    def release_active_run(self, owner: str | None, slot: str) -> None:
+    def release_active_run(self, owner: str | None, slot: Slot) -> None:
         """Give back a slot :meth:`take_active_run` took, in a task of this object's own (a
         run's end cannot wait on Redis). A slot :meth:`release_all` gave back already is left
         alone."""
         if self._held.pop(slot, None) is None:
             return
-        release = asyncio.get_running_loop().create_task(
-            self._remove_slot(self._active_runs_key(owner), slot), name="release-run-slot"
-        )
-        self._releasing.add(release)
-        release.add_done_callback(self._releasing.discard)
+        self._releasing.start(self._remove_slot(self._active_runs_key(owner), slot))
 
     async def active_runs(self, owner: str | None) -> int:
         """How many of ``owner``'s active-run slots are held now, across all instances."""
@@ -294,11 +329,8 @@ class RedisKeyQuotas:
         # No longer held: renew must not keep it alive, so if Redis cannot be told now, the
         # slot still runs out after slot_ttl.
         self._held.pop(slot, None)
-        release = asyncio.create_task(self._remove_slot(key, slot))
-        self._releasing.add(release)
-        release.add_done_callback(self._releasing.discard)
         # A cancellation of the caller interrupts only the wait: the release goes on.
-        await asyncio.shield(release)
+        await self._releasing.run(self._remove_slot(key, slot))
 
     async def _remove_slot(self, key: str, slot: str) -> None:
         try:
@@ -352,8 +384,7 @@ class RedisKeyQuotas:
         Streams still open and runs still active lose their slots: their own releases later
         change nothing. Raises :class:`StoreUnavailableError` if Redis cannot be reached; the
         slots then run out after ``slot_ttl``, since they are no longer renewed."""
-        if self._releasing:
-            await asyncio.wait(set(self._releasing))  # each bounded by call_timeout
+        await self._releasing.aclose()  # each bounded by call_timeout
         by_key: defaultdict[str, list[str]] = defaultdict(list)
         for slot, key in self._held.items():
             by_key[key].append(slot)
@@ -368,3 +399,16 @@ class RedisKeyQuotas:
     def held(self) -> int:
         """How many slots this instance holds now (for metrics, and to show none leak)."""
         return len(self._held)
+
+    def statistics(self) -> RedisQuotaStatistics:
+        return RedisQuotaStatistics(slots_held=len(self._held))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisQuotaStatistics:
+    """This instance's part in the quotas shared through Redis."""
+
+    slots_held: int  # stream and active-run slots this instance holds (and renews)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

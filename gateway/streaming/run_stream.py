@@ -12,6 +12,7 @@ from streams.errors import InvalidRequestError
 from streams.events import Event
 from streams.reader import RunReader
 from streams.runs.run import Run
+from streams.view import RunView
 
 
 async def start_streamed(
@@ -30,7 +31,7 @@ async def start_streamed(
 
 def event_stream(
     state: GatewayState,
-    run: Run,
+    run: RunView,
     after: int,
     encode: Callable[[list[Event]], bytes] = encode_sse_batch,
     slot: StreamSlot | None = None,
@@ -40,7 +41,7 @@ def event_stream(
     caller took it already)."""
     settings = state.settings
     return EventStreamResponse(
-        RunReader(state.manager, run, after),
+        RunReader(state.runs, run, after),
         heartbeat=settings.heartbeat_interval,
         send_timeout=settings.send_timeout,
         streams=state.sse_streams,
@@ -65,7 +66,7 @@ def cursor_from(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-def read_to_the_end(run: Run, cursor: int) -> bool:
+def read_to_the_end(run: RunView, cursor: int) -> bool:
     """Whether a reader at ``cursor`` has every event ``run`` will ever have: its log is
     closed (its terminal event is visible, here or, for a run of another instance, in the
     shared store) and the cursor is at or past that event."""

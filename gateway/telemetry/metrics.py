@@ -7,20 +7,24 @@ the engine's ``statistics()`` at scrape time, so they can never drift from the t
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.limits.quotas import Quotas
+from gateway.limits.redis_quotas import RedisQuotaStatistics
 from gateway.telemetry.loop_histogram import LoopHistogram
+from gateway.transport.connections import ConnectionStats
+from streams.cluster.backend import ClusterStatistics
+from streams.directory import RunDirectory
+from streams.runs.manager import RunManager
 from streams.runs.run import Run
 from streams.upstream.client import UpstreamCall, UpstreamModel
-
-if TYPE_CHECKING:
-    from gateway.state import GatewayState
 
 upstream_log = structlog.get_logger("gateway.upstream")
 run_log = structlog.get_logger("gateway.runs")
@@ -28,6 +32,32 @@ run_log = structlog.get_logger("gateway.runs")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class Observed(Protocol):
+    """What the metrics read of the gateway at scrape time (its
+    :class:`~gateway.state.GatewayState`, which holds these metrics: a protocol here, so
+    neither module imports the other)."""
+
+    @property
+    def manager(self) -> RunManager: ...
+
+    @property
+    def runs(self) -> RunDirectory: ...
+
+    @property
+    def quotas(self) -> Quotas: ...
+
+    @property
+    def open_streams(self) -> collections.Counter[str]: ...
+
+    @property
+    def reader_closes(self) -> collections.Counter[tuple[str, str]]: ...
+
+    @property
+    def connections(self) -> ConnectionStats: ...
+
+    def connection_waits(self) -> int: ...
 
 
 class GatewayMetrics:
@@ -69,10 +99,10 @@ class GatewayMetrics:
             GAP_BUCKETS,
         )
         self.registry.register(self.inter_chunk)
-        self._state: GatewayState | None = None
+        self._state: Observed | None = None
         self.registry.register(_StateCollector(self))
 
-    def bind(self, state: GatewayState) -> None:
+    def bind(self, state: Observed) -> None:
         """Read gauges from ``state`` at scrape time."""
         self._state = state
 
@@ -181,41 +211,42 @@ class _StateCollector(Collector):
         yield waits
         yield breaker
         yield in_flight
-        if state.cluster is not None:
-            cluster = state.cluster.statistics()
+        cluster = state.runs.statistics()
+        if isinstance(cluster, ClusterStatistics):  # the shared store's gauges, with Redis
             yield GaugeMetricFamily(
                 "gateway_store_available",
                 "1 while the shared store (Redis) answers",
-                value=int(cluster["store_available"]),
+                value=int(cluster.store_available),
             )
             yield GaugeMetricFamily(
                 "gateway_store_pending_events",
                 "Events appended but not yet written to the shared store",
-                value=cluster["pending_events"],
+                value=cluster.pending_events,
             )
             yield CounterMetricFamily(
                 "gateway_store_written_events",
                 "Events written to the shared store",
-                value=cluster["written_events"],
+                value=cluster.written_events,
             )
             yield CounterMetricFamily(
                 "gateway_store_write_batches",
                 "Round trips that wrote events (several events each under load)",
-                value=cluster["write_batches"],
+                value=cluster.write_batches,
             )
             yield CounterMetricFamily(
                 "gateway_lost_instance_runs_failed",
                 "Runs of lost instances this instance ended with run.failed",
-                value=cluster["lost_runs_failed"],
+                value=cluster.lost_runs_failed,
             )
             yield CounterMetricFamily(
                 "gateway_cancels_forwarded",
                 "Cancels sent to the instance running the run",
-                value=cluster["cancels_forwarded"],
+                value=cluster.cancels_forwarded,
             )
-        if state.shared_quotas is not None:
+        quotas = state.quotas.statistics()
+        if isinstance(quotas, RedisQuotaStatistics):
             yield GaugeMetricFamily(
                 "gateway_stream_slots_held",
                 "Per-key stream slots this instance holds in the shared store",
-                value=state.shared_quotas.held(),
+                value=quotas.slots_held,
             )

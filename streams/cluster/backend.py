@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -42,6 +43,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from streams.cleanup import finish_shielded
 from streams.cluster.keys import Keys
 from streams.cluster.log import (
     STORE_ERRORS,
@@ -50,13 +52,18 @@ from streams.cluster.log import (
     StoredEventLog,
     raise_if_cancelling,
 )
-from streams.connection import Connection
-from streams.errors import NotFoundError, RunFinishedError, StoreUnavailableError
+from streams.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RunFinishedError,
+    StoreUnavailableError,
+)
 from streams.events import Event, EventType, dumps
 from streams.log import EventLog, Retention
-from streams.runs.manager import UNCHECKED, RunManager, _Unchecked
+from streams.runs.manager import RunManager
 from streams.runs.run import Run, RunStatus, is_run_id
-from streams.spec import RunSpec
+from streams.spec import OnDisconnect, RunSpec
+from streams.view import RunView
 
 logger = logging.getLogger("streams.cluster")
 
@@ -115,35 +122,35 @@ def unavailable(exc: BaseException) -> StoreUnavailableError:
     return StoreUnavailableError(f"the shared store (Redis) is unavailable: {exc}")
 
 
-class RemoteRun(Run):
-    """A run another instance is running, as the registry and its stream show it."""
-
-    remote = True
+class RemoteRun:
+    """A run another instance is running, as the registry and its stream show it: a
+    :class:`~streams.view.RunView`. Its readers are not counted (its instance does not know
+    them), and it has no client tool calls waiting here."""
 
     def __init__(self, record: dict[str, Any], log: RemoteEventLog, backend: ClusterBackend):
         snapshot: dict[str, Any] = record["snapshot"]
-        spec = RunSpec.model_validate_json(record["spec"])
         self.instance = str(record["instance"])
-        super().__init__(
-            str(snapshot["run_id"]),
-            spec,
-            log,
-            Connection(f"remote:{self.instance}"),
-            snapshot["on_disconnect"],
-            snapshot.get("owner"),
-        )
+        self.id = str(snapshot["run_id"])
+        self.owner: str | None = snapshot.get("owner")
+        self.spec = RunSpec.model_validate_json(record["spec"])
+        self.log: RemoteEventLog = log
+        self.on_disconnect: OnDisconnect = snapshot["on_disconnect"]
         self._backend = backend
         self._apply(snapshot)
 
     def _apply(self, snapshot: dict[str, Any]) -> None:
         self._record = snapshot
         self.status = RunStatus(snapshot["status"])
-        self.created_at = snapshot["created_at"]
-        self.started_at = snapshot["started_at"]
-        self.ended_at = snapshot["ended_at"]
-        self.output = snapshot["output"]
-        self.error = snapshot["error"]
-        self.cancel_reason = snapshot["cancel_reason"]
+        self.created_at: float = snapshot["created_at"]
+        self.started_at: float | None = snapshot["started_at"]
+        self.ended_at: float | None = snapshot["ended_at"]
+        self.output: Any = snapshot["output"]
+        self.error: dict[str, str] | None = snapshot["error"]
+        self.cancel_reason: str | None = snapshot["cancel_reason"]
+
+    @property
+    def done(self) -> bool:
+        return self.status.is_terminal
 
     def snapshot(self, *, producers: bool = True) -> dict[str, Any]:
         snapshot = dict(self._record)
@@ -152,6 +159,13 @@ class RemoteRun(Run):
         if not producers:
             snapshot.pop("producers", None)
         return snapshot
+
+    def resolve_client_tool(
+        self, call_id: str, output: Any = None, error: str | None = None
+    ) -> None:
+        """A run of another instance waits for no result here (as a local run that is not
+        waiting for this call answers)."""
+        raise InvalidRequestError(f"run {self.id} is not waiting for a result of call {call_id!r}")
 
     async def wait(self) -> None:
         """Follow the run's stream until its terminal event, then refresh the snapshot."""
@@ -298,7 +312,7 @@ class ClusterBackend:
     def _stop_unregistered(self, run: Run) -> None:
         assert self._manager is not None
         with contextlib.suppress(RunFinishedError, NotFoundError):
-            self._manager.cancel(run.id, "store unavailable")
+            run.cancel("store unavailable")
 
     async def record(self, run_id: str) -> dict[str, Any] | None:
         """The run's registry entry (its ``snapshot`` parsed, with its producers), or None."""
@@ -322,17 +336,26 @@ class ClusterBackend:
             snapshot["producers"] = [info for _, info in entries]
         return record
 
-    async def get(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
-        """The run, on this instance or another; another owner's run is not found."""
+    async def get(self, run_id: str, owner: str | None) -> Run | RemoteRun:
+        """``owner``'s run, on this instance or another; another owner's run is not found."""
+        return await self._find(run_id, owner, check=True)
+
+    async def get_unchecked(self, run_id: str) -> Run | RemoteRun:
+        """The run, on this instance or another, whoever owns it."""
+        return await self._find(run_id, None, check=False)
+
+    async def _find(self, run_id: str, owner: str | None, *, check: bool) -> Run | RemoteRun:
         assert self._manager is not None
         try:
-            return self._manager.get(run_id, owner)
+            return (
+                self._manager.get(run_id, owner) if check else self._manager.get_unchecked(run_id)
+            )
         except NotFoundError:
             pass
         if not is_run_id(run_id):  # before it goes into a key name
             raise NotFoundError(f"no run {run_id!r}")
         record = await self.record(run_id)
-        if record is None or (owner is not UNCHECKED and (record["owner"] or None) != owner):
+        if record is None or (check and (record["owner"] or None) != owner):
             raise NotFoundError(f"no run {run_id!r}")
         newest = await self._newest_event(run_id)
         terminal = newest is not None and newest.is_terminal
@@ -371,16 +394,13 @@ class ClusterBackend:
         _, fields = newest[0]
         return Event.from_json(fields[b"e"])
 
-    async def cancel(
-        self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED
-    ) -> Run:
-        """Cancel the run wherever it runs: here directly, elsewhere through the control
-        channel of its instance (or, if that instance is lost, end it here)."""
+    async def cancel(self, run_id: str, reason: str, owner: str | None) -> Run | RemoteRun:
+        """Cancel ``owner``'s run wherever it runs: here directly, elsewhere through the
+        control channel of its instance (or, if that instance is lost, end it here)."""
         assert self._manager is not None
         run = await self.get(run_id, owner)
-        if not run.remote:
+        if isinstance(run, Run):
             return self._manager.cancel(run_id, reason, owner)
-        assert isinstance(run, RemoteRun)
         if run.done:
             raise RunFinishedError(f"run {run_id} has already {run.status.value}")
         message = orjson.dumps({"op": "cancel", "run_id": run_id, "reason": reason})
@@ -588,9 +608,12 @@ class ClusterBackend:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             finally:
-                with contextlib.suppress(*STORE_ERRORS):
-                    async with asyncio.timeout(1.0):
-                        await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await finish_shielded(
+                    pubsub.aclose(),  # type: ignore[no-untyped-call]
+                    timeout=1.0,
+                    name="close-control-channel",
+                    expected=STORE_ERRORS,
+                )
 
     def _command(self, raw: bytes) -> None:
         try:
@@ -601,18 +624,48 @@ class ClusterBackend:
             return
         if command.get("op") == "cancel" and self._manager is not None:
             with contextlib.suppress(NotFoundError, RunFinishedError):
-                self._manager.cancel(run_id, reason)
+                self._manager.get_unchecked(run_id).cancel(reason)
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "instance": self.instance,
-            "store_available": self.available,
-            "pending_events": self.writer.pending,
-            "written_events": self.writer.written,
-            "write_batches": self.writer.batches,
-            "lost_runs_failed": self.lost_runs_failed,
-            "cancels_forwarded": self.cancels_forwarded,
-        }
+    # -- readers ----------------------------------------------------------------------------
+
+    def attach_reader(self, run: RunView) -> None:
+        """Count a reader of a run of this instance; one of another instance is not counted
+        (its instance does not know this instance's readers)."""
+        if isinstance(run, Run):
+            assert self._manager is not None
+            self._manager.attach_reader(run)
+
+    def detach_reader(self, run: RunView) -> None:
+        if isinstance(run, Run):
+            assert self._manager is not None
+            self._manager.detach_reader(run)
+
+    def statistics(self) -> ClusterStatistics:
+        return ClusterStatistics(
+            instance=self.instance,
+            store_available=self.available,
+            pending_events=self.writer.pending,
+            written_events=self.writer.written,
+            write_batches=self.writer.batches,
+            lost_runs_failed=self.lost_runs_failed,
+            cancels_forwarded=self.cancels_forwarded,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatistics:
+    """One instance's part in the cluster, as ``/readyz`` and the metrics show it."""
+
+    instance: str
+    store_available: bool
+    pending_events: int  # appended, not yet written to Redis
+    written_events: int
+    write_batches: int
+    lost_runs_failed: int  # runs of lost instances this instance ended
+    cancels_forwarded: int  # cancels sent to the instance running the run
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _registry_snapshot(run: Run) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +24,6 @@ from streams.connection import Connection
 from streams.errors import (
     LimitExceededError,
     NotFoundError,
-    RunFinishedError,
     ShuttingDownError,
 )
 from streams.events import EventType
@@ -40,13 +38,6 @@ from streams.tools import ToolRegistry
 
 # The package's logger (see streams.runs.run).
 logger = logging.getLogger("streams.runs")
-
-
-class _Unchecked(enum.Enum):
-    UNCHECKED = "unchecked"
-
-
-UNCHECKED = _Unchecked.UNCHECKED  # internal callers that need no ownership check
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +109,7 @@ class RunManager:
         """Take no new runs and cancel every active one with ``reason``."""
         self._closing = True
         for run_id in list(self._active):
-            self.cancel(run_id, reason)
+            self._runs[run_id].cancel(reason)
 
     async def drain(self, timeout: float, reason: str = "shutdown") -> None:
         """Take no new runs; give the active ones ``timeout`` seconds to finish, then cancel
@@ -168,26 +159,26 @@ class RunManager:
         run.task = self._task_group.create_task(self._supervise(run), name=f"run {run_id}")
         return run
 
-    def get(self, run_id: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
-        """The run ``run_id``. Given an ``owner``, a run of another owner is not found,
-        exactly like a run that does not exist."""
+    def get(self, run_id: str, owner: str | None) -> Run:
+        """``owner``'s run ``run_id``: a run of another owner is not found, exactly like a
+        run that does not exist (``None`` is the owner when the gateway has no keys)."""
         run = self._runs.get(run_id)
-        if run is None or (owner is not UNCHECKED and run.owner != owner):
+        if run is None or run.owner != owner:
             raise NotFoundError(f"no run {run_id!r}")
         return run
 
-    def cancel(self, run_id: str, reason: str, owner: str | _Unchecked | None = UNCHECKED) -> Run:
-        """Cancel the run's task group; its log ends with ``run.cancelled`` and ``reason``."""
+    def get_unchecked(self, run_id: str) -> Run:
+        """The run ``run_id`` whoever owns it, for the gateway's own callers (the cluster's
+        control channel, a face cancelling the run it started, tests)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        return run
+
+    def cancel(self, run_id: str, reason: str, owner: str | None) -> Run:
+        """Cancel ``owner``'s run (see :meth:`Run.cancel`)."""
         run = self.get(run_id, owner)
-        if run.done:
-            raise RunFinishedError(f"run {run_id} has already {run.status.value}")
-        if run.cancel_reason is None:
-            run.cancel_reason = reason
-            assert run.task is not None
-            # A task cancelled before its first step never runs its body (so it could not
-            # log run.cancelled): a queued run sees cancel_reason when it starts instead.
-            if run.status is not RunStatus.QUEUED:
-                run.task.cancel(reason)
+        run.cancel(reason)
         return run
 
     def abort(self, run_id: str, code: str, message: str) -> None:
@@ -197,27 +188,23 @@ class RunManager:
         if run is None or run.done or run.cancel_reason is not None:
             return
         run.abort_error = {"code": code, "message": message}
-        self.cancel(run_id, message)
+        run.cancel(message)
 
     @property
     def active_run_ids(self) -> list[str]:
         return list(self._active)
 
     def attach_reader(self, run: Run) -> None:
-        if run.remote:  # the run's instance does not know this instance's readers
-            return
         run.readers += 1
 
     def detach_reader(self, run: Run) -> None:
         """A reader left. If it was the last and the run's policy is ``cancel``, cancel it."""
-        if run.remote:
-            return
         run.readers -= 1
         if run.readers == 0:
             if run.done:
                 run.log.pack()  # retained for its TTL, most likely unread
             elif run.on_disconnect == "cancel":
-                self.cancel(run.id, "last reader disconnected")
+                run.cancel("last reader disconnected")
 
     def statistics(self) -> RunStatistics:
         return RunStatistics(

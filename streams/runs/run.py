@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from streams.connection import Connection
-from streams.errors import InvalidRequestError, ToolError
-from streams.events import Event, EventType
+from streams.errors import InvalidRequestError, RunFinishedError, ToolError
+from streams.events import EventType
 from streams.log import EventLog
 from streams.spec import OnDisconnect, RunSpec
 
@@ -98,8 +98,6 @@ class Run:
     """One run: its spec, state, log, producers and readers. Created by
     :class:`~streams.runs.manager.RunManager`."""
 
-    remote = False  # a run another instance is running (see streams.cluster)
-
     def __init__(
         self,
         run_id: str,
@@ -156,6 +154,20 @@ class Run:
         """``queued`` → ``running``."""
         self.status = RunStatus.RUNNING
         self.started_at = time.time()
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the run's task group; its log ends with ``run.cancelled`` and ``reason``
+        (the first reason given wins). Raises :class:`~streams.errors.RunFinishedError` once
+        the run has ended."""
+        if self.done:
+            raise RunFinishedError(f"run {self.id} has already {self.status.value}")
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+            assert self.task is not None
+            # A task cancelled before its first step never runs its body (so it could not
+            # log run.cancelled): a queued run sees cancel_reason when it starts instead.
+            if self.status is not RunStatus.QUEUED:
+                self.task.cancel(reason)
 
     async def finish(
         self, status: RunStatus, data: Mapping[str, Any], *, retire: Callable[[Run], None]
@@ -267,18 +279,3 @@ class Run:
         if producers:
             snapshot["producers"] = [p.to_dict() for p in self.producers.values()]
         return snapshot
-
-
-def new_event_for_gap(run: Run, after: int, next_seq: int) -> Event:
-    """The ``stream.gap`` event a reader gets instead of events no longer retained.
-
-    Its ``seq`` is ``next_seq - 1`` so a client that resumes from it continues correctly.
-    """
-    return Event.create(
-        next_seq - 1,
-        run.id,
-        EventType.STREAM_GAP,
-        time.time(),
-        None,
-        {"after": after, "next_seq": next_seq, "snapshot": run.snapshot()},
-    )

@@ -31,7 +31,7 @@ def server_run(gateway: RunningGateway, run_id: str, *, wait: bool = False) -> d
     """The run's snapshot as the gateway has it (after it ended, with ``wait``)."""
 
     async def snapshot() -> dict[str, Any]:
-        run = gateway.state.manager.get(run_id)
+        run = gateway.state.manager.get_unchecked(run_id)
         if wait:
             await run.wait()
         return run.snapshot()
@@ -43,7 +43,7 @@ def wait_server_seq(gateway: RunningGateway, run_id: str, seq: int) -> None:
     """Wait until the run's log on the gateway holds event ``seq``."""
 
     async def advanced() -> None:
-        log = gateway.state.manager.get(run_id).log
+        log = gateway.state.manager.get_unchecked(run_id).log
         while log.last_seq < seq:
             await log.read(log.last_seq, timeout=5)
 

@@ -61,7 +61,7 @@ async def test_a_parallel_run_at_the_limit_has_a_task_only_for_each_producer_slo
             response = await client.post("/v1/runs", json=sleeping_items(items))
             assert response.status_code == 201
             run_id = response.json()["run_id"]
-            run = gateway.state.manager.get(run_id)
+            run = gateway.state.manager.get_unchecked(run_id)
             await gateway.wait_on_server(
                 lambda: run.connection.statistics().producers_running == slots
             )
@@ -97,7 +97,7 @@ async def test_a_parallel_run_at_the_limit_runs_every_item_through_the_slots() -
                 body = (await response.aread()).decode()
         run_id = response.headers["x-run-id"]
         snapshot = await gateway.wait_run(run_id)
-        run = gateway.state.manager.get(run_id)
+        run = gateway.state.manager.get_unchecked(run_id)
     assert snapshot["status"] == "completed"
     # In the order of the spec, every one of them.
     assert [item["output"]["value"] for item in snapshot["output"]] == [i * 2 for i in range(items)]

@@ -1,4 +1,4 @@
-"""Per-key quotas shared through Redis (``gateway/redis_quotas.py``): two ``RedisKeyQuotas``
+"""Per-key quotas shared through Redis (``gateway/redis_quotas.py``): two ``RedisQuotas``
 with different instance ids on one real Redis stand for two gateway instances."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.limits.quotas import RateLimitedError
-from gateway.limits.redis_quotas import RedisKeyQuotas
+from gateway.limits.redis_quotas import RedisQuotas
 from streams.errors import LimitExceededError, StoreUnavailableError
 from tests.redis_server import RedisServer
 
 PREFIX = "test:"
 
 Connect = Callable[[str], redis.asyncio.Redis]
-Instance = Callable[..., RedisKeyQuotas]
+Instance = Callable[..., RedisQuotas]
 
 
 class FakeClock:
@@ -66,8 +66,8 @@ def instance(connect: Connect, redis_url: str) -> Instance:
         max_active_runs: int = 2,
         slot_ttl: float = 5.0,
         clock: Callable[[], float] = time.time,
-    ) -> RedisKeyQuotas:
-        return RedisKeyQuotas(
+    ) -> RedisQuotas:
+        return RedisQuotas(
             connect(redis_url),
             prefix=PREFIX,
             runs_per_minute=runs_per_minute,
@@ -90,13 +90,13 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
         await asyncio.sleep(0.02)
 
 
-async def hold_until_cancelled(quotas: RedisKeyQuotas, owner: str, entered: asyncio.Event) -> None:
+async def hold_until_cancelled(quotas: RedisQuotas, owner: str, entered: asyncio.Event) -> None:
     async with quotas.stream(owner):
         entered.set()
         await asyncio.Event().wait()
 
 
-async def holding_task(quotas: RedisKeyQuotas, owner: str) -> asyncio.Task[None]:
+async def holding_task(quotas: RedisQuotas, owner: str) -> asyncio.Task[None]:
     """A task that holds one of ``owner``'s slots until it is cancelled (returned once it
     holds it)."""
     entered = asyncio.Event()
@@ -442,7 +442,7 @@ async def test_no_slot_leaks_after_many_acquire_cancel_and_error_cycles(
     owners = ["alice", "bob", None]
     rng = random.Random(7)
 
-    async def use(quotas: RedisKeyQuotas, owner: str | None, ending: str) -> None:
+    async def use(quotas: RedisQuotas, owner: str | None, ending: str) -> None:
         with contextlib.suppress(LimitExceededError, RuntimeError):
             async with quotas.stream(owner):
                 await asyncio.sleep(rng.random() * 0.005)
@@ -474,19 +474,19 @@ async def test_no_slot_leaks_after_many_acquire_cancel_and_error_cycles(
 
 
 @pytest.fixture
-async def on_own_redis(own_redis: RedisServer) -> AsyncIterator[RedisKeyQuotas]:
+async def on_own_redis(own_redis: RedisServer) -> AsyncIterator[RedisQuotas]:
     """Quotas on the test's own Redis, which the test may take away."""
     # One retry without backoff: redis-py's default retries with backoff would only reach
     # the call timeout (2 s) before giving up, which makes the test slow, not different.
     client = redis.asyncio.from_url(own_redis.url, retry=Retry(NoBackoff(), 1))
-    yield RedisKeyQuotas(
+    yield RedisQuotas(
         client, prefix=PREFIX, runs_per_minute=60, max_streams=1, slot_ttl=5.0, instance_id="a"
     )
     await client.aclose()
 
 
 async def test_start_run_raises_store_unavailable_when_redis_is_down(
-    own_redis: RedisServer, on_own_redis: RedisKeyQuotas
+    own_redis: RedisServer, on_own_redis: RedisQuotas
 ) -> None:
     await on_own_redis.start_run("alice")
     own_redis.stop()
@@ -495,7 +495,7 @@ async def test_start_run_raises_store_unavailable_when_redis_is_down(
 
 
 async def test_entering_a_stream_raises_store_unavailable_when_redis_is_down(
-    own_redis: RedisServer, on_own_redis: RedisKeyQuotas
+    own_redis: RedisServer, on_own_redis: RedisQuotas
 ) -> None:
     own_redis.stop()
     with pytest.raises(StoreUnavailableError, match="Redis cannot be reached"):
@@ -505,7 +505,7 @@ async def test_entering_a_stream_raises_store_unavailable_when_redis_is_down(
 
 
 async def test_a_stream_ends_cleanly_when_redis_goes_away_while_it_is_open(
-    own_redis: RedisServer, on_own_redis: RedisKeyQuotas
+    own_redis: RedisServer, on_own_redis: RedisQuotas
 ) -> None:
     async with on_own_redis.stream("alice"):
         own_redis.kill()
@@ -513,7 +513,7 @@ async def test_a_stream_ends_cleanly_when_redis_goes_away_while_it_is_open(
 
 
 async def test_a_redis_that_does_not_answer_is_unavailable_after_the_call_timeout(
-    own_redis: RedisServer, on_own_redis: RedisKeyQuotas
+    own_redis: RedisServer, on_own_redis: RedisQuotas
 ) -> None:
     on_own_redis.call_timeout = 0.3
     await on_own_redis.start_run("alice")
@@ -529,7 +529,7 @@ async def test_a_redis_that_does_not_answer_is_unavailable_after_the_call_timeou
 
 
 async def test_the_quotas_work_again_when_redis_comes_back(
-    own_redis: RedisServer, on_own_redis: RedisKeyQuotas
+    own_redis: RedisServer, on_own_redis: RedisQuotas
 ) -> None:
     own_redis.stop()
     with pytest.raises(StoreUnavailableError):

@@ -1,4 +1,5 @@
-"""Per-key quotas: the run-start token bucket and open-stream slots (``gateway/quotas.py``)."""
+"""Per-key quotas: the run-start token bucket and open-stream slots
+(``gateway/limits/quotas.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import asyncio
 
 import pytest
 
-from gateway.limits.quotas import KeyQuotas, RateLimitedError, TokenBucket
+from gateway.limits.quotas import (
+    MemoryQuotas,
+    MemoryQuotaStatistics,
+    Quotas,
+    RateLimitedError,
+    TokenBucket,
+)
 from streams.errors import LimitExceededError
 
 
@@ -79,188 +86,229 @@ def test_the_bucket_never_holds_more_than_burst(idle: float) -> None:
     assert bucket.tokens <= bucket.burst
 
 
-# --- KeyQuotas.start_run --------------------------------------------------------------------
+# --- MemoryQuotas.start_run --------------------------------------------------------------------
 
 
-def quotas(clock: FakeClock, runs_per_minute: float = 3, max_streams: int = 2) -> KeyQuotas:
-    return KeyQuotas(runs_per_minute=runs_per_minute, max_streams=max_streams, clock=clock)
+def quotas(clock: FakeClock, runs_per_minute: float = 3, max_streams: int = 2) -> MemoryQuotas:
+    return MemoryQuotas(runs_per_minute=runs_per_minute, max_streams=max_streams, clock=clock)
 
 
 @pytest.mark.parametrize("runs_per_minute", [1, 3, 60])
-def test_runs_per_minute_may_start_in_a_burst(runs_per_minute: int) -> None:
+async def test_runs_per_minute_may_start_in_a_burst(runs_per_minute: int) -> None:
     limits = quotas(FakeClock(), runs_per_minute=runs_per_minute)
     for _ in range(runs_per_minute):
-        limits.start_run("alice")
+        await limits.start_run("alice")
 
 
-def test_one_run_past_the_burst_is_rate_limited_with_retry_after() -> None:
+async def test_one_run_past_the_burst_is_rate_limited_with_retry_after() -> None:
     limits = quotas(FakeClock(), runs_per_minute=3)
     for _ in range(3):
-        limits.start_run("alice")
+        await limits.start_run("alice")
     with pytest.raises(RateLimitedError) as raised:
-        limits.start_run("alice")
+        await limits.start_run("alice")
     # 3 per minute: one token every 20 s
     assert raised.value.retry_after == pytest.approx(20.0)
     assert raised.value.code == "rate_limited"
 
 
-def test_the_rate_limit_message_names_the_limit_and_the_wait() -> None:
+async def test_the_rate_limit_message_names_the_limit_and_the_wait() -> None:
     limits = quotas(FakeClock(), runs_per_minute=3)
     for _ in range(3):
-        limits.start_run("alice")
+        await limits.start_run("alice")
     with pytest.raises(RateLimitedError, match=r"limit 3 per minute.*retry in 20\.0s"):
-        limits.start_run("alice")
+        await limits.start_run("alice")
 
 
-def test_rate_limited_is_a_limit_exceeded_error() -> None:
+async def test_rate_limited_is_a_limit_exceeded_error() -> None:
     assert issubclass(RateLimitedError, LimitExceededError)
 
 
 @pytest.mark.parametrize(("first", "second"), [("alice", "bob"), ("alice", None), (None, "alice")])
-def test_each_owner_has_its_own_bucket(first: str | None, second: str | None) -> None:
+async def test_each_owner_has_its_own_bucket(first: str | None, second: str | None) -> None:
     limits = quotas(FakeClock(), runs_per_minute=2)
-    limits.start_run(first)
-    limits.start_run(first)
+    await limits.start_run(first)
+    await limits.start_run(first)
     with pytest.raises(RateLimitedError):
-        limits.start_run(first)
-    limits.start_run(second)
-    limits.start_run(second)
+        await limits.start_run(first)
+    await limits.start_run(second)
+    await limits.start_run(second)
     with pytest.raises(RateLimitedError):
-        limits.start_run(second)
+        await limits.start_run(second)
 
 
-def test_the_bucket_refills_with_the_clock() -> None:
+async def test_the_bucket_refills_with_the_clock() -> None:
     clock = FakeClock()
     limits = quotas(clock, runs_per_minute=3)
     for _ in range(3):
-        limits.start_run("alice")
+        await limits.start_run("alice")
     clock.advance(19.9)
     with pytest.raises(RateLimitedError) as raised:
-        limits.start_run("alice")
+        await limits.start_run("alice")
     assert raised.value.retry_after == pytest.approx(0.1)
     clock.advance(0.1)
-    limits.start_run("alice")
+    await limits.start_run("alice")
     with pytest.raises(RateLimitedError):
-        limits.start_run("alice")
+        await limits.start_run("alice")
 
 
-def test_a_long_pause_restores_only_the_burst() -> None:
+async def test_a_long_pause_restores_only_the_burst() -> None:
     clock = FakeClock()
     limits = quotas(clock, runs_per_minute=3)
     for _ in range(3):
-        limits.start_run("alice")
+        await limits.start_run("alice")
     clock.advance(3600)
     for _ in range(3):
-        limits.start_run("alice")
+        await limits.start_run("alice")
     with pytest.raises(RateLimitedError):
-        limits.start_run("alice")
+        await limits.start_run("alice")
 
 
-def test_a_limit_below_one_per_minute_still_allows_one_run() -> None:
+async def test_a_limit_below_one_per_minute_still_allows_one_run() -> None:
     clock = FakeClock()
     limits = quotas(clock, runs_per_minute=0.5)
-    limits.start_run("alice")
+    await limits.start_run("alice")
     with pytest.raises(RateLimitedError) as raised:
-        limits.start_run("alice")
+        await limits.start_run("alice")
     assert raised.value.retry_after == pytest.approx(120.0)
 
 
-# --- KeyQuotas.stream -----------------------------------------------------------------------
+# --- MemoryQuotas.stream -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("max_streams", [1, 2, 5])
-def test_up_to_max_streams_may_be_open_at_once(max_streams: int) -> None:
+async def test_up_to_max_streams_may_be_open_at_once(max_streams: int) -> None:
     limits = quotas(FakeClock(), max_streams=max_streams)
     slots = [limits.stream("alice") for _ in range(max_streams)]
     for slot in slots:
-        slot.__enter__()
-    assert limits.open_streams("alice") == max_streams
+        await slot.__aenter__()
+    assert await limits.open_streams("alice") == max_streams
     for slot in slots:
-        slot.__exit__(None, None, None)
-    assert limits.open_streams("alice") == 0
+        await slot.__aexit__(None, None, None)
+    assert await limits.open_streams("alice") == 0
 
 
-def test_one_stream_past_the_limit_is_refused() -> None:
+async def test_one_stream_past_the_limit_is_refused() -> None:
     limits = quotas(FakeClock(), max_streams=2)
-    with limits.stream("alice"), limits.stream("alice"):
+    async with limits.stream("alice"), limits.stream("alice"):
         with pytest.raises(LimitExceededError, match="2 streams open"):
-            with limits.stream("alice"):
+            async with limits.stream("alice"):
                 pytest.fail("a third stream was opened")
-        assert limits.open_streams("alice") == 2
+        assert await limits.open_streams("alice") == 2
 
 
-def test_a_slot_is_released_when_the_body_ends() -> None:
+async def test_a_slot_is_released_when_the_body_ends() -> None:
     limits = quotas(FakeClock(), max_streams=1)
-    with limits.stream("alice"):
-        assert limits.open_streams("alice") == 1
-    assert limits.open_streams("alice") == 0
-    with limits.stream("alice"):
+    async with limits.stream("alice"):
+        assert await limits.open_streams("alice") == 1
+    assert await limits.open_streams("alice") == 0
+    async with limits.stream("alice"):
         pass
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyError("k"), asyncio.CancelledError()])
-def test_a_slot_is_released_when_the_body_raises(error: BaseException) -> None:
+async def test_a_slot_is_released_when_the_body_raises(error: BaseException) -> None:
     limits = quotas(FakeClock(), max_streams=1)
     with pytest.raises(type(error)):
-        with limits.stream("alice"):
+        async with limits.stream("alice"):
             raise error
-    assert limits.open_streams("alice") == 0
-    with limits.stream("alice"):
-        assert limits.open_streams("alice") == 1
+    assert await limits.open_streams("alice") == 0
+    async with limits.stream("alice"):
+        assert await limits.open_streams("alice") == 1
 
 
-def test_a_refused_stream_takes_no_slot() -> None:
+async def test_a_refused_stream_takes_no_slot() -> None:
     limits = quotas(FakeClock(), max_streams=1)
-    with limits.stream("alice"):
+    async with limits.stream("alice"):
         for _ in range(3):
             with pytest.raises(LimitExceededError):
-                with limits.stream("alice"):
+                async with limits.stream("alice"):
                     pass
-        assert limits.open_streams("alice") == 1
-    assert limits.open_streams("alice") == 0
+        assert await limits.open_streams("alice") == 1
+    assert await limits.open_streams("alice") == 0
 
 
-def test_stream_counts_are_per_owner() -> None:
+async def test_stream_counts_are_per_owner() -> None:
     limits = quotas(FakeClock(), max_streams=1)
-    with limits.stream("alice"), limits.stream("bob"), limits.stream(None):
-        assert limits.open_streams("alice") == 1
-        assert limits.open_streams("bob") == 1
-        assert limits.open_streams(None) == 1
-        assert limits.open_streams("carol") == 0
-    assert [limits.open_streams(o) for o in ("alice", "bob", None)] == [0, 0, 0]
+    async with limits.stream("alice"), limits.stream("bob"), limits.stream(None):
+        assert await limits.open_streams("alice") == 1
+        assert await limits.open_streams("bob") == 1
+        assert await limits.open_streams(None) == 1
+        assert await limits.open_streams("carol") == 0
+    assert [await limits.open_streams(o) for o in ("alice", "bob", None)] == [0, 0, 0]
 
 
-def test_an_owner_at_its_limit_does_not_block_another() -> None:
+async def test_an_owner_at_its_limit_does_not_block_another() -> None:
     limits = quotas(FakeClock(), max_streams=1)
-    with limits.stream("alice"):
+    async with limits.stream("alice"):
         with pytest.raises(LimitExceededError):
-            with limits.stream("alice"):
+            async with limits.stream("alice"):
                 pass
-        with limits.stream("bob"):
-            assert limits.open_streams("bob") == 1
+        async with limits.stream("bob"):
+            assert await limits.open_streams("bob") == 1
 
 
-def test_an_owner_without_streams_has_none_open() -> None:
-    assert quotas(FakeClock()).open_streams("nobody") == 0
+async def test_an_owner_without_streams_has_none_open() -> None:
+    assert await quotas(FakeClock()).open_streams("nobody") == 0
 
 
-# --- KeyQuotas: active runs -----------------------------------------------------------------
+# --- MemoryQuotas: active runs -----------------------------------------------------------------
 
 
-def test_an_owner_at_its_active_run_limit_is_refused_naming_it() -> None:
-    limits = KeyQuotas(runs_per_minute=60, max_streams=1, max_active_runs=2)
-    limits.take_active_run("alice")
-    limits.take_active_run("alice")
+async def test_an_owner_at_its_active_run_limit_is_refused_naming_it() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1, max_active_runs=2)
+    await limits.take_active_run("alice")
+    await limits.take_active_run("alice")
     with pytest.raises(LimitExceededError, match="max_active_runs_per_key"):
-        limits.take_active_run("alice")
-    assert limits.active_runs("alice") == 2
+        await limits.take_active_run("alice")
+    assert await limits.active_runs("alice") == 2
 
 
-def test_active_runs_are_per_owner_and_come_back_when_released() -> None:
-    limits = KeyQuotas(runs_per_minute=60, max_streams=1, max_active_runs=1)
-    limits.take_active_run("alice")
-    limits.take_active_run(None)
-    limits.take_active_run("bob")
+async def test_active_runs_are_per_owner_and_come_back_when_released() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1, max_active_runs=1)
+    await limits.take_active_run("alice")
+    await limits.take_active_run(None)
+    await limits.take_active_run("bob")
     limits.release_active_run("alice")
-    assert [limits.active_runs(o) for o in ("alice", "bob", None)] == [0, 1, 1]
-    limits.take_active_run("alice")
+    assert [await limits.active_runs(o) for o in ("alice", "bob", None)] == [0, 1, 1]
+    await limits.take_active_run("alice")
+
+
+# --- MemoryQuotas as a Quotas store -----------------------------------------------------------
+
+
+def test_memory_quotas_are_a_quotas_store() -> None:
+    store: Quotas = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    assert store is not None
+
+
+async def test_a_stream_slot_taken_is_given_back_by_its_slot() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    slot = await limits.take_stream("alice")
+    with pytest.raises(LimitExceededError):
+        await limits.take_stream("alice")
+    await limits.release_stream("alice", slot)
+    assert await limits.open_streams("alice") == 0
+
+
+async def test_an_active_run_slot_is_given_back_without_waiting() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1, max_active_runs=1)
+    slot = await limits.take_active_run("alice")
+    limits.release_active_run("alice", slot)
+    assert await limits.active_runs("alice") == 0
+
+
+async def test_the_statistics_count_every_owners_slots() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=2)
+    await limits.take_stream("alice")
+    await limits.take_stream(None)
+    await limits.take_active_run("bob")
+    stats = limits.statistics()
+    assert stats == MemoryQuotaStatistics(open_streams=2, active_runs=1)
+    assert stats.to_dict() == {"open_streams": 2, "active_runs": 1}
+
+
+async def test_the_memory_store_enters_and_exits_without_giving_back_anything() -> None:
+    limits = MemoryQuotas(runs_per_minute=60, max_streams=1)
+    async with limits as entered:
+        await entered.take_stream("alice")
+    assert await limits.open_streams("alice") == 1

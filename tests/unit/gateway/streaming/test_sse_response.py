@@ -11,6 +11,7 @@ from starlette.types import Message
 from gateway.streaming.sse import EventStreamResponse, OpenStreams
 from streams.connection import Connection
 from streams.dialects.native import SSE_PING, encode_sse_batch
+from streams.directory import LocalRunDirectory
 from streams.events import EventType
 from streams.log import MemoryEventLog
 from streams.reader import RunReader
@@ -47,7 +48,10 @@ class Client:
 
 def respond(manager: RunManager, run: Run, client: Client) -> asyncio.Task[None]:
     response = EventStreamResponse(
-        RunReader(manager, run), heartbeat=60, send_timeout=5, streams=OpenStreams()
+        RunReader(LocalRunDirectory(manager), run),
+        heartbeat=60,
+        send_timeout=5,
+        streams=OpenStreams(),
     )
     scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
     return asyncio.create_task(response(scope, client.receive, client.send))

@@ -18,7 +18,7 @@ async def test_a_run_cancelled_while_still_queued_ends_with_run_cancelled(
 ) -> None:
     run = manager.start(run_spec("hello", []), Connection("c"), default_on_disconnect="continue")
     assert run.status is RunStatus.QUEUED
-    manager.cancel(run.id, "changed my mind")
+    manager.cancel(run.id, "changed my mind", None)
     await run.wait()
     events = await all_events(manager, run.id)
     assert [e.type.value for e in events] == ["run.cancelled"]
@@ -31,18 +31,18 @@ async def test_cancelling_a_finished_run_raises_run_finished(manager: RunManager
     run = manager.start(run_spec("hello", []), Connection("c"), default_on_disconnect="continue")
     await run.wait()
     with pytest.raises(RunFinishedError):
-        manager.cancel(run.id, "too late")
+        manager.cancel(run.id, "too late", None)
 
 
 async def test_a_finished_run_expires_after_its_ttl(manager: RunManager) -> None:
     run = manager.start(run_spec("hello", []), Connection("c"), default_on_disconnect="continue")
     await run.wait()
-    assert manager.get(run.id) is run
+    assert manager.get(run.id, None) is run
     async with asyncio.timeout(5):
         while manager.statistics().retained_runs:  # noqa: ASYNC110 (the sweeper's work)
             await asyncio.sleep(0.01)
     with pytest.raises(NotFoundError):
-        manager.get(run.id)
+        manager.get(run.id, None)
 
 
 async def test_after_close_no_run_starts_and_running_ones_are_cancelled(
