@@ -22,7 +22,7 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.admission import check_arguments_size, check_json_input, start_run
-from gateway.auth import AuthenticationError, Principal, key_from_headers
+from gateway.auth import Principal, key_from_headers
 from gateway.faces.ws_protocol import (
     Authenticate,
     CancelRun,
@@ -39,7 +39,7 @@ from gateway.state import GatewayState, StreamSlot
 from gateway.streaming.handoff import handoff_of
 from streams.connection import Connection
 from streams.dialects.native import encode_ws_ack, encode_ws_error, encode_ws_event
-from streams.errors import GatewayError, InvalidRequestError
+from streams.errors import AuthenticationError, GatewayError, InvalidRequestError
 from streams.events import dumps
 from streams.reader import RunReader
 from streams.runs import Run

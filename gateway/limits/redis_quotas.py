@@ -28,9 +28,9 @@ from urllib.parse import quote
 import redis.asyncio
 import redis.exceptions
 
-from gateway.limits.quotas import RateLimitedError, active_runs_exceeded
+from gateway.limits.quotas import active_runs_exceeded
 from streams.cluster.log import raise_if_cancelling
-from streams.errors import LimitExceededError, StoreUnavailableError
+from streams.errors import LimitExceededError, RateLimitedError, StoreUnavailableError
 
 logger = logging.getLogger("gateway.quotas")
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.limits.quotas import KeyQuotas, RateLimitedError, TokenBucket
-from streams.errors import LimitExceededError
+from gateway.limits.quotas import KeyQuotas, TokenBucket
+from streams.errors import LimitExceededError, RateLimitedError
 
 
 class FakeClock:
