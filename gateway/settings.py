@@ -24,6 +24,7 @@ from gateway.transport.hosts import allowed_host_pattern
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterSettings
+from streams.connection import Connection
 from streams.log import Retention
 from streams.runs import RunLimits
 from streams.upstream.client import RetryPolicy, Route, Timeouts
@@ -276,8 +277,8 @@ class Settings(BaseSettings):
     )
 
     # concurrency limits
-    max_producers_per_connection: int = Field(8, ge=1)
-    max_runs_per_connection: int = Field(32, ge=1)
+    max_producers_per_connection: int = Field(engine_default(Connection, "max_producers"), ge=1)
+    max_runs_per_connection: int = Field(engine_default(Connection, "max_runs"), ge=1)
     max_active_runs: int = Field(engine_default(RunLimits, "max_active_runs"), ge=1)
 
     # producers

@@ -15,6 +15,7 @@ from gateway.transport.connections import ConnectionPolicy
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterSettings
+from streams.connection import Connection
 from streams.log import Retention
 from streams.runs import RunLimits
 from streams.upstream.client import RetryPolicy, Route, Timeouts
@@ -31,6 +32,8 @@ MIRRORED: dict[str, tuple[Any, str]] = {
     "retention_max_bytes": (Retention, "max_bytes"),
     "retention_ttl": (Retention, "ttl"),
     "max_active_runs_per_key": (KeyQuotas, "max_active_runs"),
+    "max_producers_per_connection": (Connection, "max_producers"),
+    "max_runs_per_connection": (Connection, "max_runs"),
     "max_connections": (ConnectionPolicy, "max_connections"),
     "first_byte_timeout": (ConnectionPolicy, "first_byte_timeout"),
     "header_timeout": (ConnectionPolicy, "header_timeout"),
