@@ -9,10 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.auth import Principal
-from gateway.errors import BodyTooLargeError
 from gateway.state import GatewayState
 from streams.connection import Connection
-from streams.errors import InvalidRequestError
+from streams.errors import BodyTooLargeError, InvalidRequestError
 from streams.events import dumps
 from streams.runs.run import Run
 from streams.spec import OnDisconnect, ParallelModelCall, ParallelToolCall, RunSpec

@@ -25,6 +25,7 @@ from gateway.limits.quotas import MemoryQuotas, Quotas
 from gateway.limits.redis_quotas import RedisQuotas
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.streaming.disconnect import FOREIGN_HOST
 from gateway.streaming.handoff import HandoffLayer
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.telemetry.request_context import RequestContext
@@ -271,7 +272,7 @@ def _count_refused_websocket(app: FastAPI) -> None:
     """A handshake refused for its ``Host`` counts as the origin check's refusals do."""
     state: GatewayState | None = getattr(app.state, "gateway", None)
     if state is not None:
-        state.record_close("ws", "forbidden")
+        state.record_close("ws", FOREIGN_HOST.label)
 
 
 async def _drain_on_shutdown(state: GatewayState) -> None:

@@ -19,15 +19,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from streams.errors import GatewayError
+from streams.errors import AuthenticationError
 
 HASH_PREFIX = "sha256:"
-
-
-class AuthenticationError(GatewayError):
-    """No valid credentials (HTTP 401)."""
-
-    code = "unauthorized"
 
 
 def hash_key(key: str) -> str:

@@ -14,9 +14,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from gateway.auth import AuthenticationError
 from gateway.responses import JSONResponse
 from streams.errors import (
+    AuthenticationError,
+    BodyTooLargeError,
     CircuitOpenError,
     GatewayError,
     InvalidRequestError,
@@ -30,10 +31,6 @@ from streams.errors import (
     UpstreamTimeoutError,
 )
 from streams.events import dumps
-
-
-class BodyTooLargeError(GatewayError):
-    code = "body_too_large"
 
 
 class ErrorDetail(BaseModel):

@@ -18,10 +18,18 @@ from pydantic_settings import (
 )
 
 from gateway.auth import KeyRing
+from gateway.engine_defaults import engine_default
+from gateway.limits.quotas import MemoryQuotas
+from gateway.transport.connections import ConnectionPolicy
 from gateway.transport.hosts import allowed_host_pattern
+from streams.builtin.demo import DemoModel
+from streams.builtin.tools import builtin_tools
+from streams.cluster.backend import ClusterSettings
+from streams.connection import Connection
+from streams.log import Retention
+from streams.runs.limits import RunLimits
 from streams.upstream.registry import DEFAULT_PROVIDER, PROVIDERS, known_providers
 from streams.upstream.route import RetryPolicy, Route, Timeouts
-from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
 
 
 class RouteSettings(BaseModel):
@@ -39,26 +47,26 @@ class RouteSettings(BaseModel):
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the API key"
     )
-    connect_timeout: float = Field(10.0, gt=0)
-    first_token_timeout: float = Field(60.0, gt=0)
-    idle_timeout: float = Field(60.0, gt=0)
-    total_timeout: float = Field(600.0, gt=0)
-    max_attempts: int = Field(3, ge=1, le=10)
-    retry_base_delay: float = Field(0.5, ge=0)
-    retry_max_delay: float = Field(8.0, ge=0)
-    max_in_flight: int = Field(16, ge=1)
-    failure_threshold: int = Field(5, ge=1)
-    reset_timeout: float = Field(30.0, gt=0)
-    max_tokens: int = Field(4096, ge=1)
+    connect_timeout: float = Field(engine_default(Timeouts, "connect"), gt=0)
+    first_token_timeout: float = Field(engine_default(Timeouts, "first_token"), gt=0)
+    idle_timeout: float = Field(engine_default(Timeouts, "idle"), gt=0)
+    total_timeout: float = Field(engine_default(Timeouts, "total"), gt=0)
+    max_attempts: int = Field(engine_default(RetryPolicy, "max_attempts"), ge=1, le=10)
+    retry_base_delay: float = Field(engine_default(RetryPolicy, "base_delay"), ge=0)
+    retry_max_delay: float = Field(engine_default(RetryPolicy, "max_delay"), ge=0)
+    max_in_flight: int = Field(engine_default(Route, "max_in_flight"), ge=1)
+    failure_threshold: int = Field(engine_default(Route, "failure_threshold"), ge=1)
+    reset_timeout: float = Field(engine_default(Route, "reset_timeout"), gt=0)
+    max_tokens: int = Field(engine_default(Route, "max_tokens"), ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     max_sse_line_bytes: int = Field(
-        MAX_LINE_BYTES,
+        engine_default(Route, "max_sse_line_bytes"),
         ge=1024,
         description="A longer line in the upstream's event stream fails the step "
         "(upstream_protocol)",
     )
     max_sse_event_bytes: int = Field(
-        MAX_EVENT_BYTES,
+        engine_default(Route, "max_sse_event_bytes"),
         ge=1024,
         description="A message with more data in the upstream's event stream fails the step "
         "(upstream_protocol)",
@@ -133,7 +141,7 @@ class Settings(BaseSettings):
     )
     max_metadata_bytes: int = Field(16 * 1024, ge=64, description="Largest run metadata, as JSON")
     max_tool_arguments_bytes: int = Field(
-        64 * 1024,
+        engine_default(RunLimits, "max_tool_arguments_bytes"),
         ge=64,
         description="Largest tool arguments (given in a spec, or streamed by a model for one "
         "call) or client tool result, as JSON",
@@ -141,10 +149,15 @@ class Settings(BaseSettings):
 
     # what one model step may produce (past it, the step fails: upstream_output_limit)
     max_tool_calls_per_step: int = Field(
-        64, ge=1, le=1024, description="Tool calls one model step may start"
+        engine_default(RunLimits, "max_tool_calls_per_step"),
+        ge=1,
+        le=1024,
+        description="Tool calls one model step may start",
     )
     max_step_text_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Text one model step may stream, in UTF-8 bytes"
+        engine_default(RunLimits, "max_step_text_bytes"),
+        ge=1024,
+        description="Text one model step may stream, in UTF-8 bytes",
     )
 
     # security
@@ -175,7 +188,7 @@ class Settings(BaseSettings):
     runs_per_key_per_minute: float = Field(120.0, gt=0)
     max_streams_per_key: int = Field(200, ge=1, description="Open SSE streams + WS sessions")
     max_active_runs_per_key: int = Field(
-        200,
+        engine_default(MemoryQuotas, "max_active_runs"),
         ge=1,
         description="Runs queued or running at once per key (with Redis: on all instances), "
         "detached ones included",
@@ -201,29 +214,39 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20.0, gt=0)
     ws_max_message_bytes: int = Field(1024 * 1024, ge=1024)
     ws_close_timeout: float = Field(
-        5.0, gt=0, description="Seconds a close frame may wait behind unread data"
+        engine_default(ConnectionPolicy, "ws_close_timeout"),
+        gt=0,
+        description="Seconds a close frame may wait behind unread data",
     )
 
     # connections (gateway.connections)
     max_connections: int = Field(
-        10_000,
+        engine_default(ConnectionPolicy, "max_connections"),
         ge=1,
         description="Open connections past which a new one is answered 503 and closed",
     )
     first_byte_timeout: float = Field(
-        10.0, gt=0, description="Seconds a new connection may take to begin its request"
+        engine_default(ConnectionPolicy, "first_byte_timeout"),
+        gt=0,
+        description="Seconds a new connection may take to begin its request",
     )
     header_timeout: float = Field(
-        10.0, gt=0, description="Seconds a request head may take from its first byte"
+        engine_default(ConnectionPolicy, "header_timeout"),
+        gt=0,
+        description="Seconds a request head may take from its first byte",
     )
     body_timeout: float = Field(
-        30.0, gt=0, description="Seconds a request body may take from the end of its head"
+        engine_default(ConnectionPolicy, "body_timeout"),
+        gt=0,
+        description="Seconds a request body may take from the end of its head",
     )
     keep_alive_timeout: float = Field(
-        5.0, gt=0, description="Seconds an idle connection is kept between requests"
+        engine_default(ConnectionPolicy, "keep_alive_timeout"),
+        gt=0,
+        description="Seconds an idle connection is kept between requests",
     )
     close_linger: float = Field(
-        2.0,
+        engine_default(ConnectionPolicy, "close_linger"),
         gt=0,
         description="Seconds a closed connection may take to deliver what is buffered "
         "before it is reset (RST): a peer that stopped reading is really gone",
@@ -238,36 +261,53 @@ class Settings(BaseSettings):
     instance_id: str | None = Field(
         default=None, description="This instance's name in Redis (default: host-pid-random)"
     )
-    redis_prefix: str = Field("gw:", description="Prefix of every Redis key the gateway uses")
+    redis_prefix: str = Field(
+        engine_default(ClusterSettings, "prefix"),
+        description="Prefix of every Redis key the gateway uses",
+    )
     lease_ttl: float = Field(
-        10.0, gt=0, description="Seconds until the runs of an instance that stopped are failed"
+        engine_default(ClusterSettings, "lease_ttl"),
+        gt=0,
+        description="Seconds until the runs of an instance that stopped are failed",
     )
     redis_outage_grace: float = Field(
-        3.0, ge=0, description="Seconds Redis may not answer before this instance's runs end"
+        engine_default(ClusterSettings, "outage_grace"),
+        ge=0,
+        description="Seconds Redis may not answer before this instance's runs end",
     )
-    redis_timeout: float = Field(2.0, gt=0, description="Bound on one Redis call")
+    redis_timeout: float = Field(
+        engine_default(ClusterSettings, "timeout"), gt=0, description="Bound on one Redis call"
+    )
     redis_max_blocking_reads: int = Field(
-        1000,
+        engine_default(ClusterSettings, "max_blocking_reads"),
         ge=1,
         description="Readers of other instances' runs waiting on Redis at once (one "
         "connection each, in a pool of their own)",
     )
 
     # event log retention
-    retention_max_events: int = Field(10_000, ge=1)
-    retention_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    retention_ttl: float = Field(600.0, ge=0, description="Seconds a finished run stays readable")
+    retention_max_events: int = Field(engine_default(Retention, "max_events"), ge=1)
+    retention_max_bytes: int = Field(engine_default(Retention, "max_bytes"), ge=1024)
+    retention_ttl: float = Field(
+        engine_default(Retention, "ttl"), ge=0, description="Seconds a finished run stays readable"
+    )
 
     # concurrency limits
-    max_producers_per_connection: int = Field(8, ge=1)
-    max_runs_per_connection: int = Field(32, ge=1)
-    max_active_runs: int = Field(1000, ge=1)
+    max_producers_per_connection: int = Field(engine_default(Connection, "max_producers"), ge=1)
+    max_runs_per_connection: int = Field(engine_default(Connection, "max_runs"), ge=1)
+    max_active_runs: int = Field(engine_default(RunLimits, "max_active_runs"), ge=1)
 
     # producers
-    tool_timeout: float = Field(60.0, gt=0)
-    client_tool_timeout: float = Field(120.0, gt=0)
-    demo_token_delay: float = Field(0.03, ge=0, description="Seconds between demo tokens")
-    countdown_interval: float = Field(0.5, ge=0, description="Default seconds per tick")
+    tool_timeout: float = Field(engine_default(RunLimits, "tool_timeout"), gt=0)
+    client_tool_timeout: float = Field(engine_default(RunLimits, "client_tool_timeout"), gt=0)
+    demo_token_delay: float = Field(
+        engine_default(DemoModel, "token_delay"), ge=0, description="Seconds between demo tokens"
+    )
+    countdown_interval: float = Field(
+        engine_default(builtin_tools, "countdown_interval"),
+        ge=0,
+        description="Default seconds per tick",
+    )
 
     tools: list[str] | None = Field(
         default=None, description="The built-in tools to offer (default: all of them)"

@@ -1,7 +1,40 @@
-"""The gateway's exception tree. Everything the engine raises on purpose derives from
-:class:`GatewayError`; the HTTP layer maps each to a status code and an error ``code``.
+"""The gateway's one exception tree. Everything the engine or the gateway raises on purpose
+derives from :class:`GatewayError`: a wire ``code`` and a message, nothing about HTTP. The
+gateway maps each to an HTTP status at its one boundary (:mod:`gateway.errors`); a stream
+ends with the same ``code`` in its error event or message.
 
-Names follow the state of the resource: closed, busy, not found, invalid.
+Names follow the state of the resource (closed, finished, busy, not found, invalid). Every
+leaf is drawn here, and only here (a test walks the packages and holds the two to each
+other)::
+
+    GatewayError
+    ├── InvalidRequestError
+    ├── AuthenticationError
+    ├── NotFoundError
+    │   └── ModelNotFoundError
+    ├── BodyTooLargeError
+    ├── LimitExceededError
+    │   └── RateLimitedError
+    ├── RunFinishedError
+    ├── LogClosedError
+    ├── LogTakenOverError
+    ├── ShuttingDownError
+    ├── StoreUnavailableError
+    ├── ToolError
+    │   └── ToolTimeoutError
+    └── UpstreamError
+        ├── UpstreamUnavailableError
+        ├── UpstreamStatusError
+        ├── UpstreamTimeoutError
+        ├── UpstreamProtocolError
+        ├── UpstreamStreamError
+        ├── ModelOutputLimitError
+        └── CircuitOpenError
+
+Not in the tree, on purpose: errors that never leave the module that raises them
+(``SSELimitError`` of the upstream event-stream decoder, which its caller turns into an
+:class:`UpstreamProtocolError`; the calculator tool's ``CalculatorError``, whose message is
+the tool's result).
 """
 
 from __future__ import annotations
@@ -19,6 +52,12 @@ class InvalidRequestError(GatewayError):
     code = "invalid_request"
 
 
+class AuthenticationError(GatewayError):
+    """No valid credentials: a key missing, unknown or not accepted (HTTP 401)."""
+
+    code = "unauthorized"
+
+
 class NotFoundError(GatewayError):
     """No such run (or one the caller may not see)."""
 
@@ -31,10 +70,27 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class BodyTooLargeError(GatewayError):
+    """A request body, or a part of it (metadata, tool arguments), is larger than the
+    gateway's limits."""
+
+    code = "body_too_large"
+
+
 class LimitExceededError(GatewayError):
     """A concurrency limit is reached: too many active runs, globally or per connection."""
 
     code = "limit_exceeded"
+
+
+class RateLimitedError(LimitExceededError):
+    """Too many requests in a time window; ``retry_after`` says when one more fits."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RunFinishedError(GatewayError):
@@ -56,6 +112,8 @@ class ToolError(GatewayError):
 
 
 class ToolTimeoutError(ToolError):
+    """A tool took longer than its timeout."""
+
     code = "tool_timeout"
 
 

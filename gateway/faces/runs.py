@@ -11,13 +11,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.admission import start_run as admit
-from gateway.auth import AuthenticationError, Principal, key_from_headers
+from gateway.auth import Principal, key_from_headers
 from gateway.deps import connection, gateway, principal, principal_of
 from gateway.errors import RUN_FINISHED_RESPONSE
 from gateway.faces.agui import agui_events
 from gateway.responses import JSONResponse
 from gateway.streaming.run_stream import cursor_from, event_stream, read_to_the_end, start_streamed
-from streams.errors import InvalidRequestError
+from streams.errors import AuthenticationError, InvalidRequestError
 from streams.spec import RunSpec
 from streams.view import RunView
 

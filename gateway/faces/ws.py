@@ -4,7 +4,8 @@ A session is one task group: the command loop and one forwarding task per subscr
 Every send goes through one lock with a timeout; a peer that cannot keep up is closed with
 1013 ("try again later") and may resume each run from its cursor. A bad command gets an
 error message and the session goes on. The accepted session runs after the middleware
-stack has unwound (:mod:`gateway.handoff`).
+stack has unwound (:mod:`gateway.handoff`). Every close code and its reason text come from
+the table shared with SSE (:mod:`gateway.streaming.disconnect`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.admission import check_arguments_size, check_json_input, start_run
-from gateway.auth import AuthenticationError, Principal, key_from_headers
+from gateway.auth import Principal, key_from_headers
 from gateway.faces.ws_protocol import (
     Authenticate,
     CancelRun,
@@ -36,20 +37,26 @@ from gateway.faces.ws_protocol import (
 )
 from gateway.limits.quotas import TokenBucket
 from gateway.state import GatewayState, StreamSlot
+from gateway.streaming.disconnect import (
+    AUTH_FAILURES,
+    CLIENT,
+    FOREIGN_ORIGIN,
+    REFUSED,
+    SHUTDOWN,
+    SLOW,
+    UNAUTHORIZED,
+    Disconnect,
+)
 from gateway.streaming.handoff import handoff_of
 from streams.connection import Connection
 from streams.dialects.native import encode_ws_ack, encode_ws_error, encode_ws_event
-from streams.errors import GatewayError, InvalidRequestError
+from streams.errors import AuthenticationError, GatewayError, InvalidRequestError
 from streams.events import dumps
 from streams.reader import RunReader
 from streams.view import RunView
 
 logger = logging.getLogger("gateway.ws")
 
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
 MAX_AUTH_FAILURES = 3
 
 
@@ -70,7 +77,9 @@ class WebSocketSession:
         self._send_lock = asyncio.Lock()
         self._group: asyncio.TaskGroup | None = None
         self._command_task: asyncio.Task[None] | None = None
-        self.close_code: int | None = None
+        # Why the session ends (None: not decided yet, the peer's own close at the end) and
+        # the close frame's reason text.
+        self.disconnect: Disconnect | None = None
         self.close_reason = ""
         self.principal: Principal | None = None  # None until authenticated
         self._auth_failures = 0
@@ -85,8 +94,8 @@ class WebSocketSession:
         """The handshake: accepted, or refused (HTTP 403) for a page of another origin."""
         if not origin_allowed(self.websocket, self.state.settings.cors_origins):
             # Before accepting: the handshake is refused (HTTP 403), no session exists.
-            await self.websocket.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
-            self.state.record_close("ws", "forbidden")
+            await self.websocket.close(FOREIGN_ORIGIN.ws_close_code, FOREIGN_ORIGIN.ws_reason_for())
+            self.state.record_close("ws", FOREIGN_ORIGIN.label)
             return False
         await self.websocket.accept()
         return True
@@ -110,10 +119,10 @@ class WebSocketSession:
             if presented is not None or not self.state.keys.enabled:
                 await self._authenticate(presented)
         except AuthenticationError as exc:
-            await self._send_error_and_close(exc, CLOSE_UNAUTHORIZED, "unauthorized")
+            await self._send_error_and_close(exc, UNAUTHORIZED)
             return
         except GatewayError as exc:  # the key's stream limit, or the shared store is gone
-            await self._send_error_and_close(exc, CLOSE_TRY_AGAIN_LATER, "refused")
+            await self._send_error_and_close(exc, REFUSED)
             return
         # Stopped with the app's other streams once the gateway has drained (1012).
         key = self.state.ws_sessions.add(self._shut_down)
@@ -130,12 +139,7 @@ class WebSocketSession:
                 self._detach(reader)
             if self._slot is not None:
                 await self._slot.release()
-            reason = {
-                CLOSE_TRY_AGAIN_LATER: "slow",
-                CLOSE_SERVICE_RESTART: "shutdown",
-                CLOSE_UNAUTHORIZED: "unauthorized",
-            }
-            self.state.record_close("ws", reason.get(self.close_code or 0, "client"))
+            self.state.record_close("ws", (self.disconnect or CLIENT).label)
             await self._close()
 
     async def _authenticate(self, key: str | None) -> None:
@@ -146,28 +150,29 @@ class WebSocketSession:
         self._slot = slot
         self.principal = principal
 
-    async def _send_error_and_close(self, exc: GatewayError, code: int, reason: str) -> None:
+    async def _send_error_and_close(self, exc: GatewayError, disconnect: Disconnect) -> None:
         with contextlib.suppress(_SessionClosed):
             await self._send(encode_ws_error(None, exc.code, str(exc)))
-        self.close_code, self.close_reason = code, exc.code
-        self.state.record_close("ws", reason)
+        self.disconnect, self.close_reason = disconnect, disconnect.ws_reason_for(exc.code)
+        self.state.record_close("ws", disconnect.label)
         await self._close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._group is not None
         return self._group.create_task(coro)
 
-    def _stop(self, code: int | None = None, reason: str = "") -> None:
-        """End the session: cancel the command loop and every subscription."""
-        if self.close_code is None and code is not None:
-            self.close_code, self.close_reason = code, reason
+    def _stop(self, disconnect: Disconnect | None = None) -> None:
+        """End the session: cancel the command loop and every subscription. The first
+        ``disconnect`` given is the one the close says."""
+        if self.disconnect is None and disconnect is not None:
+            self.disconnect, self.close_reason = disconnect, disconnect.ws_reason_for()
         current = asyncio.current_task()
         for task in [self._command_task, *self.subscriptions.values()]:
             if task is not None and task is not current:
                 task.cancel()
 
     def _shut_down(self) -> None:
-        self._stop(CLOSE_SERVICE_RESTART, "the gateway is restarting")
+        self._stop(SHUTDOWN)
 
     async def _close(self) -> None:
         if self.websocket.application_state != WebSocketState.CONNECTED:
@@ -179,7 +184,8 @@ class WebSocketSession:
         timeout = self.state.settings.ws_close_timeout
         try:
             async with asyncio.timeout(timeout):
-                await self.websocket.close(self.close_code or 1000, self.close_reason)
+                code = (self.disconnect or CLIENT).ws_close_code
+                await self.websocket.close(code, self.close_reason)
         except (TimeoutError, OSError, RuntimeError):
             pass
 
@@ -190,7 +196,7 @@ class WebSocketSession:
                     await self.websocket.send_text(text)
             except TimeoutError:
                 logger.info("closing slow WebSocket reader %s", self.websocket.client)
-                self._stop(CLOSE_TRY_AGAIN_LATER, "slow reader: resume with subscribe/after")
+                self._stop(SLOW)
                 raise _SessionClosed from None
             except (OSError, RuntimeError, WebSocketDisconnect) as exc:
                 self._stop()
@@ -236,7 +242,7 @@ class WebSocketSession:
                     )
                     continue
                 await self._handle(text)
-                if self.close_code is not None:  # a command ended the session
+                if self.disconnect is not None:  # a command ended the session
                     break
         except _SessionClosed:
             pass
@@ -311,7 +317,7 @@ class WebSocketSession:
         except AuthenticationError:
             self._auth_failures += 1
             if self._auth_failures >= MAX_AUTH_FAILURES:
-                self._stop(CLOSE_UNAUTHORIZED, "too many failed authentications")
+                self._stop(AUTH_FAILURES)
             raise
         await self._send(encode_ws_ack(command.id, command="auth"))
 

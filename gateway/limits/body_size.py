@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import BodyTooLargeError, error_body, send_error_body
+from gateway.errors import error_body, send_error_body
+from streams.errors import BodyTooLargeError
 
 
 class BodySizeLimit:

@@ -19,17 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from streams.errors import LimitExceededError
-
-
-class RateLimitedError(LimitExceededError):
-    """Too many requests in a time window; ``retry_after`` says when one more fits."""
-
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+from streams.errors import LimitExceededError, RateLimitedError
 
 
 @dataclass(slots=True)

@@ -31,10 +31,10 @@ from urllib.parse import quote
 import redis.asyncio
 import redis.exceptions
 
-from gateway.limits.quotas import RateLimitedError, Slot, active_runs_exceeded
+from gateway.limits.quotas import Slot, active_runs_exceeded
 from streams.cleanup import Cleanups
 from streams.cluster.log import raise_if_cancelling
-from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
+from streams.errors import GatewayError, LimitExceededError, RateLimitedError, StoreUnavailableError
 
 logger = logging.getLogger("gateway.quotas")
 

@@ -2,12 +2,12 @@
 
 One task group per streamed response, in the shape of sse-starlette and Starlette's
 ``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle) and a
-*disconnect listener*. The first to finish cancels the other, and its reason (``done``,
-``client``, ``slow``, ``error``) is recorded.
+*disconnect listener*. The first to finish cancels the other, and its reason (a row of
+:mod:`gateway.streaming.disconnect`: ``DONE``, ``CLIENT``, ``SLOW``, ``ERROR``) is recorded.
 
 Shutdown comes in from the app, never a global: :class:`OpenStreams` holds a way to stop
 each open stream, and the app, once it has drained (its runs have ended), gives the streams
-a grace period to deliver the last events and stops them all (reason ``shutdown``). One
+a grace period to deliver the last events and stops them all (``SHUTDOWN``). One
 list for the app instead of a watcher task per stream: an idle stream costs less.
 """
 
@@ -18,12 +18,13 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import error_response
+from gateway.streaming.disconnect import CLIENT, DONE, ERROR, SHUTDOWN, SLOW, Disconnect
 from gateway.streaming.handoff import handoff_of
 from gateway.transport.connections import GuardedTransport, connection_of
 from streams.dialects.native import SSE_PING, encode_sse_batch, encode_stream_error
@@ -33,8 +34,6 @@ from streams.reader import RunReader
 from streams.watchdog import Watchdog
 
 logger = logging.getLogger("gateway.sse")
-
-CloseReason = Literal["done", "client", "slow", "shutdown", "error"]
 
 SSE_RAW_HEADERS = (
     (b"cache-control", b"no-store"),
@@ -99,7 +98,7 @@ class EventStreamResponse(Response):
         send_timeout: float,
         streams: OpenStreams,
         headers: dict[str, str] | None = None,
-        on_close: Callable[[CloseReason], None] | None = None,
+        on_close: Callable[[str], None] | None = None,
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
         slot: Slot | None = None,
         on_sent: Callable[[int], None] | None = None,
@@ -118,12 +117,12 @@ class EventStreamResponse(Response):
         self.streams = streams
         self.on_close = on_close
         self.encode = encode  # the dialect: native frames, OpenAI chunks, AG-UI events
-        self.close_reason: CloseReason | None = None
+        self.close_reason: Disconnect | None = None
         # A quota slot (the caller's open streams) held while the stream is open: taken
         # here unless the caller took it already, and given back on every way it ends.
         self.slot = slot
         self.on_sent = on_sent  # counts events sent (metrics)
-        self._pump_task: asyncio.Task[CloseReason] | None = None
+        self._pump_task: asyncio.Task[Disconnect] | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._complete = False  # the body's last byte was sent
         self._connection: GuardedTransport | None = None
@@ -175,7 +174,7 @@ class EventStreamResponse(Response):
             finally:
                 await self.abandon()
         if self.on_close is not None and self.close_reason is not None:
-            self.on_close(self.close_reason)
+            self.on_close(self.close_reason.label)
 
     async def _end_connection(self) -> None:
         """The body ended unfinished (a slow reader, shutdown): end the connection too, for
@@ -195,22 +194,22 @@ class EventStreamResponse(Response):
 
     # The first of pump and listener to finish stops the other; the first reason stays.
 
-    def _stop(self, reason: CloseReason) -> None:
+    def _stop(self, reason: Disconnect) -> None:
         if self.close_reason is None:
             self.close_reason = reason
         for task in (self._pump_task, self._listener_task):
             if task is not None:
                 task.cancel()
 
-    def _pump_done(self, task: asyncio.Task[CloseReason]) -> None:
+    def _pump_done(self, task: asyncio.Task[Disconnect]) -> None:
         failed = task.cancelled() or task.exception() is not None
-        self._stop("done" if failed else task.result())
+        self._stop(DONE if failed else task.result())
 
     def _listener_done(self, task: asyncio.Task[None]) -> None:
-        self._stop("client")
+        self._stop(CLIENT)
 
     def _shut_down(self) -> None:
-        self._stop("shutdown")
+        self._stop(SHUTDOWN)
 
     async def _send(
         self, watchdog: Watchdog, send: Send, body: bytes, more_body: bool = True
@@ -220,7 +219,7 @@ class EventStreamResponse(Response):
         if not more_body:
             self._complete = True
 
-    async def _pump(self, send: Send) -> CloseReason:
+    async def _pump(self, send: Send) -> Disconnect:
         # One timer for every send of the stream, not one armed and cancelled per send.
         watchdog = Watchdog()
         try:
@@ -231,16 +230,16 @@ class EventStreamResponse(Response):
                 if self.close_reason is not None:  # (stopped, should a cancel have been lost)
                     return self.close_reason
                 done = await self._deliver_next(watchdog, send, self.heartbeat)
-            return "done"
+            return DONE
         except TimeoutError:
             logger.info(
                 "disconnecting slow SSE reader of run %s at seq %s",
                 self.reader.run.id,
                 self.reader.cursor,
             )
-            return "slow"
+            return SLOW
         except OSError:  # the client went away while we were sending
-            return "client"
+            return CLIENT
         except GatewayError as exc:
             # The run's log cannot be read (the shared store is gone): say so, typed, and
             # end; the client resumes from the last id it has once the store is back.
@@ -249,7 +248,7 @@ class EventStreamResponse(Response):
                 await self._send(
                     watchdog, send, encode_stream_error(exc.code, str(exc)), more_body=False
                 )
-            return "error"
+            return ERROR
         finally:
             watchdog.close()
 

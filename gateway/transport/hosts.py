@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import error_body, send_error_body
+from gateway.streaming.disconnect import FOREIGN_HOST
 
 logger = logging.getLogger("gateway.hosts")
 
@@ -176,7 +177,13 @@ class HostCheck:
         logger.info("refused a %s request for host %r", scope["type"], shown)
         if scope["type"] == "websocket":
             # Before websocket.accept: the server answers the handshake with HTTP 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": FOREIGN_HOST.ws_close_code,
+                    "reason": FOREIGN_HOST.ws_reason_for(),
+                }
+            )
             if self.on_websocket_refused is not None:
                 self.on_websocket_refused()
             return

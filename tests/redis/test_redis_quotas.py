@@ -14,9 +14,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.limits.quotas import RateLimitedError
 from gateway.limits.redis_quotas import RedisQuotas
-from streams.errors import LimitExceededError, StoreUnavailableError
+from streams.errors import LimitExceededError, RateLimitedError, StoreUnavailableError
 from tests.redis_server import RedisServer
 
 PREFIX = "test:"

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from gateway.auth import (
     ANONYMOUS,
-    AuthenticationError,
     KeyRing,
     StreamTokens,
     hash_key,
     key_from_headers,
     new_key,
 )
+from streams.errors import AuthenticationError
 
 NOW = 1_700_000_000.0
 TTL = 300.0

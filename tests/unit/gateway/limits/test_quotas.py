@@ -11,10 +11,9 @@ from gateway.limits.quotas import (
     MemoryQuotas,
     MemoryQuotaStatistics,
     Quotas,
-    RateLimitedError,
     TokenBucket,
 )
-from streams.errors import LimitExceededError
+from streams.errors import LimitExceededError, RateLimitedError
 
 
 class FakeClock:
