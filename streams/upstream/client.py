@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
+from streams.cleanup import finish_shielded
 from streams.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -501,18 +502,9 @@ def _loop_time(monotonic_deadline: float) -> float:
 async def _close(response: httpx.Response) -> None:
     """Close the upstream response even while being cancelled: the upstream must see the
     disconnect now, not when the connection is collected."""
-    # Not asyncio.wait_for: on Python 3.11 it returns the result, swallowing a cancellation,
-    # when the inner future finishes at the moment the task is cancelled.
-    closing = asyncio.ensure_future(response.aclose())
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await asyncio.shield(closing)
-    except (TimeoutError, httpx.HTTPError, OSError):
-        pass
-    except asyncio.CancelledError:
-        # A cancel arrived during cleanup: the close goes on; let it finish (bounded) before
-        # passing the cancellation on.
-        with contextlib.suppress(TimeoutError, httpx.HTTPError, OSError, asyncio.CancelledError):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.shield(closing)
-        raise
+    await finish_shielded(
+        response.aclose(),
+        timeout=CLOSE_TIMEOUT,
+        name="close-upstream-response",
+        expected=(httpx.HTTPError, OSError),
+    )
