@@ -13,19 +13,14 @@ one lookup without that check, for callers that prove access otherwise (a stream
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.runs.manager import RunManager
 from streams.runs.run import Run
+from streams.statistics import StoreMetric, StoreStatistics
 from streams.view import ReaderCount, RunView
-
-
-class StoreStatistics(Protocol):
-    """A store's statistics record (a frozen dataclass), as ``/readyz`` renders it."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record's fields, in order, as JSON renders them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +29,9 @@ class LocalDirectoryStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         return {}
+
+    def metrics(self) -> Sequence[StoreMetric]:
+        return ()
 
 
 class RunDirectory(ReaderCount, Protocol):

@@ -15,11 +15,12 @@ import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 from streams.errors import LimitExceededError, RateLimitedError
+from streams.statistics import StoreMetric, StoreStatistics
 
 
 @dataclass(slots=True)
@@ -47,13 +48,6 @@ class TokenBucket:
 
 #: A slot taken from a quotas store, given back to the store that took it.
 Slot = str
-
-
-class QuotaStatistics(Protocol):
-    """A quotas store's statistics record (a frozen dataclass)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record's fields, as JSON renders them."""
 
 
 class Quotas(Protocol):
@@ -93,7 +87,7 @@ class Quotas(Protocol):
     async def active_runs(self, owner: str | None) -> int:
         """How many of ``owner``'s active-run slots are held now."""
 
-    def statistics(self) -> QuotaStatistics:
+    def statistics(self) -> StoreStatistics:
         """What the store reports about itself (read at scrape time: never waits)."""
 
 
@@ -106,6 +100,9 @@ class MemoryQuotaStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def metrics(self) -> Sequence[StoreMetric]:
+        return ()  # the process's own counts: the gateway's metrics show them already
 
 
 # The one slot id of the memory store: its slots are counts, not names.

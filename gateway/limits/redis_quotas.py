@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from gateway.limits.quotas import Slot, active_runs_exceeded
 from streams.cleanup import Cleanups
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, LimitExceededError, RateLimitedError, StoreUnavailableError
+from streams.statistics import StoreMetric
 
 logger = logging.getLogger("gateway.quotas")
 
@@ -412,3 +413,12 @@ class RedisQuotaStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def metrics(self) -> Sequence[StoreMetric]:
+        return (
+            StoreMetric(
+                "gateway_stream_slots_held",
+                "Per-key stream slots this instance holds in the shared store",
+                self.slots_held,
+            ),
+        )

@@ -17,10 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.limits.quotas import Quotas
-from gateway.limits.redis_quotas import RedisQuotaStatistics
 from gateway.telemetry.loop_histogram import LoopHistogram
 from gateway.transport.connections import ConnectionStats
-from streams.cluster.backend import ClusterStatistics
 from streams.directory import RunDirectory
 from streams.runs.manager import RunManager
 from streams.runs.run import Run
@@ -211,42 +209,7 @@ class _StateCollector(Collector):
         yield waits
         yield breaker
         yield in_flight
-        cluster = state.runs.statistics()
-        if isinstance(cluster, ClusterStatistics):  # the shared store's gauges, with Redis
-            yield GaugeMetricFamily(
-                "gateway_store_available",
-                "1 while the shared store (Redis) answers",
-                value=int(cluster.store_available),
-            )
-            yield GaugeMetricFamily(
-                "gateway_store_pending_events",
-                "Events appended but not yet written to the shared store",
-                value=cluster.pending_events,
-            )
-            yield CounterMetricFamily(
-                "gateway_store_written_events",
-                "Events written to the shared store",
-                value=cluster.written_events,
-            )
-            yield CounterMetricFamily(
-                "gateway_store_write_batches",
-                "Round trips that wrote events (several events each under load)",
-                value=cluster.write_batches,
-            )
-            yield CounterMetricFamily(
-                "gateway_lost_instance_runs_failed",
-                "Runs of lost instances this instance ended with run.failed",
-                value=cluster.lost_runs_failed,
-            )
-            yield CounterMetricFamily(
-                "gateway_cancels_forwarded",
-                "Cancels sent to the instance running the run",
-                value=cluster.cancels_forwarded,
-            )
-        quotas = state.quotas.statistics()
-        if isinstance(quotas, RedisQuotaStatistics):
-            yield GaugeMetricFamily(
-                "gateway_stream_slots_held",
-                "Per-key stream slots this instance holds in the shared store",
-                value=quotas.slots_held,
-            )
+        # The stores' own figures (with Redis: the shared store's; in memory: none).
+        for metric in (*state.runs.statistics().metrics(), *state.quotas.statistics().metrics()):
+            family = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+            yield family(metric.name, metric.documentation, value=metric.value)

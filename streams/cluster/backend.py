@@ -35,6 +35,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ from streams.log import EventLog, Retention
 from streams.runs.manager import RunManager
 from streams.runs.run import Run, RunStatus, is_run_id
 from streams.spec import OnDisconnect, RunSpec
+from streams.statistics import StoreMetric
 from streams.view import RunView
 
 logger = logging.getLogger("streams.cluster")
@@ -666,6 +668,44 @@ class ClusterStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def metrics(self) -> Sequence[StoreMetric]:
+        return (
+            StoreMetric(
+                "gateway_store_available",
+                "1 while the shared store (Redis) answers",
+                int(self.store_available),
+            ),
+            StoreMetric(
+                "gateway_store_pending_events",
+                "Events appended but not yet written to the shared store",
+                self.pending_events,
+            ),
+            StoreMetric(
+                "gateway_store_written_events",
+                "Events written to the shared store",
+                self.written_events,
+                "counter",
+            ),
+            StoreMetric(
+                "gateway_store_write_batches",
+                "Round trips that wrote events (several events each under load)",
+                self.write_batches,
+                "counter",
+            ),
+            StoreMetric(
+                "gateway_lost_instance_runs_failed",
+                "Runs of lost instances this instance ended with run.failed",
+                self.lost_runs_failed,
+                "counter",
+            ),
+            StoreMetric(
+                "gateway_cancels_forwarded",
+                "Cancels sent to the instance running the run",
+                self.cancels_forwarded,
+                "counter",
+            ),
+        )
 
 
 def _registry_snapshot(run: Run) -> dict[str, Any]:
