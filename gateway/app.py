@@ -21,10 +21,9 @@ from gateway.auth import KeyRing, StreamTokens
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
 from gateway.faces import agui, console, openai_chat, runs, ws
 from gateway.limits.body_size import BodySizeLimit
-from gateway.limits.quotas import MemoryQuotas, Quotas
-from gateway.limits.redis_quotas import RedisQuotas
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.stores import stores_for
 from gateway.streaming.disconnect import FOREIGN_HOST
 from gateway.streaming.handoff import HandoffLayer
 from gateway.telemetry.metrics import GatewayMetrics
@@ -34,9 +33,7 @@ from gateway.transport.connections import ConnectionStats
 from gateway.transport.hosts import AllowedHosts, HostCheck
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
-from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
-from streams.directory import LocalRunDirectory, RunDirectory
-from streams.log import MemoryEventLog, Retention
+from streams.log import Retention
 from streams.models import ModelRegistry
 from streams.runs.limits import RunLimits
 from streams.runs.manager import RunManager
@@ -115,22 +112,7 @@ def create_app(
         secret = settings.stream_token_secret or secrets.token_hex(32)
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(UpstreamHTTP())
-            cluster: ClusterBackend | None = None
-            if settings.redis_url:
-                cluster = await stack.enter_async_context(
-                    ClusterBackend(
-                        ClusterSettings(
-                            url=settings.redis_url,
-                            instance=settings.instance_id or instance_id_default(),
-                            prefix=settings.redis_prefix,
-                            lease_ttl=settings.lease_ttl,
-                            outage_grace=settings.redis_outage_grace,
-                            timeout=settings.redis_timeout,
-                            max_blocking_reads=settings.redis_max_blocking_reads,
-                        ),
-                        limits.retention,
-                    )
-                )
+            stores = await stack.enter_async_context(stores_for(settings, limits.retention))
             manager = await stack.enter_async_context(
                 RunManager(
                     models=build_models(
@@ -145,29 +127,12 @@ def create_app(
                     limits=limits,
                     tracer=telemetry.tracer,
                     on_run_end=metrics.run_ended,
-                    log_factory=cluster.log_factory if cluster else MemoryEventLog,
+                    log_factory=stores.log_factory,
                 )
             )
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            # The stores: this process's by default, Redis's shared by every instance.
-            directory: RunDirectory = LocalRunDirectory(manager)
-            quotas: Quotas = MemoryQuotas(
-                runs_per_minute=settings.runs_per_key_per_minute,
-                max_streams=settings.max_streams_per_key,
-                max_active_runs=settings.max_active_runs_per_key,
-            )
-            if cluster is not None:
-                cluster.attach(manager)
-                directory = cluster
-                quotas = RedisQuotas(
-                    cluster.redis,
-                    prefix=settings.redis_prefix,
-                    runs_per_minute=settings.runs_per_key_per_minute,
-                    max_streams=settings.max_streams_per_key,
-                    max_active_runs=settings.max_active_runs_per_key,
-                    slot_ttl=settings.lease_ttl,
-                    instance_id=cluster.instance,
-                )
+            directory = stores.directory(manager)
+            quotas = stores.quotas()
             # Entered after the task group, so left before it: at shutdown the slots go
             # back (and stop being renewed) while the runs drain, as soon as draining starts.
             await stack.enter_async_context(quotas)
