@@ -40,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from streams.dialects.sse import data_frame
+
 
 class EventType(enum.StrEnum):
     RUN_STARTED = "run.started"
@@ -117,7 +119,8 @@ class Event:
     producer: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     json: bytes = b""
-    # Wire forms, each made at most once however many readers there are (see encoding.py).
+    # Wire forms, each made at most once however many readers there are (the native dialect
+    # sends these very bytes to every reader: streams/dialects/native.py).
     _sse: bytes | None = field(default=None, repr=False, compare=False)
     _text: str | None = field(default=None, repr=False, compare=False)
 
@@ -163,10 +166,10 @@ class Event:
         return self.type in TERMINAL_TYPES
 
     def sse_frame(self) -> bytes:
-        """``id: <seq>\ndata: <json>\n\n``, made once."""
+        """``id: <seq>\ndata: <json>\n\n``, made once (by the SSE framer)."""
         frame = self._sse
         if frame is None:
-            frame = b"id: %d\ndata: %s\n\n" % (self.seq, self.json)
+            frame = data_frame(self.json, self.seq)
             object.__setattr__(self, "_sse", frame)
         return frame
 

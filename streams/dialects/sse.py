@@ -1,0 +1,87 @@
+"""The one Server-Sent Events framer: fields in, the bytes of one frame out. Pure, no I/O.
+
+Every dialect frames through here, so the rules hold for all of them:
+
+* Lines end in LF only. AG-UI's client splits frames on ``\\n\\n``, and a CR would be taken
+  for a line end of its own by any other client.
+* Fields go out in one order: comment, ``id``, ``event``, ``data``, ``retry`` (the order of
+  ``sse_starlette``, whose frames the tests compare with these byte for byte).
+* ``data`` and ``comment`` may hold line breaks (CRLF, CR or LF, which SSE clients all take
+  for a line end): each line becomes its own ``data:`` / ``:`` line, so no text can end a
+  frame early or inject a field; the client joins ``data`` lines back with ``\\n``. Only
+  those three are line breaks here (not Unicode's other ones, which SSE does not know).
+* ``id`` and ``event`` are one line each: one with a line break cannot be sent as it is,
+  so it is refused (ValueError) rather than altered. ``retry`` is a whole number of
+  milliseconds, as clients only take digits.
+
+:func:`data_frame` is the hot path (an event's JSON, with its ``seq`` as ``id``); it makes
+the same bytes as :func:`frame` with ``data`` and ``id`` only.
+"""
+
+from __future__ import annotations
+
+_CR = b"\r"
+_LF = b"\n"
+
+
+def _lines(value: bytes) -> list[bytes]:
+    """``value`` split at CRLF, CR and LF (each one line end, as an SSE parser reads them)."""
+    if _CR in value:
+        value = value.replace(b"\r\n", _LF).replace(_CR, _LF)
+    return value.split(_LF)
+
+
+def _utf8(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _one_line(name: str, value: str | bytes) -> bytes:
+    encoded = _utf8(value)
+    if _CR in encoded or _LF in encoded:
+        raise ValueError(f"an SSE {name} cannot hold a line break: {value!r}")
+    return encoded
+
+
+def frame(
+    *,
+    data: str | bytes | None = None,
+    id: int | str | bytes | None = None,
+    event: str | bytes | None = None,
+    retry: int | None = None,
+    comment: str | bytes | None = None,
+) -> bytes:
+    """One SSE frame with the fields given (``None``: the field is left out).
+
+    ``str`` values go out as UTF-8; ``bytes`` as they are. A frame with no field at all is
+    the bare blank line (which a client ignores).
+    """
+    out: list[bytes] = []
+    if comment is not None:
+        out += [b": %s\n" % line for line in _lines(_utf8(comment))]
+    if id is not None:
+        out.append(b"id: %d\n" % id if isinstance(id, int) else b"id: %s\n" % _one_line("id", id))
+    if event is not None:
+        out.append(b"event: %s\n" % _one_line("event", event))
+    if data is not None:
+        out += [b"data: %s\n" % line for line in _lines(_utf8(data))]
+    if retry is not None:
+        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+            raise ValueError(f"an SSE retry is a whole number of milliseconds, not {retry!r}")
+        out.append(b"retry: %d\n" % retry)
+    out.append(_LF)
+    return b"".join(out)
+
+
+def data_frame(data: bytes, id: int | None = None) -> bytes:
+    """``frame(data=data, id=id)``, made faster for the case of nearly every frame: one line
+    of data (an event's JSON, which holds no raw line break) and an integer id."""
+    if _LF in data or _CR in data:
+        return frame(data=data, id=id)
+    if id is None:
+        return b"data: %s\n\n" % data
+    return b"id: %d\ndata: %s\n\n" % (id, data)
+
+
+def comment_frame(text: str) -> bytes:
+    """A frame of comment lines only (clients ignore it; it keeps proxies from timing out)."""
+    return frame(comment=text)
