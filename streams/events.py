@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +170,7 @@ class Event:
         frame = self._sse
         if frame is None:
             frame = data_frame(self.json, self.seq)
-            object.__setattr__(self, "_sse", frame)
+            _set_sse(self, frame)
         return frame
 
     def text(self) -> str:
@@ -189,6 +189,11 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = orjson.loads(self.json)
         return result
+
+
+# The cache slot's own setter (the frozen dataclass refuses a plain assignment): half the cost
+# of object.__setattr__, which looks the slot up each time, on a path every event takes.
+_set_sse: Callable[[Event, bytes], None] = Event.__dict__["_sse"].__set__
 
 
 def error_payload(code: str, message: str) -> dict[str, str]:

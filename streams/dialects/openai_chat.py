@@ -71,7 +71,7 @@ class ChatChunkEncoder:
             template = dumps(self._chunk({"content": ""}))
             head, _, tail = template.rpartition(b'"content":""')
             around = self._content_around = (head + b'"content":', tail)
-        return data_frame(b"%s%s%s" % (around[0], dumps(text), around[1]), seq)
+        return data_frame(around[0] + dumps(text) + around[1], seq)
 
     def encode(self, event: Event) -> bytes:
         if self._ended:

@@ -20,26 +20,31 @@ the same bytes as :func:`frame` with ``data`` and ``id`` only.
 
 from __future__ import annotations
 
-_CR = b"\r"
-_LF = b"\n"
-
-
-def _lines(value: bytes) -> list[bytes]:
-    """``value`` split at CRLF, CR and LF (each one line end, as an SSE parser reads them)."""
-    if _CR in value:
-        value = value.replace(b"\r\n", _LF).replace(_CR, _LF)
-    return value.split(_LF)
+# Line breaks as ints: ``int in bytes`` is a plain memchr, where ``bytes in bytes`` first
+# tries the needle as an int and pays for the TypeError (several times the search itself).
+_CR = 0x0D
+_LF = 0x0A
 
 
 def _utf8(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _one_line(name: str, value: str | bytes) -> bytes:
+def _lines(field: bytes, value: bytes) -> bytes:
+    """``value`` as ``<field> <line>\\n`` lines, one per line of it: CRLF, CR and LF each end
+    one, as an SSE parser reads them."""
+    if _CR in value:
+        value = value.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if _LF in value:
+        value = value.replace(b"\n", b"\n" + field + b" ")
+    return b"%s %s\n" % (field, value)
+
+
+def _one_line(field: bytes, value: str | bytes) -> bytes:
     encoded = _utf8(value)
     if _CR in encoded or _LF in encoded:
-        raise ValueError(f"an SSE {name} cannot hold a line break: {value!r}")
-    return encoded
+        raise ValueError(f"an SSE {field.decode()[:-1]} cannot hold a line break: {value!r}")
+    return b"%s %s\n" % (field, encoded)
 
 
 def frame(
@@ -55,27 +60,27 @@ def frame(
     ``str`` values go out as UTF-8; ``bytes`` as they are. A frame with no field at all is
     the bare blank line (which a client ignores).
     """
-    out: list[bytes] = []
+    out = b""
     if comment is not None:
-        out += [b": %s\n" % line for line in _lines(_utf8(comment))]
+        out += _lines(b":", _utf8(comment))
     if id is not None:
-        out.append(b"id: %d\n" % id if isinstance(id, int) else b"id: %s\n" % _one_line("id", id))
+        out += b"id: %d\n" % id if isinstance(id, int) else _one_line(b"id:", id)
     if event is not None:
-        out.append(b"event: %s\n" % _one_line("event", event))
+        out += _one_line(b"event:", event)
     if data is not None:
-        out += [b"data: %s\n" % line for line in _lines(_utf8(data))]
+        out += _lines(b"data:", _utf8(data))
     if retry is not None:
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
             raise ValueError(f"an SSE retry is a whole number of milliseconds, not {retry!r}")
-        out.append(b"retry: %d\n" % retry)
-    out.append(_LF)
-    return b"".join(out)
+        out += b"retry: %d\n" % retry
+    return out + b"\n"
 
 
 def data_frame(data: bytes, id: int | None = None) -> bytes:
     """``frame(data=data, id=id)``, made faster for the case of nearly every frame: one line
     of data (an event's JSON, which holds no raw line break) and an integer id."""
-    if _LF in data or _CR in data:
+    # 0x0A and 0x0D (LF, CR) written out: constants, where _LF and _CR are global lookups.
+    if 0x0A in data or 0x0D in data:
         return frame(data=data, id=id)
     if id is None:
         return b"data: %s\n\n" % data
