@@ -34,11 +34,13 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from streams.dialects.sse import data_frame
 
 
 class EventType(enum.StrEnum):
@@ -117,7 +119,8 @@ class Event:
     producer: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     json: bytes = b""
-    # Wire forms, each made at most once however many readers there are (see encoding.py).
+    # Wire forms, each made at most once however many readers there are (the native dialect
+    # sends these very bytes to every reader: streams/dialects/native.py).
     _sse: bytes | None = field(default=None, repr=False, compare=False)
     _text: str | None = field(default=None, repr=False, compare=False)
 
@@ -163,11 +166,11 @@ class Event:
         return self.type in TERMINAL_TYPES
 
     def sse_frame(self) -> bytes:
-        """``id: <seq>\ndata: <json>\n\n``, made once."""
+        """``id: <seq>\ndata: <json>\n\n``, made once (by the SSE framer)."""
         frame = self._sse
         if frame is None:
-            frame = b"id: %d\ndata: %s\n\n" % (self.seq, self.json)
-            object.__setattr__(self, "_sse", frame)
+            frame = data_frame(self.json, self.seq)
+            _set_sse(self, frame)
         return frame
 
     def text(self) -> str:
@@ -186,6 +189,11 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = orjson.loads(self.json)
         return result
+
+
+# The cache slot's own setter (the frozen dataclass refuses a plain assignment): half the cost
+# of object.__setattr__, which looks the slot up each time, on a path every event takes.
+_set_sse: Callable[[Event, bytes], None] = Event.__dict__["_sse"].__set__
 
 
 def error_payload(code: str, message: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The AG-UI face: ``POST /v1/ag-ui`` takes AG-UI's ``RunAgentInput`` and answers with the
-run as AG-UI 1.0 events; :func:`agui_events` serves ``GET /v1/runs/{id}/events?format=ag-ui``.
+run as AG-UI 1.0 events (``GET /v1/runs/{id}/events?format=ag-ui`` reads any run so, by the
+dialect registry).
 
-The translation itself (both ways) is pure and lives in :mod:`streams.agui`.
+The translation itself is pure: :mod:`streams.dialects.agui_input` (the way in) and
+:mod:`streams.dialects.agui` (the events out).
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from fastapi.responses import Response
 from gateway.admission import check_json_input, start_run
 from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
-from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed
-from gateway.streaming.sse import EventStreamResponse
-from streams.dialects.agui import AGUIEncoder, AGUIRunInput, run_spec_from_agui
-from streams.view import RunView
+from streams.dialects.agui_input import AGUIRunInput, run_spec_from_agui
+from streams.dialects.registry import DIALECTS
 
 router = APIRouter()
 
@@ -54,23 +54,7 @@ async def agui_run(
             start_run, state, spec, connection(request), caller, default_on_disconnect="cancel"
         ),
     )
-    # The client's own ids in RUN_STARTED / RUN_FINISHED; URLs and seqs keep the gateway's.
-    encoder = AGUIEncoder(thread_id=body.thread_id, run_id=body.run_id)
+    # The client's own ids in RUN_STARTED / RUN_FINISHED (the spec's metadata holds them);
+    # URLs and seqs keep the gateway's.
+    encoder = DIALECTS["ag-ui"].encoder_for(run.id, spec.metadata)
     return event_stream(state, run, 0, encode=encoder, slot=slot)
-
-
-async def agui_events(state: GatewayState, run: RunView, after: int) -> EventStreamResponse:
-    """The run's events in the AG-UI dialect after cursor ``after``.
-
-    AG-UI's events depend on what came before (which message is open, which tool call was
-    announced), so a resumed stream's encoder is first primed with the events the client
-    already has. If they are no longer retained, it starts fresh: the reader sends a
-    ``stream.gap`` (a ``CUSTOM`` event) and what follows is encoded from there.
-    """
-    encoder = AGUIEncoder.for_run(run.id, run.spec.metadata)
-    # A cursor out of range is left for the reader to refuse, with the usual 400.
-    if 0 < after <= run.log.last_seq:
-        batch = await run.log.read(0, limit=after, timeout=0)
-        if batch.gap is None and batch.last_seq == after:
-            encoder.prime(batch.events)
-    return event_stream(state, run, after, encode=encoder)

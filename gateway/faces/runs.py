@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
@@ -14,9 +14,15 @@ from gateway.admission import start_run as admit
 from gateway.auth import Principal, key_from_headers
 from gateway.deps import connection, gateway, principal, principal_of
 from gateway.errors import RUN_FINISHED_RESPONSE
-from gateway.faces.agui import agui_events
 from gateway.responses import JSONResponse
-from gateway.streaming.run_stream import cursor_from, event_stream, read_to_the_end, start_streamed
+from gateway.streaming.run_stream import (
+    cursor_from,
+    dialect_stream,
+    event_stream,
+    read_to_the_end,
+    start_streamed,
+)
+from streams.dialects.registry import DEFAULT_DIALECT, DIALECTS, DialectName, describe_dialects
 from streams.errors import AuthenticationError, InvalidRequestError
 from streams.spec import RunSpec
 from streams.view import RunView
@@ -128,10 +134,7 @@ async def run_events(
     token: Annotated[
         str | None, Query(description="A stream token from the POST /v1/runs answer")
     ] = None,
-    format: Annotated[
-        Literal["native", "ag-ui"],
-        Query(description="The dialect: native events, or AG-UI 1.0 events"),
-    ] = "native",
+    format: Annotated[DialectName, Query(description=describe_dialects())] = DEFAULT_DIALECT,
 ) -> Response:
     """The run's events as SSE, from the start or after a cursor (`Last-Event-ID` or
     `?after=`). Events no longer retained are replaced by one `stream.gap` event.
@@ -145,9 +148,7 @@ async def run_events(
         # with Last-Event-ID = the terminal seq, every few seconds; a 204 ends it for good
         # (WHATWG HTML, server-sent events), where a 200 with the end again would not.
         return Response(status_code=204, headers={"x-run-id": run.id, "cache-control": "no-store"})
-    if format == "ag-ui":
-        return await agui_events(state, run, cursor)
-    return event_stream(state, run, cursor)
+    return await dialect_stream(state, run, cursor, DIALECTS[format])
 
 
 @router.post("/v1/runs/{run_id}/cancel", responses=RUN_FINISHED_RESPONSE)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from gateway.state import GatewayState, StreamSlot
 from gateway.streaming.sse import EventStreamResponse
 from streams.dialects.native import encode_sse_batch
+from streams.dialects.registry import Dialect, PrimableEncoder
 from streams.errors import InvalidRequestError
 from streams.events import Event
 from streams.reader import RunReader
@@ -51,6 +52,25 @@ def event_stream(
         slot=slot or state.stream_slot(run.owner, "sse"),
         on_sent=state.metrics.events_sent.labels("sse").inc,
     )
+
+
+async def dialect_stream(
+    state: GatewayState, run: RunView, after: int, dialect: Dialect
+) -> EventStreamResponse:
+    """The run's events in ``dialect`` after cursor ``after``.
+
+    A stateful dialect's events depend on what came before (AG-UI's: which message is open,
+    which tool call was announced), so a resumed stream's encoder is first primed with the
+    events the client already has. If they are no longer retained, it starts fresh: the
+    reader sends a ``stream.gap`` and what follows is encoded from there.
+    """
+    encoder = dialect.encoder_for(run.id, run.spec.metadata)
+    # A cursor out of range is left for the reader to refuse, with the usual 400.
+    if isinstance(encoder, PrimableEncoder) and 0 < after <= run.log.last_seq:
+        batch = await run.log.read(0, limit=after, timeout=0)
+        if batch.gap is None and batch.last_seq == after:
+            encoder.prime(batch.events)
+    return event_stream(state, run, after, encode=encoder)
 
 
 def cursor_from(last_event_id: str | None, after: int | None) -> int:

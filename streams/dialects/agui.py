@@ -1,9 +1,7 @@
-"""The AG-UI 1.0 dialect: native events as AG-UI events, and AG-UI's ``RunAgentInput`` as a
-:class:`~streams.spec.RunSpec`. Pure: no I/O, no web framework, no dependency on the
-``ag-ui-protocol`` package (the tests validate every event against its models).
-
-Events out
-==========
+"""The AG-UI 1.0 dialect, events out: native events as AG-UI events, framed for SSE. Pure: no
+I/O, no web framework, no dependency on the ``ag-ui-protocol`` package (the tests validate
+every event against its models). AG-UI's ``RunAgentInput``, the way in, is
+:mod:`streams.dialects.agui_input`.
 
 :class:`AGUIEncoder` is stateful (AG-UI opens and closes messages and tool calls that native
 events only imply) and deterministic: what it emits for an event depends only on the events
@@ -59,44 +57,26 @@ Why these choices:
 * Cancellation is ``RUN_ERROR`` (code ``cancelled``): an AG-UI consumer that does not know the
   1.0 ``cancelled`` outcome of ``RUN_FINISHED`` reads it as success.
 
-Framing: ``data: <json>\\n\\n`` per AG-UI event, LF only. The native event's ``seq`` is the
-``id:`` of the *last* frame it yields, so a client's ``Last-Event-ID`` always names a native
-event whose AG-UI events it has all received. A native event that yields nothing sends
-nothing; resuming after the last id a client saw replays it, harmlessly, into the primed
-encoder.
-
-Input
-=====
-
-:func:`run_spec_from_agui` turns ``RunAgentInput`` (camelCase) into an agent run: messages
-become OpenAI-style chat messages (``developer`` → ``system``; ``activity`` and ``reasoning``
-messages are UI state and are left out); the input's ``tools`` are client tools in
-``client_tool_mode="return"`` (the frontend executes them after the run and starts a new run
-with the results, as AG-UI does); ``forwardedProps.model`` (default ``"demo"``),
-``forwardedProps.tools`` (server tool names) and ``forwardedProps.maxSteps`` choose the rest;
-``context`` becomes a leading system message; ``threadId`` / ``runId`` go to
-``metadata["ag_ui"]``, from which the encoder takes the ids it reports.
+Framing (by :mod:`streams.dialects.sse`): ``data: <json>\\n\\n`` per AG-UI event, LF only.
+The native event's ``seq`` is the ``id:`` of the *last* frame it yields, so a client's
+``Last-Event-ID`` always names a native event whose AG-UI events it has all received. A native
+event that yields nothing sends nothing; resuming after the last id a client saw replays it,
+harmlessly, into the primed encoder.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
-
-from streams.errors import InvalidRequestError
+from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
-from streams.spec import RunSpec
 
 AGUIEvent = dict[str, Any]
 
 ACTIVITY_TYPE = "tool_execution"
 METADATA_KEY = "ag_ui"  # RunSpec.metadata key holding the AG-UI client's thread and run ids
-DEFAULT_MODEL = "demo"
 
 
 # -- ids --------------------------------------------------------------------------------------
@@ -104,7 +84,8 @@ DEFAULT_MODEL = "demo"
 
 def agui_ids(run_id: str, metadata: Mapping[str, Any] | None) -> tuple[str, str]:
     """``(thread_id, run_id)`` to report for native run ``run_id``: the AG-UI client's own
-    (kept in ``metadata["ag_ui"]`` by :func:`run_spec_from_agui`), else the native run id."""
+    (kept in ``metadata["ag_ui"]`` by :func:`streams.dialects.agui_input.run_spec_from_agui`),
+    else the native run id."""
     ids = (metadata or {}).get(METADATA_KEY)
     if not isinstance(ids, Mapping):
         return run_id, run_id
@@ -487,242 +468,6 @@ def frame_group(seq: int, events: list[AGUIEvent]) -> bytes:
     ``id: <seq>``, so a client's ``Last-Event-ID`` never names a half-delivered group."""
     if not events:
         return b""
-    frames = [b"data: %s\n\n" % dumps(event) for event in events[:-1]]
-    frames.append(b"id: %d\ndata: %s\n\n" % (seq, dumps(events[-1])))
+    frames = [data_frame(dumps(event)) for event in events[:-1]]
+    frames.append(data_frame(dumps(events[-1]), seq))
     return b"".join(frames)
-
-
-# -- RunAgentInput → RunSpec ------------------------------------------------------------------
-
-
-class _CamelModel(BaseModel):
-    # AG-UI's wire is camelCase; snake_case is accepted too, as AG-UI's own SDK does. Unknown
-    # fields are ignored: a newer client's additions must not break a run.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class AGUIFunctionCall(_CamelModel):
-    name: str
-    arguments: str = ""
-
-
-class AGUIToolCall(_CamelModel):
-    id: str
-    type: Literal["function"] = "function"
-    function: AGUIFunctionCall
-
-
-class AGUIMessage(_CamelModel):
-    """One message of AG-UI's conversation (every role in one shape; role-specific fields are
-    checked here and converted by :func:`chat_message`)."""
-
-    id: str | None = None
-    role: Literal["developer", "system", "assistant", "user", "tool", "activity", "reasoning"]
-    content: str | list[dict[str, Any]] | dict[str, Any] | None = None
-    name: str | None = None
-    tool_calls: list[AGUIToolCall] | None = None
-    tool_call_id: str | None = None
-    error: str | None = None
-
-    @model_validator(mode="after")
-    def _role_fields(self) -> AGUIMessage:
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a tool message needs 'toolCallId'")
-        if self.role in ("developer", "system", "user") and self.content is None:
-            raise ValueError(f"a {self.role} message needs 'content'")
-        if self.role != "activity" and isinstance(self.content, dict):
-            raise ValueError("'content' must be a string or a list of parts")
-        return self
-
-
-class AGUITool(_CamelModel):
-    """A tool the frontend offers (and executes)."""
-
-    name: str
-    description: str = ""
-    parameters: dict[str, Any] | None = None
-
-
-class AGUIContext(_CamelModel):
-    description: str
-    value: str
-
-
-class AGUIRunInput(_CamelModel):
-    """AG-UI's ``RunAgentInput``: what an AG-UI client POSTs to start a run."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "threadId": "thread_1",
-                    "runId": "run_1",
-                    "messages": [{"id": "m1", "role": "user", "content": "count down from 3"}],
-                    "tools": [],
-                    "context": [],
-                    "forwardedProps": {"model": "demo", "tools": ["countdown"]},
-                }
-            ]
-        }
-    )
-
-    # The client's own ids, echoed in every run's RUN_STARTED and RUN_FINISHED.
-    thread_id: str = Field(max_length=256)
-    run_id: str = Field(max_length=256)
-    parent_run_id: str | None = Field(default=None, max_length=256)
-    state: Any = None
-    messages: list[AGUIMessage]
-    tools: list[AGUITool] | None = None
-    context: list[AGUIContext] | None = None
-    forwarded_props: Any = None
-
-
-def _text_of(content: str | list[dict[str, Any]] | dict[str, Any] | None, role: str) -> str:
-    """The text of a message where only text can go (system, assistant, tool): a string, or
-    a list of text parts (joined by newlines)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    texts = []
-    for part in content if isinstance(content, list) else [content]:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise InvalidRequestError(f"a {role} message's content parts must be text parts")
-        texts.append(part["text"])
-    return "\n".join(texts)
-
-
-def _user_content(
-    content: str | list[dict[str, Any]] | dict[str, Any] | None,
-) -> str | list[dict[str, Any]]:
-    """AG-UI user content as OpenAI's: a string (text parts only), or parts: text, and images
-    by URL or inline data."""
-    if not isinstance(content, list) or all(part.get("type") == "text" for part in content):
-        return _text_of(content, "user")
-    converted: list[dict[str, Any]] = []
-    for part in content:
-        kind, source = part.get("type"), part.get("source")
-        if kind == "text" and isinstance(part.get("text"), str):
-            converted.append({"type": "text", "text": part["text"]})
-        elif kind == "image" and isinstance(source, Mapping) and source.get("type") == "url":
-            converted.append({"type": "image_url", "image_url": {"url": source.get("value")}})
-        elif kind == "image" and isinstance(source, Mapping) and source.get("type") == "data":
-            url = f"data:{source.get('mimeType')};base64,{source.get('value')}"
-            converted.append({"type": "image_url", "image_url": {"url": url}})
-        else:
-            raise InvalidRequestError(
-                f"unsupported content part {kind!r}: user messages take text parts and images "
-                "given by URL or inline data"
-            )
-    return converted
-
-
-def chat_message(message: AGUIMessage) -> dict[str, Any] | None:
-    """One AG-UI message as an OpenAI-style chat message; ``None`` for UI-only messages."""
-    role, content = message.role, message.content
-    chat: dict[str, Any]
-    if role in ("activity", "reasoning"):
-        return None  # UI state (tool progress, reasoning shown to the user), not conversation
-    if role == "tool":
-        # A failed tool reads as the engine reports one to a model: {"error": message}.
-        text = (
-            json.dumps({"error": message.error})
-            if message.error is not None
-            else _text_of(content, role)
-        )
-        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": text}
-    if role == "user":
-        chat = {"role": "user", "content": _user_content(content)}
-    elif role == "assistant":
-        chat = {"role": "assistant", "content": _text_of(content, role)}
-        if message.tool_calls:
-            chat["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.function.name, "arguments": call.function.arguments},
-                }
-                for call in message.tool_calls
-            ]
-    else:
-        # RunSpec speaks OpenAI's older roles, where developer instructions are system ones.
-        chat = {"role": "system", "content": _text_of(content, role)}
-    if message.name is not None:
-        chat["name"] = message.name
-    return chat
-
-
-def _context_message(context: list[AGUIContext]) -> dict[str, Any]:
-    lines = [f"- {item.description}: {item.value}" for item in context]
-    return {"role": "system", "content": "Context:\n" + "\n".join(lines)}
-
-
-def _prop(props: Mapping[str, Any], key: str, check: Callable[[Any], bool], what: str) -> Any:
-    value = props.get(key)
-    if value is not None and not check(value):
-        raise InvalidRequestError(f"forwardedProps.{key} must be {what}")
-    return value
-
-
-def _summary(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
-        for error in exc.errors()[:5]
-    )
-
-
-def run_spec_from_agui(
-    input: AGUIRunInput | Mapping[str, Any], *, default_model: str = DEFAULT_MODEL
-) -> RunSpec:
-    """The agent run an AG-UI ``RunAgentInput`` asks for (see the module docstring).
-
-    Raises :class:`~streams.errors.InvalidRequestError` for input that does not make a run.
-    """
-    try:
-        parsed = input if isinstance(input, AGUIRunInput) else AGUIRunInput.model_validate(input)
-    except ValidationError as exc:
-        raise InvalidRequestError(f"invalid RunAgentInput: {_summary(exc)}") from None
-    props: Mapping[str, Any] = (
-        parsed.forwarded_props if isinstance(parsed.forwarded_props, Mapping) else {}
-    )
-    model = _prop(props, "model", lambda v: isinstance(v, str), "a model name")
-    tools = _prop(
-        props,
-        "tools",
-        lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
-        "a list of tool names",
-    )
-    max_steps = _prop(
-        props,
-        "maxSteps",
-        lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "a whole number",
-    )
-    messages = [m for m in map(chat_message, parsed.messages) if m is not None]
-    if parsed.context:
-        messages.insert(0, _context_message(parsed.context))
-    ids: dict[str, Any] = {"thread_id": parsed.thread_id, "run_id": parsed.run_id}
-    if parsed.parent_run_id is not None:
-        ids["parent_run_id"] = parsed.parent_run_id
-    fields: dict[str, Any] = {
-        "model": model or default_model,
-        "messages": messages,
-        "tools": tools or [],
-        "client_tools": [
-            {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters or {"type": "object", "properties": {}},
-            }
-            for tool in parsed.tools or []
-        ],
-        # AG-UI frontends run their tools after the run and send the results in a new run.
-        "client_tool_mode": "return",
-        "metadata": {METADATA_KEY: ids},
-    }
-    if max_steps is not None:
-        fields["max_steps"] = max_steps
-    try:
-        return RunSpec.model_validate(fields)
-    except ValidationError as exc:
-        raise InvalidRequestError(f"the AG-UI input does not make a run: {_summary(exc)}") from None

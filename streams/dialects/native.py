@@ -1,18 +1,19 @@
-"""Pure encoders from events to wire bytes, one per dialect. No I/O here.
+"""The native dialect, pure: a run's events as they are, over SSE and the WebSocket.
 
-SSE frames use LF line endings only (AG-UI's client splits on ``\\n\\n``), carry the event's
-``seq`` as ``id:`` so ``Last-Event-ID`` resumes, and put the whole event on one ``data:`` line
-(JSON never contains a raw newline).
+An SSE frame carries the event's ``seq`` as ``id:`` so ``Last-Event-ID`` resumes, and the
+whole event on one ``data:`` line (its JSON holds no raw line break). Frames are made by
+:mod:`streams.dialects.sse`, as every dialect's are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from streams.dialects.sse import comment_frame, frame
 from streams.events import Event, dumps
 
-SSE_PING = b": ping\n\n"
+SSE_PING = comment_frame("ping")
 
 
 def encode_sse(event: Event) -> bytes:
@@ -30,8 +31,9 @@ def encode_stream_error(code: str, message: str) -> bytes:
     """``event: error`` with ``{"type": "stream.error", "code", "message"}``: the stream ends
     for a reason of the gateway's. No ``id:`` line, so a client that resumes sends the id of
     the last real event."""
-    body = dumps({"type": "stream.error", "code": code, "message": message})
-    return b"event: error\ndata: " + body + b"\n\n"
+    return frame(
+        event="error", data=dumps({"type": "stream.error", "code": code, "message": message})
+    )
 
 
 def encode_sse_comment(text: str) -> bytes:
@@ -39,8 +41,14 @@ def encode_sse_comment(text: str) -> bytes:
 
     Every line of ``text`` becomes its own comment line, so no text can inject a field.
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return b"".join(b": %s\n" % line.encode() for line in lines) + b"\n"
+    return comment_frame(text)
+
+
+def encoder_for_run(
+    run_id: str, metadata: Mapping[str, Any] | None
+) -> Callable[[list[Event]], bytes]:
+    """The native encoder for any run: it holds no state, so every stream shares one."""
+    return encode_sse_batch
 
 
 def encode_ws_event(event: Event) -> str:

@@ -13,15 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
 
-DONE = b"data: [DONE]\n\n"
+DONE = data_frame(b"[DONE]")
 
 
-def _frame(seq: int | None, payload: dict[str, Any]) -> bytes:
-    if seq is None:
-        return b"data: %s\n\n" % dumps(payload)
-    return b"id: %d\ndata: %s\n\n" % (seq, dumps(payload))
+def _frame(seq: int, payload: dict[str, Any]) -> bytes:
+    return data_frame(dumps(payload), seq)
 
 
 def openai_error(code: str, message: str, type_: str = "server_error") -> dict[str, Any]:
@@ -72,7 +71,7 @@ class ChatChunkEncoder:
             template = dumps(self._chunk({"content": ""}))
             head, _, tail = template.rpartition(b'"content":""')
             around = self._content_around = (head + b'"content":', tail)
-        return b"id: %d\ndata: %s%s%s\n\n" % (seq, around[0], dumps(text), around[1])
+        return data_frame(around[0] + dumps(text) + around[1], seq)
 
     def encode(self, event: Event) -> bytes:
         if self._ended:

@@ -1,4 +1,4 @@
-"""Specification of the wire encoders (``streams/encoding.py``) and of how an
+"""Specification of the native dialect (``streams/dialects/native.py``) and of how an
 :class:`~streams.events.Event` serialises itself (``streams/events.py``)."""
 
 from __future__ import annotations
