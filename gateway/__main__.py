@@ -19,6 +19,8 @@ from gateway.auth import hash_key, new_key
 from gateway.server import run
 from gateway.settings import Settings
 
+__all__ = ["build_parser", "check_config", "describe", "main"]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

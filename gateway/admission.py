@@ -16,6 +16,14 @@ from streams.events import dumps
 from streams.runs.run import Run
 from streams.spec import OnDisconnect, ParallelModelCall, ParallelToolCall, RunSpec
 
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "check_arguments_size",
+    "check_json_input",
+    "check_spec_limits",
+    "start_run",
+]
+
 # Deepest JSON nesting a run spec or a client tool result may have. Far beyond any real
 # schema or tool output, and well within what the event encoder (orjson: 255 levels) writes:
 # deeper input would be accepted here and then fail the run when its events are encoded.

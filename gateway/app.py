@@ -38,8 +38,11 @@ from streams.models import ModelRegistry
 from streams.runs.limits import RunLimits
 from streams.runs.manager import RunManager
 from streams.tools import ToolRegistry
-from streams.upstream.client import Route, UpstreamModel, UpstreamObserver
+from streams.upstream.client import UpstreamModel, UpstreamObserver
 from streams.upstream.http import UpstreamHTTP
+from streams.upstream.route import Route
+
+__all__ = ["GatewayApp", "build_models", "create_app"]
 
 
 def build_models(

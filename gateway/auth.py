@@ -21,6 +21,17 @@ from dataclasses import dataclass
 
 from streams.errors import AuthenticationError
 
+__all__ = [
+    "ANONYMOUS",
+    "HASH_PREFIX",
+    "KeyRing",
+    "Principal",
+    "StreamTokens",
+    "hash_key",
+    "key_from_headers",
+    "new_key",
+]
+
 HASH_PREFIX = "sha256:"
 
 

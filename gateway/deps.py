@@ -8,6 +8,8 @@ from gateway.auth import Principal, key_from_headers
 from gateway.state import GatewayState
 from streams.connection import Connection
 
+__all__ = ["connection", "gateway", "principal", "principal_of"]
+
 
 def gateway(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway

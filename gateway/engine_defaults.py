@@ -13,6 +13,8 @@ import dataclasses
 import inspect
 from typing import Any
 
+__all__ = ["engine_default"]
+
 
 def engine_default(owner: type[Any] | Any, name: str) -> Any:
     """The default of ``owner``'s ``name``: a dataclass field's default, or else a keyword

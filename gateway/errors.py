@@ -32,6 +32,21 @@ from streams.errors import (
 )
 from streams.events import dumps
 
+__all__ = [
+    "ERROR_RESPONSES",
+    "RUN_FINISHED_RESPONSE",
+    "STATUS_BY_ERROR",
+    "UPSTREAM_RESPONSES",
+    "ErrorBody",
+    "ErrorDetail",
+    "error_body",
+    "error_response",
+    "error_type",
+    "install_error_handlers",
+    "send_error_body",
+    "status_for",
+]
+
 
 class ErrorDetail(BaseModel):
     code: str

@@ -8,6 +8,8 @@ from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from streams.events import dumps
 
+__all__ = ["JSONResponse"]
+
 
 class JSONResponse(_StarletteJSONResponse):
     def render(self, content: Any) -> bytes:

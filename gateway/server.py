@@ -23,6 +23,19 @@ from gateway.transport.connections import ConnectionPolicy, ConnectionStats, pro
 from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
 
+__all__ = [
+    "RESERVED_FILES",
+    "YOUNG_COLLECTION_THRESHOLD",
+    "GatewayServer",
+    "OpenFilesLimit",
+    "event_loop_factory",
+    "make_server",
+    "raise_open_files_limit",
+    "run",
+    "serve",
+    "settle_heap",
+]
+
 logger = logging.getLogger("gateway")
 
 

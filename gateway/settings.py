@@ -31,6 +31,8 @@ from streams.runs.limits import RunLimits
 from streams.upstream.registry import DEFAULT_PROVIDER, PROVIDERS, known_providers
 from streams.upstream.route import RetryPolicy, Route, Timeouts
 
+__all__ = ["RouteSettings", "Settings"]
+
 
 class RouteSettings(BaseModel):
     """One model route: the name clients use → an upstream provider and model."""

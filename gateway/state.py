@@ -19,6 +19,8 @@ from streams.directory import RunDirectory
 from streams.runs.manager import RunManager
 from streams.view import RunView
 
+__all__ = ["GatewayState", "RunSlot", "StreamSlot"]
+
 
 @dataclass
 class GatewayState:

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+__all__ = ["Cleanups", "finish_shielded"]
+
 logger = logging.getLogger("streams.cleanup")
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from streams.errors import LimitExceededError
 from streams.limiter import CountedLimiter
 
+__all__ = ["Connection", "ConnectionStatistics", "ProducerSlot"]
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatistics:

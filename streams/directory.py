@@ -22,6 +22,8 @@ from streams.runs.run import Run
 from streams.statistics import StoreMetric, StoreStatistics
 from streams.view import ReaderCount, RunView
 
+__all__ = ["LocalDirectoryStatistics", "LocalRunDirectory", "RunDirectory", "local_run"]
+
 
 @dataclass(frozen=True, slots=True)
 class LocalDirectoryStatistics:

@@ -39,6 +39,32 @@ the tool's result).
 
 from __future__ import annotations
 
+__all__ = [
+    "AuthenticationError",
+    "BodyTooLargeError",
+    "CircuitOpenError",
+    "GatewayError",
+    "InvalidRequestError",
+    "LimitExceededError",
+    "LogClosedError",
+    "LogTakenOverError",
+    "ModelNotFoundError",
+    "ModelOutputLimitError",
+    "NotFoundError",
+    "RateLimitedError",
+    "RunFinishedError",
+    "ShuttingDownError",
+    "StoreUnavailableError",
+    "ToolError",
+    "ToolTimeoutError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamStreamError",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+]
+
 
 class GatewayError(Exception):
     """Root of every error the gateway raises deliberately."""

@@ -42,6 +42,8 @@ import orjson
 
 from streams.dialects.sse import data_frame
 
+__all__ = ["ENVELOPE", "TERMINAL_TYPES", "Event", "EventType", "dumps", "error_payload"]
+
 
 class EventType(enum.StrEnum):
     RUN_STARTED = "run.started"

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
+__all__ = ["CountedLimiter", "LimiterStatistics"]
+
 
 @dataclass(frozen=True, slots=True)
 class LimiterStatistics:

@@ -25,6 +25,16 @@ from typing import Any
 from streams.errors import LogClosedError
 from streams.events import Event, EventType
 
+__all__ = [
+    "Batch",
+    "EventLog",
+    "Gap",
+    "LogStatistics",
+    "MemoryEventLog",
+    "PackedEvents",
+    "Retention",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Retention:

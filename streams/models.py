@@ -14,6 +14,16 @@ from typing import Any
 
 from streams.errors import InvalidRequestError
 
+__all__ = [
+    "Model",
+    "ModelOutput",
+    "ModelRegistry",
+    "TextDelta",
+    "ToolCallDelta",
+    "ToolCallStart",
+    "Usage",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:

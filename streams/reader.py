@@ -18,6 +18,8 @@ from streams.errors import InvalidRequestError
 from streams.events import Event, EventType
 from streams.view import ReaderCount, RunView
 
+__all__ = ["ReaderBatch", "RunReader", "gap_event"]
+
 
 @dataclass(frozen=True, slots=True)
 class ReaderBatch:

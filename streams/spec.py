@@ -7,6 +7,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+__all__ = [
+    "SAMPLING_OPTIONS",
+    "ChatMessage",
+    "ClientTool",
+    "OnDisconnect",
+    "ParallelModelCall",
+    "ParallelToolCall",
+    "RunSpec",
+    "check_stop",
+]
+
 OnDisconnect = Literal["cancel", "continue"]
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,64}$"

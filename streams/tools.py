@@ -14,6 +14,8 @@ from typing import Any
 
 from streams.errors import InvalidRequestError
 
+__all__ = ["Emit", "Tool", "ToolFunction", "ToolRegistry"]
+
 Emit = Callable[[str], Awaitable[None]]
 ToolFunction = Callable[[Mapping[str, Any], Emit], Awaitable[Any]]
 

@@ -14,6 +14,8 @@ from streams.log import EventLog
 from streams.runs.run import RunStatus
 from streams.spec import OnDisconnect, RunSpec
 
+__all__ = ["ReaderCount", "RunView"]
+
 
 class RunView(Protocol):
     """A run as readers, routes and the WebSocket session use it."""

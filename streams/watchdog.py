@@ -18,6 +18,8 @@ import math
 from collections.abc import Awaitable
 from typing import TypeVar
 
+__all__ = ["Watchdog"]
+
 T = TypeVar("T")
 
 

@@ -21,6 +21,8 @@ from gateway.streaming.run_stream import event_stream, start_streamed
 from streams.dialects.agui_input import AGUIRunInput, run_spec_from_agui
 from streams.dialects.registry import DIALECTS
 
+__all__ = ["agui_run"]
+
 router = APIRouter()
 
 

@@ -18,6 +18,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
+__all__ = ["INDEX", "WEB_DIR", "console_index", "mount_console"]
+
 # Resolved from this file, not the working directory, so `uv run gateway` serves the
 # console from anywhere.
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"

@@ -35,6 +35,15 @@ from streams.spec import (
     check_stop,
 )
 
+__all__ = [
+    "STATUS_BY_CODE",
+    "ChatCompletionRequest",
+    "ChatTool",
+    "FunctionDefinition",
+    "StreamOptions",
+    "chat_completions",
+]
+
 router = APIRouter()
 
 STATUS_BY_CODE = {"upstream_timeout": 504, "circuit_open": 503, "cancelled": 499}

@@ -27,6 +27,19 @@ from streams.errors import AuthenticationError, InvalidRequestError
 from streams.spec import RunSpec
 from streams.view import RunView
 
+__all__ = [
+    "CANCEL_WAIT",
+    "cancel_run",
+    "get_run",
+    "healthz",
+    "list_models",
+    "list_tools",
+    "metrics",
+    "readyz",
+    "run_events",
+    "start_run",
+]
+
 router = APIRouter()
 
 CANCEL_WAIT = 5.0  # seconds POST /cancel waits for the run to reach its terminal state

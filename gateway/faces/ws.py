@@ -55,6 +55,8 @@ from streams.events import dumps
 from streams.reader import RunReader
 from streams.view import RunView
 
+__all__ = ["MAX_AUTH_FAILURES", "WebSocketSession", "origin_allowed", "websocket_endpoint"]
+
 logger = logging.getLogger("gateway.ws")
 
 MAX_AUTH_FAILURES = 3

@@ -34,6 +34,19 @@ from pydantic import (
 
 from streams.spec import RunSpec
 
+__all__ = [
+    "COMMAND_TYPES",
+    "Authenticate",
+    "CancelRun",
+    "CommandError",
+    "Ping",
+    "StartRun",
+    "Subscribe",
+    "ToolResult",
+    "Unsubscribe",
+    "parse_command",
+]
+
 CommandId = StrictStr | StrictInt | None  # a JSON true is not the id 1
 
 

@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import error_body, send_error_body
 from streams.errors import BodyTooLargeError
 
+__all__ = ["BodySizeLimit"]
+
 
 class BodySizeLimit:
     """Answer 413 for a body larger than ``max_bytes``: at once when ``Content-Length``

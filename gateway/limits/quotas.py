@@ -22,6 +22,16 @@ from typing import Any, Protocol, Self
 from streams.errors import LimitExceededError, RateLimitedError
 from streams.statistics import StoreMetric, StoreStatistics
 
+__all__ = [
+    "MEMORY_SLOT",
+    "MemoryQuotaStatistics",
+    "MemoryQuotas",
+    "Quotas",
+    "Slot",
+    "TokenBucket",
+    "active_runs_exceeded",
+]
+
 
 @dataclass(slots=True)
 class TokenBucket:

@@ -37,6 +37,16 @@ from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, LimitExceededError, RateLimitedError, StoreUnavailableError
 from streams.statistics import StoreMetric
 
+__all__ = [
+    "RENEW_SLOTS",
+    "SKEW_MARGIN_MS",
+    "TAKE_SLOT",
+    "TAKE_TOKEN",
+    "RedisQuotaStatistics",
+    "RedisQuotas",
+    "owner_tag",
+]
+
 logger = logging.getLogger("gateway.quotas")
 
 T = TypeVar("T")

@@ -28,6 +28,22 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+__all__ = [
+    "AUTH_FAILURES",
+    "CLIENT",
+    "DISCONNECTS",
+    "DONE",
+    "ERROR",
+    "FOREIGN_HOST",
+    "FOREIGN_ORIGIN",
+    "REFUSED",
+    "SHUTDOWN",
+    "SLOW",
+    "UNAUTHORIZED",
+    "Disconnect",
+    "SSEEnding",
+]
+
 
 class SSEEnding(enum.Enum):
     """How an SSE response ends."""

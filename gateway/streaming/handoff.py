@@ -22,6 +22,8 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+__all__ = ["HANDOFF_KEY", "DetachedBody", "Handoff", "HandoffLayer", "handoff_of"]
+
 HANDOFF_KEY = "gateway.handoff"
 
 EndCallback = Callable[[BaseException | None], None]

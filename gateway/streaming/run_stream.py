@@ -15,6 +15,8 @@ from streams.reader import RunReader
 from streams.runs.run import Run
 from streams.view import RunView
 
+__all__ = ["cursor_from", "dialect_stream", "event_stream", "read_to_the_end", "start_streamed"]
+
 
 async def start_streamed(
     state: GatewayState, owner: str | None, start: Callable[[], Awaitable[Run]]

@@ -33,6 +33,8 @@ from streams.events import Event
 from streams.reader import RunReader
 from streams.watchdog import Watchdog
 
+__all__ = ["SSE_RAW_HEADERS", "EventStreamResponse", "OpenStreams", "Slot"]
+
 logger = logging.getLogger("gateway.sse")
 
 SSE_RAW_HEADERS = (

@@ -16,6 +16,8 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+__all__ = ["LoopHistogram"]
+
 
 class _Counts:
     __slots__ = ("buckets", "sum")

@@ -24,6 +24,8 @@ from streams.runs.manager import RunManager
 from streams.runs.run import Run
 from streams.upstream.client import UpstreamCall, UpstreamModel
 
+__all__ = ["BREAKER_STATES", "GAP_BUCKETS", "LATENCY_BUCKETS", "GatewayMetrics", "Observed"]
+
 upstream_log = structlog.get_logger("gateway.upstream")
 run_log = structlog.get_logger("gateway.runs")
 

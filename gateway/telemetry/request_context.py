@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.streaming.handoff import handoff_of
 from gateway.telemetry.logs import redact_text
 
+__all__ = ["REQUEST_ID", "RequestContext"]
+
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_log = structlog.get_logger("gateway.requests")
 

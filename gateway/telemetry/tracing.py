@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+__all__ = ["Telemetry"]
+
 
 class Telemetry:
     def __init__(

@@ -59,7 +59,11 @@ from gateway.errors import error_body
 from streams.events import dumps
 
 __all__ = [
+    "BODY_TIMEOUT",
     "CONNECTION_KEY",
+    "DELIVERY_CHECK",
+    "HEADER_TIMEOUT",
+    "OVER_CAPACITY",
     "ConnectionPolicy",
     "ConnectionStats",
     "DeadlineWheel",

@@ -34,6 +34,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.errors import error_body, send_error_body
 from gateway.streaming.disconnect import FOREIGN_HOST
 
+__all__ = [
+    "LOOPBACK_NAMES",
+    "MAX_SEEN",
+    "MAX_SHOWN",
+    "AllowedHosts",
+    "HostCheck",
+    "HostName",
+    "allowed_host_pattern",
+    "host_values",
+    "parse_host",
+]
+
 logger = logging.getLogger("gateway.hosts")
 
 LOOPBACK_NAMES = frozenset({"localhost"})

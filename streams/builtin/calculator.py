@@ -17,6 +17,16 @@ from __future__ import annotations
 import math
 import re
 
+__all__ = [
+    "MAX_BITS",
+    "MAX_DIGITS",
+    "MAX_EXPONENT",
+    "MAX_LENGTH",
+    "MAX_NESTING",
+    "CalculatorError",
+    "evaluate",
+]
+
 MAX_LENGTH = 500
 MAX_EXPONENT = 10_000
 MAX_DIGITS = 4_000

@@ -24,6 +24,8 @@ from typing import Any
 
 from streams.models import Model, ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
+__all__ = ["DemoModel", "plan_tool_calls"]
+
 _TIME = re.compile(r"\b(time|clock|date|day)\b", re.IGNORECASE)
 _COUNTDOWN = re.compile(r"count\s*(?:-\s*)?down(?:\s+from\s+(\d+))?", re.IGNORECASE)
 _EXPRESSION = re.compile(r"[-(]*\d[\d.\s]*(?:(?:\*\*|//|[-+*/%])[\s(]*-?\d[\d.\s)]*)+")

@@ -12,6 +12,8 @@ from streams.builtin.calculator import CalculatorError, evaluate
 from streams.errors import ToolError
 from streams.tools import Emit, Tool, ToolFunction, ToolRegistry
 
+__all__ = ["builtin_tools", "calculator", "clock", "make_countdown", "sleep"]
+
 
 def _number(arguments: Mapping[str, Any], key: str, default: float | None = None) -> float:
     value = arguments.get(key, default)

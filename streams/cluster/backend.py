@@ -67,6 +67,15 @@ from streams.spec import OnDisconnect, RunSpec
 from streams.statistics import StoreMetric
 from streams.view import RunView
 
+__all__ = [
+    "ClusterBackend",
+    "ClusterSettings",
+    "ClusterStatistics",
+    "RemoteRun",
+    "instance_id_default",
+    "unavailable",
+]
+
 logger = logging.getLogger("streams.cluster")
 
 # Ends a run of a lost instance, unless its instance came back or the run already ended

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["Keys"]
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:

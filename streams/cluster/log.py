@@ -28,6 +28,15 @@ from streams.events import Event, EventType, dumps
 from streams.log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
 from streams.runs.run import ProducerInfo
 
+__all__ = [
+    "STORE_ERRORS",
+    "LogWriter",
+    "RemoteEventLog",
+    "StoredEventLog",
+    "close_quietly",
+    "raise_if_cancelling",
+]
+
 logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)

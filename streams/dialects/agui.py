@@ -73,6 +73,8 @@ from typing import Any
 from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
 
+__all__ = ["ACTIVITY_TYPE", "METADATA_KEY", "AGUIEncoder", "agui_ids", "frame_group"]
+
 AGUIEvent = dict[str, Any]
 
 ACTIVITY_TYPE = "tool_execution"

@@ -24,6 +24,18 @@ from streams.dialects.agui import METADATA_KEY
 from streams.errors import InvalidRequestError
 from streams.spec import RunSpec
 
+__all__ = [
+    "DEFAULT_MODEL",
+    "AGUIContext",
+    "AGUIFunctionCall",
+    "AGUIMessage",
+    "AGUIRunInput",
+    "AGUITool",
+    "AGUIToolCall",
+    "chat_message",
+    "run_spec_from_agui",
+]
+
 DEFAULT_MODEL = "demo"
 
 

@@ -13,6 +13,18 @@ from typing import Any
 from streams.dialects.sse import comment_frame, frame
 from streams.events import Event, dumps
 
+__all__ = [
+    "SSE_PING",
+    "encode_sse",
+    "encode_sse_batch",
+    "encode_sse_comment",
+    "encode_stream_error",
+    "encode_ws_ack",
+    "encode_ws_error",
+    "encode_ws_event",
+    "encoder_for_run",
+]
+
 SSE_PING = comment_frame("ping")
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
 
+__all__ = ["DONE", "ChatChunkEncoder", "chat_completion", "openai_error", "usage_payload"]
+
 DONE = data_frame(b"[DONE]")
 
 

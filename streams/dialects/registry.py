@@ -19,6 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from streams.dialects import agui, native
 from streams.events import Event
 
+__all__ = [
+    "DEFAULT_DIALECT",
+    "DIALECTS",
+    "Dialect",
+    "DialectName",
+    "PrimableEncoder",
+    "RunEncoder",
+    "describe_dialects",
+]
+
 
 class RunEncoder(Protocol):
     """Encodes each batch of a run's events, in order, into the bytes of SSE frames."""

@@ -20,6 +20,8 @@ the same bytes as :func:`frame` with ``data`` and ``id`` only.
 
 from __future__ import annotations
 
+__all__ = ["comment_frame", "data_frame", "frame"]
+
 # Line breaks as ints: ``int in bytes`` is a plain memchr, where ``bytes in bytes`` first
 # tries the needle as an int and pays for the TypeError (several times the search itself).
 _CR = 0x0D

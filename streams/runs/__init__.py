@@ -12,3 +12,5 @@
   producers: a model step, a tool call, a client tool call.
 - :mod:`streams.runs.failures`: how an exception is described in an event.
 """
+
+__all__ = []

@@ -21,6 +21,8 @@ from streams.runs.run import ProducerInfo, Run
 from streams.spec import ParallelModelCall, RunSpec
 from streams.tools import ToolRegistry
 
+__all__ = ["RunWorker"]
+
 # What a run's work ends with: its output, stop reason and number of steps.
 Outcome = tuple[Any, str, int]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from streams.errors import GatewayError
 from streams.events import error_payload
 
+__all__ = ["describe_exception", "is_expected"]
+
 
 def is_expected(exc: BaseException) -> bool:
     """A failure the gateway reports on purpose (an upstream error, …), not a bug."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from streams.log import Retention
 
+__all__ = ["RunLimits"]
+
 
 @dataclass(frozen=True, slots=True)
 class RunLimits:

@@ -36,6 +36,8 @@ from streams.runs.run import Run, RunStatus, new_run_id
 from streams.spec import OnDisconnect, RunSpec
 from streams.tools import ToolRegistry
 
+__all__ = ["RunManager", "RunStatistics"]
+
 # The package's logger (see streams.runs.run).
 logger = logging.getLogger("streams.runs")
 

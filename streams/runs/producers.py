@@ -35,6 +35,8 @@ from streams.runs.limits import RunLimits
 from streams.runs.run import ProducerInfo, Run
 from streams.tools import ToolRegistry
 
+__all__ = ["MAX_MODEL_NAME_LENGTH", "Producers", "StepResult"]
+
 # The package's logger (see streams.runs.run).
 logger = logging.getLogger("streams.runs")
 

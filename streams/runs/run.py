@@ -30,6 +30,8 @@ from streams.events import EventType
 from streams.log import EventLog
 from streams.spec import OnDisconnect, RunSpec
 
+__all__ = ["ProducerInfo", "Run", "RunStatus", "is_run_id", "new_run_id"]
+
 # One logger for the whole package, under the name it has always had.
 logger = logging.getLogger("streams.runs")
 

@@ -14,6 +14,8 @@ from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
+__all__ = ["ANTHROPIC_VERSION", "AnthropicMessages", "MessagesEventParser", "messages_request"]
+
 ANTHROPIC_VERSION = "2023-06-01"
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from streams.errors import CircuitOpenError
 
+__all__ = ["BreakerState", "BreakerStatistics", "CircuitBreaker"]
+
 
 class BreakerState(enum.StrEnum):
     CLOSED = "closed"

@@ -48,11 +48,22 @@ from streams.upstream.http import USER_AGENT
 from streams.upstream.registry import provider_for
 
 # Where they were defined before streams.upstream.route: the gateway imports them from here.
-from streams.upstream.route import RetryPolicy as RetryPolicy
-from streams.upstream.route import Route as Route
-from streams.upstream.route import Timeouts as Timeouts
+from streams.upstream.route import RetryPolicy, Route
 from streams.upstream.sse import SSEDecoder, SSELimitError
 from streams.watchdog import Watchdog
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MAX_ERROR_BODY",
+    "REST_TIMEOUT",
+    "RouteStatistics",
+    "UpstreamCall",
+    "UpstreamModel",
+    "UpstreamObserver",
+    "backoff_delay",
+    "error_message",
+    "retry_after_seconds",
+]
 
 CLOSE_TIMEOUT = 2.0  # seconds the shielded close of an upstream response may take
 MAX_ERROR_BODY = 4096

@@ -10,7 +10,7 @@ environment names for its URL (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, e
 in ``NO_PROXY``), else direct.
 
 The pools are httpcore's, with one pass of theirs made linear in the number of connections
-(:class:`_LinearPass`): with many streams open to one upstream it was quadratic.
+(:class:`LinearPassPool`): with many streams open to one upstream it was quadratic.
 """
 
 from __future__ import annotations
@@ -21,6 +21,16 @@ from types import TracebackType
 
 import httpcore
 import httpx
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_PORTS",
+    "USER_AGENT",
+    "LinearPassPool",
+    "UpstreamHTTP",
+    "proxy_for",
+    "upstream_transport",
+]
 
 # Each route bounds its own requests in flight; keep-alive connections are shared.
 DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
@@ -64,7 +74,7 @@ def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     return False
 
 
-class _LinearPass(httpcore.AsyncConnectionPool):
+class LinearPassPool(httpcore.AsyncConnectionPool):
     """httpcore's pass over the pool, made linear in the number of connections.
 
     httpcore (1.0.9) runs this pass whenever a request arrives or a response is closed.
@@ -147,17 +157,17 @@ class _LinearPass(httpcore.AsyncConnectionPool):
         return found
 
 
-class _LinearHTTPProxy(_LinearPass, httpcore.AsyncHTTPProxy):
+class _LinearHTTPProxy(LinearPassPool, httpcore.AsyncHTTPProxy):
     """A pool through an HTTP proxy, with the same pass."""
 
 
 def upstream_transport(limits: httpx.Limits, proxy: str | None) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, its pool's pass made linear (see :class:`_LinearPass`). httpx
+    """httpx's transport, its pool's pass made linear (see :class:`LinearPassPool`). httpx
     makes the pool (TLS, proxy); only its class is changed, to one that adds no state."""
     transport = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
     pool = transport._pool
     if type(pool) is httpcore.AsyncConnectionPool:
-        pool.__class__ = _LinearPass
+        pool.__class__ = LinearPassPool
     elif type(pool) is httpcore.AsyncHTTPProxy:
         pool.__class__ = _LinearHTTPProxy
     return transport

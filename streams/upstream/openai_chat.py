@@ -23,6 +23,8 @@ from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
+__all__ = ["MAX_CALLS", "MAX_UNNAMED_ARGUMENTS", "ChatChunkParser", "OpenAIChat", "chat_request"]
+
 
 def chat_request(
     model: str,

@@ -22,6 +22,8 @@ from streams.models import ModelOutput
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
+__all__ = ["Endpoint", "Provider", "StreamParser"]
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:

@@ -13,6 +13,8 @@ from streams.upstream.anthropic import AnthropicMessages
 from streams.upstream.openai_chat import OpenAIChat
 from streams.upstream.provider import Provider
 
+__all__ = ["DEFAULT_PROVIDER", "PROVIDERS", "known_providers", "provider_for"]
+
 # In the order settings errors list them.
 PROVIDERS: Mapping[str, Provider] = MappingProxyType(
     {

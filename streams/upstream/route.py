@@ -9,6 +9,8 @@ from typing import Any
 
 from streams.upstream.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES
 
+__all__ = ["RetryPolicy", "Route", "Timeouts"]
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:

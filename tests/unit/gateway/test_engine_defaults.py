@@ -18,7 +18,7 @@ from streams.cluster.backend import ClusterSettings
 from streams.connection import Connection
 from streams.log import Retention
 from streams.runs.limits import RunLimits
-from streams.upstream.client import RetryPolicy, Route, Timeouts
+from streams.upstream.route import RetryPolicy, Route, Timeouts
 
 # Setting → the engine field (or keyword parameter) it configures.
 MIRRORED: dict[str, tuple[Any, str]] = {

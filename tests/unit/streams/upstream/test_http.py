@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.upstream.http import UpstreamHTTP, _LinearPass, proxy_for
+from streams.upstream.http import LinearPassPool, UpstreamHTTP, proxy_for
 
 ENVIRONMENT = {
     "https": "http://proxy.example:3128",
@@ -122,7 +122,7 @@ class HttpcorePool(httpcore.AsyncConnectionPool):
         return Connection(f"new {origin}", origin)
 
 
-class LinearPool(_LinearPass):
+class LinearPool(LinearPassPool):
     def create_connection(self, origin: Any) -> Any:
         return Connection(f"new {origin}", origin)
 
@@ -229,4 +229,4 @@ def test_a_full_pool_drops_its_closed_connections_on_every_pass() -> None:
 async def test_upstream_transports_use_the_linear_pass() -> None:
     async with UpstreamHTTP(trust_env=False) as http:
         transport = http.transport_for("http://127.0.0.1:9/v1")
-        assert isinstance(transport._pool, _LinearPass)
+        assert isinstance(transport._pool, LinearPassPool)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from streams.errors import CircuitOpenError, UpstreamError
 from streams.upstream.breaker import BreakerState, BreakerStatistics, CircuitBreaker
-from streams.upstream.client import RetryPolicy, backoff_delay, retry_after_seconds
+from streams.upstream.client import backoff_delay, retry_after_seconds
+from streams.upstream.route import RetryPolicy
 
 # 2015-10-21 07:28:00 UTC, the date of RFC 9110's examples.
 WHEN = float(calendar.timegm((2015, 10, 21, 7, 28, 0)))
