@@ -178,4 +178,10 @@ def test_an_unknown_provider_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown provider 'openia'") as raised:
         provider_for("openia")
     assert str(raised.value).endswith(known_providers())
-    assert known_providers() == "'openai' or 'anthropic'"
+
+
+def test_the_known_providers_are_named_in_order_as_pydantic_lists_choices() -> None:
+    *others, last = [repr(name) for name in PROVIDERS]
+    expected = f"{', '.join(others)} or {last}" if others else last
+    assert known_providers() == expected
+    assert known_providers().startswith("'openai'")  # the default first
