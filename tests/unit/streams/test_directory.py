@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from streams.builtin.demo import DemoModel
-from streams.builtin.tools import builtin_tools
 from streams.connection import Connection
 from streams.directory import LocalRunDirectory, RunDirectory, local_run
 from streams.errors import NotFoundError, RunFinishedError
-from streams.log import Retention
-from streams.models import ModelRegistry
-from streams.runs.limits import RunLimits
 from streams.runs.manager import RunManager
 from streams.runs.run import Run, RunStatus
-from streams.spec import OnDisconnect, RunSpec
+from streams.spec import OnDisconnect
 from streams.view import RunView
-
-
-@pytest.fixture
-async def manager() -> AsyncIterator[RunManager]:
-    models = ModelRegistry()
-    models.register(DemoModel(token_delay=0))
-    limits = RunLimits(retention=Retention(ttl=60))
-    async with RunManager(
-        models=models, tools=builtin_tools(countdown_interval=0), limits=limits
-    ) as running:
-        yield running
+from tests.support import run_spec
 
 
 def start(manager: RunManager, owner: str | None, on_disconnect: OnDisconnect = "continue") -> Run:
-    spec = RunSpec.model_validate(
-        {
-            "model": "demo",
-            "messages": [{"role": "user", "content": "sleep 30 seconds"}],
-            "tools": ["sleep"],
-        }
-    )
+    spec = run_spec("sleep 30 seconds", ["sleep"])
     return manager.start(spec, Connection("c"), default_on_disconnect=on_disconnect, owner=owner)
 
 
