@@ -19,7 +19,8 @@ from starlette.types import ASGIApp
 
 from gateway.auth import KeyRing, StreamTokens
 from gateway.errors import ERROR_RESPONSES, install_error_handlers
-from gateway.faces import agui, console, openai_chat, runs, ws
+from gateway.faces import console
+from gateway.faces.registry import FACES
 from gateway.limits.body_size import BodySizeLimit
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -168,13 +169,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # FastAPI tries the included routers in this order, and each of their routes in turn:
-    # the busiest routes first (chat completions, then runs).
-    app.include_router(openai_chat.router, responses=ERROR_RESPONSES)
-    app.include_router(runs.router, responses=ERROR_RESPONSES)
-    app.include_router(agui.router, responses=ERROR_RESPONSES)
-    app.include_router(ws.router)
-    app.include_router(console.router)
+    for face in FACES:
+        app.include_router(face.router, responses=ERROR_RESPONSES if face.json_errors else None)
     console.mount_console(app)
     _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
