@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from gateway.auth import KeyRing, StreamTokens
 from gateway.limits.quotas import Quotas, Slot
 from gateway.settings import Settings
-from gateway.streaming.sse import OpenStreams
+from gateway.streaming.open_streams import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
 from streams.connection import Connection

@@ -30,6 +30,7 @@ __all__ = [
     "Slot",
     "TokenBucket",
     "active_runs_exceeded",
+    "runs_rate_exceeded",
 ]
 
 
@@ -154,11 +155,7 @@ class MemoryQuotas:
             )
         wait = bucket.take(now)
         if wait:
-            raise RateLimitedError(
-                f"too many runs started with this key (limit {self._runs_per_second * 60:g} "
-                f"per minute); retry in {wait:.1f}s",
-                retry_after=wait,
-            )
+            raise runs_rate_exceeded(self._runs_per_second * 60, wait)
 
     @contextlib.asynccontextmanager
     async def stream(self, owner: str | None) -> AsyncIterator[None]:
@@ -206,7 +203,18 @@ class MemoryQuotas:
         )
 
 
+def runs_rate_exceeded(per_minute: float, retry_after: float) -> RateLimitedError:
+    """The error of a run start past ``per_minute`` runs of its key (``runs_per_key_per_minute``),
+    in every quotas store."""
+    return RateLimitedError(
+        f"too many runs started with this key (limit {per_minute:g} per minute); retry in "
+        f"{retry_after:.1f}s",
+        retry_after=retry_after,
+    )
+
+
 def active_runs_exceeded(limit: int) -> LimitExceededError:
+    """The error of a run past ``limit`` active runs of its key, in every quotas store."""
     return LimitExceededError(
         f"this key already has {limit} active runs (the limit, max_active_runs_per_key); wait "
         "for one to end or cancel one"

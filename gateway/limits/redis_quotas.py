@@ -31,10 +31,10 @@ from urllib.parse import quote
 import redis.asyncio
 import redis.exceptions
 
-from gateway.limits.quotas import Slot, active_runs_exceeded
+from gateway.limits.quotas import Slot, active_runs_exceeded, runs_rate_exceeded
 from streams.cleanup import Cleanups
 from streams.cluster.log import raise_if_cancelling
-from streams.errors import GatewayError, LimitExceededError, RateLimitedError, StoreUnavailableError
+from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
 from streams.statistics import StoreMetric
 
 __all__ = [
@@ -245,11 +245,7 @@ class RedisQuotas:
         )
         wait = float(answer)
         if wait > 0:
-            raise RateLimitedError(
-                f"too many runs started with this key (limit {self._runs_per_second * 60:g} "
-                f"per minute); retry in {wait:.1f}s",
-                retry_after=wait,
-            )
+            raise runs_rate_exceeded(self._runs_per_second * 60, wait)
 
     @contextlib.asynccontextmanager
     async def stream(self, owner: str | None) -> AsyncIterator[None]:

@@ -5,17 +5,15 @@ One task group per streamed response, in the shape of sse-starlette and Starlett
 *disconnect listener*. The first to finish cancels the other, and its reason (a row of
 :mod:`gateway.streaming.disconnect`: ``DONE``, ``CLIENT``, ``SLOW``, ``ERROR``) is recorded.
 
-Shutdown comes in from the app, never a global: :class:`OpenStreams` holds a way to stop
-each open stream, and the app, once it has drained (its runs have ended), gives the streams
-a grace period to deliver the last events and stops them all (``SHUTDOWN``). One
-list for the app instead of a watcher task per stream: an idle stream costs less.
+Shutdown comes in from the app, never a global: each response adds a way to stop itself to
+the app's :class:`~gateway.streaming.open_streams.OpenStreams`, which stops them all once the
+app has drained (``SHUTDOWN``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -26,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import error_response
 from gateway.streaming.disconnect import CLIENT, DONE, ERROR, SHUTDOWN, SLOW, Disconnect
 from gateway.streaming.handoff import handoff_of
+from gateway.streaming.open_streams import OpenStreams
 from gateway.transport.connections import GuardedTransport, connection_of
 from streams.dialects.native import SSE_PING, encode_sse_batch, encode_stream_error
 from streams.errors import GatewayError
@@ -33,7 +32,7 @@ from streams.events import Event
 from streams.reader import RunReader
 from streams.watchdog import Watchdog
 
-__all__ = ["SSE_RAW_HEADERS", "EventStreamResponse", "OpenStreams", "Slot"]
+__all__ = ["SSE_RAW_HEADERS", "EventStreamResponse", "Slot"]
 
 logger = logging.getLogger("gateway.sse")
 
@@ -42,33 +41,6 @@ SSE_RAW_HEADERS = (
     (b"x-accel-buffering", b"no"),
     (b"content-type", b"text/event-stream; charset=utf-8"),
 )
-
-
-class OpenStreams:
-    """How to stop each open stream of one app, so shutdown can stop them all at once."""
-
-    def __init__(self) -> None:
-        self._stops: dict[int, Callable[[], None]] = {}
-        self._ids = itertools.count()
-        self.closed = False
-
-    def add(self, stop: Callable[[], None]) -> int:
-        if self.closed:  # opened while shutting down: stopped at once
-            asyncio.get_running_loop().call_soon(stop)
-        key = next(self._ids)
-        self._stops[key] = stop
-        return key
-
-    def remove(self, key: int) -> None:
-        self._stops.pop(key, None)
-
-    def close_all(self) -> None:
-        self.closed = True
-        for stop in list(self._stops.values()):
-            stop()
-
-    def __len__(self) -> int:
-        return len(self._stops)
 
 
 class Slot(Protocol):

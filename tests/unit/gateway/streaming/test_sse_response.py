@@ -8,7 +8,8 @@ import asyncio
 
 from starlette.types import Message
 
-from gateway.streaming.sse import EventStreamResponse, OpenStreams
+from gateway.streaming.open_streams import OpenStreams
+from gateway.streaming.sse import EventStreamResponse
 from streams.connection import Connection
 from streams.dialects.native import SSE_PING, encode_sse_batch
 from streams.directory import LocalRunDirectory
