@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.dialects.sse import data_frame
+from streams.dialects.sse import JSONFrameTemplate, data_frame
 from streams.events import Event, EventType, dumps
 
 __all__ = ["DONE", "ChatChunkEncoder", "chat_completion", "openai_error", "usage_payload"]
@@ -50,7 +50,7 @@ class ChatChunkEncoder:
     _tool_index: dict[str, int] = field(default_factory=dict)
     _usage: dict[str, int] | None = None
     _ended: bool = False
-    _content_around: tuple[bytes, bytes] | None = None  # a text delta's JSON around the text
+    _content_template: JSONFrameTemplate | None = None  # a text delta's frame around the text
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
@@ -68,12 +68,12 @@ class ChatChunkEncoder:
         """A text delta's frame. The hot path of a streamed completion: the chunk's JSON
         around the text is the same for every delta, so it is made once and only the text
         is encoded each time (the bytes are those of ``_frame(seq, _chunk(...))``)."""
-        around = self._content_around
-        if around is None:
-            template = dumps(self._chunk({"content": ""}))
-            head, _, tail = template.rpartition(b'"content":""')
-            around = self._content_around = (head + b'"content":', tail)
-        return data_frame(around[0] + dumps(text) + around[1], seq)
+        template = self._content_template
+        if template is None:
+            chunk = dumps(self._chunk({"content": ""}))
+            head, _, tail = chunk.rpartition(b'"content":""')
+            template = self._content_template = JSONFrameTemplate(head + b'"content":', tail)
+        return template.frame(seq, dumps(text))
 
     def encode(self, event: Event) -> bytes:
         if self._ended:

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sse_starlette import ServerSentEvent
 
-from streams.dialects.sse import comment_frame, data_frame, frame
+from streams.dialects.sse import JSONFrameTemplate, comment_frame, data_frame, frame
+from streams.events import dumps
 
 # -- exact bytes ------------------------------------------------------------------------------
 
@@ -170,3 +171,40 @@ def test_an_integer_id_frames_as_sse_starlette_frames_its_decimal_text(data: str
 
     assert frame(data=data, id=id) == theirs
     assert data_frame(data.encode(), id) == theirs
+
+
+# -- JSONFrameTemplate: one JSON shape, one varying value -------------------------------------
+
+
+def test_a_json_template_frames_head_value_and_tail_as_one_data_line() -> None:
+    template = JSONFrameTemplate(b'{"delta":{"content":', b"}}")
+    assert template.frame(7, b'"Hi"') == b'id: 7\ndata: {"delta":{"content":"Hi"}}\n\n'
+
+
+def test_a_percent_sign_around_the_value_is_written_as_it_is() -> None:
+    template = JSONFrameTemplate(b'{"model":"50%","x":', b',"y":"%s"}')
+    assert template.frame(1, b"2") == b'id: 1\ndata: {"model":"50%","x":2,"y":"%s"}\n\n'
+
+
+@pytest.mark.parametrize("part", ["head", "tail"])
+@pytest.mark.parametrize("line_break", [b"\n", b"\r"])
+def test_a_json_template_around_a_line_break_is_refused(part: str, line_break: bytes) -> None:
+    parts = {"head": b'{"a":', "tail": b"}"}
+    parts[part] += line_break
+    with pytest.raises(ValueError, match="line break"):
+        JSONFrameTemplate(parts["head"], parts["tail"])
+
+
+@settings(max_examples=300)
+@given(
+    head=st.text().map(lambda t: dumps(t)[:-1] + b'":'),
+    text=st.text(),
+    tail=st.text().map(dumps),
+    id=st.integers(min_value=0),
+)
+def test_a_json_template_frame_is_the_framer_s_frame_of_the_joined_json(
+    head: bytes, text: str, tail: bytes, id: int
+) -> None:
+    value = dumps(text)  # JSON as the gateway makes it: never a raw line break
+    expected = frame(id=id, data=head + value + tail)
+    assert JSONFrameTemplate(head, tail).frame(id, value) == expected
