@@ -182,22 +182,29 @@ class RedisQuotas:
         self._held: dict[str, str] = {}
         # Releases: a run's end cannot wait for one, a cancelled stream's need not.
         self._releasing = Cleanups(timeout=self.call_timeout * 2, name="release-slot")
+        # The renewal task's owner, from __aenter__ to __aexit__.
+        self._tasks: asyncio.TaskGroup | None = None
         self._renewer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         """Renew the slots this instance holds every ``slot_ttl / 3`` until exit."""
-        self._renewer = asyncio.get_running_loop().create_task(
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._renewer = self._tasks.create_task(
             self._renew_every(self._slot_ttl / 3), name="renew-slots"
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop renewing and give back every slot held (see :meth:`release_all`)."""
+        tasks, self._tasks = self._tasks, None
         renewer, self._renewer = self._renewer, None
-        if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+        assert tasks is not None, "not entered"
+        assert renewer is not None
+        renewer.cancel()
+        # The task group waits for the renewal to stop; a cancel of this task meanwhile is
+        # raised by it, never swallowed.
+        await tasks.__aexit__(None, None, None)
         with contextlib.suppress(GatewayError):
             await self.release_all()
 
