@@ -58,5 +58,5 @@ async def agui_run(
     )
     # The client's own ids in RUN_STARTED / RUN_FINISHED (the spec's metadata holds them);
     # URLs and seqs keep the gateway's.
-    encoder = DIALECTS["ag-ui"].encoder_for(run.id, spec.metadata)
+    encoder = DIALECTS["ag-ui"].encoder_for(run.id, spec)
     return event_stream(state, run, 0, encode=encoder, slot=slot)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from gateway.faces import agui, console, openai_chat, runs, ws
+from gateway.faces import agui, console, openai_chat, responses, runs, ws
 
 __all__ = ["FACES", "Face"]
 
@@ -30,6 +30,7 @@ class Face:
 FACES: tuple[Face, ...] = (
     Face("openai-chat", openai_chat.router, json_errors=True),
     Face("runs", runs.router, json_errors=True),
+    Face("responses", responses.router, json_errors=True),
     Face("ag-ui", agui.router, json_errors=True),
     Face("websocket", ws.router, json_errors=False),
     Face("console", console.router, json_errors=False),

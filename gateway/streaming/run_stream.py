@@ -66,7 +66,7 @@ async def dialect_stream(
     events the client already has. If they are no longer retained, it starts fresh: the
     reader sends a ``stream.gap`` and what follows is encoded from there.
     """
-    encoder = dialect.encoder_for(run.id, run.spec.metadata)
+    encoder = dialect.encoder_for(run.id, run.spec)
     # A cursor out of range is left for the reader to refuse, with the usual 400.
     if isinstance(encoder, PrimableEncoder) and 0 < after <= run.log.last_seq:
         batch = await run.log.read(0, limit=after, timeout=0)

@@ -72,6 +72,7 @@ from typing import Any
 
 from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
+from streams.spec import RunSpec
 
 __all__ = ["ACTIVITY_TYPE", "METADATA_KEY", "AGUIEncoder", "agui_ids", "frame_group"]
 
@@ -201,6 +202,11 @@ class AGUIEncoder:
         whether or not its ``run.started`` is still retained."""
         thread_id, agui_run_id = agui_ids(run_id, metadata)
         return cls(thread_id=thread_id, run_id=agui_run_id)
+
+    @classmethod
+    def for_spec(cls, run_id: str, spec: RunSpec) -> AGUIEncoder:
+        """:meth:`for_run` with the metadata of ``spec``."""
+        return cls.for_run(run_id, spec.metadata)
 
     # -- public API ---------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ whole event on one ``data:`` line (its JSON holds no raw line break). Frames are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.dialects.sse import comment_frame, frame
 from streams.events import Event, dumps
+from streams.spec import RunSpec
 
 __all__ = [
     "SSE_PING",
@@ -56,9 +57,7 @@ def encode_sse_comment(text: str) -> bytes:
     return comment_frame(text)
 
 
-def encoder_for_run(
-    run_id: str, metadata: Mapping[str, Any] | None
-) -> Callable[[list[Event]], bytes]:
+def encoder_for_run(run_id: str, spec: RunSpec) -> Callable[[list[Event]], bytes]:
     """The native encoder for any run: it holds no state, so every stream shares one."""
     return encode_sse_batch
 

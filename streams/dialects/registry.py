@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from streams.dialects import agui, native
+from streams.dialects.responses import ResponsesEncoder
 from streams.events import Event
+from streams.spec import RunSpec
 
 __all__ = [
     "DEFAULT_DIALECT",
@@ -50,8 +52,8 @@ class Dialect:
 
     name: str  # the ``?format=`` value
     description: str  # what it streams, for the API's documentation
-    # The encoder for one stream of run ``run_id`` whose spec has ``metadata``.
-    encoder_for: Callable[[str, Mapping[str, Any] | None], RunEncoder]
+    # The encoder for one stream of run ``run_id`` with ``spec``.
+    encoder_for: Callable[[str, RunSpec], RunEncoder]
 
 
 DEFAULT_DIALECT = "native"
@@ -61,7 +63,8 @@ DIALECTS: Mapping[str, Dialect] = MappingProxyType(
         dialect.name: dialect
         for dialect in (
             Dialect("native", "native events", native.encoder_for_run),
-            Dialect("ag-ui", "AG-UI 1.0 events", agui.AGUIEncoder.for_run),
+            Dialect("ag-ui", "AG-UI 1.0 events", agui.AGUIEncoder.for_spec),
+            Dialect("responses", "OpenAI Responses API events", ResponsesEncoder.for_run),
         )
     }
 )

@@ -14,6 +14,9 @@ from streams.dialects.registry import (
     describe_dialects,
 )
 from streams.events import Event, EventType
+from tests.support import run_spec
+
+SPEC = run_spec("hi")
 
 
 def sample_run() -> list[Event]:
@@ -35,7 +38,7 @@ def sample_run() -> list[Event]:
 @pytest.mark.parametrize("name", list(DIALECTS))
 def test_every_dialect_encodes_a_run_into_sse_frames_ending_at_its_last_seq(name: str) -> None:
     events = sample_run()
-    encoder = DIALECTS[name].encoder_for("run_1", None)
+    encoder = DIALECTS[name].encoder_for("run_1", SPEC)
 
     body = b"".join(encoder([event]) for event in events)
 
@@ -47,9 +50,9 @@ def test_every_dialect_encodes_a_run_into_sse_frames_ending_at_its_last_seq(name
 @pytest.mark.parametrize("name", list(DIALECTS))
 def test_a_primed_encoder_sends_what_a_fresh_one_sends_after_the_same_events(name: str) -> None:
     events = sample_run()
-    fresh = DIALECTS[name].encoder_for("run_1", None)
+    fresh = DIALECTS[name].encoder_for("run_1", SPEC)
     fresh(events[:3])
-    resumed = DIALECTS[name].encoder_for("run_1", None)
+    resumed = DIALECTS[name].encoder_for("run_1", SPEC)
     if isinstance(resumed, PrimableEncoder):
         resumed.prime(events[:3])
 

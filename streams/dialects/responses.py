@@ -1,0 +1,500 @@
+"""The OpenAI Responses dialect: native events as Responses API stream events, framed for SSE
+(``event: <type>`` + ``data: <json>``). Pure: no I/O, no web framework.
+
+:class:`ResponsesEncoder` is stateful (the Responses API opens and closes output items that
+native events only imply) and deterministic: what it emits for an event depends only on the
+events before it. Its ``sequence_number`` is the response's own counter, from 0, one per
+Responses event; since the encoding is deterministic, the events after sequence number ``N``
+are found by encoding the log from its start and skipping the first ``N + 1``
+(:meth:`ResponsesEncoder.skip_through`). The SSE ``id:`` is the native ``seq`` of the event a
+frame came from, as in every dialect, so ``Last-Event-ID`` resumes natively too.
+
+=========================  ===================================================================
+native                     Responses
+=========================  ===================================================================
+``run.started``            ``response.created``, ``response.in_progress`` (status
+                           ``in_progress``)
+``message.started``        nothing: a text item opens lazily, on its first text
+``message.delta``          ``response.output_item.added`` (a ``message``) and
+                           ``response.content_part.added`` (``output_text``) before the first
+                           delta of a text segment, then ``response.output_text.delta``
+``message.completed``      the open text item's ``response.output_text.done``,
+                           ``response.content_part.done``, ``response.output_item.done``
+``tool_call.started``      (closing open text as above) ``response.output_item.added``: a
+                           ``function_call`` for a tool the client runs, an ``mcp_call``
+                           (server label ``gateway``) for one the gateway runs
+``tool_call.delta``        ``response.function_call_arguments.delta`` /
+                           ``response.mcp_call_arguments.delta``
+``tool_call.completed``    ``….arguments.done``; a function call's ``output_item.done``
+``tool.started``           ``response.mcp_call.in_progress``
+``tool.completed``         ``response.mcp_call.completed``, ``output_item.done`` (``output``:
+                           the result as JSON text)
+``tool.failed``            ``response.mcp_call.failed``, ``output_item.done`` (``error``)
+``run.completed``          (closing what is open) ``response.completed``: the whole response,
+                           its ``output`` and ``usage``
+``run.failed``             (closing what is open, as ``incomplete``) ``response.failed`` with
+                           ``error``
+``run.cancelled``          (closing what is open) nothing more: a cancelled response's stream
+                           ends without ``response.completed``, as OpenAI's does
+``stream.gap``             ``error`` (code ``stream_gap``): events the client missed are gone
+others                     nothing (``tool.delta``, ``client_tool.requested``)
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from streams.dialects.sse import frame
+from streams.events import Event, EventType, dumps
+from streams.spec import RunSpec
+
+__all__ = [
+    "METADATA_KEY",
+    "SERVER_LABEL",
+    "ResponsesEncoder",
+    "response_id",
+    "response_usage",
+    "run_id_of",
+]
+
+# The spec metadata key under which the Responses face keeps what the response object echoes
+# (instructions, tool_choice, the client's own metadata …) and a native run has no notion of.
+METADATA_KEY = "responses"
+# The ``server_label`` of the gateway's own tools, offered as an ``mcp`` tool.
+SERVER_LABEL = "gateway"
+
+ResponsesEvent = dict[str, Any]
+
+
+def response_id(run_id: str) -> str:
+    """The response id of a run: ``resp_`` and the run's hex id."""
+    return "resp_" + run_id.removeprefix("run_")
+
+
+def run_id_of(response: str) -> str:
+    """The run id of a response id (the inverse of :func:`response_id`)."""
+    return "run_" + response.removeprefix("resp_")
+
+
+def response_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A native ``usage`` as the Responses API's."""
+    usage = usage or {}
+    input_tokens = int(usage.get("input_tokens", 0))
+    output_tokens = int(usage.get("output_tokens", 0))
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": int(usage.get("cached_tokens", 0)),
+            "cache_write_tokens": 0,
+        },
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": int(usage.get("reasoning_tokens", 0))},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+class ResponsesEncoder:
+    """Encodes one run's native events as one response's stream events (see the module)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        model: str,
+        function_tools: Iterable[str] = (),
+        echo: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.response_id = response_id(run_id)
+        self.model = model
+        self._function_tools = frozenset(function_tools)
+        self._echo = dict(echo or {})
+        self.sequence_number = 0  # of the next event
+        self.status = "queued"
+        self._created_at = 0.0
+        self._output: list[dict[str, Any]] = []  # output items, by output_index
+        self._open_text: int | None = None  # output_index of the text item being written
+        self._text_segments: dict[str, int] = {}  # message_id -> text items opened so far
+        self._calls: dict[str, int] = {}  # call_id -> output_index
+        self._usage: dict[str, Any] | None = None
+        self._error: dict[str, Any] | None = None
+        self._skip_through = -1  # frames up to this sequence number are not sent
+        self._handlers: dict[EventType, Callable[[Event], list[ResponsesEvent]]] = {
+            EventType.RUN_STARTED: self._run_started,
+            EventType.MESSAGE_DELTA: self._message_delta,
+            EventType.MESSAGE_COMPLETED: self._message_completed,
+            EventType.MESSAGE_FAILED: self._message_failed,
+            EventType.TOOL_CALL_STARTED: self._tool_call_started,
+            EventType.TOOL_CALL_DELTA: self._tool_call_delta,
+            EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
+            EventType.TOOL_STARTED: self._tool_started,
+            EventType.TOOL_COMPLETED: self._tool_completed,
+            EventType.TOOL_FAILED: self._tool_failed,
+            EventType.RUN_COMPLETED: self._run_completed,
+            EventType.RUN_FAILED: self._run_failed,
+            EventType.RUN_CANCELLED: self._run_cancelled,
+            EventType.STREAM_GAP: self._stream_gap,
+        }
+
+    @classmethod
+    def for_run(cls, run_id: str, spec: RunSpec) -> ResponsesEncoder:
+        """An encoder for run ``run_id``: a run the Responses face started echoes what its
+        request said (kept in the spec's metadata, :data:`METADATA_KEY`); any other run is
+        read with its own model and tools."""
+        echo = spec.metadata.get(METADATA_KEY)
+        echo = dict(echo) if isinstance(echo, Mapping) else {}
+        tools: list[dict[str, Any]] = [
+            {
+                "type": "function",
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+                "strict": False,
+            }
+            for tool in spec.client_tools
+        ]
+        if spec.tools:
+            tools.append(
+                {
+                    "type": "mcp",
+                    "server_label": SERVER_LABEL,
+                    "allowed_tools": list(spec.tools),
+                    "require_approval": "never",
+                }
+            )
+        echo["tools"] = tools
+        # The instructions are the spec's first message (not copied into the metadata, whose
+        # size is bounded).
+        if echo.pop("has_instructions", False) and spec.messages:
+            echo["instructions"] = spec.messages[0].content
+        return cls(
+            run_id,
+            model=str(echo.get("model") or spec.model or ""),
+            function_tools=[tool.name for tool in spec.client_tools],
+            echo=echo,
+        )
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def __call__(self, events: list[Event]) -> bytes:
+        """SSE frames for ``events`` (b"" when they yield no Responses event, or only ones
+        :meth:`skip_through` holds back)."""
+        frames = []
+        for event in events:
+            for item in self.translate(event):
+                if item["sequence_number"] > self._skip_through:
+                    frames.append(frame(id=event.seq, event=item["type"], data=dumps(item)))
+        return b"".join(frames)
+
+    def prime(self, events: Iterable[Event]) -> None:
+        """Take in events the client already has: update the state, emit nothing."""
+        for event in events:
+            self.translate(event)
+
+    def skip_through(self, sequence_number: int) -> None:
+        """Send nothing up to ``sequence_number`` (a client that has those: ``starting_after``)."""
+        self._skip_through = sequence_number
+
+    def translate(self, event: Event) -> list[ResponsesEvent]:
+        """The Responses events for one native event, numbered, updating the state."""
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            return []
+        out = handler(event)
+        for item in out:
+            item["sequence_number"] = self.sequence_number
+            self.sequence_number += 1
+        return out
+
+    def response(self) -> dict[str, Any]:
+        """The response object as it stands (``output`` and ``usage`` so far)."""
+        echo = self._echo
+        return {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self._created_at,
+            "status": self.status,
+            "background": bool(echo.get("background", False)),
+            "error": self._error,
+            "incomplete_details": None,
+            "instructions": echo.get("instructions"),
+            "max_output_tokens": echo.get("max_output_tokens"),
+            "metadata": dict(echo.get("metadata") or {}),
+            "model": self.model,
+            "output": copy.deepcopy(self._output),
+            "parallel_tool_calls": bool(echo.get("parallel_tool_calls", True)),
+            "previous_response_id": echo.get("previous_response_id"),
+            "store": bool(echo.get("store", True)),
+            "temperature": echo.get("temperature"),
+            "text": {"format": {"type": "text"}},
+            "tool_choice": echo.get("tool_choice", "auto"),
+            "tools": list(echo.get("tools") or []),
+            "top_p": echo.get("top_p"),
+            "truncation": "disabled",
+            "usage": self._usage,
+            "user": None,
+        }
+
+    # -- output items -------------------------------------------------------------------------
+
+    def _add_item(self, item: dict[str, Any]) -> tuple[int, ResponsesEvent]:
+        index = len(self._output)
+        self._output.append(item)
+        return index, {
+            "type": "response.output_item.added",
+            "output_index": index,
+            "item": copy.deepcopy(item),
+        }
+
+    def _item_done(self, index: int, status: str) -> ResponsesEvent:
+        item = self._output[index]
+        item["status"] = status
+        return {
+            "type": "response.output_item.done",
+            "output_index": index,
+            "item": copy.deepcopy(item),
+        }
+
+    def _close_text(self, status: str = "completed") -> list[ResponsesEvent]:
+        index, self._open_text = self._open_text, None
+        if index is None:
+            return []
+        item = self._output[index]
+        part = item["content"][0]
+        return [
+            {
+                "type": "response.output_text.done",
+                "item_id": item["id"],
+                "output_index": index,
+                "content_index": 0,
+                "text": part["text"],
+                "logprobs": [],
+            },
+            {
+                "type": "response.content_part.done",
+                "item_id": item["id"],
+                "output_index": index,
+                "content_index": 0,
+                "part": copy.deepcopy(part),
+            },
+            self._item_done(index, status),
+        ]
+
+    def _close_all(self, status: str) -> list[ResponsesEvent]:
+        out = self._close_text(status)
+        for call_id, index in list(self._calls.items()):
+            if self._output[index]["status"] in ("in_progress", "calling"):
+                out.append(self._item_done(index, status))
+            del self._calls[call_id]
+        return out
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def _run_started(self, event: Event) -> list[ResponsesEvent]:
+        self._created_at = event.ts
+        self.status = "in_progress"
+        if not self.model:
+            self.model = str(event.data.get("model") or "")
+        return [
+            {"type": "response.created", "response": self.response()},
+            {"type": "response.in_progress", "response": self.response()},
+        ]
+
+    def _message_delta(self, event: Event) -> list[ResponsesEvent]:
+        out: list[ResponsesEvent] = []
+        if self._open_text is None:
+            message_id = event.data["message_id"]
+            segment = self._text_segments.get(message_id, 0) + 1
+            self._text_segments[message_id] = segment
+            item_id = message_id if segment == 1 else f"{message_id}.{segment}"
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            index, added = self._add_item(
+                {
+                    "id": item_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "in_progress",
+                    "content": [],
+                }
+            )
+            self._open_text = index
+            self._output[index]["content"].append(part)
+            out += [
+                added,
+                {
+                    "type": "response.content_part.added",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "content_index": 0,
+                    "part": copy.deepcopy(part),
+                },
+            ]
+        index = self._open_text
+        item = self._output[index]
+        item["content"][0]["text"] += event.data["delta"]
+        out.append(
+            {
+                "type": "response.output_text.delta",
+                "item_id": item["id"],
+                "output_index": index,
+                "content_index": 0,
+                "delta": event.data["delta"],
+                "logprobs": [],
+            }
+        )
+        return out
+
+    def _message_completed(self, event: Event) -> list[ResponsesEvent]:
+        return self._close_text()
+
+    def _message_failed(self, event: Event) -> list[ResponsesEvent]:
+        return self._close_all("incomplete")
+
+    def _tool_call_started(self, event: Event) -> list[ResponsesEvent]:
+        out = self._close_text()
+        call_id, name = event.data["call_id"], event.data["name"]
+        if name in self._function_tools:
+            item: dict[str, Any] = {
+                "id": "fc_" + call_id,
+                "type": "function_call",
+                "call_id": call_id,
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
+        else:
+            item = {
+                "id": "mcp_" + call_id,
+                "type": "mcp_call",
+                "server_label": SERVER_LABEL,
+                "name": name,
+                "arguments": "",
+                "output": None,
+                "error": None,
+                "status": "in_progress",
+            }
+        index, added = self._add_item(item)
+        self._calls[call_id] = index
+        out.append(added)
+        return out
+
+    def _call(self, event: Event) -> tuple[int, dict[str, Any]] | None:
+        index = self._calls.get(event.data.get("call_id", ""))
+        return None if index is None else (index, self._output[index])
+
+    def _tool_call_delta(self, event: Event) -> list[ResponsesEvent]:
+        found = self._call(event)
+        if found is None:
+            return []
+        index, item = found
+        item["arguments"] += event.data["delta"]
+        kind = "function_call" if item["type"] == "function_call" else "mcp_call"
+        return [
+            {
+                "type": f"response.{kind}_arguments.delta",
+                "item_id": item["id"],
+                "output_index": index,
+                "delta": event.data["delta"],
+            }
+        ]
+
+    def _tool_call_completed(self, event: Event) -> list[ResponsesEvent]:
+        found = self._call(event)
+        if found is None:
+            return []
+        index, item = found
+        item["arguments"] = event.data["arguments"]
+        if item["type"] == "function_call":
+            del self._calls[event.data["call_id"]]
+            return [
+                {
+                    "type": "response.function_call_arguments.done",
+                    "item_id": item["id"],
+                    "output_index": index,
+                    "name": item["name"],
+                    "arguments": item["arguments"],
+                },
+                self._item_done(index, "completed"),
+            ]
+        item["status"] = "calling"
+        return [
+            {
+                "type": "response.mcp_call_arguments.done",
+                "item_id": item["id"],
+                "output_index": index,
+                "arguments": item["arguments"],
+            }
+        ]
+
+    def _tool_started(self, event: Event) -> list[ResponsesEvent]:
+        found = self._call(event)
+        if found is None or found[1]["type"] != "mcp_call":
+            return []
+        index, item = found
+        return [
+            {"type": "response.mcp_call.in_progress", "item_id": item["id"], "output_index": index}
+        ]
+
+    def _tool_completed(self, event: Event) -> list[ResponsesEvent]:
+        found = self._call(event)
+        if found is None or found[1]["type"] != "mcp_call":
+            return []
+        index, item = found
+        item["output"] = dumps(event.data.get("output")).decode()
+        del self._calls[event.data["call_id"]]
+        return [
+            {"type": "response.mcp_call.completed", "item_id": item["id"], "output_index": index},
+            self._item_done(index, "completed"),
+        ]
+
+    def _tool_failed(self, event: Event) -> list[ResponsesEvent]:
+        found = self._call(event)
+        if found is None or found[1]["type"] != "mcp_call":
+            return []
+        index, item = found
+        error = event.data.get("error") or {}
+        item["error"] = {
+            "type": "tool_execution_error",
+            "code": error.get("code"),
+            "message": error.get("message", ""),
+        }
+        del self._calls[event.data["call_id"]]
+        return [
+            {"type": "response.mcp_call.failed", "item_id": item["id"], "output_index": index},
+            self._item_done(index, "failed"),
+        ]
+
+    def _run_completed(self, event: Event) -> list[ResponsesEvent]:
+        out = self._close_all("completed")
+        self.status = "completed"
+        self._usage = response_usage(event.data.get("usage"))
+        out.append({"type": "response.completed", "response": self.response()})
+        return out
+
+    def _run_failed(self, event: Event) -> list[ResponsesEvent]:
+        out = self._close_all("incomplete")
+        self.status = "failed"
+        error = event.data.get("error") or {}
+        # The Responses API's codes are its own; ours goes first in the message.
+        code = error.get("code", "server_error")
+        self._error = {"code": "server_error", "message": f"{code}: {error.get('message', '')}"}
+        out.append({"type": "response.failed", "response": self.response()})
+        return out
+
+    def _run_cancelled(self, event: Event) -> list[ResponsesEvent]:
+        out = self._close_all("incomplete")
+        self.status = "cancelled"
+        return out
+
+    def _stream_gap(self, event: Event) -> list[ResponsesEvent]:
+        return [
+            {
+                "type": "error",
+                "code": "stream_gap",
+                "message": f"events after seq {event.data['after']} up to "
+                f"{event.data['next_seq'] - 1} are no longer retained",
+                "param": None,
+            }
+        ]
