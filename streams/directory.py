@@ -55,6 +55,10 @@ class RunDirectory(ReaderCount, Protocol):
         """Cancel ``owner``'s run ``run_id`` wherever it runs; raises
         :class:`~streams.errors.RunFinishedError` if it has ended."""
 
+    async def delete(self, run_id: str, owner: str | None) -> None:
+        """Forget ``owner``'s ended run ``run_id`` wherever it ran (its log too); raises
+        :class:`~streams.errors.RunBusyError` while it is queued or running."""
+
     async def register(self, run: Run) -> None:
         """Make a run this instance just started known (before its client hears of it);
         raises (and stops the run) if that cannot be done."""
@@ -81,6 +85,9 @@ class LocalRunDirectory:
 
     async def cancel(self, run_id: str, reason: str, owner: str | None) -> Run:
         return self._manager.cancel(run_id, reason, owner)
+
+    async def delete(self, run_id: str, owner: str | None) -> None:
+        self._manager.delete(run_id, owner)
 
     async def register(self, run: Run) -> None:
         """Nothing to do: the manager knows its runs from their start."""

@@ -16,6 +16,7 @@ other)::
     ├── LimitExceededError
     │   └── RateLimitedError
     ├── RunFinishedError
+    ├── RunBusyError
     ├── LogClosedError
     ├── LogTakenOverError
     ├── ShuttingDownError
@@ -52,6 +53,7 @@ __all__ = [
     "ModelOutputLimitError",
     "NotFoundError",
     "RateLimitedError",
+    "RunBusyError",
     "RunFinishedError",
     "ShuttingDownError",
     "StoreUnavailableError",
@@ -123,6 +125,12 @@ class RunFinishedError(GatewayError):
     """The run has already reached a terminal state."""
 
     code = "run_finished"
+
+
+class RunBusyError(GatewayError):
+    """The run is still queued or running: what was asked needs it ended."""
+
+    code = "run_busy"
 
 
 class LogClosedError(GatewayError):

@@ -15,8 +15,9 @@ a background one runs on, and is polled, re-attached or cancelled by id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -40,7 +41,10 @@ __all__ = [
     "ResponsesRequest",
     "cancel_response",
     "create_response",
+    "delete_response",
     "get_response",
+    "input_items",
+    "list_input_items",
     "messages_of",
 ]
 
@@ -71,6 +75,7 @@ class ResponsesRequest(BaseModel):
     stream: bool = False
     background: bool = False
     previous_response_id: str | None = None
+    reasoning: dict[str, Any] | None = None
 
 
 def _text_of(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -214,6 +219,7 @@ async def create_response(
     if body.previous_response_id:
         earlier = await _previous_messages(state, body.previous_response_id, caller.owner)
         messages += [m for m in earlier if m.role != "system" or not body.instructions]
+    input_from = len(messages)  # this request's own input starts here (input_items)
     messages += messages_of(body.input)
     if not messages:
         raise InvalidRequestError("input must hold at least one message")
@@ -225,6 +231,9 @@ async def create_response(
         options["top_p"] = body.top_p
     if body.max_output_tokens is not None:
         options["max_tokens"] = body.max_output_tokens
+    effort = (body.reasoning or {}).get("effort")
+    if isinstance(effort, str):  # to upstreams that take it (Chat Completions' name for it)
+        options["reasoning_effort"] = effort
     echo = {
         "model": body.model,
         "has_instructions": bool(body.instructions),
@@ -237,6 +246,7 @@ async def create_response(
         "store": body.store,
         "background": body.background,
         "previous_response_id": body.previous_response_id,
+        "input_from": input_from,
     }
     spec = RunSpec(
         model=body.model,
@@ -304,6 +314,98 @@ async def cancel_response(
     async with asyncio.timeout(CANCEL_WAIT):
         await run.wait()
     return JSONResponse(await _final(run))
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(
+    response_id: str,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> Response:
+    """Delete a response (one still running is cancelled first)."""
+    state = gateway(request)
+    run_id = run_id_of(response_id)
+    with contextlib.suppress(RunFinishedError):
+        run = await state.runs.cancel(run_id, "deleted by client", caller.owner)
+        async with asyncio.timeout(CANCEL_WAIT):
+            await run.wait()
+    await state.runs.delete(run_id, caller.owner)
+    return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> Response:
+    """The items of a response's own input, as OpenAI lists them."""
+    state = gateway(request)
+    run = await state.find_run(run_id_of(response_id), caller.owner)
+    echo = run.spec.metadata.get(METADATA_KEY)
+    start = echo.get("input_from", 0) if isinstance(echo, dict) else 0
+    items = input_items(run.spec.messages[start:], response_id)
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
+
+
+def input_items(messages: list[ChatMessage], response_id: str) -> list[dict[str, Any]]:
+    """Chat messages as the Responses API's input items (ids made from the response's)."""
+    base = response_id.removeprefix("resp_")
+    items: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message.role == "tool":
+            items.append(
+                {
+                    "id": f"fco_{base}_{index}",
+                    "type": "function_call_output",
+                    "call_id": message.tool_call_id,
+                    "output": message.content if isinstance(message.content, str) else "",
+                    "status": "completed",
+                }
+            )
+            continue
+        for call_index, call in enumerate(message.tool_calls or ()):
+            function = call.get("function", {})
+            items.append(
+                {
+                    "id": f"fc_{base}_{index}_{call_index}",
+                    "type": "function_call",
+                    "call_id": call.get("id", ""),
+                    "name": function.get("name", ""),
+                    "arguments": function.get("arguments", ""),
+                    "status": "completed",
+                }
+            )
+        if message.content:
+            text = message.content if isinstance(message.content, str) else ""
+            kind = "output_text" if message.role == "assistant" else "input_text"
+            items.append(
+                {
+                    "id": f"msg_{base}_{index}",
+                    "type": "message",
+                    "role": message.role,
+                    "content": [{"type": kind, "text": text}],
+                    "status": "completed",
+                }
+            )
+    return items
 
 
 async def _wait_unless_disconnected(request: Request, run: RunView) -> bool:

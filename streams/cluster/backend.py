@@ -56,6 +56,7 @@ from streams.cluster.log import (
 from streams.errors import (
     InvalidRequestError,
     NotFoundError,
+    RunBusyError,
     RunFinishedError,
     StoreUnavailableError,
 )
@@ -427,6 +428,27 @@ class ClusterBackend:
             await self._fail_runs_of_lost(run.instance, only=run_id)
         return run
 
+    async def delete(self, run_id: str, owner: str | None) -> None:
+        """Forget ``owner``'s ended run: its registry entry and log in Redis, and the copy
+        its instance holds (here directly, elsewhere through its control channel)."""
+        assert self._manager is not None
+        run = await self.get(run_id, owner)
+        if not run.done:
+            raise RunBusyError(f"run {run_id} is still {run.status.value}: cancel it first")
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self.redis.delete(
+                    self.keys.run(run_id), self.keys.producers(run_id), self.keys.events(run_id)
+                )
+                if not isinstance(run, Run):
+                    message = orjson.dumps({"op": "forget", "run_id": run_id})
+                    await self.redis.publish(self.keys.control(run.instance), message)
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        raise_if_cancelling()
+        if isinstance(run, Run):
+            self._manager.forget(run)
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
@@ -633,9 +655,14 @@ class ClusterBackend:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             logger.warning("ignoring a malformed control message: %r", raw[:200])
             return
-        if command.get("op") == "cancel" and self._manager is not None:
+        if self._manager is None:
+            return
+        if command.get("op") == "cancel":
             with contextlib.suppress(NotFoundError, RunFinishedError):
                 self._manager.get_unchecked(run_id).cancel(reason)
+        elif command.get("op") == "forget":
+            with contextlib.suppress(NotFoundError, RunBusyError):
+                self._manager.forget(self._manager.get_unchecked(run_id))
 
     # -- readers ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from streams.connection import Connection
 from streams.errors import (
     LimitExceededError,
     NotFoundError,
+    RunBusyError,
     ShuttingDownError,
 )
 from streams.events import EventType
@@ -182,6 +183,19 @@ class RunManager:
         run = self.get(run_id, owner)
         run.cancel(reason)
         return run
+
+    def delete(self, run_id: str, owner: str | None) -> Run:
+        """Forget ``owner``'s ended run now, before its TTL (its log goes with it). Raises
+        :class:`~streams.errors.RunBusyError` while it is still queued or running."""
+        run = self.get(run_id, owner)
+        self.forget(run)
+        return run
+
+    def forget(self, run: Run) -> None:
+        """Forget the ended ``run`` (see :meth:`delete`; for callers that checked access)."""
+        if not run.done:
+            raise RunBusyError(f"run {run.id} is still {run.status.value}: cancel it first")
+        self._runs.pop(run.id, None)
 
     def abort(self, run_id: str, code: str, message: str) -> None:
         """Stop the run like a cancel, but end it with ``run.failed`` (``code``): the run

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
-from tests.support import RunningGateway, running_gateway
+from streams.dialects.responses import response_id, run_id_of
+from tests.gateway_process import api_keys
+from tests.support import RunningGateway, agent_spec, running_gateway
 from tests.upstream_server import UpstreamServer, text_reply
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -140,3 +144,117 @@ async def test_an_unknown_previous_response_is_a_404_in_openai_s_shape(
             model="demo", input="hi", previous_response_id="resp_0000000000000000"
         )
     assert "not found" in str(raised.value)
+
+
+async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer
+) -> None:
+    upstream.script(text_reply(*(["tok"] * 500), pause=0.01))
+    stream = await client.responses.create(model="up", input="hello", stream=True)
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            break
+    await stream.close()
+    left_at = time.monotonic()
+    record = upstream.requests[0]
+    disconnected_at = await upstream.wait_disconnect(record)
+    assert disconnected_at - left_at < 1.0
+    assert record.chunks_after_disconnect == 0
+
+
+async def test_a_background_response_goes_on_without_its_client_and_is_read_whole(
+    client: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    started = await client.responses.create(model="demo", input="hello", background=True)
+    await gateway.wait_run(run_id_of(started.id), timeout=5)
+    done = await client.responses.retrieve(started.id)
+    assert done.status == "completed"
+    assert done.output_text
+    assert done.background is True
+
+
+async def test_streaming_is_chosen_by_the_body_never_by_accept(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        whole = await http.post(
+            "/v1/responses",
+            json={"model": "demo", "input": "hi"},
+            headers={"accept": "text/event-stream"},
+        )
+        streamed = await http.post(
+            "/v1/responses",
+            json={"model": "demo", "input": "hi", "stream": True},
+            headers={"accept": "application/json"},
+        )
+    assert whole.headers["content-type"].startswith("application/json")
+    assert whole.json()["object"] == "response"
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert b"event: response.completed" in streamed.content
+
+
+async def test_what_the_gateway_does_not_use_is_ignored_and_invalid_input_is_a_400(
+    client: openai.AsyncOpenAI,
+) -> None:
+    response = await client.responses.create(
+        model="demo",
+        input=[
+            {"type": "message", "role": "developer", "content": "Be brief."},
+            {"type": "reasoning", "summary": []},
+            {"role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+        ],
+        tools=[{"type": "web_search"}],
+        store=False,
+        include=["reasoning.encrypted_content"],
+        reasoning={"effort": "low"},
+        extra_body={"prompt_cache_key": "k", "client_metadata": {"a": "b"}},
+    )
+    assert response.status == "completed"
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client.responses.create(model="demo", input="hi", temperature=9)
+    assert raised.value.status_code == 400
+    assert raised.value.body["code"] == "invalid_request"  # type: ignore[index]
+
+
+async def test_a_response_is_deleted_and_its_input_items_listed(client: openai.AsyncOpenAI) -> None:
+    response = await client.responses.create(
+        model="demo", input=[{"role": "user", "content": "hello"}], instructions="Be brief."
+    )
+    items = await client.responses.input_items.list(response.id, order="asc")
+    assert [(item.type, item.role) for item in items.data] == [("message", "user")]  # type: ignore[union-attr]
+    deleted = await client.responses.delete(response.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+
+
+async def test_a_response_is_a_run_readable_as_native_events(
+    client: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    response = await client.responses.create(model="demo", input="hello")
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        native = await http.get(f"/v1/runs/{run_id_of(response.id)}/events")
+        as_responses = await http.get(f"/v1/runs/{run_id_of(response.id)}/events?format=responses")
+    assert b'"type":"run.completed"' in native.content
+    assert b"event: response.completed" in as_responses.content
+
+
+async def test_a_native_run_reads_as_a_response(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        started = await http.post("/v1/runs", json=agent_spec("what is 6 * 7", ["calculator"]))
+        run_id = started.json()["run_id"]
+        await gateway.wait_run(run_id, timeout=5)
+        answer = await http.get(f"/v1/responses/{response_id(run_id)}")
+    body = answer.json()
+    assert body["status"] == "completed"
+    assert [item["type"] for item in body["output"]] == ["message", "mcp_call", "message"]
+
+
+def test_another_key_s_response_is_not_found() -> None:
+    with running_gateway(api_keys=api_keys("alice", "bob")) as gateway:
+        alice = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="alice", max_retries=0)
+        bob = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="bob", max_retries=0)
+        response = alice.responses.create(model="demo", input="hello")
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.retrieve(response.id)
+        with pytest.raises(openai.NotFoundError):
+            bob.responses.cancel(response.id)
+        assert alice.responses.retrieve(response.id).status == "completed"
