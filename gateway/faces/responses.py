@@ -79,17 +79,27 @@ class ResponsesRequest(BaseModel):
 
 
 def _text_of(content: Any, where: str) -> str | list[dict[str, Any]]:
-    """A message's content as a chat message's: text parts joined, other parts as they are."""
+    """A message's content as a chat message's: text parts joined into one string, or, with
+    an image among them, the parts as Chat Completions writes them."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
-    texts = []
+    parts: list[dict[str, Any]] = []
     for index, part in enumerate(content):
-        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-            raise InvalidRequestError(f"{where}.content[{index}] must be a text part")
-        texts.append(part["text"])
-    return "".join(texts)
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            image = {"url": part["image_url"], "detail": part.get("detail") or "auto"}
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            raise InvalidRequestError(
+                f"{where}.content[{index}] must be a text part or an image given by image_url"
+            )
+    if all(part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
 
 
 def messages_of(items: str | list[dict[str, Any]]) -> list[ChatMessage]:

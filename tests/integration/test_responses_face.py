@@ -258,3 +258,20 @@ def test_another_key_s_response_is_not_found() -> None:
         with pytest.raises(openai.NotFoundError):
             bob.responses.cancel(response.id)
         assert alice.responses.retrieve(response.id).status == "completed"
+
+
+async def test_an_image_part_reaches_the_model_as_a_chat_image_part(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer
+) -> None:
+    upstream.script(text_reply("a cat"))
+    image = {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}
+    text = {"type": "input_text", "text": "what is this"}
+    response = await client.responses.create(
+        model="up", input=[{"role": "user", "content": [text, image]}]
+    )
+    assert response.output_text == "a cat"
+    (message,) = [m for m in upstream.requests[0].body["messages"] if m["role"] == "user"]
+    assert message["content"] == [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+    ]
