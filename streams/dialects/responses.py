@@ -29,9 +29,10 @@ native                     Responses
 ``tool.started``           ``response.mcp_call.in_progress``
 ``tool.completed``         ``response.mcp_call.completed``, ``output_item.done`` (``output``:
                            the result as JSON text)
-``tool.failed``            ``response.mcp_call.failed``, ``output_item.done`` (``error``)
+``tool.failed``            ``response.mcp_call.failed``, ``output_item.done`` (``error``: an
+                           ``mcp_tool_execution_error`` whose content is ``"<code>: <message>"``)
 ``run.completed``          (closing what is open) ``response.completed``: the whole response,
-                           its ``output`` and ``usage``
+                           its ``output``, ``usage`` and ``completed_at``
 ``run.failed``             (closing what is open, as ``incomplete``) ``response.failed`` with
                            ``error``
 ``run.cancelled``          (closing what is open) nothing more: a cancelled response's stream
@@ -114,6 +115,7 @@ class ResponsesEncoder:
         self.sequence_number = 0  # of the next event
         self.status = "queued"
         self._created_at = 0.0
+        self._completed_at: float | None = None
         self._output: list[dict[str, Any]] = []  # output items, by output_index
         self._open_text: int | None = None  # output_index of the text item being written
         self._text_segments: dict[str, int] = {}  # message_id -> text items opened so far
@@ -215,6 +217,7 @@ class ResponsesEncoder:
             "id": self.response_id,
             "object": "response",
             "created_at": self._created_at,
+            "completed_at": self._completed_at,
             "status": self.status,
             "background": bool(echo.get("background", False)),
             "error": self._error,
@@ -455,10 +458,12 @@ class ResponsesEncoder:
             return []
         index, item = found
         error = event.data.get("error") or {}
+        # What an MCP server answers for a tool that failed (a result whose content is the
+        # error's text); our code goes first in it, as in a failed response's message.
+        text = f"{error.get('code', 'tool_error')}: {error.get('message', '')}"
         item["error"] = {
-            "type": "tool_execution_error",
-            "code": error.get("code"),
-            "message": error.get("message", ""),
+            "type": "mcp_tool_execution_error",
+            "content": [{"type": "text", "text": text}],
         }
         del self._calls[event.data["call_id"]]
         return [
@@ -469,6 +474,7 @@ class ResponsesEncoder:
     def _run_completed(self, event: Event) -> list[ResponsesEvent]:
         out = self._close_all("completed")
         self.status = "completed"
+        self._completed_at = event.ts
         self._usage = response_usage(event.data.get("usage"))
         out.append({"type": "response.completed", "response": self.response()})
         return out
