@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from gateway.faces import agui, console, openai_chat, responses, runs, ws
+from gateway.faces import agui, console, openai_chat, responses, responses_ws, runs, ws
 
 __all__ = ["FACES", "Face"]
 
@@ -33,5 +33,6 @@ FACES: tuple[Face, ...] = (
     Face("responses", responses.router, json_errors=True),
     Face("ag-ui", agui.router, json_errors=True),
     Face("websocket", ws.router, json_errors=False),
+    Face("responses-websocket", responses_ws.router, json_errors=False),
     Face("console", console.router, json_errors=False),
 )

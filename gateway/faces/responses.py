@@ -46,6 +46,7 @@ __all__ = [
     "input_items",
     "list_input_items",
     "messages_of",
+    "spec_of",
 ]
 
 router = APIRouter()
@@ -206,20 +207,8 @@ async def _final(run: RunView) -> dict[str, Any]:
     return response
 
 
-@router.post(
-    "/v1/responses",
-    responses={
-        200: {"content": {"application/json": {}, "text/event-stream": {}}},
-        **UPSTREAM_RESPONSES,
-    },
-)
-async def create_response(
-    body: ResponsesRequest,
-    request: Request,
-    caller: Annotated[Principal, Depends(principal)],
-) -> Response:
-    """Create a response: streamed (`"stream": true`), in the background, or answered whole."""
-    state = gateway(request)
+async def spec_of(state: GatewayState, body: ResponsesRequest, owner: str | None) -> RunSpec:
+    """The run a request asks for (``owner``'s, for its ``previous_response_id``)."""
     if body.model not in state.manager.models:
         known = ", ".join(state.manager.models.names())
         raise ModelNotFoundError(f"The model '{body.model}' does not exist (known: {known})")
@@ -227,7 +216,7 @@ async def create_response(
     if body.instructions:
         messages.append(ChatMessage(role="system", content=body.instructions))
     if body.previous_response_id:
-        earlier = await _previous_messages(state, body.previous_response_id, caller.owner)
+        earlier = await _previous_messages(state, body.previous_response_id, owner)
         messages += [m for m in earlier if m.role != "system" or not body.instructions]
     input_from = len(messages)  # this request's own input starts here (input_items)
     messages += messages_of(body.input)
@@ -267,6 +256,24 @@ async def create_response(
         options=options,
         metadata={"api": "responses", METADATA_KEY: echo},
     )
+    return spec
+
+
+@router.post(
+    "/v1/responses",
+    responses={
+        200: {"content": {"application/json": {}, "text/event-stream": {}}},
+        **UPSTREAM_RESPONSES,
+    },
+)
+async def create_response(
+    body: ResponsesRequest,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> Response:
+    """Create a response: streamed (`"stream": true`), in the background, or answered whole."""
+    state = gateway(request)
+    spec = await spec_of(state, body, caller.owner)
     on_disconnect: OnDisconnect = "continue" if body.background else "cancel"
     start = functools.partial(
         start_run, state, spec, connection(request), caller, default_on_disconnect=on_disconnect
