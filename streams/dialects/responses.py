@@ -7,7 +7,8 @@ events before it. Its ``sequence_number`` is the response's own counter, from 0,
 Responses event; since the encoding is deterministic, the events after sequence number ``N``
 are found by encoding the log from its start and skipping the first ``N + 1``
 (:meth:`ResponsesEncoder.skip_through`). The SSE ``id:`` is the native ``seq`` of the event a
-frame came from, as in every dialect, so ``Last-Event-ID`` resumes natively too.
+frame came from, on the last frame of each native event (as in AG-UI), so ``Last-Event-ID``
+resumes natively too and always names a native event whose frames all arrived.
 
 =========================  ===================================================================
 native                     Responses
@@ -185,9 +186,17 @@ class ResponsesEncoder:
         :meth:`skip_through` holds back)."""
         frames = []
         for event in events:
-            for item in self.translate(event):
-                if item["sequence_number"] > self._skip_through:
-                    frames.append(frame(id=event.seq, event=item["type"], data=dumps(item)))
+            items = [
+                item
+                for item in self.translate(event)
+                if item["sequence_number"] > self._skip_through
+            ]
+            for item in items[:-1]:
+                frames.append(frame(event=item["type"], data=dumps(item)))
+            if items:
+                # Only the last frame of a native event carries its seq, so a Last-Event-ID
+                # always names a native event whose Responses events all arrived.
+                frames.append(frame(id=event.seq, event=items[-1]["type"], data=dumps(items[-1])))
         return b"".join(frames)
 
     def prime(self, events: Iterable[Event]) -> None:

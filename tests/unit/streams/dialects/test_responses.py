@@ -144,15 +144,16 @@ def split_frames(stream: bytes) -> list[bytes]:
     return [frame + b"\n\n" for frame in stream.split(b"\n\n") if frame]
 
 
-def parse(frame: bytes) -> tuple[int, str, dict[str, Any]]:
-    """A frame's ``id``, ``event`` and ``data`` (each frame here has exactly these lines)."""
-    id_line, event_line, data_line = frame.rstrip(b"\n").split(b"\n")
-    assert id_line.startswith(b"id: ")
+def parse(frame: bytes) -> tuple[int | None, str, dict[str, Any]]:
+    """A frame's ``id`` (None without one), ``event`` and ``data``."""
+    lines = frame.rstrip(b"\n").split(b"\n")
+    id_line = lines.pop(0) if lines[0].startswith(b"id: ") else None
+    event_line, data_line = lines
     assert event_line.startswith(b"event: ")
     assert data_line.startswith(b"data: ")
     data = json.loads(data_line.removeprefix(b"data: "))
     assert isinstance(data, dict)
-    return int(id_line[4:]), event_line[7:].decode(), data
+    return (None if id_line is None else int(id_line[4:])), event_line[7:].decode(), data
 
 
 def emitted(events: list[Event]) -> list[dict[str, Any]]:
@@ -561,12 +562,14 @@ def test_sequence_numbers_count_from_zero_one_an_event(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", EXPECTED)
-def test_each_frame_is_an_event_frame_whose_id_is_its_native_seq(name: str) -> None:
+def test_only_the_last_frame_of_a_native_event_carries_its_seq_as_id(name: str) -> None:
     enc = encoder()
     for event in SCENARIOS[name](Events()):
-        for frame in split_frames(enc([event])):
-            id_, kind, data = parse(frame)
-            assert (id_, kind) == (event.seq, data["type"])
+        frames = [parse(frame) for frame in split_frames(enc([event]))]
+        assert all(kind == data["type"] for _, kind, data in frames)
+        assert [id_ for id_, _, _ in frames] == [None] * (len(frames) - 1) + [event.seq] * bool(
+            frames
+        )
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -616,8 +619,9 @@ def response_object(
     }
 
 
-def event_frame(seq: int, event: dict[str, Any]) -> bytes:
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event["type"].encode(), compact(event))
+def event_frame(seq: int | None, event: dict[str, Any]) -> bytes:
+    head = b"" if seq is None else b"id: %d\n" % seq
+    return head + b"event: %s\ndata: %s\n\n" % (event["type"].encode(), compact(event))
 
 
 def test_plain_text_is_encoded_byte_for_byte() -> None:
@@ -655,9 +659,13 @@ def test_plain_text_is_encoded_byte_for_byte() -> None:
 
     body = encoder()(plain_text(Events()))
 
+    last_of_its_seq = [
+        index == len(expected) - 1 or expected[index + 1][0] != seq
+        for index, (seq, _) in enumerate(expected)
+    ]
     assert body == b"".join(
-        event_frame(seq, {**event, "sequence_number": number})
-        for number, (seq, event) in enumerate(expected)
+        event_frame(seq if last else None, {**event, "sequence_number": number})
+        for number, ((seq, event), last) in enumerate(zip(expected, last_of_its_seq, strict=True))
     )
 
 
