@@ -58,7 +58,20 @@ QUICK = Sizes(
     ws_chunks=50,
 )
 
-SCENARIOS = ("latency", "throughput", "fanout", "held", "cancel", "websocket")
+SCENARIOS = ("latency", "throughput", "fanout", "held", "cancel", "websocket", "responses")
+
+# The Responses rows (scenario "responses") and the Chat Completions rows they mirror: the
+# same measurement through POST /v1/responses, against the floor's Responses relay.
+RESPONSES_MIRRORS = {
+    "ttft_p50_ms": ("latency", "ttft_p50_ms"),
+    "ttft_p99_ms": ("latency", "ttft_p99_ms"),
+    **{
+        f"delta_events_per_s_x{n}": ("throughput", f"chat_chunks_per_s_x{n}")
+        for n in (1, 10, 100, 1000)
+    },
+    "disconnect_p50_ms": ("cancel", "disconnect_p50_ms"),
+    "disconnect_p99_ms": ("cancel", "disconnect_p99_ms"),
+}
 
 # results[(scenario, metric)][target] = one value per repeat
 Results = dict[tuple[str, str], dict[str, list[float]]]
@@ -117,6 +130,8 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                 for target in order:
                     values = await s.cancellation(ports[target], upstream, sizes.cancel_tries)
                     _put(results, "cancel", target, values)
+            if "responses" in only:
+                await _responses(results, ports, upstream, sizes, repeat)
             if "websocket" in only:
                 for target in order:
                     values = await s.websocket(
@@ -144,6 +159,41 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
         for proc in (gateway, floor, upstream):
             proc.stop()
     return results
+
+
+async def _responses(
+    results: Results, ports: dict[str, int], upstream: procs.Proc, sizes: Sizes, repeat: int
+) -> None:
+    """The latency, throughput and cancellation scenarios through ``POST /v1/responses``
+    (``"stream": true``), floor and gateway interleaved as theirs are; no direct column (the
+    upstream speaks chat completions only)."""
+    for target in _order(repeat):
+        values = await s.latency(ports[target], sizes.latency_requests, responses=True)
+        _put(results, "responses", target, values)
+    rounds = sizes.throughput_rounds
+    for streams in (1, *sizes.concurrency):
+        for round_ in range(rounds):
+            for target in _order(repeat * rounds + round_):
+                rate = await s.throughput(
+                    ports[target], streams, sizes.stream_chunks, responses=True
+                )
+                _put(results, "responses", target, {f"delta_events_per_s_x{streams}": rate})
+    for target in _order(repeat):
+        values = await s.cancellation(ports[target], upstream, sizes.cancel_tries, responses=True)
+        _put(results, "responses", target, values)
+
+
+def parity(results: Results) -> dict[str, float | None]:
+    """For each Responses row, its gateway / floor ratio over that of the Chat Completions row
+    it mirrors (1.0: the face costs, relative to its floor, what chat completions cost)."""
+    paired = ratios(results)
+    out: dict[str, float | None] = {}
+    for metric, mirror in RESPONSES_MIRRORS.items():
+        if ("responses", metric) not in paired or mirror not in paired:
+            continue
+        ours, theirs = paired["responses", metric], paired[mirror]
+        out[metric] = ours / theirs if ours is not None and theirs else None
+    return out
 
 
 def _median(values: list[float] | None) -> float | None:
@@ -280,8 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     med = {key: {t: _median(v) for t, v in row.items()} for key, row in results.items()}
     paired = ratios(results)
     checks = targets(results, sizes)
+    mirrored = parity(results)
     print(table(results))
     print()
+    if mirrored:
+        print("Responses gateway/floor over the Chat Completions row's (1.00: the same cost):")
+        for metric, value in mirrored.items():
+            sc, m = RESPONSES_MIRRORS[metric]
+            print(f"- responses {metric} / {sc} {m}: {_fmt(value)}")
+        print()
     for check in checks:
         verdict = "met" if check["met"] else "MISSED"
         print(f"- {check['target']}: {_fmt(check['value'])} (target {check['goal']}): {verdict}")
@@ -308,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 for (sc, m), row in results.items()
             ],
             "targets": checks,
+            "responses_parity": mirrored,
         }
         with open(args.json, "w") as out:
             json.dump(document, out, indent=2)

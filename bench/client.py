@@ -3,7 +3,8 @@ HTTP library per connection, so that 10,000 streams fit in one process), and a m
 WebSocket client for held sessions.
 
 A response body is de-chunked as it arrives and a *marker* counted in it (``b"ZQX"`` for the
-upstream's content chunks, ``b"message.delta"`` for native events), with the time of the
+upstream's content chunks, ``b"message.delta"`` for native events,
+``b"event: response.output_text.delta"`` for Responses text deltas), with the time of the
 first one seen: that is the time to first token.
 """
 
@@ -150,6 +151,10 @@ async def stream_once(
 
 def chat_body(content: str, model: str = "up") -> dict[str, Any]:
     return {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
+
+
+def responses_body(content: str, model: str = "up") -> dict[str, Any]:
+    return {"model": model, "stream": True, "input": content}
 
 
 # -- a minimal WebSocket client (held sessions) ---------------------------------------------

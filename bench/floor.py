@@ -1,9 +1,11 @@
 """The floor: the least a Python relay of the same upstream can do, with the same stack as
 the gateway (Starlette, uvicorn with uvloop and httptools, and the gateway's own upstream
 transport: httpx's connection pool, used without a client, with its pass made linear). No
-runs, no logs, no limits, no auth, no events: bytes in, bytes out. Also an idle SSE stream
-(pings only) and a WebSocket that acks pings and relays chat streams, as floors for those
-scenarios.
+runs, no logs, no limits, no auth, no events: bytes in, bytes out. A Responses relay (the
+upstream's chat chunks parsed and re-encoded as ``response.output_text.delta`` events, with
+``response.created`` before and ``response.completed`` after), as the floor of the
+Responses face. Also an idle SSE stream (pings only) and a WebSocket that acks pings and
+relays chat streams, as floors for those scenarios.
 
     BENCH_UPSTREAM=http://127.0.0.1:PORT python -m bench.floor PORT
 """
@@ -17,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +46,61 @@ async def chat(request: Request) -> StreamingResponse:
         try:
             async for chunk in response.aiter_raw():
                 yield chunk
+        finally:
+            await response.aclose()
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+def _event(kind: bytes, sequence_number: int, fields: bytes) -> bytes:
+    return b'event: %s\ndata: {"type":"%s","sequence_number":%d,%s}\n\n' % (
+        kind,
+        kind,
+        sequence_number,
+        fields,
+    )
+
+
+async def responses(request: Request) -> StreamingResponse:
+    """The upstream's chat chunks as the Responses API's minimal stream: ``response.created``,
+    an ``output_text.delta`` per content chunk, ``response.completed``."""
+    ask = orjson.loads(await request.body())
+    chat_body = {
+        "model": ask["model"],
+        "stream": True,
+        "messages": [{"role": "user", "content": ask["input"]}],
+    }
+    response = await _open(orjson.dumps(chat_body))
+    head = b'"response":{"id":"resp_floor","object":"response","status":"%s","output":[]}'
+
+    async def relay() -> AsyncIterator[bytes]:
+        sequence_number = 0
+        buffer = b""
+        try:
+            yield _event(b"response.created", 0, head % b"in_progress")
+            async for chunk in response.aiter_raw():
+                *frames, buffer = (buffer + chunk).split(b"\n\n")
+                out = []
+                for frame in frames:
+                    if not frame.startswith(b"data: {"):
+                        continue
+                    choices = orjson.loads(frame[6:])["choices"]
+                    text = choices[0]["delta"].get("content") if choices else None
+                    if text:
+                        sequence_number += 1
+                        delta = {
+                            "item_id": "msg_floor",
+                            "output_index": 0,
+                            "content_index": 0,
+                            "delta": text,
+                            "logprobs": [],
+                        }
+                        fields = orjson.dumps(delta)[1:-1]
+                        out.append(_event(b"response.output_text.delta", sequence_number, fields))
+                if out:
+                    yield b"".join(out)
+            sequence_number += 1
+            yield _event(b"response.completed", sequence_number, head % b"completed")
         finally:
             await response.aclose()
 
@@ -98,6 +156,7 @@ async def ws(websocket: WebSocket) -> None:
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/idle", idle),
         WebSocketRoute("/ws", ws),
     ]

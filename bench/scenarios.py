@@ -19,6 +19,9 @@ from . import procs
 from .procs import Proc
 
 CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+# Once per Responses text delta (its data repeats the type, without the "event: ").
+DELTA = b"event: response.output_text.delta"
 _tags = itertools.count(1)
 
 
@@ -38,14 +41,22 @@ def pct(values: list[float], q: float) -> float:
 # -- 1. added latency -----------------------------------------------------------------------
 
 
-async def latency(port: int, requests: int) -> dict[str, float]:
+def _request(content: str, responses: bool) -> tuple[str, dict[str, Any], bytes]:
+    """Path, body and marker of a streamed chat completion, or of a streamed Responses
+    request (``POST /v1/responses`` with ``"stream": true``), asking for ``content``."""
+    if responses:
+        return RESPONSES, c.responses_body(content), DELTA
+    return CHAT, c.chat_body(content), b"ZQX"
+
+
+async def latency(port: int, requests: int, responses: bool = False) -> dict[str, float]:
     """Time to first token of 1-chunk streams, sequential on one keep-alive connection."""
-    client = await c.connect(port)
-    body = c.chat_body("n=1")
+    path, body, marker = _request("n=1", responses)
+    client = await c.connect(port, marker)
     ttfts: list[float] = []
     try:
         for i in range(requests + 10):
-            started = client.send("POST", CHAT, body)
+            started = client.send("POST", path, body)
             await client.done
             assert client.first is not None, client.status
             assert client.count == 1, client.count
@@ -59,16 +70,20 @@ async def latency(port: int, requests: int) -> dict[str, float]:
 # -- 2. stream throughput -------------------------------------------------------------------
 
 
-async def throughput(port: int, streams: int, total: int, native: bool = False) -> float:
-    """Content chunks (or native ``message.delta`` events) per second, ``total`` of them
-    split over ``streams`` concurrent streams."""
+async def throughput(
+    port: int, streams: int, total: int, native: bool = False, responses: bool = False
+) -> float:
+    """Content chunks (or native ``message.delta`` events, or Responses
+    ``output_text.delta`` events) per second, ``total`` of them split over ``streams``
+    concurrent streams."""
     each = max(1, total // streams)
     content = f"n={each}"
     if native:
         body: Any = {"model": "up", "messages": [{"role": "user", "content": content}]}
         path, marker, headers = "/v1/runs", b"message.delta", c.SSE
     else:
-        body, path, marker, headers = c.chat_body(content), CHAT, b"ZQX", ""
+        path, body, marker = _request(content, responses)
+        headers = ""
     results = await asyncio.gather(
         *(c.stream_once(port, path, body, marker, headers) for _ in range(streams))
     )
@@ -225,20 +240,24 @@ async def held(proc: Proc, count: int, kind: str, floor: bool) -> dict[str, floa
 # -- 5. cancellation ------------------------------------------------------------------------
 
 
-async def cancellation(port: int, upstream: Proc, tries: int) -> dict[str, float]:
-    """A slow stream (a chunk every 10 ms); the client leaves after the first chunk: how long
-    until the upstream sees the disconnect, and the chunks generated after the client left."""
+async def cancellation(
+    port: int, upstream: Proc, tries: int, responses: bool = False
+) -> dict[str, float]:
+    """A slow stream (a chunk every 10 ms); the client leaves after the first chunk (text
+    delta): how long until the upstream sees the disconnect, and the chunks generated after
+    the client left."""
     delays: list[float] = []
     after = 0
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{upstream.port}") as http:
         for _ in range(tries):
             name = tag()
-            client = await c.connect(port)
+            path, body, marker = _request(f"n=500 delay=0.01 id={name}", responses)
+            client = await c.connect(port, marker)
             got_first = asyncio.get_running_loop().create_future()
             client.on_body = lambda _piece, f=got_first, cl=client: (
                 cl.count and not f.done() and f.set_result(None)
             )
-            client.send("POST", CHAT, c.chat_body(f"n=500 delay=0.01 id={name}"))
+            client.send("POST", path, body)
             await asyncio.wait_for(got_first, 10)
             left_at = time.monotonic()
             assert client.transport is not None

@@ -119,6 +119,11 @@ class ResponsesEncoder:
         self._completed_at: float | None = None
         self._output: list[dict[str, Any]] = []  # output items, by output_index
         self._open_text: int | None = None  # output_index of the text item being written
+        # Its deltas not yet joined into its text (joined when the text is read: appending
+        # each to the text would copy the whole text every time).
+        self._text: list[str] = []
+        # Its text deltas' frame, but for the native seq, the text and the sequence number.
+        self._delta_format: bytes | None = None
         self._text_segments: dict[str, int] = {}  # message_id -> text items opened so far
         self._calls: dict[str, int] = {}  # call_id -> output_index
         self._usage: dict[str, Any] | None = None
@@ -186,6 +191,18 @@ class ResponsesEncoder:
         :meth:`skip_through` holds back)."""
         frames = []
         for event in events:
+            if (
+                event.type is EventType.MESSAGE_DELTA
+                and self._delta_format is not None
+                and self.sequence_number > self._skip_through
+            ):
+                # The hot path, a text delta of the open item: one format operation, the
+                # bytes the general path below makes of the event translate() would return.
+                delta = event.data["delta"]
+                self._text.append(delta)
+                frames.append(self._delta_format % (event.seq, dumps(delta), self.sequence_number))
+                self.sequence_number += 1
+                continue
             items = [
                 item
                 for item in self.translate(event)
@@ -222,6 +239,7 @@ class ResponsesEncoder:
     def response(self) -> dict[str, Any]:
         """The response object as it stands (``output`` and ``usage`` so far)."""
         echo = self._echo
+        self._join_text()
         return {
             "id": self.response_id,
             "object": "response",
@@ -269,8 +287,17 @@ class ResponsesEncoder:
             "item": copy.deepcopy(item),
         }
 
+    def _join_text(self) -> None:
+        """The open text item's deltas into its text."""
+        if self._text:
+            assert self._open_text is not None
+            self._output[self._open_text]["content"][0]["text"] += "".join(self._text)
+            self._text.clear()
+
     def _close_text(self, status: str = "completed") -> list[ResponsesEvent]:
+        self._join_text()
         index, self._open_text = self._open_text, None
+        self._delta_format = None
         if index is None:
             return []
         item = self._output[index]
@@ -333,6 +360,19 @@ class ResponsesEncoder:
             )
             self._open_text = index
             self._output[index]["content"].append(part)
+            head = dumps(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "content_index": 0,
+                }
+            )
+            self._delta_format = (
+                b"id: %d\nevent: response.output_text.delta\ndata: "
+                + head[:-1].replace(b"%", b"%%")
+                + b',"delta":%s,"logprobs":[],"sequence_number":%d}\n\n'
+            )
             out += [
                 added,
                 {
@@ -345,7 +385,7 @@ class ResponsesEncoder:
             ]
         index = self._open_text
         item = self._output[index]
-        item["content"][0]["text"] += event.data["delta"]
+        self._text.append(event.data["delta"])
         out.append(
             {
                 "type": "response.output_text.delta",

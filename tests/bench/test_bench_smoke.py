@@ -27,7 +27,32 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     document = json.loads(out.read_text())
     scenarios = {row["scenario"] for row in document["results"]}
-    assert scenarios == {"latency", "throughput", "fanout", "held", "cancel", "websocket"}
+    assert scenarios == {
+        "latency",
+        "throughput",
+        "fanout",
+        "held",
+        "cancel",
+        "websocket",
+        "responses",
+    }
+    responses = {
+        row["metric"]: row["median"]
+        for row in document["results"]
+        if row["scenario"] == "responses"
+    }
+    assert set(responses) == {
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "delta_events_per_s_x1",
+        "delta_events_per_s_x10",
+        "disconnect_p50_ms",
+        "disconnect_p99_ms",
+        "chunks_after_disconnect",
+    }
+    for metric, medians in responses.items():
+        assert set(medians) == {"floor", "gateway"}, (metric, medians)
+    assert document["responses_parity"]["delta_events_per_s_x1"] is not None
     for row in document["results"]:
         for target, value in row["median"].items():
             assert value is not None and math.isfinite(value), (row["metric"], target, value)
