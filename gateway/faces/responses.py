@@ -230,6 +230,15 @@ async def spec_of(state: GatewayState, body: ResponsesRequest, owner: str | None
         options["top_p"] = body.top_p
     if body.max_output_tokens is not None:
         options["max_tokens"] = body.max_output_tokens
+    if functions or server_tools:
+        # To the upstream in Chat Completions' terms (an upstream without them drops them).
+        choice = body.tool_choice
+        if choice in ("none", "auto", "required"):
+            options["tool_choice"] = choice
+        elif isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
+            options["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        if not body.parallel_tool_calls:
+            options["parallel_tool_calls"] = False
     effort = (body.reasoning or {}).get("effort")
     if isinstance(effort, str):  # to upstreams that take it (Chat Completions' name for it)
         options["reasoning_effort"] = effort

@@ -275,3 +275,19 @@ async def test_an_image_part_reaches_the_model_as_a_chat_image_part(
         {"type": "text", "text": "what is this"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
     ]
+
+
+async def test_tool_choice_and_parallel_tool_calls_reach_the_upstream_in_its_terms(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer
+) -> None:
+    upstream.script(text_reply("ok"))
+    await client.responses.create(
+        model="up",
+        input="hi",
+        tools=[CLOCK],
+        tool_choice={"type": "function", "name": "clock"},
+        parallel_tool_calls=False,
+    )
+    body = upstream.requests[0].body
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "clock"}}
+    assert body["parallel_tool_calls"] is False
