@@ -46,6 +46,11 @@ OPERATIONS = [
     ("GET", "/readyz"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/ag-ui"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"),
+    ("POST", "/v1/responses/{response_id}/cancel"),
+    ("GET", "/v1/responses/{response_id}/input_items"),
 ]
 
 
@@ -80,6 +85,8 @@ WITH_INVALID_FORMS = [
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/ag-ui"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/{response_id}/input_items"),
 ]
 CASES = [
     *[pytest.param(m, p, GenerationMode.POSITIVE, id=f"valid {m} {p}") for m, p in OPERATIONS],
