@@ -8,7 +8,6 @@ answer, cancels the run and with it the upstream request.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from typing import Annotated, Any, Literal
@@ -22,11 +21,10 @@ from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
 from gateway.errors import UPSTREAM_RESPONSES, error_body
 from gateway.responses import JSONResponse
-from gateway.streaming.run_stream import event_stream, start_streamed
+from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
 from streams.dialects.openai_chat import ChatChunkEncoder, chat_completion
 from streams.errors import ModelNotFoundError
 from streams.reader import RunReader
-from streams.runs.run import Run
 from streams.spec import (
     SAMPLING_OPTIONS,
     ChatMessage,
@@ -132,7 +130,7 @@ async def chat_completions(
 
     # A reader while the answer is made, so the ended log is read as it is, not packed.
     with RunReader(state.runs, run):
-        if not await _wait_unless_disconnected(request, run):
+        if not await wait_unless_disconnected(request, run):
             await state.runs.cancel(run.id, "client disconnected", run.owner)
             return Response(status_code=499)
         batch = await run.log.read(0, limit=1_000_000, timeout=0)
@@ -142,19 +140,3 @@ async def chat_completions(
         status = STATUS_BY_CODE.get(code, 502 if code.startswith("upstream") else 500)
         return JSONResponse(error_body(code, message, status=status), status_code=status)
     return JSONResponse(answer)
-
-
-async def _wait_unless_disconnected(request: Request, run: Run) -> bool:
-    """Wait for the run to end; False if the client left first."""
-
-    async def client_left() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    async with asyncio.TaskGroup() as tasks:
-        finished = tasks.create_task(run.wait())
-        left = tasks.create_task(client_left())
-        await asyncio.wait([finished, left], return_when=asyncio.FIRST_COMPLETED)
-        finished.cancel()
-        left.cancel()
-    return finished.done() and not finished.cancelled()

@@ -29,7 +29,7 @@ from gateway.deps import connection, gateway, principal
 from gateway.errors import UPSTREAM_RESPONSES
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
-from gateway.streaming.run_stream import event_stream, start_streamed
+from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
 from streams.dialects.responses import METADATA_KEY, SERVER_LABEL, ResponsesEncoder, run_id_of
 from streams.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, RunFinishedError
 from streams.reader import RunReader
@@ -295,7 +295,7 @@ async def create_response(
         return JSONResponse(await _final(run))
     # A reader while the answer is made, so the ended log is read as it is, not packed.
     with RunReader(state.runs, run):
-        if not await _wait_unless_disconnected(request, run):
+        if not await wait_unless_disconnected(request, run):
             await state.runs.cancel(run.id, "client disconnected", run.owner)
             return Response(status_code=499)
         return JSONResponse(await _final(run))
@@ -432,19 +432,3 @@ def input_items(messages: list[ChatMessage], response_id: str) -> list[dict[str,
                 }
             )
     return items
-
-
-async def _wait_unless_disconnected(request: Request, run: RunView) -> bool:
-    """Wait for the run to end; False if the client left first."""
-
-    async def client_left() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    async with asyncio.TaskGroup() as tasks:
-        finished = tasks.create_task(run.wait())
-        left = tasks.create_task(client_left())
-        await asyncio.wait([finished, left], return_when=asyncio.FIRST_COMPLETED)
-        finished.cancel()
-        left.cancel()
-    return finished.done() and not finished.cancelled()

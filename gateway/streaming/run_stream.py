@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
 
 from gateway.state import GatewayState, StreamSlot
 from gateway.streaming.sse import EventStreamResponse
@@ -15,7 +18,14 @@ from streams.reader import RunReader
 from streams.runs.run import Run
 from streams.view import RunView
 
-__all__ = ["cursor_from", "dialect_stream", "event_stream", "read_to_the_end", "start_streamed"]
+__all__ = [
+    "cursor_from",
+    "dialect_stream",
+    "event_stream",
+    "read_to_the_end",
+    "start_streamed",
+    "wait_unless_disconnected",
+]
 
 
 async def start_streamed(
@@ -93,3 +103,20 @@ def read_to_the_end(run: RunView, cursor: int) -> bool:
     closed (its terminal event is visible, here or, for a run of another instance, in the
     shared store) and the cursor is at or past that event."""
     return run.log.closed and cursor >= run.log.last_seq
+
+
+async def wait_unless_disconnected(request: Request, run: RunView) -> bool:
+    """Wait for the run to end while its client waits for a whole answer; False if the
+    client left first (the caller then cancels the run, as the faces' clients expect)."""
+
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    async with asyncio.TaskGroup() as tasks:
+        finished = tasks.create_task(run.wait())
+        left = tasks.create_task(client_left())
+        await asyncio.wait([finished, left], return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        left.cancel()
+    return finished.done() and not finished.cancelled()
