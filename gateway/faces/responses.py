@@ -178,11 +178,8 @@ async def _previous_messages(
         run = await state.find_run(run_id_of(response_id), owner)
     except NotFoundError:
         raise NotFoundError(f"Previous response with id '{response_id}' not found.") from None
-    encoder = ResponsesEncoder.for_run(run.id, run.spec)
-    batch = await run.log.read(0, limit=1_000_000, timeout=0)
-    encoder.prime(batch.events)
     messages = list(run.spec.messages)
-    for item in encoder.response()["output"]:
+    for item in (await _final(run))["output"]:
         if item["type"] == "message":
             text = "".join(part.get("text", "") for part in item["content"])
             messages.append(ChatMessage(role="assistant", content=text))

@@ -220,8 +220,13 @@ async def test_a_response_is_deleted_and_its_input_items_listed(client: openai.A
     )
     items = await client.responses.input_items.list(response.id, order="asc")
     assert [(item.type, item.role) for item in items.data] == [("message", "user")]  # type: ignore[union-attr]
-    deleted = await client.responses.delete(response.id)
-    assert deleted is None or getattr(deleted, "deleted", True)
+    deleted = await client.responses.with_raw_response.delete(response.id)
+    assert deleted.status_code == 200
+    assert deleted.http_response.json() == {
+        "id": response.id,
+        "object": "response.deleted",
+        "deleted": True,
+    }
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(response.id)
 
