@@ -243,7 +243,7 @@ class MessagesEncoder:
             run_id,
             model=str(echo.get("model") or spec.model or ""),
             client_tools=[tool.name for tool in spec.client_tools],
-            input_tokens=estimate if isinstance(estimate, int) else 1,
+            input_tokens=estimate if type(estimate) is int else 1,
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -281,7 +281,8 @@ class MessagesEncoder:
         return handler(event)
 
     def message(self) -> dict[str, Any]:
-        """The message object as the log stands (what a non-streamed request answers)."""
+        """The message object as the log stands (what a non-streamed request answers): a
+        call's ``input`` is its argument JSON parsed, ``{}`` until that JSON is whole."""
         self._join_text()
         content = []
         for index, block in enumerate(self._content):
