@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.types import ASGIApp
 
 from gateway.auth import KeyRing, StreamTokens
-from gateway.errors import ERROR_RESPONSES, install_error_handlers
+from gateway.errors import install_error_handlers
 from gateway.faces import console
 from gateway.faces.registry import FACES
 from gateway.limits.body_size import BodySizeLimit
@@ -170,7 +170,7 @@ def create_app(
     )
     install_error_handlers(app)
     for face in FACES:
-        app.include_router(face.router, responses=ERROR_RESPONSES if face.json_errors else None)
+        app.include_router(face.router, responses=face.error_responses)
     console.mount_console(app)
     _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -66,6 +66,7 @@ __all__ = [
     "PING_FRAME",
     "SERVER_NAME",
     "MessagesEncoder",
+    "error_frame",
     "error_type",
     "message_id",
     "messages_usage",
@@ -161,6 +162,14 @@ def error_type(error: Mapping[str, Any]) -> str:
         if "answered 429" in message or "rate_limit_error" in message:
             return "rate_limit_error"
     return "api_error"
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """An ``event: error`` frame for a failure that ends a stream outside the run's log
+    (its store gone): the frame the SSE response sends in this dialect."""
+    error = {"code": code, "message": message}
+    body = {"type": "error", "error": {"type": error_type(error), "message": f"{code}: {message}"}}
+    return frame(event="error", data=dumps(body))
 
 
 @dataclass(slots=True, eq=False)
