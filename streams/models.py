@@ -73,6 +73,16 @@ class Model(abc.ABC):
         ``max_tokens``, ``stop``, ``seed``, …), passed to the upstream as it understands them.
         """
 
+    async def count_tokens(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """The input tokens of this request as the model counts them, or ``None`` when it
+        cannot say exactly (then :func:`streams.tokens.estimate_tokens` is the guess)."""
+        return None
+
 
 @dataclass(slots=True)
 class ModelRegistry:
