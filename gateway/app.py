@@ -55,7 +55,8 @@ def build_models(
     observer: UpstreamObserver | None = None,
     tracer: trace.Tracer | None = None,
 ) -> ModelRegistry:
-    """``demo``, one upstream model per configured route, and any ``extra`` models."""
+    """``demo``, one upstream model per configured route, any ``extra`` models, and the
+    settings' model aliases of them."""
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
     for route in routes:
@@ -63,6 +64,8 @@ def build_models(
         registry.register(UpstreamModel(route, transport, observer=observer, tracer=tracer))
     for model in extra.models.values() if extra else ():
         registry.register(model)
+    for pattern, target in settings.model_aliases.items():
+        registry.alias(pattern, target)
     return registry
 
 
