@@ -11,8 +11,8 @@ It is not a language model. It reads the last user message and
 * otherwise streams a reply saying what it is and what to ask.
 
 Text is streamed word by word, ``token_delay`` seconds apart; tool arguments are streamed
-in fragments, as real models do. Each turn ends with its finish reason: ``tool_calls`` when
-it called tools, else ``stop``.
+in fragments, as real models do. Each turn ends with its finish reason (``tool_calls`` when
+it called tools, else ``stop``), then its usage.
 """
 
 from __future__ import annotations
@@ -164,5 +164,6 @@ class DemoModel(Model):
                     output_words += 1
                     yield item
         prompt_words = sum(len(_content_text(m).split()) for m in messages)
-        yield Usage(input_tokens=prompt_words, output_tokens=output_words)
+        # In the order real upstreams give them: the finish reason, then the usage.
         yield Finish("tool_calls" if called else "stop")
+        yield Usage(input_tokens=prompt_words, output_tokens=output_words)
