@@ -1,6 +1,7 @@
 """A run's producers: what appends its events, each in a task and a slot of its connection.
 
-- a **model step** streams one assistant turn into ``message.*`` and ``tool_call.*`` events;
+- a **model step** streams one assistant turn into ``message.*``, ``reasoning.*`` and
+  ``tool_call.*`` events, and assembles its reasoning blocks and finish reason;
 - a **tool call** runs a server tool (``tool.*``), or asks the client for a client tool's
   result (``client_tool.requested``) and waits for it, each within its timeout (past it:
   ``tool.failed`` with code ``tool_timeout``).
@@ -65,8 +66,8 @@ class StepResult:
     text: str
     tool_calls: list[dict[str, Any]]  # OpenAI shape: {id, type, function: {name, arguments}}
     reasoning: list[dict[str, Any]] = field(default_factory=list)
-    finish_reason: str | None = None
-    stop_sequence: str | None = None
+    finish_reason: str | None = None  # None when the model gave none
+    stop_sequence: str | None = None  # only when finish_reason is "stop_sequence"
 
 
 class _Reasoning:
@@ -183,7 +184,8 @@ class Producers:
         producer: str,
         options: Mapping[str, Any] | None = None,
     ) -> StepResult:
-        """Stream one assistant turn into ``message.*`` and ``tool_call.*`` events."""
+        """Stream one assistant turn into ``message.*``, ``reasoning.*`` and ``tool_call.*``
+        events."""
         log = run.log
         message_id = f"msg_{run.id.removeprefix('run_')}_{producer.split('.')[-1]}"
         await log.append(
@@ -335,22 +337,19 @@ class Producers:
                 {"call_id": call["id"], "name": call["name"], "arguments": arguments},
             )
         full_text = "".join(text)
+        finish_reason = finish.reason if finish is not None else None
+        # The sequence the model met, only for the reason that names one.
+        stop_sequence = finish.stop_sequence if finish_reason == "stop_sequence" else None
         completed: dict[str, Any] = {"message_id": message_id, "text": full_text, "usage": usage}
-        if finish is not None:
-            completed["finish_reason"] = finish.reason
-            if finish.reason == "stop_sequence":
-                completed["stop_sequence"] = finish.stop_sequence
+        if finish_reason is not None:
+            completed["finish_reason"] = finish_reason
+            if finish_reason == "stop_sequence":
+                completed["stop_sequence"] = stop_sequence
         blocks = reasoning.finish()
         if blocks:
             completed["reasoning"] = blocks
         await log.append(EventType.MESSAGE_COMPLETED, producer, completed)
-        return StepResult(
-            full_text,
-            tool_calls,
-            blocks,
-            finish.reason if finish is not None else None,
-            finish.stop_sequence if finish is not None else None,
-        )
+        return StepResult(full_text, tool_calls, blocks, finish_reason, stop_sequence)
 
     async def tool_call(
         self, run: Run, call: dict[str, Any], slot: ProducerSlot | None = None

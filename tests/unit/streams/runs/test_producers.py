@@ -261,6 +261,14 @@ async def test_the_finish_reason_in_message_completed(
     )
 
 
+async def test_a_step_result_keeps_the_stop_sequence_only_for_its_reason() -> None:
+    met, _ = await model_step([Finish("stop_sequence", "END")])
+    other, _ = await model_step([Finish("stop", "END")])
+
+    assert (met.finish_reason, met.stop_sequence) == ("stop_sequence", "END")
+    assert (other.finish_reason, other.stop_sequence) == ("stop", None)
+
+
 async def test_cache_counts_enter_usage_only_when_not_zero_and_add_up_in_the_run() -> None:
     run = step_run()
 
