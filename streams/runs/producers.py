@@ -337,19 +337,23 @@ class Producers:
                 {"call_id": call["id"], "name": call["name"], "arguments": arguments},
             )
         full_text = "".join(text)
-        finish_reason = finish.reason if finish is not None else None
-        # The sequence the model met, only for the reason that names one.
-        stop_sequence = finish.stop_sequence if finish_reason == "stop_sequence" else None
         completed: dict[str, Any] = {"message_id": message_id, "text": full_text, "usage": usage}
-        if finish_reason is not None:
-            completed["finish_reason"] = finish_reason
-            if finish_reason == "stop_sequence":
-                completed["stop_sequence"] = stop_sequence
+        if finish is not None:
+            completed["finish_reason"] = finish.reason
+            # The sequence the model met, only for the reason that names one.
+            if finish.reason == "stop_sequence":
+                completed["stop_sequence"] = finish.stop_sequence
         blocks = reasoning.finish()
         if blocks:
             completed["reasoning"] = blocks
         await log.append(EventType.MESSAGE_COMPLETED, producer, completed)
-        return StepResult(full_text, tool_calls, blocks, finish_reason, stop_sequence)
+        return StepResult(
+            full_text,
+            tool_calls,
+            blocks,
+            completed.get("finish_reason"),
+            completed.get("stop_sequence"),
+        )
 
     async def tool_call(
         self, run: Run, call: dict[str, Any], slot: ProducerSlot | None = None
