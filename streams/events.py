@@ -11,7 +11,17 @@ Payload fields per type (all snake_case):
 ``run.started``            ``kind`` ("agent" | "parallel"), ``model``, ``tools``
 ``message.started``        ``message_id``, ``step``
 ``message.delta``          ``message_id``, ``delta``
-``message.completed``      ``message_id``, ``text``, ``usage`` (this step's tokens)
+``reasoning.delta``        ``message_id``, ``delta`` (a fragment of the model's thinking)
+``reasoning.signature``    ``message_id``, ``signature`` (opaque, Anthropic's: it ends the
+                           thinking block it signs)
+``reasoning.redacted``     ``message_id``, ``data`` (an opaque redacted thinking block)
+``message.completed``      ``message_id``, ``text``, ``usage`` (this step's tokens),
+                           ``finish_reason`` (when the model gave one: "stop" | "length" |
+                           "tool_calls" | "stop_sequence" | "content_filter" | the
+                           upstream's own), ``stop_sequence`` (when finish_reason is
+                           "stop_sequence"), ``reasoning`` (only when the step had some: its
+                           blocks in order, ``{type: "thinking", thinking, signature}`` or
+                           ``{type: "redacted_thinking", data}``)
 ``message.failed``         ``message_id``, ``error`` ({code, message}): the model's stream broke
 ``tool_call.started``      ``call_id``, ``name``, ``message_id``
 ``tool_call.delta``        ``call_id``, ``delta`` (a fragment of the JSON arguments)
@@ -21,12 +31,17 @@ Payload fields per type (all snake_case):
 ``tool.completed``         ``call_id``, ``output``
 ``tool.failed``            ``call_id``, ``error`` ({code, message})
 ``client_tool.requested``  ``call_id``, ``name``, ``arguments``
-``run.completed``          ``output``, ``steps``, ``stop_reason``
+``run.completed``          ``output``, ``steps``, ``stop_reason``, ``finish_reason`` and
+                           ``stop_sequence`` (of the last model step, as in
+                           ``message.completed``), ``usage``
 ``run.failed``             ``error`` ({code, message})
 ``run.cancelled``          ``reason``
 ``stream.gap``             ``after``, ``next_seq``, ``snapshot`` (never stored: sent to a reader
                            whose cursor is older than what the log retains)
 =========================  ==================================================================
+
+A ``usage`` dict has ``input_tokens`` and ``output_tokens``, and ``cache_read_input_tokens``
+/ ``cache_creation_input_tokens`` only when they are not zero.
 """
 
 from __future__ import annotations
@@ -49,11 +64,11 @@ class EventType(enum.StrEnum):
     RUN_STARTED = "run.started"
     MESSAGE_STARTED = "message.started"
     MESSAGE_DELTA = "message.delta"
-    MESSAGE_COMPLETED = "message.completed"
-    MESSAGE_FAILED = "message.failed"
     REASONING_DELTA = "reasoning.delta"
     REASONING_SIGNATURE = "reasoning.signature"
     REASONING_REDACTED = "reasoning.redacted"
+    MESSAGE_COMPLETED = "message.completed"
+    MESSAGE_FAILED = "message.failed"
     TOOL_CALL_STARTED = "tool_call.started"
     TOOL_CALL_DELTA = "tool_call.delta"
     TOOL_CALL_COMPLETED = "tool_call.completed"

@@ -16,9 +16,13 @@ from typing import Any
 from streams.errors import InvalidRequestError
 
 __all__ = [
+    "Finish",
     "Model",
     "ModelOutput",
     "ModelRegistry",
+    "ReasoningDelta",
+    "ReasoningSignature",
+    "RedactedReasoning",
     "TextDelta",
     "ToolCallDelta",
     "ToolCallStart",
@@ -29,6 +33,28 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A fragment of the model's thinking (shown to the client, never part of its answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """Anthropic's ``signature_delta``: opaque, passed on byte for byte. It ends the thinking
+    block it belongs to (Anthropic wants the signed block back on the next step)."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedReasoning:
+    """An Anthropic ``redacted_thinking`` block: encrypted thinking, ``data`` opaque."""
+
+    data: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +74,35 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of a step. The cache counts are Anthropic's ``cache_read_input_tokens`` /
+    ``cache_creation_input_tokens`` (an OpenAI upstream's ``cached_tokens`` is a read)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
-ModelOutput = TextDelta | ToolCallStart | ToolCallDelta | Usage
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why the model ended its turn, in canonical names: ``"stop"``, ``"length"``,
+    ``"tool_calls"``, ``"stop_sequence"`` (with the ``stop_sequence`` it met) or
+    ``"content_filter"``; an upstream's other values as it gave them."""
+
+    reason: str
+    stop_sequence: str | None = None
+
+
+ModelOutput = (
+    TextDelta
+    | ReasoningDelta
+    | ReasoningSignature
+    | RedactedReasoning
+    | ToolCallStart
+    | ToolCallDelta
+    | Usage
+    | Finish
+)
 
 
 class Model(abc.ABC):

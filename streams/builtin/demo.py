@@ -11,7 +11,8 @@ It is not a language model. It reads the last user message and
 * otherwise streams a reply saying what it is and what to ask.
 
 Text is streamed word by word, ``token_delay`` seconds apart; tool arguments are streamed
-in fragments, as real models do.
+in fragments, as real models do. Each turn ends with its finish reason (``tool_calls`` when
+it called tools, else ``stop``), then its usage.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-from streams.models import Model, ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    Model,
+    ModelOutput,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 
 __all__ = ["DemoModel", "plan_tool_calls"]
 
@@ -114,6 +123,7 @@ class DemoModel(Model):
                 names_by_id[call.get("id", "")] = call.get("function", {}).get("name", "tool")
         results = [m for m in since if m.get("role") == "tool"]
         output_words = 0
+        called = False
 
         if results:
             parts = [
@@ -134,6 +144,7 @@ class DemoModel(Model):
                 async for item in self._words(f"Let me use {names} for that."):
                     output_words += 1
                     yield item
+                called = True
                 for index, (name, arguments) in enumerate(calls):
                     await self._pace()
                     yield ToolCallStart(index=index, name=name)
@@ -153,4 +164,6 @@ class DemoModel(Model):
                     output_words += 1
                     yield item
         prompt_words = sum(len(_content_text(m).split()) for m in messages)
+        # In the order real upstreams give them: the finish reason, then the usage.
+        yield Finish("tool_calls" if called else "stop")
         yield Usage(input_tokens=prompt_words, output_tokens=output_words)

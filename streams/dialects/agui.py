@@ -184,6 +184,10 @@ class AGUIEncoder:
             EventType.MESSAGE_DELTA: self._message_delta,
             EventType.MESSAGE_COMPLETED: self._message_completed,
             EventType.MESSAGE_FAILED: self._message_failed,
+            # Not sent (AG-UI clients would get them as CUSTOM events they do not know).
+            EventType.REASONING_DELTA: self._nothing,
+            EventType.REASONING_SIGNATURE: self._nothing,
+            EventType.REASONING_REDACTED: self._nothing,
             EventType.TOOL_CALL_STARTED: self._tool_call_started,
             EventType.TOOL_CALL_DELTA: self._tool_call_delta,
             EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
@@ -270,6 +274,10 @@ class AGUIEncoder:
         return out
 
     # -- handlers, one per native type --------------------------------------------------------
+
+    @staticmethod
+    def _nothing(event: Event) -> list[AGUIEvent]:
+        return []
 
     def _custom(self, event: Event) -> list[AGUIEvent]:
         """``client_tool.requested``, ``stream.gap`` and anything AG-UI has no event for."""

@@ -16,7 +16,14 @@ from typing import Any
 from streams.dialects.sse import JSONFrameTemplate, data_frame
 from streams.events import Event, EventType, dumps
 
-__all__ = ["DONE", "ChatChunkEncoder", "chat_completion", "openai_error", "usage_payload"]
+__all__ = [
+    "DONE",
+    "ChatChunkEncoder",
+    "chat_completion",
+    "finish_reason",
+    "openai_error",
+    "usage_payload",
+]
 
 DONE = data_frame(b"[DONE]")
 
@@ -27,6 +34,16 @@ def _frame(seq: int, payload: dict[str, Any]) -> bytes:
 
 def openai_error(code: str, message: str, type_: str = "server_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def finish_reason(step_reason: Any, called_tools: bool) -> str:
+    """A choice's ``finish_reason`` for a step that ended with ``step_reason`` (the
+    ``message.completed`` field, if any): ``length`` and ``content_filter`` as the step said;
+    otherwise ``tool_calls`` when it called tools, else ``stop`` (the two a client acts on,
+    decided by what it will read in the message)."""
+    if step_reason in ("length", "content_filter"):
+        return str(step_reason)
+    return "tool_calls" if called_tools else "stop"
 
 
 def usage_payload(usage: dict[str, int] | None) -> dict[str, int]:
@@ -99,7 +116,7 @@ class ChatChunkEncoder:
             return _frame(event.seq, self._chunk({"tool_calls": [call]}))
         if kind is EventType.MESSAGE_COMPLETED:
             self._usage = data.get("usage")
-            finish = "tool_calls" if self._tool_index else "stop"
+            finish = finish_reason(data.get("finish_reason"), bool(self._tool_index))
             return _frame(event.seq, self._chunk({}, finish))
         if kind is EventType.MESSAGE_FAILED:
             return self._error(event.seq, data["error"]["code"], data["error"]["message"])
@@ -139,6 +156,7 @@ def chat_completion(
     text: list[str] = []
     calls: dict[str, dict[str, Any]] = {}
     usage: dict[str, int] | None = None
+    finished: Any = None  # the step's finish_reason
     for event in events:
         data = event.data
         if event.type is EventType.MESSAGE_DELTA:
@@ -151,6 +169,7 @@ def chat_completion(
             }
         elif event.type is EventType.MESSAGE_COMPLETED:
             usage = data.get("usage")
+            finished = data.get("finish_reason")
         elif event.type in (EventType.MESSAGE_FAILED, EventType.RUN_FAILED):
             return data["error"]["code"], data["error"]["message"]
         elif event.type is EventType.RUN_CANCELLED:
@@ -170,7 +189,7 @@ def chat_completion(
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": "tool_calls" if calls else "stop",
+                "finish_reason": finish_reason(finished, bool(calls)),
                 "logprobs": None,
             }
         ],

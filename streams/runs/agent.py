@@ -16,15 +16,17 @@ from streams.errors import GatewayError
 from streams.models import ModelRegistry
 from streams.runs.failures import describe_exception
 from streams.runs.limits import RunLimits
-from streams.runs.producers import Producers
+from streams.runs.producers import Producers, StepResult
 from streams.runs.run import ProducerInfo, Run
 from streams.spec import ParallelModelCall, RunSpec
 from streams.tools import ToolRegistry
 
 __all__ = ["RunWorker"]
 
-# What a run's work ends with: its output, stop reason and number of steps.
-Outcome = tuple[Any, str, int]
+# What a run's work ends with: its output, stop reason, number of steps, and the fields
+# run.completed takes from its last model step (finish_reason, stop_sequence; none if the
+# model gave no finish reason, or for a parallel run).
+Outcome = tuple[Any, str, int, dict[str, Any]]
 
 
 class RunWorker:
@@ -71,6 +73,7 @@ class RunWorker:
         offered = [tool.describe() for tool in self.tools.require(spec.tools)]
         offered += [tool.model_dump() for tool in spec.client_tools]
         text = ""
+        finish: dict[str, Any] = {}
         for step in range(1, spec.max_steps + 1):
             info = ProducerInfo(f"model.{step}", "model", model.name)
             body = functools.partial(
@@ -87,12 +90,13 @@ class RunWorker:
                 self.producers.produce(run, info, body), name=f"{run.id} {info.id}"
             )
             text = result.text
-            assistant: dict[str, Any] = {"role": "assistant", "content": result.text}
+            finish = _finish_fields(result)
+            assistant: dict[str, Any] = {"role": "assistant", "content": _content(result)}
             if result.tool_calls:
                 assistant["tool_calls"] = result.tool_calls
             messages.append(assistant)
             if not result.tool_calls:
-                return text, "answer", step
+                return text, "answer", step, finish
             handing_back = spec.client_tool_mode == "return" and any(
                 call["function"]["name"] in run.client_tool_names for call in result.tool_calls
             )
@@ -114,8 +118,8 @@ class RunWorker:
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": await task})
             if handing_back:
                 # The client runs its tools and starts a new run with their results.
-                return text, "client_tool_calls", step
-        return text, "max_steps", spec.max_steps
+                return text, "client_tool_calls", step, finish
+        return text, "max_steps", spec.max_steps, finish
 
     async def _run_parallel(self, run: Run, producers: asyncio.TaskGroup) -> Outcome:
         """Every item of ``parallel`` side by side; each item's failure is its own."""
@@ -137,7 +141,7 @@ class RunWorker:
                 }
                 make = functools.partial(self._parallel_tool, run, call)
             tasks.append(await self.producers.start(run, producers, make, f"{run.id} {producer}"))
-        return [await task for task in tasks], "parallel_done", 1
+        return [await task for task in tasks], "parallel_done", 1, {}
 
     async def _parallel_model(
         self, run: Run, item: ParallelModelCall, index: int, slot: ProducerSlot
@@ -167,3 +171,25 @@ class RunWorker:
         content = await self.producers.tool_call(run, call, slot)
         info = run.producers[call["id"]]
         return {"producer": info.id, "status": info.status, "output": json.loads(content)}
+
+
+def _content(result: StepResult) -> str | list[dict[str, Any]]:
+    """The content of the assistant message a step adds to the conversation: its text, or,
+    when it had reasoning, its reasoning blocks then its text as a part (Anthropic wants a
+    step's signed thinking back before its tool results are read)."""
+    if not result.reasoning:
+        return result.text
+    parts: list[dict[str, Any]] = [*result.reasoning]
+    if result.text:
+        parts.append({"type": "text", "text": result.text})
+    return parts
+
+
+def _finish_fields(result: StepResult) -> dict[str, Any]:
+    """What ``run.completed`` says of why its last step ended, as ``message.completed``."""
+    if result.finish_reason is None:
+        return {}
+    fields: dict[str, Any] = {"finish_reason": result.finish_reason}
+    if result.finish_reason == "stop_sequence":
+        fields["stop_sequence"] = result.stop_sequence
+    return fields

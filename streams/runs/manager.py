@@ -267,7 +267,7 @@ class RunManager:
                 },
             )
             async with asyncio.TaskGroup() as producers:
-                run.output, stop_reason, steps = await self._worker.work(run, producers)
+                run.output, stop_reason, steps, finish = await self._worker.work(run, producers)
             await self._finish(
                 run,
                 RunStatus.COMPLETED,
@@ -275,6 +275,7 @@ class RunManager:
                     "output": run.output,
                     "steps": steps,
                     "stop_reason": stop_reason,
+                    **finish,
                     "usage": dict(run.usage),
                 },
             )

@@ -1,6 +1,7 @@
 """A run's producers: what appends its events, each in a task and a slot of its connection.
 
-- a **model step** streams one assistant turn into ``message.*`` and ``tool_call.*`` events;
+- a **model step** streams one assistant turn into ``message.*``, ``reasoning.*`` and
+  ``tool_call.*`` events, and assembles its reasoning blocks and finish reason;
 - a **tool call** runs a server tool (``tool.*``), or asks the client for a client tool's
   result (``client_tool.requested``) and waits for it, each within its timeout (past it:
   ``tool.failed`` with code ``tool_timeout``).
@@ -14,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
@@ -29,7 +30,17 @@ from streams.errors import (
     UpstreamProtocolError,
 )
 from streams.events import EventType
-from streams.models import Model, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    Model,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from streams.runs.failures import describe_exception
 from streams.runs.limits import RunLimits
 from streams.runs.run import ProducerInfo, Run
@@ -49,10 +60,46 @@ MAX_MODEL_NAME_LENGTH = 256
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """What one model step said: its text and the tools it called."""
+    """What one model step said: its text, the tools it called, its reasoning blocks (in
+    Anthropic's shape, in order) and why it ended."""
 
     text: str
     tool_calls: list[dict[str, Any]]  # OpenAI shape: {id, type, function: {name, arguments}}
+    reasoning: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None  # None when the model gave none
+    stop_sequence: str | None = None  # only when finish_reason is "stop_sequence"
+
+
+class _Reasoning:
+    """A step's reasoning assembled into blocks: a thinking block is the deltas since the
+    last block ended, closed by its signature; a redacted block is a block of its own."""
+
+    def __init__(self) -> None:
+        self.blocks: list[dict[str, Any]] = []
+        self._open: list[str] = []  # thinking since the last block ended
+
+    def delta(self, text: str) -> None:
+        self._open.append(text)
+
+    def signature(self, signature: str) -> None:
+        # A signature with no thinking before it still signs a block (of empty thinking).
+        thinking = "".join(self._open)
+        self._open.clear()
+        self.blocks.append({"type": "thinking", "thinking": thinking, "signature": signature})
+
+    def redacted(self, data: str) -> None:
+        self._close_unsigned()
+        self.blocks.append({"type": "redacted_thinking", "data": data})
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The blocks, thinking left open (an upstream that does not sign: OpenAI-compatible
+        ones) closed with an empty signature."""
+        self._close_unsigned()
+        return self.blocks
+
+    def _close_unsigned(self) -> None:
+        if self._open:
+            self.signature("")
 
 
 class Producers:
@@ -137,7 +184,8 @@ class Producers:
         producer: str,
         options: Mapping[str, Any] | None = None,
     ) -> StepResult:
-        """Stream one assistant turn into ``message.*`` and ``tool_call.*`` events."""
+        """Stream one assistant turn into ``message.*``, ``reasoning.*`` and ``tool_call.*``
+        events."""
         log = run.log
         message_id = f"msg_{run.id.removeprefix('run_')}_{producer.split('.')[-1]}"
         await log.append(
@@ -146,7 +194,10 @@ class Producers:
             {"message_id": message_id, "step": step, "model": model.name},
         )
         text: list[str] = []
-        text_bytes = 0
+        text_bytes = 0  # text and reasoning, both bounded by max_step_text_bytes
+        opaque_bytes = 0  # signatures and redacted blocks, bounded the same
+        reasoning = _Reasoning()
+        finish: Finish | None = None
         calls: dict[int, dict[str, Any]] = {}
         usage = {"input_tokens": 0, "output_tokens": 0}
         limits = self.limits
@@ -161,7 +212,7 @@ class Producers:
                             text_bytes += _utf8_size(item.text)
                             if text_bytes > limits.max_step_text_bytes:
                                 raise ModelOutputLimitError(
-                                    f"the model's text in one step passed "
+                                    f"the model's text and reasoning in one step passed "
                                     f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
                                 )
                             text.append(item.text)
@@ -174,6 +225,51 @@ class Producers:
                                 # The first token goes out now: its readers send it before
                                 # this task parses the rest of the upstream's last read.
                                 await asyncio.sleep(0)
+                    elif isinstance(item, ReasoningDelta):
+                        if item.text:
+                            text_bytes += _utf8_size(item.text)
+                            if text_bytes > limits.max_step_text_bytes:
+                                raise ModelOutputLimitError(
+                                    f"the model's text and reasoning in one step passed "
+                                    f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
+                                )
+                            reasoning.delta(item.text)
+                            await log.append(
+                                EventType.REASONING_DELTA,
+                                producer,
+                                {"message_id": message_id, "delta": item.text},
+                            )
+                    elif isinstance(item, ReasoningSignature | RedactedReasoning):
+                        opaque = (
+                            item.signature if isinstance(item, ReasoningSignature) else item.data
+                        )
+                        if not opaque:
+                            # Signs nothing, holds nothing; and each block that counts costs
+                            # the bound at least a byte, so their list is bounded too.
+                            continue
+                        opaque_bytes += _utf8_size(opaque)
+                        if opaque_bytes > limits.max_step_text_bytes:
+                            raise ModelOutputLimitError(
+                                f"the model's reasoning signatures and redacted blocks in one "
+                                f"step passed {limits.max_step_text_bytes} bytes "
+                                "(max_step_text_bytes)"
+                            )
+                        if isinstance(item, ReasoningSignature):
+                            reasoning.signature(opaque)
+                            await log.append(
+                                EventType.REASONING_SIGNATURE,
+                                producer,
+                                {"message_id": message_id, "signature": opaque},
+                            )
+                        else:
+                            reasoning.redacted(opaque)
+                            await log.append(
+                                EventType.REASONING_REDACTED,
+                                producer,
+                                {"message_id": message_id, "data": opaque},
+                            )
+                    elif isinstance(item, Finish):
+                        finish = item  # the last one wins
                     elif isinstance(item, ToolCallStart):
                         if len(calls) >= limits.max_tool_calls_per_step:
                             raise ModelOutputLimitError(
@@ -215,10 +311,8 @@ class Producers:
                             {"call_id": call["id"], "delta": item.arguments},
                         )
                     elif isinstance(item, Usage):
-                        usage["input_tokens"] += item.input_tokens
-                        usage["output_tokens"] += item.output_tokens
-                        run.usage["input_tokens"] += item.input_tokens
-                        run.usage["output_tokens"] += item.output_tokens
+                        _add_usage(usage, item)
+                        _add_usage(run.usage, item)
         except GatewayError as exc:
             await log.append(
                 EventType.MESSAGE_FAILED,
@@ -243,12 +337,23 @@ class Producers:
                 {"call_id": call["id"], "name": call["name"], "arguments": arguments},
             )
         full_text = "".join(text)
-        await log.append(
-            EventType.MESSAGE_COMPLETED,
-            producer,
-            {"message_id": message_id, "text": full_text, "usage": usage},
+        completed: dict[str, Any] = {"message_id": message_id, "text": full_text, "usage": usage}
+        if finish is not None:
+            completed["finish_reason"] = finish.reason
+            # The sequence the model met, only for the reason that names one.
+            if finish.reason == "stop_sequence":
+                completed["stop_sequence"] = finish.stop_sequence
+        blocks = reasoning.finish()
+        if blocks:
+            completed["reasoning"] = blocks
+        await log.append(EventType.MESSAGE_COMPLETED, producer, completed)
+        return StepResult(
+            full_text,
+            tool_calls,
+            blocks,
+            completed.get("finish_reason"),
+            completed.get("stop_sequence"),
         )
-        return StepResult(full_text, tool_calls)
 
     async def tool_call(
         self, run: Run, call: dict[str, Any], slot: ProducerSlot | None = None
@@ -333,6 +438,19 @@ class Producers:
                 raise ToolTimeoutError(
                     f"client tool {name!r} sent no result within {timeout:g}s"
                 ) from None
+
+
+def _add_usage(totals: dict[str, int], usage: Usage) -> None:
+    """Add ``usage`` to a usage dict. A cache count enters it only when not zero, so a usage
+    dict of an upstream without caching is what it always was."""
+    totals["input_tokens"] += usage.input_tokens
+    totals["output_tokens"] += usage.output_tokens
+    for name, count in (
+        ("cache_read_input_tokens", usage.cache_read_tokens),
+        ("cache_creation_input_tokens", usage.cache_write_tokens),
+    ):
+        if count:
+            totals[name] = totals.get(name, 0) + count
 
 
 def _utf8_size(text: str) -> int:

@@ -9,7 +9,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
-from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    ModelOutput,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
@@ -17,12 +27,25 @@ from streams.upstream.sse import SSEMessage
 __all__ = [
     "ANTHROPIC_VERSION",
     "COUNT_FIELDS",
+    "STOP_REASONS",
     "AnthropicMessages",
     "MessagesEventParser",
     "messages_request",
 ]
 
 ANTHROPIC_VERSION = "2023-06-01"
+
+# Anthropic's stop reasons in the engine's canonical finish reasons (the others pass as they
+# are). pause_turn (a server tool's long turn paused) ends the step as a stop: the client
+# continues it by sending the turn back.
+STOP_REASONS = {
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop_sequence",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 
 
 def _text(content: Any) -> str:
@@ -278,12 +301,19 @@ class MessagesEventParser:
     """Turns Anthropic stream events (``message_start``, ``content_block_*``,
     ``message_delta``, ``message_stop``, ``ping``, ``error``) into model output.
 
-    ``message_stop`` is the end: it makes the parser both ``finished`` and ``done``.
+    Text, thinking (its deltas, then its signature), redacted thinking and tool calls are
+    passed on as they come; ``message_delta``'s stop reason becomes a :class:`Finish`, and
+    the usage (``message_start``'s, updated by ``message_delta``'s) one :class:`Usage` at
+    ``message_stop``, which is the end: it makes the parser both ``finished`` and ``done``.
     """
 
     def __init__(self) -> None:
-        self._input_tokens = 0
-        self._output_tokens = 0
+        self._usage = {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        }
         self._tool_blocks: set[int] = set()
         self.finished = False
 
@@ -303,38 +333,36 @@ class MessagesEventParser:
             raise UpstreamProtocolError("the upstream sent an event that is not a JSON object")
         kind = payload.get("type", message.event)
         if kind == "message_start":
-            usage = (payload.get("message") or {}).get("usage") or {}
-            self._input_tokens = int(usage.get("input_tokens") or 0)
-            self._output_tokens = int(usage.get("output_tokens") or 0)
+            self._take_usage((payload.get("message") or {}).get("usage"))
         elif kind == "content_block_start":
-            block = payload.get("content_block") or {}
-            index = int(payload.get("index", 0))
-            if block.get("type") == "tool_use":
-                self._tool_blocks.add(index)
-                out: list[ModelOutput] = [
-                    ToolCallStart(index=index, name=str(block.get("name")), call_id=block.get("id"))
-                ]
-                if block.get("input"):
-                    out.append(ToolCallDelta(index, json.dumps(block["input"])))
-                return out
-            if block.get("type") == "text" and block.get("text"):
-                return [TextDelta(block["text"])]
+            return self._block_start(payload)
         elif kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            index = int(payload.get("index", 0))
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                return [TextDelta(delta["text"])]
-            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                if index not in self._tool_blocks:
-                    raise UpstreamProtocolError(f"tool input for unknown block {index}")
-                return [ToolCallDelta(index, delta["partial_json"])]
+            return self._block_delta(payload)
         elif kind == "message_delta":
-            usage = payload.get("usage") or {}
-            if "output_tokens" in usage:
-                self._output_tokens = int(usage["output_tokens"] or 0)
+            # Its usage is cumulative (newer APIs repeat input_tokens and the cache counts
+            # in it): the last value of each count wins, none is added twice.
+            self._take_usage(payload.get("usage"))
+            delta = payload.get("delta") or {}
+            reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if isinstance(reason, str) and reason:
+                sequence = delta.get("stop_sequence")
+                return [
+                    Finish(
+                        STOP_REASONS.get(reason, reason),
+                        sequence if isinstance(sequence, str) else None,
+                    )
+                ]
         elif kind == "message_stop":
             self.finished = True
-            return [Usage(self._input_tokens, self._output_tokens)]
+            usage = self._usage
+            return [
+                Usage(
+                    usage["input_tokens"],
+                    usage["output_tokens"],
+                    cache_read_tokens=usage["cache_read_input_tokens"],
+                    cache_write_tokens=usage["cache_creation_input_tokens"],
+                )
+            ]
         elif kind == "error":
             error = payload.get("error") or {}
             failure = UpstreamStreamError(
@@ -345,6 +373,68 @@ class MessagesEventParser:
             failure.retryable = error.get("type") in ("overloaded_error", "api_error")
             raise failure
         return []
+
+    def _take_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for name in self._usage:
+            if name in usage:
+                self._usage[name] = _count(usage[name])
+
+    def _block_start(self, payload: dict[str, Any]) -> list[ModelOutput]:
+        block = payload.get("content_block") or {}
+        index = int(payload.get("index", 0))
+        kind = block.get("type")
+        if kind == "tool_use":
+            self._tool_blocks.add(index)
+            out: list[ModelOutput] = [
+                ToolCallStart(index=index, name=str(block.get("name")), call_id=block.get("id"))
+            ]
+            # The input comes as input_json_delta after an empty {} here; a proxy that
+            # sends it whole sends it here.
+            if block.get("input"):
+                out.append(ToolCallDelta(index, json.dumps(block["input"])))
+            return out
+        if kind == "text" and _string(block.get("text")):
+            return [TextDelta(block["text"])]
+        if kind == "thinking":
+            out = []
+            if _string(block.get("thinking")):
+                out.append(ReasoningDelta(block["thinking"]))
+            if _string(block.get("signature")):  # a block sent whole: signed already
+                out.append(ReasoningSignature(block["signature"]))
+            return out
+        if kind == "redacted_thinking" and _string(block.get("data")):
+            return [RedactedReasoning(block["data"])]
+        return []
+
+    def _block_delta(self, payload: dict[str, Any]) -> list[ModelOutput]:
+        delta = payload.get("delta") or {}
+        index = int(payload.get("index", 0))
+        kind = delta.get("type")
+        if kind == "text_delta" and _string(delta.get("text")):
+            return [TextDelta(delta["text"])]
+        if kind == "input_json_delta" and _string(delta.get("partial_json")):
+            if index not in self._tool_blocks:
+                raise UpstreamProtocolError(f"tool input for unknown block {index}")
+            return [ToolCallDelta(index, delta["partial_json"])]
+        if kind == "thinking_delta" and _string(delta.get("thinking")):
+            return [ReasoningDelta(delta["thinking"])]
+        if kind == "signature_delta" and _string(delta.get("signature")):
+            return [ReasoningSignature(delta["signature"])]
+        return []
+
+
+def _string(value: Any) -> bool:
+    """Whether ``value`` is a string with something in it (what an output may carry)."""
+    return isinstance(value, str) and value != ""
+
+
+def _count(value: Any) -> int:
+    """A token count as the upstream gave it; what is not a count is none (0)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return 0
 
 
 class AnthropicMessages:

@@ -18,12 +18,21 @@ from typing import Any
 import orjson
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
-from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    ModelOutput,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
 __all__ = [
+    "FINISH_REASONS",
     "MAX_CALLS",
     "MAX_UNNAMED_ARGUMENTS",
     "ChatChunkParser",
@@ -164,6 +173,10 @@ def _lenient_loads(data: str) -> Any:
 MAX_UNNAMED_ARGUMENTS = 64 * 1024
 MAX_CALLS = 1024
 
+# OpenAI's finish reasons are the engine's canonical ones; the deprecated function_call is
+# a tool call. Others (a server's own) pass as they are.
+FINISH_REASONS = {"function_call": "tool_calls"}
+
 
 @dataclass
 class _Call:
@@ -171,6 +184,17 @@ class _Call:
     id: str | None = None
     started: bool = False
     pending: list[str] = field(default_factory=list)  # arguments before the name arrived
+
+
+def _reasoning(delta: Mapping[str, Any]) -> str:
+    """The thinking in a delta: ``reasoning_content`` (DeepSeek, vLLM before 0.10) or
+    ``reasoning`` (vLLM since, Ollama, OpenRouter). Some servers send the same text under
+    both names: the first is read, never both."""
+    for name in ("reasoning_content", "reasoning"):
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 class ChatChunkParser:
@@ -214,19 +238,29 @@ class ChatChunkParser:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            reasoning = _reasoning(delta)
+            if reasoning:
+                out.append(ReasoningDelta(reasoning))
             content = delta.get("content")
             if isinstance(content, str) and content:
                 out.append(TextDelta(content))
             for call in delta.get("tool_calls") or ():
                 out.extend(self._tool_call(call))
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self.finish_reason = reason
+                out.append(Finish(FINISH_REASONS.get(reason, reason)))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
             out.append(
                 Usage(
                     input_tokens=int(usage.get("prompt_tokens") or 0),
                     output_tokens=int(usage.get("completion_tokens") or 0),
+                    cache_read_tokens=(
+                        cached if isinstance(cached, int) and not isinstance(cached, bool) else 0
+                    ),
                 )
             )
         return out

@@ -742,3 +742,18 @@ async def test_a_demo_run_from_agui_input_ends_on_the_client_tool_call_as_valid_
     assert out[-1]["outcome"] == {"type": "success", "pendingToolCallIds": pending}
     content = [e for e in out if e["type"] == "TEXT_MESSAGE_CONTENT"]
     assert all(TextMessageContentEvent.model_validate(e).delta for e in content)
+
+
+def test_reasoning_events_send_nothing_and_leave_the_text_as_it_was() -> None:
+    log = Log().started()
+    log.add("message.started", "model.1", message_id="m1", step=1, model="demo")
+    reasoning = [
+        log.add("reasoning.delta", "model.1", message_id="m1", delta="Let me think."),
+        log.add("reasoning.signature", "model.1", message_id="m1", signature="c2ln"),
+        log.add("reasoning.redacted", "model.1", message_id="m1", data="EmwK"),
+    ]
+    log.add("message.delta", "model.1", message_id="m1", delta="Hi")
+    without = [e for e in log.events if e not in reasoning]
+
+    assert [AGUIEncoder()([event]) for event in reasoning] == [b"", b"", b""]
+    assert encode(log.events) == encode(without)

@@ -20,8 +20,10 @@ from streams.dialects.native import (
     encode_ws_ack,
     encode_ws_error,
     encode_ws_event,
+    encoder_for_run,
 )
 from streams.events import ENVELOPE, TERMINAL_TYPES, Event, EventType, dumps, error_payload
+from tests.support import run_spec
 
 ENVELOPE_KEYS = ("seq", "run_id", "type", "ts", "producer")
 
@@ -398,3 +400,24 @@ def test_an_event_read_back_from_its_json_is_the_same_event_with_the_same_bytes(
 def test_any_payload_survives_the_round_trip_through_json(payload: dict[str, str]) -> None:
     event = Event.create(3, "run_b", EventType.MESSAGE_DELTA, 1.0, "model.1", payload)
     assert Event.from_json(event.json) == event
+
+
+@pytest.mark.parametrize(
+    ("type_", "data"),
+    [
+        (EventType.REASONING_DELTA, {"message_id": "m1", "delta": "Let me think."}),
+        (EventType.REASONING_SIGNATURE, {"message_id": "m1", "signature": "c2ln"}),
+        (EventType.REASONING_REDACTED, {"message_id": "m1", "data": "EmwK"}),
+    ],
+)
+def test_the_native_dialect_sends_reasoning_events_as_every_event(
+    type_: EventType, data: dict[str, Any]
+) -> None:
+    event = Event.create(3, "run_1", type_, 1.5, "model.1", data)
+
+    assert encoder_for_run("run_1", run_spec("hi"))([event]) == (
+        b'id: 3\ndata: {"seq":3,"run_id":"run_1","type":"%s","ts":1.5,"producer":"model.1",'
+        % type_.value.encode()
+        + dumps(data)[1:]
+        + b"\n\n"
+    )

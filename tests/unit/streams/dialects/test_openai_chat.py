@@ -211,6 +211,9 @@ def test_tool_call_completed_adds_no_frame(ev: Events) -> None:
         EventType.TOOL_COMPLETED,
         EventType.TOOL_FAILED,
         EventType.CLIENT_TOOL_REQUESTED,
+        EventType.REASONING_DELTA,
+        EventType.REASONING_SIGNATURE,
+        EventType.REASONING_REDACTED,
     ],
 )
 def test_events_without_a_chat_completion_counterpart_add_no_frame(type_: EventType) -> None:
@@ -643,3 +646,66 @@ def test_a_model_name_that_looks_like_the_content_field_does_not_confuse_the_tem
     chunk = json.loads(encoder.encode(delta).split(b"data: ", 1)[1])
     assert chunk["model"] == model
     assert chunk["choices"][0]["delta"] == {"content": "hi"}
+
+
+# -- the step's finish reason ---------------------------------------------------------------
+
+FINISH_REASONS = [
+    pytest.param("length", False, "length", id="length"),
+    pytest.param("length", True, "length", id="length-with-calls"),
+    pytest.param("content_filter", False, "content_filter", id="content-filter"),
+    pytest.param("content_filter", True, "content_filter", id="content-filter-with-calls"),
+    pytest.param("stop", True, "tool_calls", id="calls-decide-tool-calls"),
+    pytest.param("tool_calls", False, "stop", id="no-calls-decide-stop"),
+    pytest.param("stop_sequence", False, "stop", id="stop-sequence-is-stop"),
+    pytest.param("pause", False, "stop", id="another-reason-is-stop"),
+]
+
+
+def completed_with(ev: Events, finish_reason: str) -> Event:
+    return ev(
+        EventType.MESSAGE_COMPLETED,
+        message_id="m",
+        text="",
+        usage={"input_tokens": 0, "output_tokens": 0},
+        finish_reason=finish_reason,
+    )
+
+
+@pytest.mark.parametrize(("step_reason", "with_calls", "expected"), FINISH_REASONS)
+def test_the_finish_chunk_says_length_and_content_filter_as_the_step_did(
+    ev: Events, step_reason: str, with_calls: bool, expected: str
+) -> None:
+    enc = encoder()
+    enc.encode(ev.started())
+    if with_calls:
+        enc.encode(ev.call_started("call_a", "now"))
+
+    frame = enc.encode(completed_with(ev, step_reason))
+
+    assert frame == chunk_frame(ev.seq, {}, expected)
+
+
+@pytest.mark.parametrize(("step_reason", "with_calls", "expected"), FINISH_REASONS)
+def test_the_completion_says_length_and_content_filter_as_the_step_did(
+    ev: Events, step_reason: str, with_calls: bool, expected: str
+) -> None:
+    events = [ev.started()]
+    if with_calls:
+        events.append(ev.call_completed("call_a", "now", "{}"))
+    events += [completed_with(ev, step_reason), ev.run_completed()]
+
+    assert completion(events)["choices"][0]["finish_reason"] == expected
+
+
+def test_the_openai_sdk_reads_a_length_finish() -> None:
+    ev = Events()
+    events = [ev.started(), ev.delta("Hel"), completed_with(ev, "length"), ev.run_completed()]
+    body = encoder()(events)
+
+    stream = sdk_client(body, "text/event-stream").chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    reasons = [choice.finish_reason for chunk in stream for choice in chunk.choices]
+
+    assert reasons[-1] == "length"

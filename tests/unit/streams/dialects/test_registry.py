@@ -20,14 +20,31 @@ SPEC = run_spec("hi")
 
 
 def sample_run() -> list[Event]:
-    """A short agent run: one message of two deltas, then the end."""
+    """A short agent run: one message of reasoning (signed, redacted) and two deltas, then
+    the end."""
+    thinking = {"type": "thinking", "thinking": "Say hello.", "signature": "c2ln"}
     payloads: list[tuple[EventType, dict[str, Any]]] = [
         (EventType.RUN_STARTED, {"kind": "agent", "model": "demo", "tools": []}),
         (EventType.MESSAGE_STARTED, {"message_id": "m", "step": 1}),
+        (EventType.REASONING_DELTA, {"message_id": "m", "delta": "Say hello."}),
+        (EventType.REASONING_SIGNATURE, {"message_id": "m", "signature": "c2ln"}),
+        (EventType.REASONING_REDACTED, {"message_id": "m", "data": "EmwK"}),
         (EventType.MESSAGE_DELTA, {"message_id": "m", "delta": "hel"}),
         (EventType.MESSAGE_DELTA, {"message_id": "m", "delta": "lo"}),
-        (EventType.MESSAGE_COMPLETED, {"message_id": "m", "text": "hello", "usage": {}}),
-        (EventType.RUN_COMPLETED, {"output": "hello", "steps": 1, "stop_reason": "stop"}),
+        (
+            EventType.MESSAGE_COMPLETED,
+            {
+                "message_id": "m",
+                "text": "hello",
+                "usage": {},
+                "finish_reason": "stop",
+                "reasoning": [thinking, {"type": "redacted_thinking", "data": "EmwK"}],
+            },
+        ),
+        (
+            EventType.RUN_COMPLETED,
+            {"output": "hello", "steps": 1, "stop_reason": "answer", "finish_reason": "stop"},
+        ),
     ]
     return [
         Event.create(seq, "run_1", type_, 1.5, None, data)

@@ -954,3 +954,19 @@ def test_every_generated_run_is_read_by_the_sdk_stream_helper(events: list[Event
         numbers = [event.sequence_number for event in stream]
 
     assert numbers == list(range(len(numbers)))
+
+
+def test_reasoning_events_send_nothing_and_leave_the_response_as_it_was() -> None:
+    ev = Events()
+    events = [ev.run_started(), ev.message(), ev.delta("Hi")]
+    reasoning = [
+        ev(EventType.REASONING_DELTA, "model", message_id="m1", delta="Let me think."),
+        ev(EventType.REASONING_SIGNATURE, "model", message_id="m1", signature="c2ln"),
+        ev(EventType.REASONING_REDACTED, "model", message_id="m1", data="EmwK"),
+    ]
+    rest = [ev.message_done("Hi"), ev.run_completed()]
+    with_reasoning, without = encoder(), encoder()
+
+    assert [with_reasoning([event]) for event in events] == [without([e]) for e in events]
+    assert [with_reasoning([event]) for event in reasoning] == [b"", b"", b""]
+    assert with_reasoning(rest) == without(rest)

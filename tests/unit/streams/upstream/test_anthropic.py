@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
-from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    ModelOutput,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from streams.upstream.anthropic import MessagesEventParser, messages_request
 from streams.upstream.sse import SSEMessage
 
@@ -466,14 +476,14 @@ def test_usage_from_message_start_and_message_delta_is_emitted_at_message_stop()
 
     assert parser.feed(sse_event(*message_start(input_tokens=25, output_tokens=1))) == []
     assert parser.feed(sse_event(*text_delta("x"))) == [TextDelta("x")]
-    assert parser.feed(sse_event(*message_delta(output_tokens=15))) == []
+    assert parser.feed(sse_event(*message_delta(output_tokens=15))) == [Finish("stop")]
     assert parser.feed(sse_event(*MESSAGE_STOP)) == [Usage(input_tokens=25, output_tokens=15)]
 
 
 def test_usage_of_message_start_stands_when_message_delta_has_none() -> None:
     _, out = feed_all(message_start(10, 3), message_delta(None), MESSAGE_STOP)
 
-    assert out == [Usage(10, 3)]
+    assert out == [Finish("stop"), Usage(10, 3)]
 
 
 def test_message_stop_without_usage_reports_zero_tokens() -> None:
@@ -503,7 +513,7 @@ def test_message_stop_marks_the_parser_finished() -> None:
                 {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {"type": "thinking_delta", "thinking": "hmm"},
+                    "delta": {"type": "some_future_delta", "x": "hmm"},
                 }
             ),
             id="unknown-delta-type",
@@ -582,3 +592,199 @@ def test_error_event_without_details_is_not_retryable() -> None:
 def test_payload_that_is_not_a_json_object_is_a_protocol_error(data: str, match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
         MessagesEventParser().feed(sse_event("content_block_delta", data))
+
+
+# -- thinking, stop reasons, cache usage ---------------------------------------------------
+
+
+def thinking_start(index: int, thinking: str = "", signature: str = "") -> tuple[str, str]:
+    return event(
+        {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "thinking", "thinking": thinking, "signature": signature},
+        }
+    )
+
+
+def block_delta(index: int, **delta: str) -> tuple[str, str]:
+    return event({"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def test_a_signed_thinking_block_then_text_then_a_tool_call() -> None:
+    _, out = feed_all(
+        message_start(12, 1),
+        thinking_start(0),
+        block_delta(0, type="thinking_delta", thinking="Let me "),
+        block_delta(0, type="thinking_delta", thinking="think."),
+        block_delta(0, type="signature_delta", signature="EqQBCgIYAhIM=="),
+        block_stop(0),
+        text_start(1),
+        text_delta("Checking.", 1),
+        block_stop(1),
+        tool_start(2, "toolu_1", "clock"),
+        json_delta("", 2),
+        json_delta('{"tz":', 2),
+        json_delta(' "UTC"}', 2),
+        block_stop(2),
+        message_delta(20, "tool_use"),
+        MESSAGE_STOP,
+    )
+
+    assert out == [
+        ReasoningDelta("Let me "),
+        ReasoningDelta("think."),
+        ReasoningSignature("EqQBCgIYAhIM=="),
+        TextDelta("Checking."),
+        ToolCallStart(index=2, name="clock", call_id="toolu_1"),
+        ToolCallDelta(2, '{"tz":'),
+        ToolCallDelta(2, ' "UTC"}'),
+        Finish("tool_calls"),
+        Usage(12, 20),
+    ]
+
+
+def test_a_tool_use_block_with_empty_input_at_start_takes_its_arguments_from_deltas() -> None:
+    _, out = feed_all(tool_start(0, "toolu_1", "clock", {}), json_delta("{}", 0))
+
+    assert out == [ToolCallStart(index=0, name="clock", call_id="toolu_1"), ToolCallDelta(0, "{}")]
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        pytest.param(
+            {"type": "thinking", "thinking": "first thought", "signature": ""},
+            [ReasoningDelta("first thought")],
+            id="thinking-with-initial-text",
+        ),
+        pytest.param(
+            {"type": "thinking", "thinking": "whole", "signature": "sig"},
+            [ReasoningDelta("whole"), ReasoningSignature("sig")],
+            id="thinking-sent-whole",
+        ),
+        pytest.param(
+            {"type": "thinking", "thinking": "", "signature": ""}, [], id="thinking-empty"
+        ),
+        pytest.param(
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va=="},
+            [RedactedReasoning("EmwKAhgBEgy3va==")],
+            id="redacted-thinking",
+        ),
+        pytest.param({"type": "redacted_thinking", "data": 5}, [], id="redacted-not-a-string"),
+        pytest.param({"type": "thinking", "thinking": ["x"]}, [], id="thinking-not-a-string"),
+    ],
+)
+def test_a_reasoning_block_start(block: dict[str, Any], expected: list[ModelOutput]) -> None:
+    start = event({"type": "content_block_start", "index": 0, "content_block": block})
+
+    assert MessagesEventParser().feed(sse_event(*start)) == expected
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        pytest.param({"type": "thinking_delta", "thinking": "hmm"}, [ReasoningDelta("hmm")]),
+        pytest.param({"type": "thinking_delta", "thinking": ""}, [], id="empty-thinking"),
+        pytest.param(
+            {"type": "signature_delta", "signature": "c2ln"}, [ReasoningSignature("c2ln")]
+        ),
+        pytest.param({"type": "signature_delta", "signature": ""}, [], id="empty-signature"),
+        pytest.param({"type": "signature_delta", "signature": None}, [], id="null-signature"),
+    ],
+)
+def test_a_reasoning_delta(delta: dict[str, Any], expected: list[ModelOutput]) -> None:
+    payload = event({"type": "content_block_delta", "index": 0, "delta": delta})
+
+    assert MessagesEventParser().feed(sse_event(*payload)) == expected
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish"),
+    [
+        ("end_turn", Finish("stop")),
+        ("max_tokens", Finish("length")),
+        ("tool_use", Finish("tool_calls")),
+        ("refusal", Finish("content_filter")),
+        ("pause_turn", Finish("stop")),
+        ("model_context_window_exceeded", Finish("model_context_window_exceeded")),
+    ],
+)
+def test_a_stop_reason_becomes_its_finish_reason(stop_reason: str, finish: Finish) -> None:
+    assert MessagesEventParser().feed(sse_event(*message_delta(3, stop_reason))) == [finish]
+
+
+def test_a_stop_sequence_finish_names_the_sequence() -> None:
+    payload = event(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+            "usage": {"output_tokens": 3},
+        }
+    )
+
+    assert MessagesEventParser().feed(sse_event(*payload)) == [Finish("stop_sequence", "END")]
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        pytest.param({"stop_reason": None, "stop_sequence": None}, id="null"),
+        pytest.param({}, id="absent"),
+        pytest.param({"stop_reason": 3}, id="not-a-string"),
+    ],
+)
+def test_a_message_delta_without_a_stop_reason_has_no_finish(delta: dict[str, Any]) -> None:
+    payload = event({"type": "message_delta", "delta": delta, "usage": {"output_tokens": 3}})
+
+    assert MessagesEventParser().feed(sse_event(*payload)) == []
+
+
+def cached_start(**usage: int) -> tuple[str, str]:
+    return event({"type": "message_start", "message": {"usage": usage}})
+
+
+def test_usage_carries_the_cache_counts_of_message_start() -> None:
+    _, out = feed_all(
+        cached_start(
+            input_tokens=5,
+            cache_read_input_tokens=1000,
+            cache_creation_input_tokens=200,
+            output_tokens=1,
+        ),
+        message_delta(7),
+        MESSAGE_STOP,
+    )
+
+    assert out[-1] == Usage(5, 7, cache_read_tokens=1000, cache_write_tokens=200)
+
+
+def test_usage_repeated_in_message_delta_replaces_message_starts_and_is_never_added() -> None:
+    repeated = event(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {
+                "input_tokens": 6,
+                "cache_read_input_tokens": 1000,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 9,
+            },
+        }
+    )
+    _, out = feed_all(
+        cached_start(input_tokens=5, cache_read_input_tokens=1000, cache_creation_input_tokens=200),
+        repeated,
+        MESSAGE_STOP,
+    )
+
+    assert out[-1] == Usage(6, 9, cache_read_tokens=1000, cache_write_tokens=0)
+
+
+@pytest.mark.parametrize("value", [None, "12", 1.5, True, -3])
+def test_a_token_count_that_is_not_a_count_is_zero(value: Any) -> None:
+    start = event({"type": "message_start", "message": {"usage": {"input_tokens": value}}})
+
+    _, out = feed_all(start, MESSAGE_STOP)
+
+    assert out == [Usage(0, 0)]

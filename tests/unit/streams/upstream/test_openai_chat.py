@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import UpstreamProtocolError, UpstreamStreamError
-from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from streams.models import (
+    Finish,
+    ModelOutput,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from streams.upstream.openai_chat import (
     MAX_CALLS,
     MAX_UNNAMED_ARGUMENTS,
@@ -489,7 +497,7 @@ def test_finish_reason_on_another_choice_is_ignored() -> None:
 def test_content_in_the_finishing_chunk_is_kept() -> None:
     parser, out = feed_all(chunk({"content": "end"}, finish_reason="stop"))
 
-    assert out == [TextDelta("end")]
+    assert out == [TextDelta("end"), Finish("stop")]
     assert parser.finish_reason == "stop"
 
 
@@ -587,3 +595,97 @@ def test_fragmented_interleaved_tool_calls_are_reassembled(
         assert all(i > position for i, _ in mine)  # no fragment before its call starts
         assert all(fragment for _, fragment in mine)  # no empty fragments
         assert "".join(fragment for _, fragment in mine) == arguments
+
+
+# -- reasoning, finish reasons, cached tokens ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        pytest.param({"reasoning_content": "Hmm"}, [ReasoningDelta("Hmm")], id="reasoning_content"),
+        pytest.param({"reasoning": "Hmm"}, [ReasoningDelta("Hmm")], id="reasoning"),
+        pytest.param(
+            {"reasoning_content": "Hmm", "reasoning": "Hmm"},
+            [ReasoningDelta("Hmm")],
+            id="both-names-read-once",
+        ),
+        pytest.param(
+            {"reasoning_content": "", "reasoning": "Hmm"}, [ReasoningDelta("Hmm")], id="empty-first"
+        ),
+        pytest.param(
+            {"reasoning": "so", "content": "Yes"},
+            [ReasoningDelta("so"), TextDelta("Yes")],
+            id="with-content",
+        ),
+        pytest.param({"reasoning_content": None, "content": ""}, [], id="null"),
+        pytest.param({"reasoning": {"text": "x"}}, [], id="not-a-string"),
+        pytest.param({"reasoning_content": ["x"]}, [], id="a-list"),
+    ],
+)
+def test_reasoning_in_a_delta(delta: dict[str, Any], expected: list[ModelOutput]) -> None:
+    _, out = feed_all(chunk(delta))
+
+    assert out == expected
+
+
+def test_reasoning_deltas_stream_before_the_answer() -> None:
+    _, out = feed_all(
+        chunk({"role": "assistant", "content": None, "reasoning_content": "The user "}),
+        chunk({"reasoning_content": "greets."}),
+        chunk({"content": "Hello!"}),
+        chunk({}, finish_reason="stop"),
+    )
+
+    assert out == [
+        ReasoningDelta("The user "),
+        ReasoningDelta("greets."),
+        TextDelta("Hello!"),
+        Finish("stop"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "finish"),
+    [
+        ("stop", Finish("stop")),
+        ("length", Finish("length")),
+        ("tool_calls", Finish("tool_calls")),
+        ("content_filter", Finish("content_filter")),
+        ("function_call", Finish("tool_calls")),
+        ("eos", Finish("eos")),
+    ],
+)
+def test_a_finish_reason_becomes_a_finish(finish_reason: str, finish: Finish) -> None:
+    parser, out = feed_all(chunk({}, finish_reason=finish_reason))
+
+    assert out == [finish]
+    assert parser.finished
+
+
+def test_a_finish_reason_that_is_not_a_string_is_no_finish() -> None:
+    payload = json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": 1}]})
+
+    _, out = feed_all(payload)
+
+    assert out == []
+
+
+@pytest.mark.parametrize(
+    ("details", "cached"),
+    [
+        pytest.param({"cached_tokens": 1024}, 1024, id="cached"),
+        pytest.param({"cached_tokens": 0}, 0, id="zero"),
+        pytest.param({"cached_tokens": None}, 0, id="null"),
+        pytest.param({"cached_tokens": "9"}, 0, id="not-a-count"),
+        pytest.param({"cached_tokens": True}, 0, id="a-bool"),
+        pytest.param(None, 0, id="no-details"),
+        pytest.param([1], 0, id="details-not-an-object"),
+    ],
+)
+def test_cached_prompt_tokens_are_a_cache_read(details: Any, cached: int) -> None:
+    usage = {"prompt_tokens": 2000, "completion_tokens": 5, "prompt_tokens_details": details}
+
+    _, out = feed_all(json.dumps({"choices": [], "usage": usage}))
+
+    assert out == [Usage(input_tokens=2000, output_tokens=5, cache_read_tokens=cached)]

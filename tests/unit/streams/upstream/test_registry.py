@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.models import ModelOutput, TextDelta, Usage
+from streams.models import Finish, ModelOutput, TextDelta, Usage
 from streams.upstream.client import UpstreamModel
 from streams.upstream.registry import (
     DEFAULT_PROVIDER,
@@ -94,12 +94,17 @@ SCRIPTS = {
             ("content_block_delta", {"type": "content_block_delta", "index": 0,
                                      "delta": {"type": "text_delta", "text": "Hi"}}),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 1}}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": 1}}),
             ("message_stop", {"type": "message_stop"}),
         ),
     ),
 }  # fmt: skip
-ANSWER: list[ModelOutput] = [TextDelta("Hi"), Usage(input_tokens=3, output_tokens=1)]
+ANSWER: list[ModelOutput] = [
+    TextDelta("Hi"),
+    Finish("stop"),
+    Usage(input_tokens=3, output_tokens=1),
+]
 
 
 def route(provider: str) -> Route:
