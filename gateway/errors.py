@@ -47,6 +47,8 @@ __all__ = [
     "RUN_FINISHED_RESPONSE",
     "STATUS_BY_ERROR",
     "UPSTREAM_RESPONSES",
+    "AnthropicErrorBody",
+    "AnthropicErrorDetail",
     "ErrorBody",
     "ErrorDetail",
     "ErrorShape",

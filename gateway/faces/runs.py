@@ -30,6 +30,7 @@ from streams.view import RunView
 __all__ = [
     "CANCEL_WAIT",
     "cancel_run",
+    "get_model",
     "get_run",
     "healthz",
     "list_models",

@@ -289,7 +289,7 @@ def tools_of(
         try:
             clients.append(
                 ClientTool(
-                    name=name,  # type: ignore[arg-type]  # validated by ClientTool
+                    name=name,  # validated by ClientTool
                     description=str(tool.get("description") or ""),
                     parameters=schema,
                 )

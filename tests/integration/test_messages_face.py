@@ -312,7 +312,7 @@ async def test_max_tokens_is_the_stop_reason_of_a_cut_answer(
     ("call", "error"),
     [
         ({"model": "nope", "max_tokens": 5, "messages": HELLO}, anthropic.NotFoundError),
-        ({"model": "demo", "messages": HELLO}, anthropic.BadRequestError),
+        ({"model": "demo", "max_tokens": 0, "messages": HELLO}, anthropic.BadRequestError),
         ({"model": "demo", "max_tokens": 5, "messages": []}, anthropic.BadRequestError),
         (
             {"model": "demo", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
@@ -341,6 +341,20 @@ def test_a_wrong_key_is_an_authentication_error_and_both_headers_authenticate() 
         by_token = anthropic.Anthropic(base_url=gateway.base_url, auth_token="alice", max_retries=0)
         for sdk in (by_key, by_token):
             assert sdk.messages.create(model="demo", max_tokens=5, messages=HELLO).content
+
+
+async def test_max_tokens_is_required(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post("/v1/messages", json={"model": "demo", "messages": HELLO})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "max_tokens: Field required",
+            "code": "invalid_request",
+        },
+    }
 
 
 async def test_a_body_too_large_is_request_too_large(gateway: RunningGateway) -> None:
