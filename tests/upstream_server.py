@@ -99,6 +99,20 @@ def text_reply(
     return Reply(steps=steps)
 
 
+def chat_tool_reply(call_id: str, name: str, arguments: str) -> Reply:
+    """An OpenAI stream calling one tool ``name`` with ``arguments`` (JSON text)."""
+    call = {"index": 0, "id": call_id, "type": "function"}
+    return Reply(
+        steps=[
+            chat_chunk({"role": "assistant", "content": None}),
+            chat_chunk({"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]}),
+            chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+            chat_chunk({}, "tool_calls"),
+            b"data: [DONE]\n\n",
+        ]
+    )
+
+
 def error_reply(
     status: int, message: str = "upstream says no", headers: dict[str, str] | None = None
 ) -> Reply:

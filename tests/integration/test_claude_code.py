@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_binary
 from tests.support import running_gateway
-from tests.upstream_server import UpstreamServer, route, text_reply
+from tests.upstream_server import UpstreamServer, chat_tool_reply, route, text_reply
 
 CLAUDE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / ".bin" / "claude"
 CLAUDE_TIMEOUT = 60.0  # seconds one `claude -p` may take
@@ -102,8 +102,11 @@ def claude_environment(base_url: str, home: Path, proxy: str) -> dict[str, str]:
     }
 
 
-async def claude_print(claude: str, base_url: str, model: str, prompt: str, tmp: Path) -> Finished:
-    """Run ``claude -p`` once, headless, against the gateway at ``base_url``."""
+async def claude_print(
+    claude: str, base_url: str, model: str, prompt: str, tmp: Path, *options: str
+) -> Finished:
+    """Run ``claude -p`` once, headless, against the gateway at ``base_url``; ``options``
+    are more of its flags (default: one turn)."""
     home, work = tmp / "claude-home", tmp / "work"
     home.mkdir()
     work.mkdir()
@@ -116,9 +119,8 @@ async def claude_print(claude: str, base_url: str, model: str, prompt: str, tmp:
             model,
             "--output-format",
             "json",
-            "--max-turns",
-            "1",
             "--strict-mcp-config",
+            *(options or ("--max-turns", "1")),
             cwd=work,
             env=claude_environment(base_url, home, sentinel.url),
             stdin=asyncio.subprocess.DEVNULL,
@@ -177,3 +179,25 @@ async def test_claude_code_through_the_gateway_onto_an_openai_compatible_upstrea
     # Claude Code's Anthropic-only fields never reach an OpenAI-compatible upstream.
     leaked = {"thinking", "context_management", "output_config", "metadata", "anthropic"}
     assert leaked.isdisjoint(request.body), sorted(request.body)
+
+
+async def test_a_command_claude_code_runs_goes_back_as_its_result_and_the_answer_follows(
+    claude: str, upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    command = json.dumps({"command": "echo tool-ran-here", "description": "Print a word"})
+    upstream.script(chat_tool_reply("call_1", "Bash", command), text_reply("Done: ", "pelican-42"))
+    # Bash is one of Claude Code's own tools: the model's call goes back to it, it runs the
+    # command (allowed without a prompt) and sends the output as the next turn's tool_result.
+    options = ("--max-turns", "2", "--allowedTools", "Bash(echo:*)")
+    with running_gateway(routes={"up": route(upstream, max_attempts=1)}) as gateway:
+        finished = await claude_print(
+            claude, gateway.base_url, "up", "Run echo", tmp_path, *options
+        )
+    assert finished.returncode == 0, finished.report()
+    assert finished.result()["result"] == "Done: pelican-42", finished.report()
+    first, second = upstream.wait_for_requests(2)
+    assert "Bash" in [tool["function"]["name"] for tool in first.body["tools"]]
+    (output,) = [m for m in second.body["messages"] if m["role"] == "tool"]
+    assert output["tool_call_id"] == "call_1", second.body["messages"]
+    assert "tool-ran-here" in json.dumps(output["content"]), output
+    assert finished.outside == [], finished.report()

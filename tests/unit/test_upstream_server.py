@@ -1,5 +1,6 @@
-"""The Anthropic-speaking replies of the tests' upstream (``tests/upstream_server.py``): what
-they send is a Messages stream the gateway's own parser reads as meant."""
+"""Replies of the tests' upstream (``tests/upstream_server.py``): what the Anthropic-speaking
+ones send is a Messages stream the gateway's own parser reads as meant (and the OpenAI tool
+call one a chat completions stream)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 from streams.models import ModelOutput, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from streams.upstream.anthropic import MessagesEventParser
+from streams.upstream.openai_chat import ChatChunkParser
 from streams.upstream.sse import SSEDecoder, SSEMessage
 from tests.upstream_server import (
     Reply,
@@ -14,6 +16,7 @@ from tests.upstream_server import (
     anthropic_text_reply,
     anthropic_thinking_reply,
     anthropic_tool_reply,
+    chat_tool_reply,
     count_tokens_reply,
     messages_events,
     text_block,
@@ -120,3 +123,15 @@ def test_json_replies_are_whole_bodies() -> None:
         "type": "error",
         "error": {"type": "overloaded_error", "message": "upstream says no"},
     }
+
+
+def test_a_chat_tool_reply_parses_as_its_one_call() -> None:
+    parser = ChatChunkParser()
+    out = [
+        o for m in messages(chat_tool_reply("call_1", "Bash", '{"a": 1}')) for o in parser.feed(m)
+    ]
+    assert parser.finished
+    assert [o for o in out if isinstance(o, ToolCallStart | ToolCallDelta)] == [
+        ToolCallStart(index=0, name="Bash", call_id="call_1"),
+        ToolCallDelta(0, '{"a": 1}'),
+    ]
