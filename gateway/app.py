@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.types import ASGIApp
 
 from gateway.auth import KeyRing, StreamTokens
-from gateway.errors import ERROR_RESPONSES, install_error_handlers
+from gateway.errors import install_error_handlers
 from gateway.faces import console
 from gateway.faces.registry import FACES
 from gateway.limits.body_size import BodySizeLimit
@@ -55,7 +55,8 @@ def build_models(
     observer: UpstreamObserver | None = None,
     tracer: trace.Tracer | None = None,
 ) -> ModelRegistry:
-    """``demo``, one upstream model per configured route, and any ``extra`` models."""
+    """``demo``, one upstream model per configured route, any ``extra`` models, and the
+    settings' model aliases of them."""
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
     for route in routes:
@@ -63,6 +64,8 @@ def build_models(
         registry.register(UpstreamModel(route, transport, observer=observer, tracer=tracer))
     for model in extra.models.values() if extra else ():
         registry.register(model)
+    for pattern, target in settings.model_aliases.items():
+        registry.alias(pattern, target)
     return registry
 
 
@@ -170,7 +173,7 @@ def create_app(
     )
     install_error_handlers(app)
     for face in FACES:
-        app.include_router(face.router, responses=ERROR_RESPONSES if face.json_errors else None)
+        app.include_router(face.router, responses=face.error_responses)
     console.mount_console(app)
     _document_errors_as_answered(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

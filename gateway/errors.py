@@ -1,12 +1,20 @@
-"""Map errors to HTTP answers: ``{"error": {"code", "message", "type", "param",
-"details"?}}`` (a superset of OpenAI's error shape, so its SDKs read our errors) with a 4xx
-status that says what was wrong. Nothing the client sends produces a 5xx on purpose; an
-upstream's failure is a 502 (504 for a timeout, 503 while its circuit breaker is open)."""
+"""Map errors to HTTP answers with a 4xx status that says what was wrong, in the error shape
+of the face that was asked. Nothing the client sends produces a 5xx on purpose; an
+upstream's failure is a 502 (504 for a timeout, 503 while its circuit breaker is open).
+
+Two shapes, chosen by the request's path (:func:`error_shape_for`):
+
+* OpenAI's, for every route but the Anthropic face's: ``{"error": {"code", "message",
+  "type", "param", "details"?}}`` (a superset of OpenAI's, so its SDKs read our errors);
+* Anthropic's, under ``/v1/messages``: ``{"type": "error", "error": {"type", "message",
+  "code"}}``, its ``type`` the one Anthropic gives the status (``invalid_request_error``,
+  ``not_found_error`` …), so the anthropic SDKs raise their typed exceptions.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,14 +42,19 @@ from streams.errors import (
 from streams.events import dumps
 
 __all__ = [
+    "ANTHROPIC_ERROR_RESPONSES",
     "ERROR_RESPONSES",
     "RUN_FINISHED_RESPONSE",
     "STATUS_BY_ERROR",
     "UPSTREAM_RESPONSES",
     "ErrorBody",
     "ErrorDetail",
+    "ErrorShape",
+    "anthropic_error_body",
+    "anthropic_error_type",
     "error_body",
     "error_response",
+    "error_shape_for",
     "error_type",
     "install_error_handlers",
     "send_error_body",
@@ -63,8 +76,22 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _documented(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+    code: str | None = None
+
+
+class AnthropicErrorBody(BaseModel):
+    """An error answer of the Anthropic face: ``{"type": "error", "error": {"type",
+    "message", "code"}}``."""
+
+    type: str = "error"
+    error: AnthropicErrorDetail
+
+
+def _documented(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
+    return {"model": model, "description": description}
 
 
 # The error answers any API route may give, for its OpenAPI documentation.
@@ -75,6 +102,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _documented("The body, or a part of it, is larger than the gateway's limits."),
     429: _documented("Too many runs or streams for the caller, or for the gateway."),
     503: _documented("The gateway is shutting down, or an upstream's circuit is open."),
+}
+# The same answers in the Anthropic face's shape.
+ANTHROPIC_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: _documented(answer["description"], AnthropicErrorBody)
+    for status, answer in ERROR_RESPONSES.items()
+} | {
+    502: _documented("The upstream model failed.", AnthropicErrorBody),
+    504: _documented("The upstream model timed out.", AnthropicErrorBody),
 }
 RUN_FINISHED_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: _documented("The run has already ended.")
@@ -126,6 +161,65 @@ def error_body(
     return {"error": error}
 
 
+# Anthropic's error ``type`` per status (https://docs.anthropic.com/en/api/errors).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error ``type`` for a status."""
+    found = _ANTHROPIC_TYPES.get(status)
+    if found is not None:
+        return found
+    return "api_error" if status >= 500 else "invalid_request_error"
+
+
+def anthropic_error_body(
+    code: str, message: str, details: Any = None, *, status: int = 400, param: str | None = None
+) -> dict[str, Any]:
+    """An error in Anthropic's shape; our ``code`` rides along (the SDKs ignore it)."""
+    return {
+        "type": "error",
+        "error": {"type": anthropic_error_type(status), "message": message, "code": code},
+    }
+
+
+class ErrorShape(Protocol):
+    """How a face writes an error body (:func:`error_body`, :func:`anthropic_error_body`)."""
+
+    def __call__(
+        self,
+        code: str,
+        message: str,
+        details: Any = None,
+        *,
+        status: int = 400,
+        param: str | None = None,
+    ) -> dict[str, Any]: ...
+
+
+# Path prefixes whose routes answer errors in a shape of their own; every other path answers
+# OpenAI's.
+_SHAPES_BY_PREFIX: tuple[tuple[str, ErrorShape], ...] = (("/v1/messages", anthropic_error_body),)
+
+
+def error_shape_for(path: str) -> ErrorShape:
+    """The error shape of the face that serves ``path``."""
+    for prefix, shape in _SHAPES_BY_PREFIX:
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape
+    return error_body
+
+
 def status_for(exc: GatewayError) -> int:
     if isinstance(exc, UpstreamStatusError) and exc.status == 429:
         return 429  # the upstream's rate limit: the client should back off, too
@@ -142,7 +236,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def send_error_body(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -163,9 +257,9 @@ async def send_error_body(send: Send, status: int, body: dict[str, Any]) -> None
     await send({"type": "http.response.body", "body": content})
 
 
-def error_response(exc: GatewayError) -> JSONResponse:
-    """The JSON answer for ``exc``, with ``Retry-After`` on 429 and 503 and
-    ``WWW-Authenticate`` on 401."""
+def error_response(exc: GatewayError, path: str = "") -> JSONResponse:
+    """The JSON answer for ``exc`` (in the error shape of the face serving ``path``), with
+    ``Retry-After`` on 429 and 503 and ``WWW-Authenticate`` on 401."""
     status = status_for(exc)
     headers = None
     if status in (429, 503):
@@ -173,14 +267,16 @@ def error_response(exc: GatewayError) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(retry_after or 1)))}
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    shape = error_shape_for(path)
     return JSONResponse(
-        error_body(exc.code, str(exc), status=status), status_code=status, headers=headers
+        shape(exc.code, str(exc), status=status), status_code=status, headers=headers
     )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    error_body = error_shape_for(request.url.path)
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = next(e for e in errors if e.get("type") == "json_invalid")
         message = f"the body is not valid JSON: {detail.get('ctx', {}).get('error', '')}".strip()
@@ -210,6 +306,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, "http_error"
     )
+    error_body = error_shape_for(request.url.path)
     return JSONResponse(
         error_body(code, str(exc.detail), status=exc.status_code),
         status_code=exc.status_code,

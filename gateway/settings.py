@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -317,6 +317,13 @@ class Settings(BaseSettings):
 
     # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+    # (GATEWAY_MODEL_ALIASES as JSON, or a [model_aliases] table in the config file)
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model ids clients send -> the served model (a route or 'demo') that "
+        "answers them. Keys may be fnmatch patterns ('claude-*'); a served name wins, then "
+        "the aliases in the order given",
+    )
 
     @property
     def loopback_only(self) -> bool:
@@ -369,6 +376,19 @@ class Settings(BaseSettings):
             if name == "demo" or not name or len(name) > 128:
                 raise ValueError(f"{name!r} cannot be a route name")
         return routes
+
+    @model_validator(mode="after")
+    def _alias_targets(self) -> Settings:
+        served = ["demo", *self.routes]
+        for pattern, target in self.model_aliases.items():
+            if not pattern or len(pattern) > 128:
+                raise ValueError(f"{pattern!r} cannot be a model alias")
+            if target not in served:
+                raise ValueError(
+                    f"model alias {pattern!r}: {target!r} is not a served model "
+                    f"(known: {', '.join(served)})"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

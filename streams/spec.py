@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "MAX_BETAS",
     "SAMPLING_OPTIONS",
     "ChatMessage",
     "ClientTool",
@@ -15,6 +17,7 @@ __all__ = [
     "ParallelModelCall",
     "ParallelToolCall",
     "RunSpec",
+    "check_anthropic_option",
     "check_stop",
 ]
 
@@ -114,8 +117,42 @@ SAMPLING_OPTIONS = frozenset(
         "user",
         "logit_bias",
         "reasoning_effort",
+        "anthropic",  # Anthropic-only fields: check_anthropic_option
     }
 )
+
+# anthropic-beta values ("interleaved-thinking-2025-05-14"): a header, so no separators.
+_BETA = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MAX_BETAS = 32
+
+
+def check_anthropic_option(value: Any) -> None:
+    """The ``"anthropic"`` option, which only the Anthropic provider reads: ``{"body": {…
+    fields merged into its request body}, "beta": [anthropic-beta values], "tools": {tool
+    name: {… fields merged into that tool's definition}}}``, every key optional. Its size is
+    bounded by the request body's."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError("'anthropic' must be an object")
+    unknown = sorted(set(value) - {"body", "beta", "tools"})
+    if unknown:
+        raise ValueError(f"unknown 'anthropic' fields {unknown}; known: ['beta', 'body', 'tools']")
+    if not isinstance(value.get("body", {}), dict):
+        raise ValueError("'anthropic.body' must be an object")
+    beta = value.get("beta", [])
+    if (
+        not isinstance(beta, list)
+        or len(beta) > MAX_BETAS
+        or not all(isinstance(b, str) and _BETA.fullmatch(b) for b in beta)
+    ):
+        raise ValueError(
+            f"'anthropic.beta' must be a list of at most {MAX_BETAS} anthropic-beta values "
+            "(letters, digits, '.', '_', '-')"
+        )
+    tools = value.get("tools", {})
+    if not isinstance(tools, dict) or not all(isinstance(t, dict) for t in tools.values()):
+        raise ValueError("'anthropic.tools' must map tool names to objects")
 
 
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +160,7 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown options {unknown}; known: {sorted(SAMPLING_OPTIONS)}")
     check_stop(options.get("stop"))
+    check_anthropic_option(options.get("anthropic"))
     return options
 
 

@@ -7,10 +7,21 @@ line in :data:`FACES`; its wire encoding is a dialect in :mod:`streams.dialects`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.faces import agui, console, openai_chat, responses, responses_ws, runs, ws
+from gateway.errors import ANTHROPIC_ERROR_RESPONSES, ERROR_RESPONSES
+from gateway.faces import (
+    agui,
+    anthropic_messages,
+    console,
+    openai_chat,
+    responses,
+    responses_ws,
+    runs,
+    ws,
+)
 
 __all__ = ["FACES", "Face"]
 
@@ -21,18 +32,20 @@ class Face:
 
     name: str
     router: APIRouter
-    # Its HTTP routes answer errors with the gateway's JSON error bodies (and the OpenAPI
-    # schema documents them); a WebSocket or static files do not.
-    json_errors: bool
+    # The JSON error answers its HTTP routes give, in the face's error shape, for the OpenAPI
+    # schema (gateway.errors: the shape is chosen by path); None for a WebSocket or static
+    # files, which answer none.
+    error_responses: dict[int | str, dict[str, Any]] | None
 
 
 # In the order the app tries them: FastAPI matches routers in turn, so the busiest first.
 FACES: tuple[Face, ...] = (
-    Face("openai-chat", openai_chat.router, json_errors=True),
-    Face("runs", runs.router, json_errors=True),
-    Face("responses", responses.router, json_errors=True),
-    Face("ag-ui", agui.router, json_errors=True),
-    Face("websocket", ws.router, json_errors=False),
-    Face("responses-websocket", responses_ws.router, json_errors=False),
-    Face("console", console.router, json_errors=False),
+    Face("openai-chat", openai_chat.router, ERROR_RESPONSES),
+    Face("runs", runs.router, ERROR_RESPONSES),
+    Face("responses", responses.router, ERROR_RESPONSES),
+    Face("anthropic-messages", anthropic_messages.router, ANTHROPIC_ERROR_RESPONSES),
+    Face("ag-ui", agui.router, ERROR_RESPONSES),
+    Face("websocket", ws.router, None),
+    Face("responses-websocket", responses_ws.router, None),
+    Face("console", console.router, None),
 )

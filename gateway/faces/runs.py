@@ -23,7 +23,7 @@ from gateway.streaming.run_stream import (
     start_streamed,
 )
 from streams.dialects.registry import DEFAULT_DIALECT, DIALECTS, DialectName, describe_dialects
-from streams.errors import AuthenticationError, InvalidRequestError
+from streams.errors import AuthenticationError, InvalidRequestError, ModelNotFoundError
 from streams.spec import RunSpec
 from streams.view import RunView
 
@@ -179,23 +179,47 @@ async def cancel_run(
     return {**run.snapshot(), **_links(run)}
 
 
+def _model_entry(name: str, description: str) -> dict[str, Any]:
+    """A served model as both OpenAI's and Anthropic's model objects (each SDK reads its
+    own fields and ignores the other's)."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "gateway",
+        "description": description,
+        "type": "model",
+        "display_name": name,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+
+
 @router.get("/v1/models", dependencies=[Depends(principal)])
-async def list_models(request: Request) -> dict[str, Any]:
-    """Models this gateway serves (OpenAI's list shape)."""
-    manager = gateway(request).manager
+async def list_models(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 1000
+) -> dict[str, Any]:
+    """Models this gateway serves, in OpenAI's list shape and Anthropic's at once
+    (``data``, ``has_more``, ``first_id``, ``last_id``; Claude Code asks with
+    ``?limit=1000``)."""
+    models = gateway(request).manager.models
+    names = models.names()
+    data = [_model_entry(name, models.get(name).description) for name in names[:limit]]
     return {
         "object": "list",
-        "data": [
-            {
-                "id": name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "gateway",
-                "description": manager.models.get(name).description,
-            }
-            for name in manager.models.names()
-        ],
+        "data": data,
+        "has_more": len(names) > limit,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
     }
+
+
+@router.get("/v1/models/{model_id}", dependencies=[Depends(principal)])
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    """One served model (``models.retrieve`` of either SDK)."""
+    models = gateway(request).manager.models
+    if model_id not in models.names():
+        raise ModelNotFoundError(f"model: {model_id}")
+    return _model_entry(model_id, models.get(model_id).description)
 
 
 @router.get("/v1/tools", dependencies=[Depends(principal)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_body, send_error_body
+from gateway.errors import error_shape_for, send_error_body
 from streams.errors import BodyTooLargeError
 
 __all__ = ["BodySizeLimit"]
@@ -29,7 +29,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_large = False
                 if too_large:
-                    await self._reject(send)
+                    await self._reject(scope, send)
                     return
         received = 0
         max_bytes = self.max_bytes
@@ -56,8 +56,9 @@ class BodySizeLimit:
         except BodyTooLargeError:
             if response_started:
                 raise
-            await self._reject(send)
+            await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
         message = f"the request body is larger than {self.max_bytes} bytes"
-        await send_error_body(send, 413, error_body("body_too_large", message))
+        shape = error_shape_for(scope.get("path", ""))
+        await send_error_body(send, 413, shape("body_too_large", message, status=413))

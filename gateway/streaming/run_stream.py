@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from gateway.state import GatewayState, StreamSlot
 from gateway.streaming.sse import EventStreamResponse
-from streams.dialects.native import encode_sse_batch
+from streams.dialects.native import SSE_PING, encode_sse_batch, encode_stream_error
 from streams.dialects.registry import Dialect, PrimableEncoder
 from streams.errors import InvalidRequestError
 from streams.events import Event
@@ -48,10 +48,13 @@ def event_stream(
     after: int,
     encode: Callable[[list[Event]], bytes] = encode_sse_batch,
     slot: StreamSlot | None = None,
+    *,
+    ping: bytes = SSE_PING,
+    error_frame: Callable[[str, str], bytes] = encode_stream_error,
 ) -> EventStreamResponse:
-    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes.
-    It counts as one of the run owner's open streams while it is open (``slot``, if the
-    caller took it already)."""
+    """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes
+    (with its heartbeat ``ping`` and its ``error_frame``). It counts as one of the run
+    owner's open streams while it is open (``slot``, if the caller took it already)."""
     settings = state.settings
     return EventStreamResponse(
         RunReader(state.runs, run, after),
@@ -63,6 +66,8 @@ def event_stream(
         encode=encode,
         slot=slot or state.stream_slot(run.owner, "sse"),
         on_sent=state.metrics.events_sent.labels("sse").inc,
+        ping=ping,
+        error_frame=error_frame,
     )
 
 

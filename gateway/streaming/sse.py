@@ -76,6 +76,8 @@ class EventStreamResponse(Response):
         encode: Callable[[list[Event]], bytes] = encode_sse_batch,
         slot: Slot | None = None,
         on_sent: Callable[[int], None] | None = None,
+        ping: bytes = SSE_PING,
+        error_frame: Callable[[str, str], bytes] = encode_stream_error,
     ) -> None:
         # Not Response.__init__: it would set a content-length for an empty body.
         self.status_code = 200
@@ -96,6 +98,10 @@ class EventStreamResponse(Response):
         # here unless the caller took it already, and given back on every way it ends.
         self.slot = slot
         self.on_sent = on_sent  # counts events sent (metrics)
+        # The dialect's heartbeat (a comment, or an event of its own where the client wants
+        # one: Anthropic's ``ping``) and its frame for an error that ends the stream.
+        self.ping = ping
+        self.error_frame = error_frame
         self._pump_task: asyncio.Task[Disconnect] | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._complete = False  # the body's last byte was sent
@@ -106,7 +112,7 @@ class EventStreamResponse(Response):
             try:
                 await self.slot.take()
             except GatewayError as exc:
-                await error_response(exc)(scope, receive, send)
+                await error_response(exc, scope.get("path", ""))(scope, receive, send)
                 return
         self.reader.__enter__()
         self._connection = connection_of(scope)
@@ -220,7 +226,7 @@ class EventStreamResponse(Response):
             logger.warning("ending SSE stream of run %s: %s", self.reader.run.id, exc)
             with contextlib.suppress(TimeoutError, OSError):
                 await self._send(
-                    watchdog, send, encode_stream_error(exc.code, str(exc)), more_body=False
+                    watchdog, send, self.error_frame(exc.code, str(exc)), more_body=False
                 )
             return ERROR
         finally:
@@ -239,7 +245,7 @@ class EventStreamResponse(Response):
             if self.on_sent is not None:
                 self.on_sent(len(batch.events))
         elif not batch.done and not frames:
-            frames = SSE_PING  # nothing came within the wait: a heartbeat
+            frames = self.ping  # nothing came within the wait: a heartbeat
         if frames or batch.done:
             await self._send(watchdog, send, frames, more_body=not batch.done)
         return batch.done

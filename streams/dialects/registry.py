@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from streams.dialects import agui, native
+from streams.dialects.anthropic_messages import MessagesEncoder
 from streams.dialects.responses import ResponsesEncoder
 from streams.events import Event
 from streams.spec import RunSpec
@@ -65,6 +66,7 @@ DIALECTS: Mapping[str, Dialect] = MappingProxyType(
             Dialect("native", "native events", native.encoder_for_run),
             Dialect("ag-ui", "AG-UI 1.0 events", agui.AGUIEncoder.for_spec),
             Dialect("responses", "OpenAI Responses API events", ResponsesEncoder.for_run),
+            Dialect("anthropic", "Anthropic Messages API events", MessagesEncoder.for_run),
         )
     }
 )

@@ -14,7 +14,13 @@ from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicMessages", "MessagesEventParser", "messages_request"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "COUNT_FIELDS",
+    "AnthropicMessages",
+    "MessagesEventParser",
+    "messages_request",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -25,6 +31,136 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
+
+
+def _plain_text(part: Any) -> bool:
+    """A text part with nothing but its text (no ``cache_control``, no citations): such
+    parts next to each other are one block to Anthropic, as the engine always sent them."""
+    return isinstance(part, dict) and part.get("type") == "text" and set(part) <= {"type", "text"}
+
+
+def _image_from_url(part: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An OpenAI ``image_url`` part as an Anthropic image block: a ``data:`` URL as a base64
+    source, an http(s) URL as a url source; ``None`` for anything else (Anthropic could not
+    read it)."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str):
+        return None
+    if url.startswith("data:"):
+        head, comma, data = url[5:].partition(",")
+        media_type, _, encoding = head.partition(";")
+        if not comma or encoding != "base64" or not media_type:
+            return None
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    return None
+
+
+# What a message's content parts may be, per role (others are dropped: Anthropic would
+# refuse them in that place).
+_USER_BLOCKS = frozenset({"text", "image", "document"})
+_ASSISTANT_BLOCKS = frozenset({"text", "thinking", "redacted_thinking"})
+
+
+def _blocks(content: Any, kinds: frozenset[str]) -> list[dict[str, Any]]:
+    """Content as Anthropic blocks: a string as one text block; parts in order, adjacent
+    plain text parts joined into one block, other blocks of ``kinds`` kept as they are (a
+    thinking block's signature byte for byte), ``image_url`` parts converted."""
+    if not isinstance(content, list):
+        return [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+    blocks: list[dict[str, Any]] = []
+    joined = False  # the last block is a plain text block parts may be joined to
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if _plain_text(part):
+            if joined:
+                blocks[-1] = {"type": "text", "text": blocks[-1]["text"] + part.get("text", "")}
+            else:
+                blocks.append({"type": "text", "text": part.get("text", "")})
+                joined = True
+            continue
+        joined = False
+        if kind == "image_url" and "image" in kinds:
+            image = _image_from_url(part)
+            if image is not None:
+                blocks.append(image)
+        elif kind in kinds:
+            blocks.append(part)
+    # An empty plain text block is refused by Anthropic and says nothing.
+    return [block for block in blocks if not (_plain_text(block) and not block["text"])]
+
+
+def _system(parts: list[Any]) -> str | list[dict[str, Any]]:
+    """The ``system`` field from the system messages' contents, in order: one string when
+    they are only text (joined by blank lines, as always), else a list of text blocks with
+    their fields (``cache_control``)."""
+    if all(isinstance(c, str) or (isinstance(c, list) and all(map(_plain_text, c))) for c in parts):
+        return "\n\n".join(_text(content) for content in parts)
+    blocks: list[dict[str, Any]] = []
+    for content in parts:
+        if isinstance(content, str):
+            if content:
+                blocks.append({"type": "text", "text": content})
+        elif isinstance(content, list):
+            blocks.extend(
+                p
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text" and p.get("text")
+            )
+    return blocks
+
+
+def _tool_result(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``tool`` message as a ``tool_result`` block: its content a string (text parts
+    joined, as always) or its blocks as the client gave them; ``is_error`` kept."""
+    content = message.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
+    if isinstance(content, list) and not all(map(_plain_text, content)):
+        result["content"] = [part for part in content if isinstance(part, dict)]
+    else:
+        result["content"] = _text(content)
+    if message.get("is_error") is True:
+        result["is_error"] = True
+    return result
+
+
+def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = call.get("function", {})
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        arguments = {}
+    return {
+        "type": "tool_use",
+        "id": call.get("id"),
+        "name": function.get("name"),
+        "input": arguments if isinstance(arguments, dict) else {},
+    }
+
+
+def _tool_choice(value: Any) -> dict[str, Any] | None:
+    """Chat Completions' ``tool_choice`` in Anthropic's terms (one already in them is kept);
+    ``None`` for what has no equivalent."""
+    if value == "auto":
+        return {"type": "auto"}
+    if value == "required":
+        return {"type": "any"}
+    if value == "none":
+        return {"type": "none"}
+    if isinstance(value, dict):
+        function = value.get("function")
+        if value.get("type") == "function" and isinstance(function, dict):
+            return {"type": "tool", "name": function.get("name")}
+        if value.get("type") in ("auto", "any", "tool", "none"):
+            return dict(value)
+    return None
 
 
 def messages_request(
@@ -38,11 +174,20 @@ def messages_request(
 ) -> dict[str, Any]:
     """The JSON body of a streamed ``POST /messages``.
 
-    System messages become ``system``; an assistant's tool calls become ``tool_use``
+    System messages become ``system`` (a string, or text blocks when one carries more than
+    its text: ``cache_control``); user content keeps its text, ``image`` and ``document``
+    blocks (OpenAI ``image_url`` parts become image blocks); an assistant's thinking,
+    redacted thinking and text blocks come in order, then its tool calls as ``tool_use``
     blocks; tool results become ``tool_result`` blocks of one user turn (Anthropic wants
     user and assistant turns to alternate).
+
+    ``options`` are in OpenAI's names (``tool_choice`` in Chat Completions' form,
+    ``parallel_tool_calls``, ``user``, …), plus ``"anthropic"``: ``{"body": fields merged
+    into the body, "tools": {tool name: fields merged into its definition}}`` (its
+    ``"beta"`` is a header: :meth:`AnthropicMessages.headers`). ``extra`` (the route's
+    ``extra_body``) is merged last.
     """
-    system: list[str] = []
+    system: list[Any] = []
     turns: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
@@ -53,42 +198,18 @@ def messages_request(
 
     for message in messages:
         role = message.get("role")
+        content = message.get("content")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.append(content)
         elif role == "user":
-            add("user", [{"type": "text", "text": _text(message.get("content"))}])
+            add("user", _blocks(content, _USER_BLOCKS) or [{"type": "text", "text": ""}])
         elif role == "assistant":
-            blocks: list[dict[str, Any]] = []
-            text = _text(message.get("content"))
-            if text:
-                blocks.append({"type": "text", "text": text})
-            for call in message.get("tool_calls") or ():
-                function = call.get("function", {})
-                try:
-                    arguments = json.loads(function.get("arguments") or "{}")
-                except ValueError:
-                    arguments = {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id"),
-                        "name": function.get("name"),
-                        "input": arguments if isinstance(arguments, dict) else {},
-                    }
-                )
+            blocks = _blocks(content, _ASSISTANT_BLOCKS)
+            blocks.extend(_tool_use(call) for call in message.get("tool_calls") or ())
             if blocks:
                 add("assistant", blocks)
         elif role == "tool":
-            add(
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": message.get("tool_call_id"),
-                        "content": _text(message.get("content")),
-                    }
-                ],
-            )
+            add("user", [_tool_result(message)])
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
@@ -96,17 +217,21 @@ def messages_request(
         "stream": True,
     }
     if system:
-        body["system"] = "\n\n".join(system)
+        body["system"] = _system(system)
+    options = options or {}
+    anthropic = options.get("anthropic") or {}
     if tools:
+        tool_extras = anthropic.get("tools") or {}
         body["tools"] = [
             {
                 "name": t["name"],
                 "description": t.get("description", ""),
                 "input_schema": t.get("parameters") or {"type": "object", "properties": {}},
+                **(tool_extras.get(t["name"]) or {}),
             }
             for t in tools
         ]
-    for name, value in (options or {}).items():
+    for name, value in options.items():
         # OpenAI's names for what Anthropic also has; the rest has no Anthropic equivalent.
         if value is None:  # OpenAI's null: the default, which Anthropic gets by its absence
             continue
@@ -116,9 +241,37 @@ def messages_request(
             body[name] = value
         elif name == "stop":
             body["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+        elif name == "user" and isinstance(value, str):
+            body["metadata"] = {"user_id": value}
+    if tools:
+        choice = _tool_choice(options.get("tool_choice"))
+        if options.get("parallel_tool_calls") is False:
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":  # Anthropic's "none" takes no other field
+                choice["disable_parallel_tool_use"] = True
+        if choice is not None:
+            body["tool_choice"] = choice
+    body.update(anthropic.get("body") or {})
     if extra:
         body.update(extra)
     return body
+
+
+# The fields of a Messages body that POST /messages/count_tokens takes.
+COUNT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+        "cache_control",
+    }
+)
 
 
 class MessagesEventParser:
@@ -219,6 +372,24 @@ class AnthropicMessages:
             options=options,
             extra=route.extra_body,
         )
+
+    def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """``anthropic-beta`` when the ``"anthropic"`` option names betas."""
+        beta = (options.get("anthropic") or {}).get("beta")
+        return {"anthropic-beta": ",".join(beta)} if beta else {}
+
+    def count_request(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        """``POST {base_url}/messages/count_tokens``: the streamed request's body without
+        what that endpoint refuses (``stream``, ``max_tokens``, sampling)."""
+        body = self.body(route, messages, tools, options)
+        url = f"{route.base_url.rstrip('/')}/messages/count_tokens"
+        return url, {name: value for name, value in body.items() if name in COUNT_FIELDS}
 
     def parser(self) -> MessagesEventParser:
         return MessagesEventParser()

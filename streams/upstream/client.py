@@ -220,9 +220,56 @@ class UpstreamModel(Model):
             "POST",
             self._url,
             content=dumps(body),
-            headers={**self._headers, **trace_headers},
+            headers={**self._headers, **self._provider.headers(options), **trace_headers},
             extensions={"timeout": self._http_timeouts},
         )
+
+    async def count_tokens(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """The upstream's count of the request's input tokens, ``None`` when its API has no
+        way to count. One request, not retried, under the route's connect and total
+        timeouts and its ``max_in_flight``; a failure raises the
+        :class:`~streams.errors.UpstreamError` a stream's request would."""
+        options = options or {}
+        counted = self._provider.count_request(self.route, messages, tools, options)
+        if counted is None:
+            return None
+        url, body = counted
+        headers = {**self._headers, "accept": "application/json", **self._provider.headers(options)}
+        request = httpx.Request(
+            "POST",
+            url,
+            content=dumps(body),
+            headers=headers,
+            extensions={"timeout": self._http_timeouts},
+        )
+        timeouts = self.route.timeouts
+        deadline = time.monotonic() + timeouts.total
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                async with self._slots:
+                    response = await self.transport.handle_async_request(request)
+                    response.request = request
+            if response.status_code >= 400:
+                raise await self._status_error(response, deadline)
+            answer = await _read_body(response, deadline)
+        except TimeoutError:
+            raise self._timeout("total") from None
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError("connect", timeouts.connect) from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise UpstreamUnavailableError(
+                f"the upstream connection failed: {type(exc).__name__}: {exc}".rstrip(": ")
+            ) from exc
+        finally:
+            if response is not None:
+                await _close(response)
+        return _input_tokens(answer)
 
     async def stream(
         self,
@@ -481,6 +528,20 @@ def error_message(body: bytes) -> str | None:
         if isinstance(found, str) and found:
             return found
     return None
+
+
+def _input_tokens(body: bytes) -> int:
+    """``input_tokens`` of a count's answer (``{"input_tokens": n}``)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    count = payload.get("input_tokens") if isinstance(payload, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise UpstreamProtocolError(
+            f"the upstream's token count has no input_tokens: {_excerpt(body)!r}"
+        )
+    return count
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:

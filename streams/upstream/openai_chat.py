@@ -23,7 +23,90 @@ from streams.upstream.provider import Endpoint
 from streams.upstream.route import Route
 from streams.upstream.sse import SSEMessage
 
-__all__ = ["MAX_CALLS", "MAX_UNNAMED_ARGUMENTS", "ChatChunkParser", "OpenAIChat", "chat_request"]
+__all__ = [
+    "MAX_CALLS",
+    "MAX_UNNAMED_ARGUMENTS",
+    "ChatChunkParser",
+    "OpenAIChat",
+    "chat_message",
+    "chat_request",
+]
+
+
+# Fields of Anthropic's that OpenAI-compatible servers refuse (or misread) in a message or
+# a content part; the option only the Anthropic provider reads.
+_ANTHROPIC_FIELDS = ("cache_control", "is_error")
+_REASONING_PARTS = frozenset({"thinking", "redacted_thinking"})
+
+
+def _chat_part(part: Any) -> Any:
+    """A content part as Chat Completions has it; ``None`` for one that has no place there
+    (thinking, a block of an unknown source)."""
+    if not isinstance(part, dict):
+        return part
+    kind = part.get("type")
+    if kind in _REASONING_PARTS:
+        return None
+    if kind in ("image", "document"):
+        source = part.get("source")
+        if not isinstance(source, dict):
+            return None
+        url: Any
+        if source.get("type") == "base64":
+            url = f"data:{source.get('media_type')};base64,{source.get('data')}"
+        elif source.get("type") == "url":
+            url = source.get("url")
+        elif kind == "document" and source.get("type") == "text":
+            return {"type": "text", "text": source.get("data", "")}
+        else:
+            return None
+        if kind == "image":
+            return {"type": "image_url", "image_url": {"url": url}}
+        if source.get("type") == "url":
+            return None  # OpenAI takes a file's data, not its address
+        return {
+            "type": "file",
+            "file": {"filename": part.get("title") or "document", "file_data": url},
+        }
+    if kind == "text" and set(part) > {"type", "text"}:
+        return {"type": "text", "text": part.get("text", "")}  # no cache_control, citations
+    if any(name in part for name in _ANTHROPIC_FIELDS):
+        return {name: value for name, value in part.items() if name not in _ANTHROPIC_FIELDS}
+    return part
+
+
+def _text_only(parts: list[Any]) -> bool:
+    return all(isinstance(part, dict) and part.get("type") == "text" for part in parts)
+
+
+def chat_message(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """One message of the engine's conversation as Chat Completions takes it: thinking
+    parts dropped, Anthropic's fields (``cache_control``, ``is_error``) stripped, image
+    blocks as ``image_url`` parts, a list of text parts (a tool result's blocks: their
+    text) as one string (many servers, Ollama and older vLLM among them, take only
+    strings), an assistant's content that is left empty beside tool calls as null. A
+    message that needs none of it is returned as it is."""
+    content = message.get("content")
+    changed = any(name in message for name in _ANTHROPIC_FIELDS)
+    if isinstance(content, list):
+        parts = [converted for part in content if (converted := _chat_part(part)) is not None]
+        role = message.get("role")
+        if role == "tool":
+            parts = [p for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+        if _text_only(parts):
+            text = "".join(str(part.get("text", "")) for part in parts)
+            if role == "assistant" and not text and message.get("tool_calls"):
+                content = None
+            else:
+                content = text
+            changed = True
+        elif parts != content:
+            content, changed = parts, True
+    if not changed:
+        return message
+    out = {name: value for name, value in message.items() if name not in _ANTHROPIC_FIELDS}
+    out["content"] = content
+    return out
 
 
 def chat_request(
@@ -33,11 +116,13 @@ def chat_request(
     options: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a streamed ``POST /chat/completions``: sampling ``options`` as the
-    client gave them, then the route's ``extra`` body fields."""
+    """The JSON body of a streamed ``POST /chat/completions``: the conversation made valid
+    Chat Completions (:func:`chat_message`), sampling ``options`` as the client gave them
+    (but ``"anthropic"``, which is the Anthropic provider's), then the route's ``extra``
+    body fields."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": list(messages),
+        "messages": [chat_message(message) for message in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -55,6 +140,7 @@ def chat_request(
         ]
     if options:
         body.update(options)
+        body.pop("anthropic", None)
     if extra:
         body.update(extra)
     return body
@@ -201,6 +287,20 @@ class OpenAIChat:
         return chat_request(
             route.upstream_model, messages, tools, options=options, extra=route.extra_body
         )
+
+    def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """None: every header of an OpenAI-compatible request is the route's."""
+        return {}
+
+    def count_request(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> None:
+        """None: Chat Completions has no way to count a request's tokens."""
+        return None
 
     def parser(self) -> ChatChunkParser:
         return ChatChunkParser()

@@ -7,9 +7,12 @@ timeouts, retries and accounting for every provider alike, and asks the provider
 
 * once per route, where requests go and the headers it needs (:meth:`Provider.endpoint`);
 * per request, the JSON body for the step's messages, tools and options
-  (:meth:`Provider.body`);
+  (:meth:`Provider.body`), and the headers those options add (:meth:`Provider.headers`:
+  Anthropic's ``anthropic-beta``), sent after the route's and the endpoint's;
 * per request, a fresh :class:`StreamParser` for the answer's event stream
-  (:meth:`Provider.parser`).
+  (:meth:`Provider.parser`);
+* to count a request's input tokens, where to ask and with what body
+  (:meth:`Provider.count_request`; ``None`` from a provider that cannot count).
 """
 
 from __future__ import annotations
@@ -75,6 +78,20 @@ class Provider(Protocol):
         """The JSON body of a streamed request: the engine's OpenAI-style conversation,
         tools (``name``, ``description``, ``parameters``) and sampling options, in the
         provider's terms; the route's ``extra_body`` last."""
+
+    def headers(self, options: Mapping[str, Any]) -> Mapping[str, str]:
+        """Headers a request with these options needs besides the route's (``{}`` for
+        none); they are sent last."""
+
+    def count_request(
+        self,
+        route: Route,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any],
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The URL and JSON body of a request that answers how many input tokens this
+        request would be (``{"input_tokens": n}``), or ``None`` if the API has none."""
 
     def parser(self) -> StreamParser:
         """A parser for one answer's event stream."""

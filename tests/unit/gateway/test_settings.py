@@ -153,3 +153,39 @@ def test_hosts_are_checked_without_keys_or_when_allowed_hosts_are_set(
     settings: dict[str, object], checked: bool
 ) -> None:
     assert Settings(**settings).checks_hosts is checked
+
+
+# -- model aliases --------------------------------------------------------------------------
+
+
+def test_model_aliases_from_the_environment_as_json_keep_their_order(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_MODEL_ALIASES", '{"claude-haiku-*": "local", "claude-*": "claude"}')
+
+    settings = Settings(config_file=config_file)
+
+    assert list(settings.model_aliases.items()) == [
+        ("claude-haiku-*", "local"),
+        ("claude-*", "claude"),
+    ]
+
+
+def test_model_aliases_from_a_config_file_table(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG + '\n[model_aliases]\n"claude-sonnet-4-5" = "gpt"\n"gpt-*" = "demo"\n')
+
+    settings = Settings(config_file=path)
+
+    assert settings.model_aliases == {"claude-sonnet-4-5": "gpt", "gpt-*": "demo"}
+
+
+def test_an_alias_of_a_model_not_served_is_refused_naming_the_served_ones(
+    config_file: Path,
+) -> None:
+    with pytest.raises(
+        ValidationError,
+        match=r"model alias 'claude-\*': 'gone' is not a served model "
+        r"\(known: demo, gpt, local, claude\)",
+    ):
+        Settings(config_file=config_file, model_aliases={"claude-*": "gone"})

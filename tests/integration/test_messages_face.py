@@ -1,0 +1,453 @@
+"""The official anthropic SDK, pointed at the gateway, works unchanged: onto the demo model,
+an OpenAI-compatible upstream and an Anthropic-speaking one."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from streams.dialects.anthropic_messages import run_id_of
+
+from tests.gateway_process import api_keys
+from tests.sockets import eventually, server_side
+from tests.support import RunningGateway, parse_frame, running_gateway
+from tests.upstream_server import Reply, UpstreamServer, chat_chunk, sse, text_reply
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+SIGNATURE = "EqQBCkgIARABGAIiQL+/sig+with/every=byte=="
+
+
+def anthropic_stream(*events: dict[str, Any], pause: float = 0.0) -> Reply:
+    """An Anthropic upstream's answer: each event with its ``event:`` line."""
+    steps: list[Any] = []
+    for event in events:
+        if pause:
+            steps.append(pause)
+        steps.append(sse(event, event=event["type"]))
+    return Reply(steps=steps)
+
+
+def start(input_tokens: int = 11) -> dict[str, Any]:
+    return {
+        "type": "message_start",
+        "message": {
+            "id": "msg_up",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-up",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        },
+    }
+
+
+def block(index: int, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": content}
+
+
+def delta(index: int, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": content}
+
+
+def stop(index: int) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}
+
+
+def end(reason: str, output_tokens: int = 9) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        },
+        {"type": "message_stop"},
+    ]
+
+
+@pytest.fixture
+def gateway(upstream: UpstreamServer) -> Iterator[RunningGateway]:
+    routes = {
+        "up": {"base_url": upstream.base_url, "model": "up-model", "max_attempts": 1},
+        "claude": {
+            "provider": "anthropic",
+            "base_url": upstream.base_url,
+            "model": "claude-up",
+            "max_attempts": 1,
+        },
+    }
+    with running_gateway(routes=routes) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(gateway: RunningGateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(
+        base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=10
+    ) as sdk:
+        yield sdk
+
+
+WEATHER: Any = {
+    "name": "weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+HELLO: Any = [{"role": "user", "content": "hello"}]
+
+
+async def test_a_streamed_message_is_read_by_the_sdk_helper(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    upstream.script(text_reply("Hel", "lo", "!", usage=(7, 3)))
+    async with client.messages.stream(model="up", max_tokens=64, messages=HELLO) as stream:
+        texts = [text async for text in stream.text_stream]
+        final = await stream.get_final_message()
+    assert texts == ["Hel", "lo", "!"]
+    assert [b.type for b in final.content] == ["text"]
+    assert final.content[0].text == "Hello!"  # type: ignore[union-attr]
+    assert final.stop_reason == "end_turn"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (7, 3)
+
+
+async def test_a_message_answered_whole(client: anthropic.AsyncAnthropic) -> None:
+    message = await client.messages.create(
+        model="demo", max_tokens=64, system="Be brief.", messages=HELLO
+    )
+    assert message.id.startswith("msg_")
+    assert message.type == "message"
+    assert message.role == "assistant"
+    assert message.model == "demo"
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.stop_reason == "end_turn"
+
+
+async def test_streaming_is_decided_by_the_body_not_accept(gateway: RunningGateway) -> None:
+    body = {"model": "demo", "max_tokens": 64, "messages": HELLO, "stream": True}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post(
+            "/v1/messages?beta=true", json=body, headers={"accept": "application/json"}
+        )
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    frames = [parse_frame(raw.encode()) for raw in answer.text.split("\n\n") if raw.strip()]
+    events = [f for f in frames if f.data is not None]
+    lines = [raw for raw in answer.text.split("\n\n") if raw.strip() and not raw.startswith(":")]
+    assert all(raw.split("\n")[0].startswith("event: ") or raw.startswith("id: ") for raw in lines)
+    assert all("\nevent: " in "\n" + raw for raw in lines)
+    first = json.loads(events[0].data or "")
+    assert first["type"] == "message_start"
+    assert first["message"]["usage"]["input_tokens"] >= 1
+    assert json.loads(events[-1].data or "")["type"] == "message_stop"
+
+
+async def test_a_tool_round_trip_through_an_openai_upstream_keeps_its_calls(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    call = {"index": 0, "id": "call_a", "type": "function"}
+    other = {"index": 1, "id": "call_b", "type": "function"}
+    upstream.script(
+        Reply(
+            steps=[
+                chat_chunk({"role": "assistant", "content": "Checking."}),
+                chat_chunk(
+                    {"tool_calls": [call | {"function": {"name": "weather", "arguments": ""}}]}
+                ),
+                chat_chunk(
+                    {"tool_calls": [other | {"function": {"name": "weather", "arguments": '{"ci'}}]}
+                ),
+                chat_chunk(
+                    {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}
+                ),
+                chat_chunk(
+                    {"tool_calls": [{"index": 1, "function": {"arguments": 'ty": "Oslo"}'}}]}
+                ),
+                chat_chunk({}, "tool_calls"),
+                b"data: [DONE]\n\n",
+            ]
+        ),
+        text_reply("Paris is sunny, Oslo is not."),
+    )
+    async with client.messages.stream(
+        model="up",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER],
+    ) as stream:
+        first = await stream.get_final_message()
+    assert first.stop_reason == "tool_use"
+    uses = [b for b in first.content if b.type == "tool_use"]
+    assert [(u.id, u.name, u.input) for u in uses] == [
+        ("call_a", "weather", {"city": "Paris"}),
+        ("call_b", "weather", {"city": "Oslo"}),
+    ]
+    results = [
+        {"type": "tool_result", "tool_use_id": u.id, "content": f"{u.input['city']}: ok"}  # type: ignore[index]
+        for u in uses
+    ]
+    second = await client.messages.create(
+        model="up",
+        max_tokens=64,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": first.content},  # type: ignore[typeddict-item]
+            {"role": "user", "content": results},  # type: ignore[typeddict-item]
+        ],
+    )
+    assert second.content[0].text == "Paris is sunny, Oslo is not."  # type: ignore[union-attr]
+    sent = upstream.requests[1].body["messages"]
+    assert sent[1]["role"] == "assistant"
+    assert [c["id"] for c in sent[1]["tool_calls"]] == ["call_a", "call_b"]
+    assert [(m["role"], m["tool_call_id"], m["content"]) for m in sent[2:]] == [
+        ("tool", "call_a", "Paris: ok"),
+        ("tool", "call_b", "Oslo: ok"),
+    ]
+
+
+async def test_thinking_from_an_anthropic_upstream_passes_through_byte_for_byte(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    upstream.script(
+        anthropic_stream(
+            start(),
+            block(0, {"type": "thinking", "thinking": "", "signature": ""}),
+            delta(0, {"type": "thinking_delta", "thinking": "Two and "}),
+            delta(0, {"type": "thinking_delta", "thinking": "two."}),
+            delta(0, {"type": "signature_delta", "signature": SIGNATURE}),
+            stop(0),
+            block(1, {"type": "text", "text": ""}),
+            delta(1, {"type": "text_delta", "text": "Four."}),
+            stop(1),
+            *end("end_turn"),
+        ),
+        anthropic_stream(
+            start(), block(0, {"type": "text", "text": "Yes."}), stop(0), *end("end_turn")
+        ),
+    )
+    async with client.messages.stream(
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "2+2?"}],
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+    ) as stream:
+        final = await stream.get_final_message()
+    thinking, text = final.content
+    assert thinking.type == "thinking"
+    assert (thinking.thinking, thinking.signature) == ("Two and two.", SIGNATURE)
+    assert text.type == "text" and text.text == "Four."
+    first = upstream.requests[0]
+    assert first.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert first.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+
+    await client.messages.create(
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": final.content},  # type: ignore[typeddict-item]
+            {"role": "user", "content": "Sure?"},
+        ],
+    )
+    replayed = upstream.requests[1].body["messages"][1]
+    assert replayed == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Two and two.", "signature": SIGNATURE},
+            {"type": "text", "text": "Four."},
+        ],
+    }
+
+
+async def test_a_tool_use_from_an_anthropic_upstream_is_returned_with_its_input(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    upstream.script(
+        anthropic_stream(
+            start(),
+            block(0, {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}),
+            delta(0, {"type": "input_json_delta", "partial_json": ""}),
+            delta(0, {"type": "input_json_delta", "partial_json": '{"city": '}),
+            delta(0, {"type": "input_json_delta", "partial_json": '"Rome"}'}),
+            stop(0),
+            *end("tool_use"),
+        )
+    )
+    message = await client.messages.create(
+        model="claude", max_tokens=64, messages=HELLO, tools=[WEATHER]
+    )
+    (use,) = message.content
+    assert use.type == "tool_use"
+    assert (use.id, use.name, use.input) == ("toolu_1", "weather", {"city": "Rome"})
+    assert message.stop_reason == "tool_use"
+
+
+async def test_max_tokens_is_the_stop_reason_of_a_cut_answer(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    reply = text_reply("a", "b")
+    reply.steps[-3] = chat_chunk({}, "length")
+    upstream.script(reply)
+    message = await client.messages.create(model="up", max_tokens=2, messages=HELLO)
+    assert message.stop_reason == "max_tokens"
+    assert upstream.requests[0].body["max_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ({"model": "nope", "max_tokens": 5, "messages": HELLO}, anthropic.NotFoundError),
+        ({"model": "demo", "messages": HELLO}, anthropic.BadRequestError),
+        ({"model": "demo", "max_tokens": 5, "messages": []}, anthropic.BadRequestError),
+        (
+            {"model": "demo", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
+            anthropic.BadRequestError,
+        ),
+    ],
+)
+async def test_bad_requests_raise_the_sdk_s_typed_errors(
+    client: anthropic.AsyncAnthropic, call: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error) as raised:
+        await client.messages.create(**call)
+    body = raised.value.body  # type: ignore[attr-defined]
+    assert body["type"] == "error"
+    assert body["error"]["type"] in ("not_found_error", "invalid_request_error")
+    assert body["error"]["message"]
+
+
+def test_a_wrong_key_is_an_authentication_error_and_both_headers_authenticate() -> None:
+    with running_gateway(api_keys=api_keys("alice")) as gateway:
+        wrong = anthropic.Anthropic(base_url=gateway.base_url, api_key="mallory", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as raised:
+            wrong.messages.create(model="demo", max_tokens=5, messages=HELLO)
+        assert raised.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+        by_key = anthropic.Anthropic(base_url=gateway.base_url, api_key="alice", max_retries=0)
+        by_token = anthropic.Anthropic(base_url=gateway.base_url, auth_token="alice", max_retries=0)
+        for sdk in (by_key, by_token):
+            assert sdk.messages.create(model="demo", max_tokens=5, messages=HELLO).content
+
+
+async def test_a_body_too_large_is_request_too_large(gateway: RunningGateway) -> None:
+    limit = gateway.state.settings.max_body_bytes
+    body = {
+        "model": "demo",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x" * limit}],
+    }
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post("/v1/messages", json=body)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "request_too_large"
+
+
+async def test_a_failure_mid_stream_is_an_error_event_not_a_truncated_answer(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer, gateway: RunningGateway
+) -> None:
+    upstream.script(Reply(steps=[chat_chunk({"content": "partial"}), b"data: {not json\n\n"]))
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        body = {"model": "up", "max_tokens": 64, "messages": HELLO, "stream": True}
+        answer = await http.post("/v1/messages", json=body)
+    frames = [raw for raw in answer.text.split("\n\n") if raw.strip() and not raw.startswith(":")]
+    assert "event: error" in frames[-1]
+    error = json.loads(frames[-1].split("data: ", 1)[1])
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert not any("message_stop" in raw for raw in frames)
+
+    upstream.script(Reply(steps=[chat_chunk({"content": "partial"}), b"data: {not json\n\n"]))
+    with pytest.raises(anthropic.APIStatusError):
+        async with client.messages.stream(model="up", max_tokens=64, messages=HELLO) as stream:
+            await stream.get_final_message()
+
+
+async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer, gateway: RunningGateway
+) -> None:
+    upstream.script(text_reply(*(["tok"] * 500), pause=0.01))
+    async with client.messages.stream(model="up", max_tokens=64, messages=HELLO) as stream:
+        async for text in stream.text_stream:
+            assert text == "tok"
+            break
+    left_at = time.monotonic()
+    record = upstream.requests[0]
+    disconnected_at = await upstream.wait_disconnect(record)
+    assert disconnected_at - left_at < 1.0
+    port = int(gateway.base_url.rsplit(":", 1)[1])
+    await eventually(lambda: not server_side(port))
+
+
+async def test_pings_keep_the_stream_alive_while_the_first_token_is_slow(
+    upstream: UpstreamServer,
+) -> None:
+    route = {"base_url": upstream.base_url, "model": "up-model", "max_attempts": 1}
+    upstream.script(Reply(steps=[0.5, *text_reply("late").steps]))
+    with running_gateway(routes={"up": route}, heartbeat_interval=0.1) as gateway:
+        body = {"model": "up", "max_tokens": 64, "messages": HELLO, "stream": True}
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            answer = await http.post("/v1/messages", json=body)
+    kinds = [
+        raw.split("event: ", 1)[1].split("\n", 1)[0]
+        for raw in answer.text.split("\n\n")
+        if "event: " in raw
+    ]
+    assert kinds[0] == "message_start"
+    assert "ping" in kinds[1 : kinds.index("content_block_start")]
+    assert kinds[-1] == "message_stop"
+
+
+def frames_of(text: str) -> list[str]:
+    """The SSE messages of a body (comments left out)."""
+    return [raw for raw in text.split("\n\n") if raw.strip() and not raw.startswith(":")]
+
+
+async def test_a_message_is_a_run_readable_as_native_events_and_resumable(
+    gateway: RunningGateway,
+) -> None:
+    body = {"model": "demo", "max_tokens": 64, "messages": HELLO, "stream": True}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post("/v1/messages", json=body)
+        run_id = answer.headers["x-run-id"]
+        whole = frames_of(answer.text)
+        message_id = json.loads(whole[0].split("data: ", 1)[1])["message"]["id"]
+        assert run_id_of(message_id) == run_id
+        native = await http.get(f"/v1/runs/{run_id}/events")
+        seqs = [json.loads(raw.split("data: ", 1)[1])["seq"] for raw in frames_of(native.text)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        with_ids = [i for i, raw in enumerate(whole) if "id: " in raw]
+        for cut in with_ids[:-1]:
+            seq = whole[cut].split("id: ", 1)[1].split("\n", 1)[0]
+            resumed = await http.get(
+                f"/v1/runs/{run_id}/events?format=anthropic", headers={"last-event-id": seq}
+            )
+            assert frames_of(resumed.text) == whole[cut + 1 :]
+
+
+async def test_count_tokens_is_an_estimate_for_the_demo_and_exact_from_anthropic(
+    client: anthropic.AsyncAnthropic, upstream: UpstreamServer
+) -> None:
+    estimate = await client.messages.count_tokens(model="demo", messages=HELLO)
+    assert estimate.input_tokens >= 1
+    upstream.script(
+        Reply(steps=[b'{"input_tokens": 1234}'], headers={"content-type": "application/json"})
+    )
+    exact = await client.messages.count_tokens(model="claude", messages=HELLO, tools=[WEATHER])
+    assert exact.input_tokens == 1234
+    sent = upstream.requests[0]
+    assert sent.path.endswith("/messages/count_tokens")
+    assert sent.body["tools"][0]["name"] == "weather"
+    assert "stream" not in sent.body
+
+
+async def test_models_list_in_anthropic_s_shape(client: anthropic.AsyncAnthropic) -> None:
+    page = await client.models.list(limit=1000)
+    ids = [model.id for model in page.data]
+    assert "demo" in ids and "claude" in ids
+    assert (await client.models.retrieve("demo")).id == "demo"
