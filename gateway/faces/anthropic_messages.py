@@ -65,7 +65,7 @@ STATUS_BY_CODE = {
     "cancelled": 499,
 }
 
-_BETA = Header(alias="anthropic-beta", default=None, description="Passed to Anthropic upstreams")
+_BETA = Header(alias="anthropic-beta", description="Passed to Anthropic upstreams")
 
 
 def _known_model(state: GatewayState, model: str) -> None:

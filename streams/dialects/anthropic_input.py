@@ -38,10 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.dialects.anthropic_messages import SERVER_NAME
 from streams.errors import InvalidRequestError
-from streams.spec import ChatMessage, ClientTool
+from streams.spec import MAX_BETAS, ChatMessage, ClientTool, check_anthropic_option
 
 __all__ = [
-    "MAX_BETAS",
     "PASSED_TO_ANTHROPIC",
     "MessagesRequest",
     "betas_of",
@@ -59,9 +58,6 @@ PASSED_TO_ANTHROPIC = (
     "output_config",
     "service_tier",
 )
-# ``anthropic-beta`` values kept (Claude Code sends about a dozen).
-MAX_BETAS = 64
-_MAX_BETA_LENGTH = 128
 
 _USER_BLOCKS = frozenset({"text", "image", "document", "search_result"})
 # Blocks of tools Anthropic runs itself (web search …): nothing another upstream can replay.
@@ -336,10 +332,13 @@ def betas_of(header: str | None) -> list[str]:
     if not header:
         return []
     values = [value.strip() for value in header.split(",") if value.strip()]
-    if len(values) > MAX_BETAS or any(len(value) > _MAX_BETA_LENGTH for value in values):
+    try:
+        check_anthropic_option({"beta": values})
+    except ValueError:
         raise InvalidRequestError(
-            f"anthropic-beta: at most {MAX_BETAS} values of at most {_MAX_BETA_LENGTH} characters"
-        )
+            f"anthropic-beta: at most {MAX_BETAS} comma-separated names of letters, digits, "
+            "'.', '_' and '-' (at most 128 each)"
+        ) from None
     return values
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from streams.dialects.anthropic_messages import run_id_of
 
+from streams.dialects.anthropic_messages import run_id_of
 from tests.gateway_process import api_keys
 from tests.sockets import eventually, server_side
-from tests.support import RunningGateway, parse_frame, running_gateway
+from tests.support import RunningGateway, running_gateway
 from tests.upstream_server import Reply, UpstreamServer, chat_chunk, sse, text_reply
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -70,6 +70,17 @@ def end(reason: str, output_tokens: int = 9) -> list[dict[str, Any]]:
         },
         {"type": "message_stop"},
     ]
+
+
+def frames_of(text: str) -> list[str]:
+    """The SSE messages of a body (comments left out)."""
+    return [raw for raw in text.split("\n\n") if raw.strip() and not raw.startswith(":")]
+
+
+def event_of(raw: str) -> tuple[str, dict[str, Any]]:
+    """An SSE message's ``event:`` name and JSON data (every message has both)."""
+    lines = dict(line.split(": ", 1) for line in raw.split("\n") if not line.startswith("id: "))
+    return lines["event"], json.loads(lines["data"])
 
 
 @pytest.fixture
@@ -136,15 +147,11 @@ async def test_streaming_is_decided_by_the_body_not_accept(gateway: RunningGatew
             "/v1/messages?beta=true", json=body, headers={"accept": "application/json"}
         )
     assert answer.headers["content-type"].startswith("text/event-stream")
-    frames = [parse_frame(raw.encode()) for raw in answer.text.split("\n\n") if raw.strip()]
-    events = [f for f in frames if f.data is not None]
-    lines = [raw for raw in answer.text.split("\n\n") if raw.strip() and not raw.startswith(":")]
-    assert all(raw.split("\n")[0].startswith("event: ") or raw.startswith("id: ") for raw in lines)
-    assert all("\nevent: " in "\n" + raw for raw in lines)
-    first = json.loads(events[0].data or "")
-    assert first["type"] == "message_start"
-    assert first["message"]["usage"]["input_tokens"] >= 1
-    assert json.loads(events[-1].data or "")["type"] == "message_stop"
+    events = [event_of(raw) for raw in frames_of(answer.text)]
+    assert events[0][0] == "message_start"
+    assert events[0][1]["message"]["usage"]["input_tokens"] >= 1
+    assert events[-1] == ("message_stop", {"type": "message_stop"})
+    assert all(kind == data["type"] for kind, data in events)
 
 
 async def test_a_tool_round_trip_through_an_openai_upstream_keeps_its_calls(
@@ -401,11 +408,6 @@ async def test_pings_keep_the_stream_alive_while_the_first_token_is_slow(
     assert kinds[0] == "message_start"
     assert "ping" in kinds[1 : kinds.index("content_block_start")]
     assert kinds[-1] == "message_stop"
-
-
-def frames_of(text: str) -> list[str]:
-    """The SSE messages of a body (comments left out)."""
-    return [raw for raw in text.split("\n\n") if raw.strip() and not raw.startswith(":")]
 
 
 async def test_a_message_is_a_run_readable_as_native_events_and_resumable(

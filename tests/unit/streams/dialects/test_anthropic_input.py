@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from streams.dialects.anthropic_input import (
-    MAX_BETAS,
     MessagesRequest,
     betas_of,
     conversation_of,
@@ -15,6 +14,7 @@ from streams.dialects.anthropic_input import (
     tools_of,
 )
 from streams.errors import InvalidRequestError
+from streams.spec import MAX_BETAS
 
 SIGNED = {"type": "thinking", "thinking": "Let me see.", "signature": "EqQBCgIYAhIM+/sig=="}
 
@@ -312,7 +312,7 @@ def test_beta_header_values(header: str | None, expected: list[str]) -> None:
     assert betas_of(header) == expected
 
 
-@pytest.mark.parametrize("header", [",".join(["b"] * (MAX_BETAS + 1)), "x" * 129])
+@pytest.mark.parametrize("header", [",".join(["b"] * (MAX_BETAS + 1)), "x" * 129, "a\r\nX: y"])
 def test_beta_header_is_bounded(header: str) -> None:
     with pytest.raises(InvalidRequestError, match="anthropic-beta"):
         betas_of(header)
