@@ -58,11 +58,22 @@ QUICK = Sizes(
     ws_chunks=50,
 )
 
-SCENARIOS = ("latency", "throughput", "fanout", "held", "cancel", "websocket", "responses")
+SCENARIOS = (
+    "latency",
+    "throughput",
+    "fanout",
+    "held",
+    "cancel",
+    "websocket",
+    "responses",
+    "messages",
+)
 
-# The Responses rows (scenario "responses") and the Chat Completions rows they mirror: the
-# same measurement through POST /v1/responses, against the floor's Responses relay.
-RESPONSES_MIRRORS = {
+# The rows of a face's scenario ("responses", "messages") and the Chat Completions rows they
+# mirror: the same measurement through POST /v1/responses (or /v1/messages), against the
+# floor's relay of that face.
+FACE_SCENARIOS = ("responses", "messages")
+MIRRORS = {
     "ttft_p50_ms": ("latency", "ttft_p50_ms"),
     "ttft_p99_ms": ("latency", "ttft_p99_ms"),
     **{
@@ -130,8 +141,9 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                 for target in order:
                     values = await s.cancellation(ports[target], upstream, sizes.cancel_tries)
                     _put(results, "cancel", target, values)
-            if "responses" in only:
-                await _responses(results, ports, upstream, sizes, repeat)
+            for face in FACE_SCENARIOS:
+                if face in only:
+                    await _face(results, ports, upstream, sizes, repeat, face)
             if "websocket" in only:
                 for target in order:
                     values = await s.websocket(
@@ -161,37 +173,41 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
     return results
 
 
-async def _responses(
-    results: Results, ports: dict[str, int], upstream: procs.Proc, sizes: Sizes, repeat: int
+async def _face(
+    results: Results,
+    ports: dict[str, int],
+    upstream: procs.Proc,
+    sizes: Sizes,
+    repeat: int,
+    face: str,
 ) -> None:
-    """The latency, throughput and cancellation scenarios through ``POST /v1/responses``
-    (``"stream": true``), floor and gateway interleaved as theirs are; no direct column (the
-    upstream speaks chat completions only)."""
+    """The latency, throughput and cancellation scenarios through ``face``'s endpoint
+    (``POST /v1/responses`` or ``POST /v1/messages``, ``"stream": true``), floor and gateway
+    interleaved as theirs are; no direct column (the upstream speaks chat completions only)."""
     for target in _order(repeat):
-        values = await s.latency(ports[target], sizes.latency_requests, responses=True)
-        _put(results, "responses", target, values)
+        values = await s.latency(ports[target], sizes.latency_requests, face=face)
+        _put(results, face, target, values)
     rounds = sizes.throughput_rounds
     for streams in (1, *sizes.concurrency):
         for round_ in range(rounds):
             for target in _order(repeat * rounds + round_):
-                rate = await s.throughput(
-                    ports[target], streams, sizes.stream_chunks, responses=True
-                )
-                _put(results, "responses", target, {f"delta_events_per_s_x{streams}": rate})
+                rate = await s.throughput(ports[target], streams, sizes.stream_chunks, face=face)
+                _put(results, face, target, {f"delta_events_per_s_x{streams}": rate})
     for target in _order(repeat):
-        values = await s.cancellation(ports[target], upstream, sizes.cancel_tries, responses=True)
-        _put(results, "responses", target, values)
+        values = await s.cancellation(ports[target], upstream, sizes.cancel_tries, face=face)
+        _put(results, face, target, values)
 
 
-def parity(results: Results) -> dict[str, float | None]:
-    """For each Responses row, its gateway / floor ratio over that of the Chat Completions row
-    it mirrors (1.0: the face costs, relative to its floor, what chat completions cost)."""
+def parity(results: Results, face: str = "responses") -> dict[str, float | None]:
+    """For each row of ``face``'s scenario, its gateway / floor ratio over that of the Chat
+    Completions row it mirrors (1.0: the face costs, relative to its floor, what chat
+    completions cost)."""
     paired = ratios(results)
     out: dict[str, float | None] = {}
-    for metric, mirror in RESPONSES_MIRRORS.items():
-        if ("responses", metric) not in paired or mirror not in paired:
+    for metric, mirror in MIRRORS.items():
+        if (face, metric) not in paired or mirror not in paired:
             continue
-        ours, theirs = paired["responses", metric], paired[mirror]
+        ours, theirs = paired[face, metric], paired[mirror]
         out[metric] = ours / theirs if ours is not None and theirs else None
     return out
 
@@ -330,14 +346,17 @@ def main(argv: list[str] | None = None) -> int:
     med = {key: {t: _median(v) for t, v in row.items()} for key, row in results.items()}
     paired = ratios(results)
     checks = targets(results, sizes)
-    mirrored = parity(results)
+    mirrored = {face: parity(results, face) for face in FACE_SCENARIOS}
     print(table(results))
     print()
-    if mirrored:
-        print("Responses gateway/floor over the Chat Completions row's (1.00: the same cost):")
-        for metric, value in mirrored.items():
-            sc, m = RESPONSES_MIRRORS[metric]
-            print(f"- responses {metric} / {sc} {m}: {_fmt(value)}")
+    for face, rows in mirrored.items():
+        if not rows:
+            continue
+        title = face.capitalize()
+        print(f"{title} gateway/floor over the Chat Completions row's (1.00: the same cost):")
+        for metric, value in rows.items():
+            sc, m = MIRRORS[metric]
+            print(f"- {face} {metric} / {sc} {m}: {_fmt(value)}")
         print()
     for check in checks:
         verdict = "met" if check["met"] else "MISSED"
@@ -365,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                 for (sc, m), row in results.items()
             ],
             "targets": checks,
-            "responses_parity": mirrored,
+            "responses_parity": mirrored["responses"],
+            "messages_parity": mirrored["messages"],
         }
         with open(args.json, "w") as out:
             json.dump(document, out, indent=2)

@@ -4,7 +4,8 @@ WebSocket client for held sessions.
 
 A response body is de-chunked as it arrives and a *marker* counted in it (``b"ZQX"`` for the
 upstream's content chunks, ``b"message.delta"`` for native events,
-``b"event: response.output_text.delta"`` for Responses text deltas), with the time of the
+``b"event: response.output_text.delta"`` for Responses text deltas,
+``b"event: content_block_delta"`` for Messages ones), with the time of the
 first one seen: that is the time to first token.
 """
 
@@ -155,6 +156,16 @@ def chat_body(content: str, model: str = "up") -> dict[str, Any]:
 
 def responses_body(content: str, model: str = "up") -> dict[str, Any]:
     return {"model": model, "stream": True, "input": content}
+
+
+def messages_body(content: str, model: str = "up") -> dict[str, Any]:
+    """A streamed Anthropic Messages request (``max_tokens`` is required there)."""
+    return {
+        "model": model,
+        "stream": True,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": content}],
+    }
 
 
 # -- a minimal WebSocket client (held sessions) ---------------------------------------------

@@ -4,8 +4,10 @@ transport: httpx's connection pool, used without a client, with its pass made li
 runs, no logs, no limits, no auth, no events: bytes in, bytes out. A Responses relay (the
 upstream's chat chunks parsed and re-encoded as ``response.output_text.delta`` events, with
 ``response.created`` before and ``response.completed`` after), as the floor of the
-Responses face. Also an idle SSE stream (pings only) and a WebSocket that acks pings and
-relays chat streams, as floors for those scenarios.
+Responses face, and a Messages relay (the same chunks as Anthropic's ``message_start``,
+``content_block_delta`` … ``message_stop`` events), as the floor of the Messages face. Also
+an idle SSE stream (pings only) and a WebSocket that acks pings and relays chat streams, as
+floors for those scenarios.
 
     BENCH_UPSTREAM=http://127.0.0.1:PORT python -m bench.floor PORT
 """
@@ -61,46 +63,108 @@ def _event(kind: bytes, sequence_number: int, fields: bytes) -> bytes:
     )
 
 
+async def _texts(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """The content of the upstream's chat chunks, a list per piece of the body read."""
+    buffer = b""
+    async for chunk in response.aiter_raw():
+        *frames, buffer = (buffer + chunk).split(b"\n\n")
+        texts = []
+        for frame in frames:
+            if not frame.startswith(b"data: {"):
+                continue
+            choices = orjson.loads(frame[6:])["choices"]
+            text = choices[0]["delta"].get("content") if choices else None
+            if text:
+                texts.append(text)
+        yield texts
+
+
+async def _open_chat(model: str, content: object) -> httpx.Response:
+    chat_body = {
+        "model": model,
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    return await _open(orjson.dumps(chat_body))
+
+
 async def responses(request: Request) -> StreamingResponse:
     """The upstream's chat chunks as the Responses API's minimal stream: ``response.created``,
     an ``output_text.delta`` per content chunk, ``response.completed``."""
     ask = orjson.loads(await request.body())
-    chat_body = {
-        "model": ask["model"],
-        "stream": True,
-        "messages": [{"role": "user", "content": ask["input"]}],
-    }
-    response = await _open(orjson.dumps(chat_body))
+    response = await _open_chat(ask["model"], ask["input"])
     head = b'"response":{"id":"resp_floor","object":"response","status":"%s","output":[]}'
 
     async def relay() -> AsyncIterator[bytes]:
         sequence_number = 0
-        buffer = b""
         try:
             yield _event(b"response.created", 0, head % b"in_progress")
-            async for chunk in response.aiter_raw():
-                *frames, buffer = (buffer + chunk).split(b"\n\n")
+            async for texts in _texts(response):
                 out = []
-                for frame in frames:
-                    if not frame.startswith(b"data: {"):
-                        continue
-                    choices = orjson.loads(frame[6:])["choices"]
-                    text = choices[0]["delta"].get("content") if choices else None
-                    if text:
-                        sequence_number += 1
-                        delta = {
-                            "item_id": "msg_floor",
-                            "output_index": 0,
-                            "content_index": 0,
-                            "delta": text,
-                            "logprobs": [],
-                        }
-                        fields = orjson.dumps(delta)[1:-1]
-                        out.append(_event(b"response.output_text.delta", sequence_number, fields))
+                for text in texts:
+                    sequence_number += 1
+                    delta = {
+                        "item_id": "msg_floor",
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": text,
+                        "logprobs": [],
+                    }
+                    fields = orjson.dumps(delta)[1:-1]
+                    out.append(_event(b"response.output_text.delta", sequence_number, fields))
                 if out:
                     yield b"".join(out)
             sequence_number += 1
             yield _event(b"response.completed", sequence_number, head % b"completed")
+        finally:
+            await response.aclose()
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+def _anthropic(kind: bytes, payload: dict[str, object]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind, orjson.dumps({"type": kind.decode(), **payload}))
+
+
+async def messages(request: Request) -> StreamingResponse:
+    """The upstream's chat chunks as an Anthropic Messages stream: ``message_start``, one text
+    block (a ``content_block_delta`` per content chunk), ``message_delta``, ``message_stop``."""
+    ask = orjson.loads(await request.body())
+    (message,) = ask["messages"]
+    response = await _open_chat(ask["model"], message["content"])
+    start = {
+        "id": "msg_floor",
+        "type": "message",
+        "role": "assistant",
+        "model": ask["model"],
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+
+    async def relay() -> AsyncIterator[bytes]:
+        deltas = 0
+        try:
+            yield _anthropic(b"message_start", {"message": start}) + _anthropic(
+                b"content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+            async for texts in _texts(response):
+                if texts:
+                    deltas += len(texts)
+                    yield b"".join(
+                        _anthropic(
+                            b"content_block_delta",
+                            {"index": 0, "delta": {"type": "text_delta", "text": text}},
+                        )
+                        for text in texts
+                    )
+            end = {"delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+            yield (
+                _anthropic(b"content_block_stop", {"index": 0})
+                + _anthropic(b"message_delta", {**end, "usage": {"output_tokens": deltas}})
+                + _anthropic(b"message_stop", {})
+            )
         finally:
             await response.aclose()
 
@@ -157,6 +221,7 @@ app = Starlette(
     routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
         Route("/idle", idle),
         WebSocketRoute("/ws", ws),
     ]

@@ -20,8 +20,11 @@ from .procs import Proc
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
 # Once per Responses text delta (its data repeats the type, without the "event: ").
 DELTA = b"event: response.output_text.delta"
+# Once per Messages content delta: only text blocks here (no tools, no thinking asked for).
+BLOCK_DELTA = b"event: content_block_delta"
 _tags = itertools.count(1)
 
 
@@ -41,17 +44,21 @@ def pct(values: list[float], q: float) -> float:
 # -- 1. added latency -----------------------------------------------------------------------
 
 
-def _request(content: str, responses: bool) -> tuple[str, dict[str, Any], bytes]:
-    """Path, body and marker of a streamed chat completion, or of a streamed Responses
-    request (``POST /v1/responses`` with ``"stream": true``), asking for ``content``."""
-    if responses:
+def _request(content: str, face: str) -> tuple[str, dict[str, Any], bytes]:
+    """Path, body and marker of a streamed request through ``face`` asking for ``content``:
+    a chat completion, a Responses request (``POST /v1/responses``) or a Messages request
+    (``POST /v1/messages``), each with ``"stream": true``."""
+    if face == "responses":
         return RESPONSES, c.responses_body(content), DELTA
+    if face == "messages":
+        return MESSAGES, c.messages_body(content), BLOCK_DELTA
+    assert face == "chat", face
     return CHAT, c.chat_body(content), b"ZQX"
 
 
-async def latency(port: int, requests: int, responses: bool = False) -> dict[str, float]:
+async def latency(port: int, requests: int, face: str = "chat") -> dict[str, float]:
     """Time to first token of 1-chunk streams, sequential on one keep-alive connection."""
-    path, body, marker = _request("n=1", responses)
+    path, body, marker = _request("n=1", face)
     client = await c.connect(port, marker)
     ttfts: list[float] = []
     try:
@@ -71,10 +78,10 @@ async def latency(port: int, requests: int, responses: bool = False) -> dict[str
 
 
 async def throughput(
-    port: int, streams: int, total: int, native: bool = False, responses: bool = False
+    port: int, streams: int, total: int, native: bool = False, face: str = "chat"
 ) -> float:
-    """Content chunks (or native ``message.delta`` events, or Responses
-    ``output_text.delta`` events) per second, ``total`` of them split over ``streams``
+    """Content chunks (or native ``message.delta`` events, or the text delta events of the
+    Responses or Messages ``face``) per second, ``total`` of them split over ``streams``
     concurrent streams."""
     each = max(1, total // streams)
     content = f"n={each}"
@@ -82,7 +89,7 @@ async def throughput(
         body: Any = {"model": "up", "messages": [{"role": "user", "content": content}]}
         path, marker, headers = "/v1/runs", b"message.delta", c.SSE
     else:
-        path, body, marker = _request(content, responses)
+        path, body, marker = _request(content, face)
         headers = ""
     results = await asyncio.gather(
         *(c.stream_once(port, path, body, marker, headers) for _ in range(streams))
@@ -241,7 +248,7 @@ async def held(proc: Proc, count: int, kind: str, floor: bool) -> dict[str, floa
 
 
 async def cancellation(
-    port: int, upstream: Proc, tries: int, responses: bool = False
+    port: int, upstream: Proc, tries: int, face: str = "chat"
 ) -> dict[str, float]:
     """A slow stream (a chunk every 10 ms); the client leaves after the first chunk (text
     delta): how long until the upstream sees the disconnect, and the chunks generated after
@@ -251,7 +258,7 @@ async def cancellation(
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{upstream.port}") as http:
         for _ in range(tries):
             name = tag()
-            path, body, marker = _request(f"n=500 delay=0.01 id={name}", responses)
+            path, body, marker = _request(f"n=500 delay=0.01 id={name}", face)
             client = await c.connect(port, marker)
             got_first = asyncio.get_running_loop().create_future()
             client.on_body = lambda _piece, f=got_first, cl=client: (

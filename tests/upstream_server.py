@@ -99,6 +99,20 @@ def text_reply(
     return Reply(steps=steps)
 
 
+def chat_tool_reply(call_id: str, name: str, arguments: str) -> Reply:
+    """An OpenAI stream calling one tool ``name`` with ``arguments`` (JSON text)."""
+    call = {"index": 0, "id": call_id, "type": "function"}
+    return Reply(
+        steps=[
+            chat_chunk({"role": "assistant", "content": None}),
+            chat_chunk({"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]}),
+            chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+            chat_chunk({}, "tool_calls"),
+            b"data: [DONE]\n\n",
+        ]
+    )
+
+
 def error_reply(
     status: int, message: str = "upstream says no", headers: dict[str, str] | None = None
 ) -> Reply:
@@ -106,6 +120,159 @@ def error_reply(
     return Reply(
         status=status, steps=[body], headers={"content-type": "application/json", **(headers or {})}
     )
+
+
+# -- an Anthropic-speaking upstream ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """One content block of an Anthropic answer: its ``content_block_start`` payload and the
+    ``delta`` payloads of its ``content_block_delta`` events, in order."""
+
+    start: dict[str, Any]
+    deltas: tuple[dict[str, Any], ...] = ()
+
+
+def text_block(*parts: str) -> Block:
+    """A text block streaming ``parts``."""
+    return Block(
+        {"type": "text", "text": ""}, tuple({"type": "text_delta", "text": p} for p in parts)
+    )
+
+
+def thinking_block(thinking: str, signature: str) -> Block:
+    """A thinking block: its text in one ``thinking_delta``, then its ``signature_delta``."""
+    return Block(
+        {"type": "thinking", "thinking": "", "signature": ""},
+        (
+            {"type": "thinking_delta", "thinking": thinking},
+            {"type": "signature_delta", "signature": signature},
+        ),
+    )
+
+
+def redacted_thinking_block(data: str) -> Block:
+    """A redacted_thinking block: all of it in its start, no delta."""
+    return Block({"type": "redacted_thinking", "data": data})
+
+
+def tool_use_block(call_id: str, name: str, arguments: str) -> Block:
+    """A tool_use block whose input streams as ``arguments`` (JSON text), after the empty
+    ``partial_json`` Anthropic sends first."""
+    return Block(
+        {"type": "tool_use", "id": call_id, "name": name, "input": {}},
+        (
+            {"type": "input_json_delta", "partial_json": ""},
+            {"type": "input_json_delta", "partial_json": arguments},
+        ),
+    )
+
+
+def anthropic_event(kind: str, **fields: Any) -> bytes:
+    """One Anthropic stream event: its ``event:`` line is the ``type`` of its data."""
+    return sse({"type": kind, **fields}, event=kind)
+
+
+def messages_events(
+    *blocks: Block,
+    stop_reason: str | None = "end_turn",
+    stop_sequence: str | None = None,
+    usage: tuple[int, int] = (3, 5),
+    cache: tuple[int, int] = (0, 0),
+    model: str = "up-model",
+    pause: float = 0.0,
+) -> list[Step]:
+    """The steps of a whole Anthropic Messages stream, as the API sends it: ``message_start``
+    (with the input ``usage[0]``, and ``cache`` = (read, written) input tokens when not
+    zero), a ``ping``, each block's start, deltas (``pause`` seconds before each) and stop,
+    ``message_delta`` with ``stop_reason``/``stop_sequence`` and the output ``usage[1]``,
+    ``message_stop``."""
+    start_usage: dict[str, int] = {"input_tokens": usage[0], "output_tokens": 1}
+    if cache[0]:
+        start_usage["cache_read_input_tokens"] = cache[0]
+    if cache[1]:
+        start_usage["cache_creation_input_tokens"] = cache[1]
+    message = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": start_usage,
+    }
+    steps: list[Step] = [anthropic_event("message_start", message=message), anthropic_event("ping")]
+    for index, block in enumerate(blocks):
+        steps.append(anthropic_event("content_block_start", index=index, content_block=block.start))
+        for delta in block.deltas:
+            if pause:
+                steps.append(pause)
+            steps.append(anthropic_event("content_block_delta", index=index, delta=delta))
+        steps.append(anthropic_event("content_block_stop", index=index))
+    steps.append(
+        anthropic_event(
+            "message_delta",
+            delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+            usage={"output_tokens": usage[1]},
+        )
+    )
+    steps.append(anthropic_event("message_stop"))
+    return steps
+
+
+def anthropic_text_reply(
+    *parts: str,
+    stop_reason: str = "end_turn",
+    usage: tuple[int, int] = (3, 5),
+    pause: float = 0.0,
+) -> Reply:
+    """An Anthropic stream of one text block of ``parts``."""
+    return Reply(
+        steps=messages_events(text_block(*parts), stop_reason=stop_reason, usage=usage, pause=pause)
+    )
+
+
+def anthropic_tool_reply(calls: list[tuple[str, str, str]], text: str | None = None) -> Reply:
+    """An Anthropic stream calling tools: ``calls`` are (id, name, arguments as JSON text),
+    each a tool_use block, after a text block of ``text`` if given; ``stop_reason`` tool_use."""
+    blocks = [text_block(text)] if text is not None else []
+    blocks += [tool_use_block(*call) for call in calls]
+    return Reply(steps=messages_events(*blocks, stop_reason="tool_use"))
+
+
+def anthropic_thinking_reply(thinking: str, signature: str, text: str) -> Reply:
+    """An Anthropic stream that thinks (a signed thinking block), then answers ``text``."""
+    return Reply(steps=messages_events(thinking_block(thinking, signature), text_block(text)))
+
+
+def anthropic_json_reply(payload: dict[str, Any], status: int = 200) -> Reply:
+    """A JSON answer (not a stream), e.g. a whole non-streamed Message."""
+    return Reply(
+        status=status,
+        steps=[json.dumps(payload).encode()],
+        headers={"content-type": "application/json"},
+    )
+
+
+def count_tokens_reply(input_tokens: int) -> Reply:
+    """What ``POST /v1/messages/count_tokens`` answers."""
+    return anthropic_json_reply({"input_tokens": input_tokens})
+
+
+def anthropic_error_reply(
+    status: int, kind: str = "api_error", message: str = "upstream says no"
+) -> Reply:
+    """An error in Anthropic's shape, e.g. ``(529, "overloaded_error")``."""
+    return anthropic_json_reply(
+        {"type": "error", "error": {"type": kind, "message": message}}, status
+    )
+
+
+def anthropic_route(upstream: UpstreamServer, **overrides: Any) -> dict[str, Any]:
+    """Settings of a gateway route to ``upstream`` speaking Anthropic's Messages API."""
+    return route(upstream, **{"provider": "anthropic", "model": "claude-up", **overrides})
 
 
 def route(upstream: UpstreamServer, **overrides: Any) -> dict[str, Any]:

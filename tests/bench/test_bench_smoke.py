@@ -35,24 +35,24 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
         "cancel",
         "websocket",
         "responses",
+        "messages",
     }
-    responses = {
-        row["metric"]: row["median"]
-        for row in document["results"]
-        if row["scenario"] == "responses"
-    }
-    assert set(responses) == {
-        "ttft_p50_ms",
-        "ttft_p99_ms",
-        "delta_events_per_s_x1",
-        "delta_events_per_s_x10",
-        "disconnect_p50_ms",
-        "disconnect_p99_ms",
-        "chunks_after_disconnect",
-    }
-    for metric, medians in responses.items():
-        assert set(medians) == {"floor", "gateway"}, (metric, medians)
-    assert document["responses_parity"]["delta_events_per_s_x1"] is not None
+    for face in ("responses", "messages"):  # a face's rows mirror the Chat Completions ones
+        rows = {
+            row["metric"]: row["median"] for row in document["results"] if row["scenario"] == face
+        }
+        assert set(rows) == {
+            "ttft_p50_ms",
+            "ttft_p99_ms",
+            "delta_events_per_s_x1",
+            "delta_events_per_s_x10",
+            "disconnect_p50_ms",
+            "disconnect_p99_ms",
+            "chunks_after_disconnect",
+        }, face
+        for metric, medians in rows.items():
+            assert set(medians) == {"floor", "gateway"}, (face, metric, medians)
+        assert document[f"{face}_parity"]["delta_events_per_s_x1"] is not None, face
     for row in document["results"]:
         for target, value in row["median"].items():
             assert value is not None and math.isfinite(value), (row["metric"], target, value)
