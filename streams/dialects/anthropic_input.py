@@ -14,7 +14,7 @@ Messages                       the engine's conversation
 ``role: "system"`` message     a ``system`` message where it is (Claude Code sends one)
 user text/image/document       a ``user`` message, content the blocks as given
 user ``tool_result``           a ``tool`` message before the user's other blocks (content a
-                               string or blocks, ``is_error`` kept)
+                               string or blocks, ``is_error`` and ``cache_control`` kept)
 assistant text/thinking        an ``assistant`` message: content the text, or, with thinking
                                or block fields (``cache_control``), the blocks in order
 assistant ``tool_use``         that message's ``tool_calls`` (``input`` as JSON arguments)
@@ -132,6 +132,9 @@ def _tool_result(block: Mapping[str, Any], where: str) -> ChatMessage:
     fields: dict[str, Any] = {}
     if block.get("is_error"):
         fields["is_error"] = True
+    if isinstance(block.get("cache_control"), dict):
+        # Claude Code's cache breakpoint is often on its last tool result.
+        fields["cache_control"] = block["cache_control"]
     return ChatMessage(role="tool", tool_call_id=call_id, content=content, **fields)
 
 

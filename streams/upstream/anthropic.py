@@ -91,33 +91,26 @@ _ASSISTANT_BLOCKS = frozenset({"text", "thinking", "redacted_thinking"})
 
 
 def _blocks(content: Any, kinds: frozenset[str]) -> list[dict[str, Any]]:
-    """Content as Anthropic blocks: a string as one text block; parts in order, adjacent
-    plain text parts joined into one block, other blocks of ``kinds`` kept as they are (a
-    thinking block's signature byte for byte), ``image_url`` parts converted."""
+    """Content as Anthropic blocks: a string as one text block; parts in order, blocks of
+    ``kinds`` kept as they are (a thinking block's signature byte for byte, a text block's
+    ``cache_control``), ``image_url`` parts converted, empty text left out."""
     if not isinstance(content, list):
         return [{"type": "text", "text": content}] if isinstance(content, str) and content else []
     blocks: list[dict[str, Any]] = []
-    joined = False  # the last block is a plain text block parts may be joined to
     for part in content:
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
         if _plain_text(part):
-            if joined:
-                blocks[-1] = {"type": "text", "text": blocks[-1]["text"] + part.get("text", "")}
-            else:
-                blocks.append({"type": "text", "text": part.get("text", "")})
-                joined = True
-            continue
-        joined = False
-        if kind == "image_url" and "image" in kinds:
+            if part.get("text"):  # an empty text block is refused by Anthropic, says nothing
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url" and "image" in kinds:
             image = _image_from_url(part)
             if image is not None:
                 blocks.append(image)
         elif kind in kinds:
             blocks.append(part)
-    # An empty plain text block is refused by Anthropic and says nothing.
-    return [block for block in blocks if not (_plain_text(block) and not block["text"])]
+    return blocks
 
 
 def _system(parts: list[Any]) -> str | list[dict[str, Any]]:
@@ -142,7 +135,8 @@ def _system(parts: list[Any]) -> str | list[dict[str, Any]]:
 
 def _tool_result(message: Mapping[str, Any]) -> dict[str, Any]:
     """A ``tool`` message as a ``tool_result`` block: its content a string (text parts
-    joined, as always) or its blocks as the client gave them; ``is_error`` kept."""
+    joined, as always) or its blocks as the client gave them; ``is_error`` and
+    ``cache_control`` kept."""
     content = message.get("content")
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
     if isinstance(content, list) and not all(map(_plain_text, content)):
@@ -151,6 +145,8 @@ def _tool_result(message: Mapping[str, Any]) -> dict[str, Any]:
         result["content"] = _text(content)
     if message.get("is_error") is True:
         result["is_error"] = True
+    if isinstance(message.get("cache_control"), dict):
+        result["cache_control"] = message["cache_control"]
     return result
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -16,60 +17,24 @@ from streams.dialects.anthropic_messages import run_id_of
 from tests.gateway_process import api_keys
 from tests.sockets import eventually, server_side
 from tests.support import RunningGateway, running_gateway
-from tests.upstream_server import Reply, UpstreamServer, chat_chunk, sse, text_reply
+from tests.upstream_server import (
+    Reply,
+    UpstreamServer,
+    anthropic_route,
+    anthropic_text_reply,
+    anthropic_tool_reply,
+    chat_chunk,
+    count_tokens_reply,
+    messages_events,
+    route,
+    text_block,
+    text_reply,
+    thinking_block,
+)
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 SIGNATURE = "EqQBCkgIARABGAIiQL+/sig+with/every=byte=="
-
-
-def anthropic_stream(*events: dict[str, Any], pause: float = 0.0) -> Reply:
-    """An Anthropic upstream's answer: each event with its ``event:`` line."""
-    steps: list[Any] = []
-    for event in events:
-        if pause:
-            steps.append(pause)
-        steps.append(sse(event, event=event["type"]))
-    return Reply(steps=steps)
-
-
-def start(input_tokens: int = 11) -> dict[str, Any]:
-    return {
-        "type": "message_start",
-        "message": {
-            "id": "msg_up",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-up",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-        },
-    }
-
-
-def block(index: int, content: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "content_block_start", "index": index, "content_block": content}
-
-
-def delta(index: int, content: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "content_block_delta", "index": index, "delta": content}
-
-
-def stop(index: int) -> dict[str, Any]:
-    return {"type": "content_block_stop", "index": index}
-
-
-def end(reason: str, output_tokens: int = 9) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": reason, "stop_sequence": None},
-            "usage": {"output_tokens": output_tokens},
-        },
-        {"type": "message_stop"},
-    ]
 
 
 def frames_of(text: str) -> list[str]:
@@ -86,15 +51,11 @@ def event_of(raw: str) -> tuple[str, dict[str, Any]]:
 @pytest.fixture
 def gateway(upstream: UpstreamServer) -> Iterator[RunningGateway]:
     routes = {
-        "up": {"base_url": upstream.base_url, "model": "up-model", "max_attempts": 1},
-        "claude": {
-            "provider": "anthropic",
-            "base_url": upstream.base_url,
-            "model": "claude-up",
-            "max_attempts": 1,
-        },
+        "up": route(upstream, max_attempts=1),
+        "claude": anthropic_route(upstream, max_attempts=1),
     }
-    with running_gateway(routes=routes) as running:
+    # Claude Code's own model ids reach the Anthropic route.
+    with running_gateway(routes=routes, model_aliases={"claude-*": "claude"}) as running:
         yield running
 
 
@@ -222,21 +183,10 @@ async def test_thinking_from_an_anthropic_upstream_passes_through_byte_for_byte(
     client: anthropic.AsyncAnthropic, upstream: UpstreamServer
 ) -> None:
     upstream.script(
-        anthropic_stream(
-            start(),
-            block(0, {"type": "thinking", "thinking": "", "signature": ""}),
-            delta(0, {"type": "thinking_delta", "thinking": "Two and "}),
-            delta(0, {"type": "thinking_delta", "thinking": "two."}),
-            delta(0, {"type": "signature_delta", "signature": SIGNATURE}),
-            stop(0),
-            block(1, {"type": "text", "text": ""}),
-            delta(1, {"type": "text_delta", "text": "Four."}),
-            stop(1),
-            *end("end_turn"),
+        Reply(
+            steps=messages_events(thinking_block("Two and two.", SIGNATURE), text_block("Four."))
         ),
-        anthropic_stream(
-            start(), block(0, {"type": "text", "text": "Yes."}), stop(0), *end("end_turn")
-        ),
+        anthropic_text_reply("Yes."),
     )
     async with client.messages.stream(
         model="claude",
@@ -277,17 +227,7 @@ async def test_thinking_from_an_anthropic_upstream_passes_through_byte_for_byte(
 async def test_a_tool_use_from_an_anthropic_upstream_is_returned_with_its_input(
     client: anthropic.AsyncAnthropic, upstream: UpstreamServer
 ) -> None:
-    upstream.script(
-        anthropic_stream(
-            start(),
-            block(0, {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}),
-            delta(0, {"type": "input_json_delta", "partial_json": ""}),
-            delta(0, {"type": "input_json_delta", "partial_json": '{"city": '}),
-            delta(0, {"type": "input_json_delta", "partial_json": '"Rome"}'}),
-            stop(0),
-            *end("tool_use"),
-        )
-    )
+    upstream.script(anthropic_tool_reply([("toolu_1", "weather", '{"city": "Rome"}')]))
     message = await client.messages.create(
         model="claude", max_tokens=64, messages=HELLO, tools=[WEATHER]
     )
@@ -451,9 +391,7 @@ async def test_count_tokens_is_an_estimate_for_the_demo_and_exact_from_anthropic
 ) -> None:
     estimate = await client.messages.count_tokens(model="demo", messages=HELLO)
     assert estimate.input_tokens >= 1
-    upstream.script(
-        Reply(steps=[b'{"input_tokens": 1234}'], headers={"content-type": "application/json"})
-    )
+    upstream.script(count_tokens_reply(1234))
     exact = await client.messages.count_tokens(model="claude", messages=HELLO, tools=[WEATHER])
     assert exact.input_tokens == 1234
     sent = upstream.requests[0]
@@ -467,3 +405,61 @@ async def test_models_list_in_anthropic_s_shape(client: anthropic.AsyncAnthropic
     ids = [model.id for model in page.data]
     assert "demo" in ids and "claude" in ids
     assert (await client.models.retrieve("demo")).id == "demo"
+
+
+def claude_code(name: str) -> dict[str, Any]:
+    """A request Claude Code sent (captured, trimmed: tests/fixtures)."""
+    path = Path(__file__).parent.parent / "fixtures" / name
+    captured: dict[str, Any] = json.loads(path.read_text())
+    return captured
+
+
+FORWARDED = ("anthropic-beta", "anthropic-version", "x-api-key", "accept")
+
+
+@pytest.mark.parametrize(
+    "name", ["claude_code_request.json", "claude_code_tool_result_request.json"]
+)
+async def test_claude_code_s_requests_reach_an_anthropic_upstream_with_what_it_understands(
+    gateway: RunningGateway, upstream: UpstreamServer, name: str
+) -> None:
+    captured = claude_code(name)
+    upstream.script(anthropic_text_reply("Hello from upstream."))
+    headers = {k: v for k, v in captured["headers"].items() if k.lower() in FORWARDED}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post(captured["path"], json=captured["body"], headers=headers)
+    assert answer.status_code == 200
+    events = [event_of(raw) for raw in frames_of(answer.text)]
+    assert events[0][1]["message"]["model"] == "claude-opus-5-5"
+    texts = [data["delta"]["text"] for kind, data in events if kind == "content_block_delta"]
+    assert "".join(texts) == "Hello from upstream."
+    sent = upstream.requests[0]
+    body = captured["body"]
+    assert sent.headers["anthropic-beta"] == captured["headers"]["anthropic-beta"]
+    for field in ("thinking", "context_management", "output_config", "metadata", "max_tokens"):
+        assert sent.body[field] == body[field], field
+    # System blocks keep their cache breakpoints; the system message among the messages
+    # joins them (Anthropic takes system text only there).
+    assert sent.body["system"][: len(body["system"])] == body["system"]
+    assert [m["role"] for m in sent.body["messages"]] == [
+        m["role"] for m in body["messages"] if m["role"] != "system"
+    ]
+    deferred = [t for t in sent.body["tools"] if t.get("defer_loading")]
+    assert [t["name"] for t in deferred] == ["DeferredToolPlaceholder"]
+    # The last user turn's blocks as Claude Code sent them (its cache breakpoint included).
+    (last,) = [m for m in body["messages"] if m["role"] == "user"][-1:]
+    sent_last = sent.body["messages"][-1]["content"]
+    assert [{k: v for k, v in b.items() if v is not False} for b in last["content"]] == sent_last
+
+
+async def test_claude_code_s_non_streamed_fallback_is_answered_whole(
+    gateway: RunningGateway,
+) -> None:
+    # Claude Code sends the same request with "stream": false when a stream fails.
+    captured = claude_code("claude_code_request.json")
+    body = {**captured["body"], "model": "demo", "stream": False}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        answer = await http.post(captured["path"], json=body)
+    assert answer.status_code == 200
+    message = answer.json()
+    assert message["type"] == "message" and message["content"][0]["text"]

@@ -89,6 +89,24 @@ def test_tool_results_become_tool_messages_before_the_users_other_blocks() -> No
     ]
 
 
+def test_a_tool_results_cache_breakpoint_is_kept() -> None:
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "ok",
+        "is_error": False,
+        "cache_control": {"type": "ephemeral"},
+    }
+    assert conversation([{"role": "user", "content": [result]}]) == [
+        {
+            "role": "tool",
+            "tool_call_id": "toolu_1",
+            "content": "ok",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+
+
 def test_an_assistant_turn_of_plain_text_blocks_is_one_string() -> None:
     content = [{"type": "text", "text": "Hello"}, {"type": "text", "text": " there"}]
     assert conversation([{"role": "assistant", "content": content}]) == [

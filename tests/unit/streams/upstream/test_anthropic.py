@@ -177,9 +177,6 @@ def test_request_without_system_messages_has_no_system_field() -> None:
     [
         pytest.param("hello", "hello", id="string"),
         pytest.param(
-            [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}], "hello", id="parts"
-        ),
-        pytest.param(
             [{"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "hi"}],
             "hi",
             id="non-text-parts-dropped",
@@ -191,6 +188,15 @@ def test_user_content_becomes_one_text_block(content: Any, text: str) -> None:
     body = request([{"role": "user", "content": content}])
 
     assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+def test_user_text_parts_stay_blocks_of_their_own() -> None:
+    # As the client sent them: Claude Code's reminder and its prompt are two blocks.
+    parts = [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]
+
+    assert request([{"role": "user", "content": parts}])["messages"] == [
+        {"role": "user", "content": parts}
+    ]
 
 
 def test_assistant_text_and_tool_calls_become_text_and_tool_use_blocks() -> None:

@@ -119,8 +119,8 @@ def test_system_messages_with_blocks_become_system_blocks(
         ),
         pytest.param(
             [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}, IMAGE],
-            [{"type": "text", "text": "ab"}, IMAGE],
-            id="adjacent-plain-text-joined",
+            [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}, IMAGE],
+            id="adjacent-text-blocks-kept",
         ),
         pytest.param(
             [THINKING, {"type": "text", "text": "x"}],
@@ -204,6 +204,16 @@ def test_assistant_thinking_alone_before_tool_calls_has_no_empty_text_block() ->
                 "is_error": True,
             },
             id="is-error",
+        ),
+        pytest.param(
+            {"role": "tool", "tool_call_id": "t", "content": "ok", "cache_control": CACHED},
+            {
+                "type": "tool_result",
+                "tool_use_id": "t",
+                "content": "ok",
+                "cache_control": CACHED,
+            },
+            id="cache-control",
         ),
     ],
 )
