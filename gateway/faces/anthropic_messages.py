@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from gateway.admission import start_run
+from gateway.admission import check_spec_limits, start_run
 from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
 from gateway.errors import anthropic_error_body
@@ -175,6 +175,7 @@ async def count_tokens(
     count), otherwise the gateway's estimate (:func:`streams.tokens.estimate_tokens`)."""
     state = gateway(request)
     spec, conversation, offered = _engine_request(state, body, anthropic_beta)
+    check_spec_limits(spec, state)  # what a run of it would be refused for, a count is too
     model = state.manager.models.get(body.model)
     exact = await model.count_tokens(conversation, offered, spec.options)
     return {"input_tokens": exact if exact is not None else estimate_tokens(conversation, offered)}

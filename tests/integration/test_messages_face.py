@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from streams.dialects.anthropic_messages import run_id_of
 from tests.gateway_process import api_keys
@@ -463,3 +464,35 @@ async def test_claude_code_s_non_streamed_fallback_is_answered_whole(
     assert answer.status_code == 200
     message = answer.json()
     assert message["type"] == "message" and message["content"][0]["text"]
+
+
+async def test_a_message_makes_the_span_tree_and_metrics_of_a_run(upstream: UpstreamServer) -> None:
+    upstream.script(anthropic_text_reply("fine", usage=(4, 2)))
+    exporter = InMemorySpanExporter()
+    with running_gateway(
+        routes={"claude": anthropic_route(upstream)}, span_exporter=exporter
+    ) as gw:
+        async with anthropic.AsyncAnthropic(
+            base_url=gw.base_url, api_key="k", max_retries=0
+        ) as sdk:
+            await sdk.messages.create(model="claude", max_tokens=16, messages=HELLO)
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
+            metrics = (await http.get("/metrics")).text
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    request, run = spans["POST /v1/messages"], spans["run"]
+    producer, call = spans["model claude"], spans["chat claude-up"]
+    assert run.parent is not None and run.parent.span_id == request.context.span_id
+    assert producer.parent is not None and producer.parent.span_id == run.context.span_id
+    assert call.parent is not None and call.parent.span_id == producer.context.span_id
+    assert call.attributes is not None and call.attributes["gen_ai.usage.output_tokens"] == 2
+    assert 'gateway_runs_finished_total{status="completed"} 1.0' in metrics
+
+
+def test_a_message_s_run_is_its_key_s_only() -> None:
+    with running_gateway(api_keys=api_keys("alice", "bob")) as gateway:
+        alice = anthropic.Anthropic(base_url=gateway.base_url, api_key="alice", max_retries=0)
+        raw = alice.messages.with_raw_response.create(model="demo", max_tokens=5, messages=HELLO)
+        run_id = raw.headers["x-run-id"]
+        with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+            assert http.get(f"/v1/runs/{run_id}", headers={"x-api-key": "alice"}).is_success
+            assert http.get(f"/v1/runs/{run_id}", headers={"x-api-key": "bob"}).status_code == 404

@@ -40,6 +40,7 @@ OPERATIONS = [
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/runs/{run_id}/cancel"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id}"),
     ("GET", "/v1/tools"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
@@ -51,6 +52,8 @@ OPERATIONS = [
     ("DELETE", "/v1/responses/{response_id}"),
     ("POST", "/v1/responses/{response_id}/cancel"),
     ("GET", "/v1/responses/{response_id}/input_items"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 ]
 
 
@@ -87,6 +90,9 @@ WITH_INVALID_FORMS = [
     ("POST", "/v1/ag-ui"),
     ("POST", "/v1/responses"),
     ("GET", "/v1/responses/{response_id}/input_items"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 ]
 CASES = [
     *[pytest.param(m, p, GenerationMode.POSITIVE, id=f"valid {m} {p}") for m, p in OPERATIONS],
