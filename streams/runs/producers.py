@@ -209,12 +209,9 @@ class Producers:
                 async for item in output:
                     if isinstance(item, TextDelta):
                         if item.text:
-                            text_bytes += _utf8_size(item.text)
-                            if text_bytes > limits.max_step_text_bytes:
-                                raise ModelOutputLimitError(
-                                    f"the model's text and reasoning in one step passed "
-                                    f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
-                                )
+                            text_bytes = _text_within(
+                                text_bytes + _utf8_size(item.text), limits.max_step_text_bytes
+                            )
                             text.append(item.text)
                             await log.append(
                                 EventType.MESSAGE_DELTA,
@@ -227,12 +224,9 @@ class Producers:
                                 await asyncio.sleep(0)
                     elif isinstance(item, ReasoningDelta):
                         if item.text:
-                            text_bytes += _utf8_size(item.text)
-                            if text_bytes > limits.max_step_text_bytes:
-                                raise ModelOutputLimitError(
-                                    f"the model's text and reasoning in one step passed "
-                                    f"{limits.max_step_text_bytes} bytes (max_step_text_bytes)"
-                                )
+                            text_bytes = _text_within(
+                                text_bytes + _utf8_size(item.text), limits.max_step_text_bytes
+                            )
                             reasoning.delta(item.text)
                             await log.append(
                                 EventType.REASONING_DELTA,
@@ -451,6 +445,15 @@ def _add_usage(totals: dict[str, int], usage: Usage) -> None:
     ):
         if count:
             totals[name] = totals.get(name, 0) + count
+
+
+def _text_within(total: int, limit: int) -> int:
+    """``total``, the bytes of a step's text and reasoning so far, if within ``limit``."""
+    if total > limit:
+        raise ModelOutputLimitError(
+            f"the model's text and reasoning in one step passed {limit} bytes (max_step_text_bytes)"
+        )
+    return total
 
 
 def _utf8_size(text: str) -> int:

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_binary
+from tests.processes import run_to_end
 from tests.support import running_gateway
 from tests.upstream_server import UpstreamServer, chat_tool_reply, route, text_reply
 
@@ -111,7 +112,7 @@ async def claude_print(
     home.mkdir()
     work.mkdir()
     async with Sentinel().listening() as sentinel:
-        process = await asyncio.create_subprocess_exec(
+        returncode, stdout, stderr = await run_to_end(
             claude,
             "-p",
             prompt,
@@ -123,19 +124,9 @@ async def claude_print(
             *(options or ("--max-turns", "1")),
             cwd=work,
             env=claude_environment(base_url, home, sentinel.url),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            timeout=CLAUDE_TIMEOUT,
         )
-        try:
-            async with asyncio.timeout(CLAUDE_TIMEOUT):
-                stdout, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode is not None
-    return Finished(process.returncode, stdout.decode(), stderr.decode(), sentinel.seen)
+    return Finished(returncode, stdout, stderr, sentinel.seen)
 
 
 async def runs_finished(base_url: str) -> dict[str, float]:

@@ -4,7 +4,6 @@ face: a custom model provider whose ``base_url`` is the gateway's ``/v1``, ``wir
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -18,26 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.settings import Settings
 from tests.conftest import require_binary
+from tests.processes import run_to_end
 from tests.support import FAST, RunningGateway
-from tests.upstream_server import Reply, UpstreamServer, chat_chunk, route, text_reply
+from tests.upstream_server import UpstreamServer, chat_tool_reply, route, text_reply
 
 CODEX = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / ".bin" / "codex"
 CODEX_TIMEOUT = 60.0  # seconds one `codex exec` may take
 API_KEY_VARIABLE = "GATEWAY_TEST_API_KEY"
-
-
-def tool_call_reply(call_id: str, name: str, arguments: str) -> Reply:
-    """An OpenAI stream calling one tool."""
-    call = {"index": 0, "id": call_id, "type": "function"}
-    return Reply(
-        steps=[
-            chat_chunk({"role": "assistant", "content": None}),
-            chat_chunk({"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]}),
-            chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
-            chat_chunk({}, "tool_calls"),
-            b"data: [DONE]\n\n",
-        ]
-    )
 
 
 @dataclass
@@ -130,7 +116,7 @@ apps = false
 """
     )
     env = {**os.environ, "CODEX_HOME": str(home), API_KEY_VARIABLE: "test-key", "NO_COLOR": "1"}
-    process = await asyncio.create_subprocess_exec(
+    returncode, stdout, stderr = await run_to_end(
         codex,
         "exec",
         "--skip-git-repo-check",
@@ -143,19 +129,9 @@ apps = false
         str(work),
         prompt,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=CODEX_TIMEOUT,
     )
-    try:
-        async with asyncio.timeout(CODEX_TIMEOUT):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return Finished(process.returncode, stdout.decode(), stderr.decode())
+    return Finished(returncode, stdout, stderr)
 
 
 def report(finished: Finished, recorder: Recorder) -> str:
@@ -184,7 +160,7 @@ async def test_a_command_codex_runs_goes_back_as_its_output_and_the_answer_follo
 ) -> None:
     command = json.dumps({"cmd": "echo tool-ran-here"})
     upstream.script(
-        tool_call_reply("call_1", "exec_command", command), text_reply("Done: ", "pelican-42")
+        chat_tool_reply("call_1", "exec_command", command), text_reply("Done: ", "pelican-42")
     )
     with recording_gateway(upstream) as (gateway, recorder):
         finished = await codex_exec(codex, gateway, "Run echo", tmp_path)

@@ -20,6 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from streams.dialects.responses import ResponsesEncoder
 from streams.events import Event, EventType
 from streams.spec import ChatMessage, ClientTool, RunSpec
+from tests.unit.streams.dialects.support import NativeEvents, parse, split_frames
 
 RUN = "run_abc"
 RESPONSE = "resp_abc"
@@ -47,89 +48,11 @@ TOOLS = [
 ]
 
 
-class Events:
-    """Native events of one run, ``seq`` counting from 1 and ``ts`` from 2.0, one a second."""
+class Events(NativeEvents):
+    """This module's run."""
 
     def __init__(self) -> None:
-        self.seq = 0
-
-    def __call__(self, type: EventType, producer: str | None = None, **data: Any) -> Event:
-        self.seq += 1
-        return Event.create(self.seq, RUN, type, 1.0 + self.seq, producer, data)
-
-    def run_started(self) -> Event:
-        return self(EventType.RUN_STARTED, kind="agent", model=MODEL, tools=["calculator"])
-
-    def message(self, message_id: str = "m1", step: int = 0) -> Event:
-        return self(EventType.MESSAGE_STARTED, "model", message_id=message_id, step=step)
-
-    def delta(self, text: str, message_id: str = "m1") -> Event:
-        return self(EventType.MESSAGE_DELTA, "model", message_id=message_id, delta=text)
-
-    def message_done(self, text: str, message_id: str = "m1") -> Event:
-        usage = {"input_tokens": 0, "output_tokens": 0}
-        return self(
-            EventType.MESSAGE_COMPLETED, "model", message_id=message_id, text=text, usage=usage
-        )
-
-    def message_failed(self, message_id: str = "m1") -> Event:
-        error = {"code": "upstream_stream_error", "message": "it broke"}
-        return self(EventType.MESSAGE_FAILED, "model", message_id=message_id, error=error)
-
-    def call(self, call_id: str, name: str, message_id: str = "m1") -> Event:
-        return self(
-            EventType.TOOL_CALL_STARTED, "model", message_id=message_id, call_id=call_id, name=name
-        )
-
-    def call_delta(self, call_id: str, fragment: str) -> Event:
-        return self(EventType.TOOL_CALL_DELTA, "model", call_id=call_id, delta=fragment)
-
-    def call_done(self, call_id: str, name: str, arguments: str) -> Event:
-        return self(
-            EventType.TOOL_CALL_COMPLETED, "model", call_id=call_id, name=name, arguments=arguments
-        )
-
-    def tool_started(self, call_id: str, name: str = "calculator") -> Event:
-        return self(EventType.TOOL_STARTED, call_id, call_id=call_id, name=name, arguments={})
-
-    def tool_delta(self, call_id: str, delta: str) -> Event:
-        return self(EventType.TOOL_DELTA, call_id, call_id=call_id, delta=delta)
-
-    def tool_done(self, call_id: str, output: Any) -> Event:
-        return self(EventType.TOOL_COMPLETED, call_id, call_id=call_id, output=output)
-
-    def tool_failed(self, call_id: str) -> Event:
-        error = {"code": "tool_error", "message": "division by zero"}
-        return self(EventType.TOOL_FAILED, call_id, call_id=call_id, error=error)
-
-    def client_tool(self, call_id: str) -> Event:
-        return self(
-            EventType.CLIENT_TOOL_REQUESTED, call_id, call_id=call_id, name="clock", arguments={}
-        )
-
-    def run_completed(self, input_tokens: int = 0, output_tokens: int = 0) -> Event:
-        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        return self(
-            EventType.RUN_COMPLETED, output=None, steps=1, stop_reason="completed", usage=usage
-        )
-
-    def run_failed(self) -> Event:
-        error = {"code": "upstream_timeout", "message": "too slow"}
-        return self(EventType.RUN_FAILED, error=error)
-
-    def cancelled(self) -> Event:
-        return self(EventType.RUN_CANCELLED, reason="cancelled by client")
-
-    def gap(self, after: int, next_seq: int) -> Event:
-        self.seq = next_seq - 1
-        return Event.create(
-            next_seq - 1,
-            RUN,
-            EventType.STREAM_GAP,
-            1.0 + self.seq,
-            None,
-            {"after": after, "next_seq": next_seq, "snapshot": {}},
-        )
+        super().__init__(RUN, model=MODEL, tools=["calculator"])
 
 
 def encoder() -> ResponsesEncoder:
@@ -138,22 +61,6 @@ def encoder() -> ResponsesEncoder:
 
 def compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def split_frames(stream: bytes) -> list[bytes]:
-    return [frame + b"\n\n" for frame in stream.split(b"\n\n") if frame]
-
-
-def parse(frame: bytes) -> tuple[int | None, str, dict[str, Any]]:
-    """A frame's ``id`` (None without one), ``event`` and ``data``."""
-    lines = frame.rstrip(b"\n").split(b"\n")
-    id_line = lines.pop(0) if lines[0].startswith(b"id: ") else None
-    event_line, data_line = lines
-    assert event_line.startswith(b"event: ")
-    assert data_line.startswith(b"data: ")
-    data = json.loads(data_line.removeprefix(b"data: "))
-    assert isinstance(data, dict)
-    return (None if id_line is None else int(id_line[4:])), event_line[7:].decode(), data
 
 
 def emitted(events: list[Event]) -> list[dict[str, Any]]:
@@ -171,7 +78,7 @@ def plain_text(ev: Events) -> list[Event]:
         ev.delta("Hel"),
         ev.delta("lo"),
         ev.message_done("Hello"),
-        ev.run_completed(7, 3),
+        ev.run_completed(usage=(7, 3)),
     ]
 
 
