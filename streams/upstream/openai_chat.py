@@ -238,9 +238,11 @@ class ChatChunkParser:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            reasoning = _reasoning(delta)
-            if reasoning:
-                out.append(ReasoningDelta(reasoning))
+            # (A look-up of the two names before the call: a text chunk has neither.)
+            if "reasoning_content" in delta or "reasoning" in delta:
+                reasoning = _reasoning(delta)
+                if reasoning:
+                    out.append(ReasoningDelta(reasoning))
             content = delta.get("content")
             if isinstance(content, str) and content:
                 out.append(TextDelta(content))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import paired_difference, paired_ratio
+from bench.__main__ import gateway_parity, paired_difference, paired_ratio
 
 
 def test_a_slow_spell_that_hits_both_sides_of_a_pair_does_not_move_the_ratio() -> None:
@@ -34,3 +34,11 @@ def test_nothing_to_compare_gives_no_ratio(
     values: list[float] | None, bases: list[float] | None
 ) -> None:
     assert paired_ratio(values, bases) is None
+
+
+def test_a_face_s_gateway_parity_is_its_gateway_over_the_chat_gateway_of_the_same_run() -> None:
+    results = {
+        ("messages", "delta_events_per_s_x1"): {"floor": [40.0], "gateway": [45.0, 50.0]},
+        ("throughput", "chat_chunks_per_s_x1"): {"floor": [70.0], "gateway": [50.0, 50.0]},
+    }
+    assert gateway_parity(results, "messages") == {"delta_events_per_s_x1": pytest.approx(0.95)}

@@ -53,6 +53,7 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
         for metric, medians in rows.items():
             assert set(medians) == {"floor", "gateway"}, (face, metric, medians)
         assert document[f"{face}_parity"]["delta_events_per_s_x1"] is not None, face
+        assert document[f"{face}_gateway_parity"]["delta_events_per_s_x1"] is not None, face
     for row in document["results"]:
         for target, value in row["median"].items():
             assert value is not None and math.isfinite(value), (row["metric"], target, value)
