@@ -12,8 +12,8 @@ owner ``None`` (a gateway without API keys) is one owner like any other.
 Entries are bounded: each expires ``ttl`` seconds after it was last written or read
 (:func:`chat_ttl`: the runs' retention TTL plus :data:`TURN_ALLOWANCE` for the turn itself,
 since the entry is written when the turn starts and its run stays readable for the
-retention TTL after it ends), and the memory implementation holds at most ``max_entries`` (the least recently used goes
-first). :class:`MemoryChatDirectory` serves one instance;
+retention TTL after it ends), and the memory implementation holds at most ``max_entries``
+(the least recently used goes first). :class:`MemoryChatDirectory` serves one instance;
 :class:`~streams.cluster.chats.RedisChatDirectory` several, sharing Redis.
 """
 
