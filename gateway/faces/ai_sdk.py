@@ -73,8 +73,10 @@ _CHAT_ID = Path(min_length=1, max_length=MAX_CHAT_ID, description="The chat's id
 _LAST_EVENT_ID = Header(
     alias="last-event-id", max_length=32, description="Resume after this event (its seq)"
 )
-_STREAM = {200: {"content": {"text/event-stream": {}}, "description": "A UI message stream"}}
-_NO_TURN = {204: {"description": "No turn of the chat is active"}}
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "A UI message stream"}
+}
+_NO_TURN: dict[int | str, dict[str, Any]] = {204: {"description": "No turn of the chat is active"}}
 
 
 def chat_spec(state: GatewayState, body: ChatRequest) -> RunSpec:
