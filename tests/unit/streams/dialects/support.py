@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.events import Event, EventType
 
-__all__ = ["NativeEvents", "parse", "split_frames"]
+__all__ = ["NativeEvents", "parse", "parse_data", "split_frames"]
 
 
 def split_frames(stream: bytes) -> list[bytes]:
@@ -27,6 +27,18 @@ def parse(frame: bytes) -> tuple[int | None, str, dict[str, Any]]:
     data = json.loads(data_line.removeprefix(b"data: "))
     assert isinstance(data, dict)
     return (None if id_line is None else int(id_line[4:])), event_line[7:].decode(), data
+
+
+def parse_data(frame: bytes) -> tuple[int | None, Any]:
+    """A data-only frame's ``id`` (None without one) and its data: parsed JSON, or the
+    string ``"[DONE]"``."""
+    lines = frame.rstrip(b"\n").split(b"\n")
+    id_line = lines.pop(0) if lines[0].startswith(b"id: ") else None
+    (data_line,) = lines
+    assert data_line.startswith(b"data: ")
+    raw = data_line.removeprefix(b"data: ")
+    data = "[DONE]" if raw == b"[DONE]" else json.loads(raw)
+    return (None if id_line is None else int(id_line[4:])), data
 
 
 class NativeEvents:
