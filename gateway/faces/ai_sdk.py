@@ -35,7 +35,6 @@ from typing import Annotated, Any
 import pydantic
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
-from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
 
 from gateway.admission import start_run
 from gateway.auth import Principal
@@ -45,6 +44,7 @@ from gateway.state import GatewayState
 from gateway.streaming.run_stream import cursor_from, event_stream, start_streamed
 from streams.chats import chat_not_found
 from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder
+from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
 from streams.errors import (
     ChatBusyError,
     InvalidRequestError,
