@@ -42,7 +42,7 @@ def test_constants() -> None:
     assert DONE_FRAME == b"data: [DONE]\n\n"
     assert dict(STREAM_HEADERS) == {"x-vercel-ai-ui-message-stream": "v1"}
     assert METADATA_KEY == "ai_sdk"
-    assert FEATURES == frozenset({"reasoning", "preliminary-tool-output"})
+    assert frozenset({"reasoning", "preliminary-tool-output"}) == FEATURES
     assert default_message_id(RUN) == MSG
 
 
