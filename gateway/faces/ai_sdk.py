@@ -41,10 +41,11 @@ from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
-from gateway.streaming.run_stream import cursor_from, event_stream, start_streamed
+from gateway.streaming.run_stream import cursor_from, dialect_stream, event_stream, start_streamed
 from streams.chats import chat_not_found
-from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder
+from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder, error_frame
 from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
+from streams.dialects.registry import DIALECTS
 from streams.errors import (
     ChatBusyError,
     InvalidRequestError,
@@ -175,7 +176,15 @@ async def start_chat(
             await state.runs.cancel(run.id, "chat unavailable", run.owner)
         raise
     encoder = UIStreamEncoder.for_run(run.id, spec)
-    return event_stream(state, run, 0, encode=encoder, slot=slot, headers=STREAM_HEADERS)
+    return event_stream(
+        state,
+        run,
+        0,
+        encode=encoder,
+        slot=slot,
+        error_frame=error_frame,
+        headers=STREAM_HEADERS,
+    )
 
 
 @router.get("/v1/ai-sdk/chat/{chat_id}/stream", responses={**_STREAM, **_NO_TURN})
@@ -192,15 +201,7 @@ async def resume_chat(
     if run is None or run.done:
         return Response(status_code=204)
     after = cursor_from(last_event_id, None)
-    encoder = UIStreamEncoder.for_run(run.id, run.spec)
-    # What the encoder sends next depends on what the client has (the open text part, the
-    # tool calls announced): primed with those events, as every stateful dialect is. A
-    # cursor out of range is left for the reader to refuse, with the usual 400.
-    if 0 < after <= run.log.last_seq:
-        batch = await run.log.read(0, limit=after, timeout=0)
-        if batch.gap is None and batch.last_seq == after:
-            encoder.prime(batch.events)
-    return event_stream(state, run, after, encode=encoder, headers=STREAM_HEADERS)
+    return await dialect_stream(state, run, after, DIALECTS["ai-sdk"])
 
 
 @router.post("/v1/ai-sdk/chat/{chat_id}/stop")

@@ -76,7 +76,8 @@ def event_stream(
 async def dialect_stream(
     state: GatewayState, run: RunView, after: int, dialect: Dialect
 ) -> EventStreamResponse:
-    """The run's events in ``dialect`` after cursor ``after``.
+    """The run's events in ``dialect`` after cursor ``after`` (with its heartbeat, error
+    frame and headers).
 
     A stateful dialect's events depend on what came before (AG-UI's: which message is open,
     which tool call was announced), so a resumed stream's encoder is first primed with the
@@ -89,7 +90,15 @@ async def dialect_stream(
         batch = await run.log.read(0, limit=after, timeout=0)
         if batch.gap is None and batch.last_seq == after:
             encoder.prime(batch.events)
-    return event_stream(state, run, after, encode=encoder)
+    return event_stream(
+        state,
+        run,
+        after,
+        encode=encoder,
+        ping=dialect.ping,
+        error_frame=dialect.error_frame,
+        headers=dialect.headers,
+    )
 
 
 def cursor_from(last_event_id: str | None, after: int | None) -> int:

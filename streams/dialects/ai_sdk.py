@@ -68,11 +68,21 @@ __all__ = [
     "STREAM_HEADERS",
     "UIStreamEncoder",
     "default_message_id",
+    "error_frame",
     "parse_input",
 ]
 
 # The last frame of every stream that ended (finish, abort or error).
 DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """An ``error`` chunk and ``[DONE]``: how a stream ends for a reason outside the run's
+    log (its store gone), in chunks every supported release reads (no ``id:``: a client
+    that resumes sends the id of the last real event)."""
+    return data_frame(dumps({"type": "error", "errorText": f"{code}: {message}"})) + DONE_FRAME
+
+
 # The response header the SDK's transport checks for.
 STREAM_HEADERS: Mapping[str, str] = {"x-vercel-ai-ui-message-stream": "v1"}
 # The spec metadata key the AI SDK face keeps ``{"message_id": str, "features": [str]}`` in.

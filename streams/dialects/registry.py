@@ -12,11 +12,11 @@ encode one model step of a chat completion for the request that asked for it (it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from streams.dialects import agui, native
+from streams.dialects import agui, ai_sdk, anthropic_messages, native
 from streams.dialects.ai_sdk import UIStreamEncoder
 from streams.dialects.anthropic_messages import MessagesEncoder
 from streams.dialects.responses import ResponsesEncoder
@@ -56,6 +56,12 @@ class Dialect:
     description: str  # what it streams, for the API's documentation
     # The encoder for one stream of run ``run_id`` with ``spec``.
     encoder_for: Callable[[str, RunSpec], RunEncoder]
+    # What its stream sends while idle (a comment, or an event its clients want: Anthropic's
+    # ``ping``), and the frame that ends it for a reason of the gateway's (its store gone).
+    ping: bytes = native.SSE_PING
+    error_frame: Callable[[str, str], bytes] = native.encode_stream_error
+    # Headers its clients look for on the response (the AI SDK's stream version).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 DEFAULT_DIALECT = "native"
@@ -67,8 +73,20 @@ DIALECTS: Mapping[str, Dialect] = MappingProxyType(
             Dialect("native", "native events", native.encoder_for_run),
             Dialect("ag-ui", "AG-UI 1.0 events", agui.AGUIEncoder.for_spec),
             Dialect("responses", "OpenAI Responses API events", ResponsesEncoder.for_run),
-            Dialect("anthropic", "Anthropic Messages API events", MessagesEncoder.for_run),
-            Dialect("ai-sdk", "Vercel AI SDK UI message stream chunks", UIStreamEncoder.for_run),
+            Dialect(
+                "anthropic",
+                "Anthropic Messages API events",
+                MessagesEncoder.for_run,
+                ping=anthropic_messages.PING_FRAME,
+                error_frame=anthropic_messages.error_frame,
+            ),
+            Dialect(
+                "ai-sdk",
+                "Vercel AI SDK UI message stream chunks",
+                UIStreamEncoder.for_run,
+                error_frame=ai_sdk.error_frame,
+                headers=ai_sdk.STREAM_HEADERS,
+            ),
         )
     }
 )

@@ -496,3 +496,14 @@ def test_a_message_s_run_is_its_key_s_only() -> None:
         with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
             assert http.get(f"/v1/runs/{run_id}", headers={"x-api-key": "alice"}).is_success
             assert http.get(f"/v1/runs/{run_id}", headers={"x-api-key": "bob"}).status_code == 404
+
+
+async def test_a_run_read_in_the_anthropic_dialect_pings_with_ping_events() -> None:
+    with running_gateway(heartbeat_interval=0.05, countdown_interval=0.2) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            spec = {"model": "demo", "messages": [{"role": "user", "content": "count down from 2"}]}
+            started = await http.post("/v1/runs", json={**spec, "tools": ["countdown"]})
+            run_id = started.json()["run_id"]
+            answer = await http.get(f"/v1/runs/{run_id}/events?format=anthropic")
+    assert "event: ping" in answer.text
+    assert not any(raw.startswith(": ping") for raw in answer.text.split("\n\n")[1:])

@@ -19,6 +19,7 @@ from streams.dialects.ai_sdk import (
     STREAM_HEADERS,
     UIStreamEncoder,
     default_message_id,
+    error_frame,
     parse_input,
 )
 from streams.dialects.registry import DIALECTS
@@ -495,3 +496,9 @@ def test_only_the_last_frame_of_an_event_has_its_id(events: list[Event]) -> None
         ids = [parse_data(frame)[0] for frame in frames]
         assert ids[-1] == event.seq
         assert all(i is None for i in ids[:-1])
+
+
+def test_a_stream_ended_for_the_gateway_s_own_reason_ends_with_an_error_chunk_and_done() -> None:
+    assert error_frame("store_unavailable", "Redis is gone") == (
+        b'data: {"type":"error","errorText":"store_unavailable: Redis is gone"}\n\ndata: [DONE]\n\n'
+    )

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.dialects.anthropic_messages import MessagesEncoder
+from streams.dialects.anthropic_messages import MessagesEncoder, error_frame
 from streams.dialects.sse import frame
 from streams.events import Event, EventType, dumps
 
@@ -68,3 +68,11 @@ def test_the_frames_sent_are_the_framing_of_the_translated_events(
     got = b"".join(sent(events[i : i + batch]) for i in range(0, len(events), batch))
     assert got == expected
     assert sent.message() == reference.message()
+
+
+def test_a_stream_ended_for_the_gateway_s_own_reason_is_an_error_event() -> None:
+    assert error_frame("store_unavailable", "Redis is gone") == (
+        b"event: error\n"
+        b'data: {"type":"error","error":{"type":"api_error",'
+        b'"message":"store_unavailable: Redis is gone"}}\n\n'
+    )
