@@ -150,6 +150,7 @@ def create_app(
                 keys=keys,
                 tokens=StreamTokens(secret.encode(), settings.stream_token_ttl),
                 quotas=quotas,
+                chats=stores.chats,
                 shutdown=shutdown_event,
                 drained=drained_event,
                 metrics=metrics,

@@ -14,6 +14,7 @@ from gateway.settings import Settings
 from gateway.streaming.open_streams import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
+from streams.chats import ChatDirectory, MemoryChatDirectory, chat_ttl
 from streams.connection import Connection
 from streams.directory import RunDirectory
 from streams.runs.manager import RunManager
@@ -38,6 +39,8 @@ class GatewayState:
     # Set once draining is over (every run has ended): open streams then get a short grace
     # to deliver their last events and are closed.
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    # The AI SDK face's chats (the stores' own: with Redis, every instance's).
+    chats: ChatDirectory = field(default_factory=lambda: MemoryChatDirectory(chat_ttl(600.0)))
     # A connection lives as long as a run (retained in the manager) refers to it.
     _connections: weakref.WeakValueDictionary[str, Connection] = field(
         default_factory=weakref.WeakValueDictionary

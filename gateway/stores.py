@@ -11,6 +11,7 @@ store                   :class:`MemoryStores`       :class:`RedisStores`
 event log of a run      ``MemoryEventLog``          ``StoredEventLog`` (written to Redis)
 run directory           ``LocalRunDirectory``       ``ClusterBackend`` (every instance's)
 quotas                  ``MemoryQuotas``            ``RedisQuotas`` (held across instances)
+AI SDK chats            ``MemoryChatDirectory``     ``RedisChatDirectory`` (every instance's)
 ======================  ==========================  ======================================
 """
 
@@ -23,7 +24,9 @@ from typing import Protocol
 from gateway.limits.quotas import MemoryQuotas, Quotas
 from gateway.limits.redis_quotas import RedisQuotas
 from gateway.settings import Settings
+from streams.chats import ChatDirectory, MemoryChatDirectory, chat_ttl
 from streams.cluster.backend import ClusterBackend, ClusterSettings, instance_id_default
+from streams.cluster.chats import RedisChatDirectory
 from streams.directory import LocalRunDirectory, RunDirectory
 from streams.log import EventLog, MemoryEventLog, Retention
 from streams.runs.manager import RunManager
@@ -33,6 +36,10 @@ __all__ = ["MemoryStores", "RedisStores", "Stores", "stores_for"]
 
 class Stores(AbstractAsyncContextManager["Stores"], Protocol):
     """The stores of one gateway: entered before its run manager, left after it."""
+
+    # The AI SDK face's chats: chat id -> its owner and the run of its latest turn, kept as
+    # long as a finished run stays readable (the retention TTL).
+    chats: ChatDirectory
 
     def log_factory(self, run_id: str, retention: Retention) -> EventLog:
         """A new run's event log."""
@@ -49,6 +56,7 @@ class MemoryStores:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.chats: ChatDirectory = MemoryChatDirectory(chat_ttl(settings.retention_ttl))
 
     async def __aenter__(self) -> MemoryStores:
         return self
@@ -95,6 +103,12 @@ class RedisStores:
                 max_blocking_reads=settings.redis_max_blocking_reads,
             ),
             retention,
+        )
+        self.chats: ChatDirectory = RedisChatDirectory(
+            self._cluster.redis,
+            self._cluster.keys,
+            ttl=chat_ttl(settings.retention_ttl),
+            timeout=settings.redis_timeout,
         )
 
     async def __aenter__(self) -> RedisStores:

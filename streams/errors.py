@@ -17,6 +17,7 @@ other)::
     │   └── RateLimitedError
     ├── RunFinishedError
     ├── RunBusyError
+    │   └── ChatBusyError
     ├── LogClosedError
     ├── LogTakenOverError
     ├── ShuttingDownError
@@ -43,6 +44,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BodyTooLargeError",
+    "ChatBusyError",
     "CircuitOpenError",
     "GatewayError",
     "InvalidRequestError",
@@ -131,6 +133,12 @@ class RunBusyError(GatewayError):
     """The run is still queued or running: what was asked needs it ended."""
 
     code = "run_busy"
+
+
+class ChatBusyError(RunBusyError):
+    """A chat's turn is still running: a new turn of it needs that one ended (or cancelled)."""
+
+    code = "chat_busy"
 
 
 class LogClosedError(GatewayError):

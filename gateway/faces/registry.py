@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from gateway.errors import ANTHROPIC_ERROR_RESPONSES, ERROR_RESPONSES
 from gateway.faces import (
     agui,
+    ai_sdk,
     anthropic_messages,
     console,
     openai_chat,
@@ -45,6 +46,7 @@ FACES: tuple[Face, ...] = (
     Face("responses", responses.router, ERROR_RESPONSES),
     Face("anthropic-messages", anthropic_messages.router, ANTHROPIC_ERROR_RESPONSES),
     Face("ag-ui", agui.router, ERROR_RESPONSES),
+    Face("ai-sdk", ai_sdk.router, ERROR_RESPONSES),
     Face("websocket", ws.router, None),
     Face("responses-websocket", responses_ws.router, None),
     Face("console", console.router, None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 
@@ -51,9 +51,11 @@ def event_stream(
     *,
     ping: bytes = SSE_PING,
     error_frame: Callable[[str, str], bytes] = encode_stream_error,
+    headers: Mapping[str, str] | None = None,
 ) -> EventStreamResponse:
     """The SSE response for ``run`` from cursor ``after``, in the dialect ``encode`` makes
-    (with its heartbeat ``ping`` and its ``error_frame``). It counts as one of the run
+    (with its heartbeat ``ping``, its ``error_frame`` and the dialect's own ``headers``
+    beside ``x-run-id``). It counts as one of the run
     owner's open streams while it is open (``slot``, if the caller took it already)."""
     settings = state.settings
     return EventStreamResponse(
@@ -61,7 +63,7 @@ def event_stream(
         heartbeat=settings.heartbeat_interval,
         send_timeout=settings.send_timeout,
         streams=state.sse_streams,
-        headers={"x-run-id": run.id},
+        headers={**(headers or {}), "x-run-id": run.id},
         on_close=functools.partial(state.record_close, "sse"),
         encode=encode,
         slot=slot or state.stream_slot(run.owner, "sse"),

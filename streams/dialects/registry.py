@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from streams.dialects import agui, native
+from streams.dialects.ai_sdk import UIStreamEncoder
 from streams.dialects.anthropic_messages import MessagesEncoder
 from streams.dialects.responses import ResponsesEncoder
 from streams.events import Event
@@ -67,6 +68,7 @@ DIALECTS: Mapping[str, Dialect] = MappingProxyType(
             Dialect("ag-ui", "AG-UI 1.0 events", agui.AGUIEncoder.for_spec),
             Dialect("responses", "OpenAI Responses API events", ResponsesEncoder.for_run),
             Dialect("anthropic", "Anthropic Messages API events", MessagesEncoder.for_run),
+            Dialect("ai-sdk", "Vercel AI SDK UI message stream chunks", UIStreamEncoder.for_run),
         )
     }
 )

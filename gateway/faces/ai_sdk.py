@@ -1,0 +1,219 @@
+"""The Vercel AI SDK face: the UI message stream protocol, so ``useChat`` (and the ``ai``
+package's ``AbstractChat`` with ``DefaultChatTransport``, majors 5 to 7) work against the
+gateway unchanged, with a resume that replays and a stop that stops.
+
+A chat turn is a run: an agent run over the chat's UIMessages, with the gateway tools the
+app names and the client tools it declares (streamed to the client to run: the run ends
+after the step that calls them). Its stream is the run's log in the ``ai-sdk`` dialect
+(:mod:`streams.dialects.ai_sdk`), so it is readable as native events (``x-run-id``).
+
+A chat id maps to its latest turn's run (:mod:`streams.chats`, memory or Redis), which is
+what makes the three routes work together:
+
+- ``POST /v1/ai-sdk/chat`` starts a turn. **A disconnect is not a cancel** here: the turn
+  goes on, to be resumed. A new turn while one is active is a 409 (``chat_busy``) unless the
+  body says ``cancel_active``.
+- ``GET /v1/ai-sdk/chat/{chat_id}/stream`` (what ``useChat({resume: true})`` calls on
+  mount) replays the active turn from its start and follows it live, or after
+  ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active.
+- ``POST /v1/ai-sdk/chat/{chat_id}/stop`` cancels the active turn (its upstream request is
+  closed at once) and answers once it has ended; the open stream ends with ``abort`` and
+  ``[DONE]``. A chat whose turn ended already answers that turn's status (200); a chat the
+  caller has no turn of is a 404.
+
+Chat ids are per key: another key's chat is a 404 on every route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import secrets
+from typing import Annotated, Any
+
+import pydantic
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import Response
+
+from gateway.admission import start_run
+from gateway.auth import Principal
+from gateway.deps import connection, gateway, principal
+from gateway.responses import JSONResponse
+from gateway.state import GatewayState
+from gateway.streaming.run_stream import cursor_from, event_stream, start_streamed
+from streams.chats import chat_not_found
+from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder
+from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
+from streams.errors import (
+    ChatBusyError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    RunFinishedError,
+)
+from streams.spec import RunSpec
+from streams.view import RunView
+
+__all__ = [
+    "CANCEL_WAIT",
+    "MAX_CHAT_ID",
+    "chat_spec",
+    "resume_chat",
+    "start_chat",
+    "stop_chat",
+]
+
+router = APIRouter()
+
+CANCEL_WAIT = 5.0  # seconds a stop (or a cancel_active) waits for the turn to end
+MAX_CHAT_ID = 256  # characters of a chat id (the body's ``id`` has the same bound)
+
+_CHAT_ID = Path(min_length=1, max_length=MAX_CHAT_ID, description="The chat's id (useChat's)")
+_LAST_EVENT_ID = Header(
+    alias="last-event-id", max_length=32, description="Resume after this event (its seq)"
+)
+_STREAM = {200: {"content": {"text/event-stream": {}}, "description": "A UI message stream"}}
+_NO_TURN = {204: {"description": "No turn of the chat is active"}}
+
+
+def chat_spec(state: GatewayState, body: ChatRequest) -> RunSpec:
+    """The run a chat turn asks for."""
+    if body.model not in state.manager.models:
+        known = ", ".join(state.manager.models.names())
+        raise ModelNotFoundError(f"The model '{body.model}' does not exist (known: {known})")
+    clients, server = tools_of(body.tools, list(state.manager.tools.tools))
+    regenerate = body.trigger == "regenerate-message" and body.messageId
+    message_id = body.messageId if regenerate else f"msg_{secrets.token_hex(12)}"
+    fields: dict[str, Any] = {
+        "model": body.model,
+        "messages": conversation_of(body.messages),
+        "tools": server,
+        "client_tools": clients,
+        "client_tool_mode": "return",
+        "on_disconnect": "continue",  # a disconnect is not a cancel: the turn is resumed
+        "metadata": {
+            **(body.metadata or {}),
+            "api": "ai-sdk",
+            METADATA_KEY: {"message_id": message_id, "features": list(body.features)},
+            "chat_id": body.id,
+        },
+    }
+    if body.max_steps is not None:
+        fields["max_steps"] = body.max_steps
+    if body.options is not None:
+        fields["options"] = body.options
+    try:
+        return RunSpec.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        # Checked here rather than by the body's schema (the run's own rules: max_steps'
+        # range, a conversation with no message): the same 400 either way.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise InvalidRequestError(problems) from None
+
+
+async def _latest_turn(state: GatewayState, chat_id: str, owner: str | None) -> RunView | None:
+    """The run of the caller's latest turn of ``chat_id``; None if nobody has the chat (or
+    its run is no longer retained); raises NotFoundError for another owner's chat."""
+    run_id = await state.chats.get(chat_id, owner)
+    if run_id is None:
+        return None
+    try:
+        return await state.find_run(run_id, owner)
+    except NotFoundError:
+        await state.chats.clear(chat_id, run_id)  # its run expired: so does the entry
+        return None
+
+
+async def _end_turn(state: GatewayState, run: RunView, reason: str) -> RunView:
+    """Cancel ``run`` (if it still runs) and wait, bounded by :data:`CANCEL_WAIT`, until it
+    has ended; the run as it stands then (still running only if the wait ran out)."""
+    with contextlib.suppress(RunFinishedError):
+        run = await state.runs.cancel(run.id, reason, run.owner)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT):
+            await run.wait()
+    return run
+
+
+@router.post("/v1/ai-sdk/chat", responses=_STREAM)
+async def start_chat(
+    body: ChatRequest,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> Response:
+    """Start a chat turn and stream it (a UI message stream); 409 while another turn of the
+    chat is active, unless ``cancel_active``."""
+    state = gateway(request)
+    spec = chat_spec(state, body)
+    active = await _latest_turn(state, body.id, caller.owner)
+    if active is not None and not active.done:
+        if not body.cancel_active:
+            raise ChatBusyError(
+                f"Chat '{body.id}' has a turn in progress ({active.id}): stop it, resume it, "
+                'or send "cancel_active": true to replace it'
+            )
+        if not (await _end_turn(state, active, "replaced by a new turn")).done:
+            raise ChatBusyError(
+                f"Chat '{body.id}' has a turn that did not end within {CANCEL_WAIT} seconds"
+            ) from None
+    start = functools.partial(
+        start_run, state, spec, connection(request), caller, default_on_disconnect="continue"
+    )
+    run, slot = await start_streamed(state, caller.owner, start)
+    try:
+        await state.chats.set(body.id, caller.owner, run.id)
+    except BaseException:
+        # No client will hear of this turn: it must not run on unseen.
+        await slot.release()
+        with contextlib.suppress(RunFinishedError):
+            await state.runs.cancel(run.id, "chat unavailable", run.owner)
+        raise
+    encoder = UIStreamEncoder.for_run(run.id, spec)
+    return event_stream(state, run, 0, encode=encoder, slot=slot, headers=STREAM_HEADERS)
+
+
+@router.get("/v1/ai-sdk/chat/{chat_id}/stream", responses={**_STREAM, **_NO_TURN})
+async def resume_chat(
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    chat_id: Annotated[str, _CHAT_ID],
+    last_event_id: Annotated[str | None, _LAST_EVENT_ID] = None,
+) -> Response:
+    """The chat's active turn, replayed from its start (or after ``Last-Event-ID``) and then
+    followed live; 204 when no turn is active."""
+    state = gateway(request)
+    run = await _latest_turn(state, chat_id, caller.owner)
+    if run is None or run.done:
+        return Response(status_code=204)
+    after = cursor_from(last_event_id, None)
+    encoder = UIStreamEncoder.for_run(run.id, run.spec)
+    # What the encoder sends next depends on what the client has (the open text part, the
+    # tool calls announced): primed with those events, as every stateful dialect is. A
+    # cursor out of range is left for the reader to refuse, with the usual 400.
+    if 0 < after <= run.log.last_seq:
+        batch = await run.log.read(0, limit=after, timeout=0)
+        if batch.gap is None and batch.last_seq == after:
+            encoder.prime(batch.events)
+    return event_stream(state, run, after, encode=encoder, headers=STREAM_HEADERS)
+
+
+@router.post("/v1/ai-sdk/chat/{chat_id}/stop")
+async def stop_chat(
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    chat_id: Annotated[str, _CHAT_ID],
+) -> Response:
+    """Stop the chat's active turn (its upstream request is closed at once) and answer once
+    it has ended (at most :data:`CANCEL_WAIT` seconds): ``{"chat_id", "run_id", "status"}``.
+    A turn that has ended already is answered as it ended; a chat the caller has no turn of
+    is a 404."""
+    state = gateway(request)
+    run = await _latest_turn(state, chat_id, caller.owner)
+    if run is None:
+        raise chat_not_found(chat_id)
+    run = await _end_turn(state, run, "stopped by client")
+    return JSONResponse({"chat_id": chat_id, "run_id": run.id, "status": run.status.value})
