@@ -108,7 +108,7 @@ def assert_full_turn(message: dict[str, Any]) -> None:
     answer quoting them."""
     tools = tool_parts(message)
     assert set(tools) == set(TOOLS), message["parts"]
-    for name, part in tools.items():
+    for part in tools.values():
         assert part["state"] == "output-available", part
         assert part["output"] is not None, part
     assert tools["countdown"]["input"] == {"start": 3}
