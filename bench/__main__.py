@@ -67,12 +67,17 @@ SCENARIOS = (
     "websocket",
     "responses",
     "messages",
+    "ai_sdk",
 )
 
-# The rows of a face's scenario ("responses", "messages") and the Chat Completions rows they
-# mirror: the same measurement through POST /v1/responses (or /v1/messages), against the
-# floor's relay of that face.
-FACE_SCENARIOS = ("responses", "messages")
+# The rows of a face's scenario ("responses", "messages", "ai_sdk") and the Chat Completions
+# rows they mirror: the same measurement through POST /v1/responses (or /v1/messages, or
+# /v1/ai-sdk/chat), against the floor's relay of that face.
+FACE_SCENARIOS = ("responses", "messages", "ai_sdk")
+FACE_TITLES = {"responses": "Responses", "messages": "Messages", "ai_sdk": "AI SDK"}
+# A disconnect is not a cancel for the AI SDK face (the turn goes on, to be resumed): no
+# cancellation rows there.
+NOT_CANCELLED_BY_DISCONNECT = frozenset({"ai_sdk"})
 MIRRORS = {
     "ttft_p50_ms": ("latency", "ttft_p50_ms"),
     "ttft_p99_ms": ("latency", "ttft_p99_ms"),
@@ -182,7 +187,7 @@ async def _face(
     face: str,
 ) -> None:
     """The latency, throughput and cancellation scenarios through ``face``'s endpoint
-    (``POST /v1/responses`` or ``POST /v1/messages``, ``"stream": true``), floor and gateway
+    (``POST /v1/responses``, ``POST /v1/messages`` or ``POST /v1/ai-sdk/chat``), floor and gateway
     interleaved as theirs are; no direct column (the upstream speaks chat completions only)."""
     for target in _order(repeat):
         values = await s.latency(ports[target], sizes.latency_requests, face=face)
@@ -193,6 +198,8 @@ async def _face(
             for target in _order(repeat * rounds + round_):
                 rate = await s.throughput(ports[target], streams, sizes.stream_chunks, face=face)
                 _put(results, face, target, {f"delta_events_per_s_x{streams}": rate})
+    if face in NOT_CANCELLED_BY_DISCONNECT:
+        return
     for target in _order(repeat):
         values = await s.cancellation(ports[target], upstream, sizes.cancel_tries, face=face)
         _put(results, face, target, values)
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     for face, rows in mirrored.items():
         if not rows:
             continue
-        title = face.capitalize()
+        title = FACE_TITLES[face]
         print(f"{title} gateway/floor over the Chat Completions row's (1.00: the same cost):")
         for metric, value in rows.items():
             sc, m = MIRRORS[metric]
@@ -406,10 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 for (sc, m), row in results.items()
             ],
             "targets": checks,
-            "responses_parity": mirrored["responses"],
-            "messages_parity": mirrored["messages"],
-            "responses_gateway_parity": served["responses"],
-            "messages_gateway_parity": served["messages"],
+            **{f"{face}_parity": mirrored[face] for face in FACE_SCENARIOS},
+            **{f"{face}_gateway_parity": served[face] for face in FACE_SCENARIOS},
         }
         with open(args.json, "w") as out:
             json.dump(document, out, indent=2)

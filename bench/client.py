@@ -158,6 +158,19 @@ def responses_body(content: str, model: str = "up") -> dict[str, Any]:
     return {"model": model, "stream": True, "input": content}
 
 
+def ai_sdk_body(content: str, chat_id: str, model: str = "up") -> dict[str, Any]:
+    """A turn as the AI SDK's ``DefaultChatTransport`` posts it (a new chat each time: a chat
+    takes one turn at a time)."""
+    return {
+        "id": chat_id,
+        "messages": [
+            {"id": f"u{chat_id}", "role": "user", "parts": [{"type": "text", "text": content}]}
+        ],
+        "trigger": "submit-message",
+        "model": model,
+    }
+
+
 def messages_body(content: str, model: str = "up") -> dict[str, Any]:
     """A streamed Anthropic Messages request (``max_tokens`` is required there)."""
     return {

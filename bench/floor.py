@@ -4,8 +4,10 @@ transport: httpx's connection pool, used without a client, with its pass made li
 runs, no logs, no limits, no auth, no events: bytes in, bytes out. A Responses relay (the
 upstream's chat chunks parsed and re-encoded as ``response.output_text.delta`` events, with
 ``response.created`` before and ``response.completed`` after), as the floor of the
-Responses face, and a Messages relay (the same chunks as Anthropic's ``message_start``,
-``content_block_delta`` … ``message_stop`` events), as the floor of the Messages face. Also
+Responses face, a Messages relay (the same chunks as Anthropic's ``message_start``,
+``content_block_delta`` … ``message_stop`` events), as the floor of the Messages face, and a
+UI message stream relay (the same chunks as the AI SDK's ``start`` … ``text-delta`` …
+``finish`` chunks and ``[DONE]``), as the floor of the AI SDK face. Also
 an idle SSE stream (pings only) and a WebSocket that acks pings and relays chat streams, as
 floors for those scenarios.
 
@@ -171,6 +173,47 @@ async def messages(request: Request) -> StreamingResponse:
     return StreamingResponse(relay(), media_type="text/event-stream")
 
 
+def _ui(chunk: dict[str, object]) -> bytes:
+    return b"data: %s\n\n" % orjson.dumps(chunk)
+
+
+async def ai_sdk(request: Request) -> StreamingResponse:
+    """The upstream's chat chunks as the AI SDK's UI message stream: ``start``, one step with
+    one text part (a ``text-delta`` per content chunk), ``finish``, ``[DONE]``."""
+    ask = orjson.loads(await request.body())
+    text = " ".join(
+        part["text"] for part in ask["messages"][-1]["parts"] if part.get("type") == "text"
+    )
+    response = await _open_chat(ask["model"], text)
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            yield (
+                _ui({"type": "start", "messageId": "msg_floor"})
+                + _ui({"type": "start-step"})
+                + _ui({"type": "text-start", "id": "t0"})
+            )
+            async for texts in _texts(response):
+                if texts:
+                    yield b"".join(
+                        _ui({"type": "text-delta", "id": "t0", "delta": text}) for text in texts
+                    )
+            yield (
+                _ui({"type": "text-end", "id": "t0"})
+                + _ui({"type": "finish-step"})
+                + _ui({"type": "finish"})
+                + b"data: [DONE]\n\n"
+            )
+        finally:
+            await response.aclose()
+
+    return StreamingResponse(
+        relay(),
+        media_type="text/event-stream",
+        headers={"x-vercel-ai-ui-message-stream": "v1"},
+    )
+
+
 async def idle(request: Request) -> StreamingResponse:
     interval = float(request.query_params.get("interval", "15"))
 
@@ -222,6 +265,7 @@ app = Starlette(
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/ai-sdk/chat", ai_sdk, methods=["POST"]),
         Route("/idle", idle),
         WebSocketRoute("/ws", ws),
     ]

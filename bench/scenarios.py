@@ -21,10 +21,13 @@ from .procs import Proc
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 MESSAGES = "/v1/messages"
+AI_SDK = "/v1/ai-sdk/chat"
 # Once per Responses text delta (its data repeats the type, without the "event: ").
 DELTA = b"event: response.output_text.delta"
 # Once per Messages content delta: only text blocks here (no tools, no thinking asked for).
 BLOCK_DELTA = b"event: content_block_delta"
+# Once per UI message stream text delta (the dialect's JSON is compact).
+TEXT_DELTA = b'"type":"text-delta"'
 _tags = itertools.count(1)
 
 
@@ -47,7 +50,10 @@ def pct(values: list[float], q: float) -> float:
 def _request(content: str, face: str) -> tuple[str, dict[str, Any], bytes]:
     """Path, body and marker of a streamed request through ``face`` asking for ``content``:
     a chat completion, a Responses request (``POST /v1/responses``) or a Messages request
-    (``POST /v1/messages``), each with ``"stream": true``."""
+    (``POST /v1/messages``), each with ``"stream": true``, or an AI SDK turn
+    (``POST /v1/ai-sdk/chat``, which always streams; a new chat id per call)."""
+    if face == "ai_sdk":
+        return AI_SDK, c.ai_sdk_body(content, tag()), TEXT_DELTA
     if face == "responses":
         return RESPONSES, c.responses_body(content), DELTA
     if face == "messages":
@@ -58,12 +64,12 @@ def _request(content: str, face: str) -> tuple[str, dict[str, Any], bytes]:
 
 async def latency(port: int, requests: int, face: str = "chat") -> dict[str, float]:
     """Time to first token of 1-chunk streams, sequential on one keep-alive connection."""
-    path, body, marker = _request("n=1", face)
+    path, _, marker = _request("n=1", face)
     client = await c.connect(port, marker)
     ttfts: list[float] = []
     try:
         for i in range(requests + 10):
-            started = client.send("POST", path, body)
+            started = client.send("POST", path, _request("n=1", face)[1])
             await client.done
             assert client.first is not None, client.status
             assert client.count == 1, client.count
@@ -81,7 +87,7 @@ async def throughput(
     port: int, streams: int, total: int, native: bool = False, face: str = "chat"
 ) -> float:
     """Content chunks (or native ``message.delta`` events, or the text delta events of the
-    Responses or Messages ``face``) per second, ``total`` of them split over ``streams``
+    Responses, Messages or AI SDK ``face``) per second, ``total`` of them split over ``streams``
     concurrent streams."""
     each = max(1, total // streams)
     content = f"n={each}"
@@ -91,8 +97,14 @@ async def throughput(
     else:
         path, body, marker = _request(content, face)
         headers = ""
+    # A body per stream: an AI SDK chat takes one turn at a time (the others' are the same).
     results = await asyncio.gather(
-        *(c.stream_once(port, path, body, marker, headers) for _ in range(streams))
+        *(
+            c.stream_once(
+                port, path, _request(content, face)[1] if not native else body, marker, headers
+            )
+            for _ in range(streams)
+        )
     )
     started = min(r[0] for r in results)
     ended = max(r[1] for r in results)
