@@ -54,6 +54,9 @@ OPERATIONS = [
     ("GET", "/v1/responses/{response_id}/input_items"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/ai-sdk/chat"),
+    ("GET", "/v1/ai-sdk/chat/{chat_id}/stream"),
+    ("POST", "/v1/ai-sdk/chat/{chat_id}/stop"),
 ]
 
 
@@ -93,6 +96,9 @@ WITH_INVALID_FORMS = [
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/ai-sdk/chat"),
+    ("GET", "/v1/ai-sdk/chat/{chat_id}/stream"),
+    ("POST", "/v1/ai-sdk/chat/{chat_id}/stop"),
 ]
 CASES = [
     *[pytest.param(m, p, GenerationMode.POSITIVE, id=f"valid {m} {p}") for m, p in OPERATIONS],
