@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from streams.dialects.ai_sdk import DONE_FRAME, STREAM_HEADERS, UIStreamEncoder
 from tests.gateway_process import api_keys
@@ -273,3 +274,17 @@ async def test_an_unknown_model_is_404_and_a_bad_body_400(http: httpx.AsyncClien
     assert too_many_steps.status_code == 400
     long_id = await http.get(f"{CHAT}/{'x' * 300}/stream")
     assert long_id.status_code == 400
+
+
+async def test_a_chat_turn_makes_the_span_tree_and_metrics_of_a_run() -> None:
+    exporter = InMemorySpanExporter()
+    with running_gateway(span_exporter=exporter) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            answer = await http.post("/v1/ai-sdk/chat", json=chat_body("c-spans", "hello"))
+            assert answer.content.endswith(DONE_FRAME)
+            metrics = (await http.get("/metrics")).text
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    request, run = spans["POST /v1/ai-sdk/chat"], spans["run"]
+    assert run.parent is not None and run.parent.span_id == request.context.span_id
+    assert "model demo" in spans
+    assert 'gateway_runs_finished_total{status="completed"} 1.0' in metrics
