@@ -5,8 +5,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from streams.errors import InvalidRequestError
 
 __all__ = [
     "MAX_BETAS",
@@ -19,6 +29,7 @@ __all__ = [
     "RunSpec",
     "check_anthropic_option",
     "check_stop",
+    "client_tool",
 ]
 
 OnDisconnect = Literal["cancel", "continue"]
@@ -99,6 +110,16 @@ class ClientTool(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+def client_tool(name: Any, description: Any, parameters: dict[str, Any], where: str) -> ClientTool:
+    """A client tool a face's request declares (``where`` names it in the request): an
+    invalid name is an :class:`~streams.errors.InvalidRequestError` naming ``where``."""
+    try:
+        return ClientTool(name=name, description=str(description or ""), parameters=parameters)
+    except ValidationError as exc:
+        message = exc.errors()[0].get("msg", "invalid")
+        raise InvalidRequestError(f"{where}.name: {message}") from None
 
 
 SAMPLING_OPTIONS = frozenset(

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.errors import InvalidRequestError
-from streams.spec import ChatMessage, ClientTool
+from streams.spec import ChatMessage, ClientTool, client_tool
 
 __all__ = ["MAX_ID", "ChatRequest", "conversation_of", "tools_of"]
 
@@ -299,14 +299,5 @@ def tools_of(
         name = tool.get("name")
         if isinstance(name, str) and name in offered_names:
             raise _invalid(f"{where}.name", f"{name!r} is a gateway tool's name")
-        try:
-            clients.append(
-                ClientTool(
-                    name=name,  # validated by ClientTool
-                    description=str(tool.get("description") or ""),
-                    parameters=schema,
-                )
-            )
-        except ValidationError as exc:
-            raise _invalid(f"{where}.name", exc.errors()[0].get("msg", "invalid")) from None
+        clients.append(client_tool(name, tool.get("description"), schema, where))
     return clients, server

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.dialects.anthropic_messages import SERVER_NAME
 from streams.errors import InvalidRequestError
-from streams.spec import MAX_BETAS, ChatMessage, ClientTool, check_anthropic_option
+from streams.spec import MAX_BETAS, ChatMessage, ClientTool, check_anthropic_option, client_tool
 
 __all__ = [
     "PASSED_TO_ANTHROPIC",
@@ -289,16 +289,7 @@ def tools_of(
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise _invalid(f"tools.{index}.input_schema", "must be an object (a JSON schema)")
-        try:
-            clients.append(
-                ClientTool(
-                    name=name,  # validated by ClientTool
-                    description=str(tool.get("description") or ""),
-                    parameters=schema,
-                )
-            )
-        except ValidationError as exc:
-            raise _invalid(f"tools.{index}.name", exc.errors()[0].get("msg", "invalid")) from None
+        clients.append(client_tool(name, tool.get("description"), schema, f"tools.{index}"))
         fields = {k: v for k, v in tool.items() if k not in ("name", "description", "input_schema")}
         fields.pop("type", None)
         if fields:
