@@ -33,7 +33,10 @@ native                     Responses
 ``tool.failed``            ``response.mcp_call.failed``, ``output_item.done`` (``error``: an
                            ``mcp_tool_execution_error`` whose content is ``"<code>: <message>"``)
 ``run.completed``          (closing what is open) ``response.completed``: the whole response,
-                           its ``output``, ``usage`` and ``completed_at``
+                           its ``output``, ``usage`` and ``completed_at``; when the model cut
+                           its answer (finish reason ``length`` or ``content_filter``),
+                           ``response.incomplete`` with ``incomplete_details.reason``
+                           (``max_output_tokens``, ``content_filter``), items ``incomplete``
 ``run.failed``             (closing what is open, as ``incomplete``) ``response.failed`` with
                            ``error``
 ``run.cancelled``          (closing what is open) nothing more: a cancelled response's stream
@@ -69,6 +72,10 @@ METADATA_KEY = "responses"
 SERVER_LABEL = "gateway"
 
 ResponsesEvent = dict[str, Any]
+
+# The finish reasons of a last model step that make a response incomplete, and the reason
+# OpenAI gives for each.
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
 def response_id(run_id: str) -> str:
@@ -128,6 +135,7 @@ class ResponsesEncoder:
         self._calls: dict[str, int] = {}  # call_id -> output_index
         self._usage: dict[str, Any] | None = None
         self._error: dict[str, Any] | None = None
+        self._incomplete: dict[str, str] | None = None  # why a completed run's answer is cut
         self._skip_through = -1  # frames up to this sequence number are not sent
         self._handlers: dict[EventType, Callable[[Event], list[ResponsesEvent]]] = {
             EventType.RUN_STARTED: self._run_started,
@@ -248,7 +256,7 @@ class ResponsesEncoder:
             "status": self.status,
             "background": bool(echo.get("background", False)),
             "error": self._error,
-            "incomplete_details": None,
+            "incomplete_details": self._incomplete,
             "instructions": echo.get("instructions"),
             "max_output_tokens": echo.get("max_output_tokens"),
             "metadata": dict(echo.get("metadata") or {}),
@@ -399,7 +407,8 @@ class ResponsesEncoder:
         return out
 
     def _message_completed(self, event: Event) -> list[ResponsesEvent]:
-        return self._close_text()
+        cut = str(event.data.get("finish_reason")) in _INCOMPLETE_REASONS
+        return self._close_text("incomplete" if cut else "completed")
 
     def _message_failed(self, event: Event) -> list[ResponsesEvent]:
         return self._close_all("incomplete")
@@ -521,11 +530,19 @@ class ResponsesEncoder:
         ]
 
     def _run_completed(self, event: Event) -> list[ResponsesEvent]:
-        out = self._close_all("completed")
-        self.status = "completed"
+        # An answer the model cut (its token budget, a content filter) is OpenAI's
+        # "incomplete", with the reason: never a whole answer to the client.
+        reason = _INCOMPLETE_REASONS.get(str(event.data.get("finish_reason")))
+        out = self._close_all("completed" if reason is None else "incomplete")
         self._completed_at = event.ts
         self._usage = response_usage(event.data.get("usage"))
-        out.append({"type": "response.completed", "response": self.response()})
+        if reason is None:
+            self.status = "completed"
+            out.append({"type": "response.completed", "response": self.response()})
+        else:
+            self.status = "incomplete"
+            self._incomplete = {"reason": reason}
+            out.append({"type": "response.incomplete", "response": self.response()})
         return out
 
     def _run_failed(self, event: Event) -> list[ResponsesEvent]:

@@ -13,7 +13,7 @@ import pytest
 from streams.dialects.responses import response_id, run_id_of
 from tests.gateway_process import api_keys
 from tests.support import RunningGateway, agent_spec, running_gateway
-from tests.upstream_server import UpstreamServer, text_reply
+from tests.upstream_server import UpstreamServer, chat_chunk, text_reply
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -296,3 +296,16 @@ async def test_tool_choice_and_parallel_tool_calls_reach_the_upstream_in_its_ter
     body = upstream.requests[0].body
     assert body["tool_choice"] == {"type": "function", "function": {"name": "clock"}}
     assert body["parallel_tool_calls"] is False
+
+
+async def test_an_answer_cut_by_the_token_budget_is_an_incomplete_response(
+    client: openai.AsyncOpenAI, upstream: UpstreamServer
+) -> None:
+    reply = text_reply("a", "b")
+    reply.steps[-3] = chat_chunk({}, "length")
+    upstream.script(reply)
+    response = await client.responses.create(model="up", input="hello", max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output_text == "ab"

@@ -877,3 +877,26 @@ def test_reasoning_events_send_nothing_and_leave_the_response_as_it_was() -> Non
     assert [with_reasoning([event]) for event in events] == [without([e]) for e in events]
     assert [with_reasoning([event]) for event in reasoning] == [b"", b"", b""]
     assert with_reasoning(rest) == without(rest)
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason"), [("length", "max_output_tokens"), ("content_filter", "content_filter")]
+)
+def test_an_answer_the_model_cut_is_an_incomplete_response(finish: str, reason: str) -> None:
+    ev = Events()
+    out = emitted(
+        [
+            ev.run_started(),
+            ev.message(),
+            ev.delta("Hel"),
+            ev.message_done("Hel", finish_reason=finish),
+            ev.run_completed("answer", finish_reason=finish),
+        ]
+    )
+
+    last = MEMBERS["response.incomplete"].model_validate(out[-1])
+    assert last.response.status == "incomplete"  # type: ignore[attr-defined]
+    assert last.response.incomplete_details.reason == reason  # type: ignore[attr-defined]
+    assert "response.completed" not in {event["type"] for event in out}
+    (done,) = [event for event in out if event["type"] == "response.output_item.done"]
+    assert done["item"]["status"] == "incomplete"
