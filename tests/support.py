@@ -6,11 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import io
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,7 +34,7 @@ from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.telemetry.logs import configure_logging
 from streams.events import Event
-from streams.models import ModelRegistry
+from streams.models import Model, ModelOutput, ModelRegistry
 from streams.runs.manager import RunManager
 from streams.spec import RunSpec
 from streams.tools import ToolRegistry
@@ -296,3 +306,23 @@ async def all_events(manager: RunManager, run_id: str) -> list[Event]:
     run = manager.get_unchecked(run_id)
     batch = await run.log.read(0, limit=10_000, timeout=0)
     return batch.events
+
+
+class ScriptedModel(Model):
+    """A model whose n-th turn yields ``turns[n]`` (the last turn again past the end; no
+    turn: nothing), keeping a copy of the conversation each turn was given."""
+
+    def __init__(self, name: str, *turns: Sequence[ModelOutput]) -> None:
+        self.name = name
+        self.turns = [list(turn) for turn in turns] or [[]]
+        self.conversations: list[list[dict[str, Any]]] = []
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        self.conversations.append(copy.deepcopy([dict(m) for m in messages]))
+        for item in self.turns[min(len(self.conversations), len(self.turns)) - 1]:
+            yield item

@@ -3,34 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any
-
 import pytest
 
 from streams.errors import InvalidRequestError
-from streams.models import Model, ModelOutput, ModelRegistry
-
-
-class Named(Model):
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-    ) -> AsyncGenerator[ModelOutput, None]:
-        return
-        yield
+from streams.models import ModelRegistry
+from tests.support import ScriptedModel
 
 
 @pytest.fixture
 def registry() -> ModelRegistry:
     models = ModelRegistry()
     for name in ("fast", "smart", "claude-opus-5-5"):
-        models.register(Named(name))
+        models.register(ScriptedModel(name))
     models.alias("claude-haiku-*", "fast")
     models.alias("claude-*", "smart")
     return models
@@ -63,6 +47,6 @@ def test_patterns_are_case_sensitive(registry: ModelRegistry) -> None:
 
 def test_an_alias_of_a_model_not_served_is_refused_naming_the_served_ones() -> None:
     models = ModelRegistry()
-    models.register(Named("fast"))
+    models.register(ScriptedModel("fast"))
     with pytest.raises(ValueError, match=r"'gone' is not a served model \(known: fast\)"):
         models.alias("claude-*", "gone")

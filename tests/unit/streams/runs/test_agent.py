@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from streams.connection import Connection
 from streams.events import EventType
 from streams.models import (
     Finish,
-    Model,
     ModelOutput,
     ModelRegistry,
     ReasoningDelta,
@@ -25,7 +23,7 @@ from streams.models import (
 )
 from streams.runs.manager import RunManager
 from streams.tools import Emit, Tool, ToolRegistry
-from tests.support import all_events, run_spec
+from tests.support import ScriptedModel, all_events, run_spec
 
 
 async def test_max_steps_stops_the_agent_loop(manager: RunManager) -> None:
@@ -66,24 +64,12 @@ async def test_in_return_mode_the_run_ends_after_the_step_calling_client_tools(
     ]
 
 
-class OneReadModel(Model):
-    """Text that came in one upstream read: every token at once, with no await between."""
-
-    name = "one-read"
-
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-    ) -> AsyncGenerator[ModelOutput, None]:
-        for token in ("first", " second", " third"):
-            yield TextDelta(token)
-
-
 async def test_a_steps_first_token_reaches_readers_before_the_rest_of_its_read() -> None:
     models = ModelRegistry()
-    models.register(OneReadModel())
+    # Text that came in one upstream read: every token at once, with no await between.
+    models.register(
+        ScriptedModel("one-read", [TextDelta(t) for t in ("first", " second", " third")])
+    )
     async with RunManager(models=models, tools=builtin_tools()) as manager:
         run = manager.start(
             run_spec("hi", model="one-read"),
@@ -99,31 +85,11 @@ async def test_a_steps_first_token_reaches_readers_before_the_rest_of_its_read()
     assert deltas == ["first"]
 
 
-class StepsModel(Model):
-    """Yields its steps' outputs in turn, keeping a copy of the conversation of each."""
-
-    name = "steps"
-
-    def __init__(self, steps: list[list[ModelOutput]]) -> None:
-        self.steps = steps
-        self.conversations: list[list[dict[str, Any]]] = []
-
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-    ) -> AsyncGenerator[ModelOutput, None]:
-        self.conversations.append(copy.deepcopy([dict(m) for m in messages]))
-        for item in self.steps[len(self.conversations) - 1]:
-            yield item
-
-
 async def lookup(arguments: Mapping[str, Any], emit: Emit) -> Any:
     return {"found": arguments["q"]}
 
 
-async def run_steps(model: StepsModel) -> list[tuple[str, str | None, dict[str, Any]]]:
+async def run_steps(model: ScriptedModel) -> list[tuple[str, str | None, dict[str, Any]]]:
     models = ModelRegistry()
     models.register(model)
     tools = ToolRegistry()
@@ -144,20 +110,19 @@ THINKING = {"type": "thinking", "thinking": "I should look.", "signature": "c2ln
 
 
 async def test_signed_thinking_with_a_tool_call_is_logged_and_sent_back_first() -> None:
-    model = StepsModel(
+    model = ScriptedModel(
+        "steps",
         [
-            [
-                ReasoningDelta("I should "),
-                ReasoningDelta("look."),
-                ReasoningSignature("c2lnbmVk"),
-                TextDelta("Looking."),
-                ToolCallStart(0, "lookup", "toolu_1"),
-                ToolCallDelta(0, '{"q": "x"}'),
-                Finish("tool_calls"),
-                Usage(10, 5, cache_read_tokens=8),
-            ],
-            [TextDelta("Found x."), Finish("stop"), Usage(20, 3)],
-        ]
+            ReasoningDelta("I should "),
+            ReasoningDelta("look."),
+            ReasoningSignature("c2lnbmVk"),
+            TextDelta("Looking."),
+            ToolCallStart(0, "lookup", "toolu_1"),
+            ToolCallDelta(0, '{"q": "x"}'),
+            Finish("tool_calls"),
+            Usage(10, 5, cache_read_tokens=8),
+        ],
+        [TextDelta("Found x."), Finish("stop"), Usage(20, 3)],
     )
 
     events = await run_steps(model)
@@ -254,7 +219,7 @@ async def test_signed_thinking_with_a_tool_call_is_logged_and_sent_back_first() 
 )
 async def test_the_next_steps_assistant_message(first: list[ModelOutput], content: Any) -> None:
     call = [ToolCallStart(0, "lookup", "toolu_1"), ToolCallDelta(0, '{"q": "x"}')]
-    model = StepsModel([[*first, *call], [TextDelta("Found x.")]])
+    model = ScriptedModel("steps", [*first, *call], [TextDelta("Found x.")])
 
     await run_steps(model)
 
@@ -276,7 +241,7 @@ async def test_the_next_steps_assistant_message(first: list[ModelOutput], conten
 async def test_run_completed_has_the_last_steps_finish_reason(
     finish: list[ModelOutput], fields: dict[str, Any]
 ) -> None:
-    events = await run_steps(StepsModel([[TextDelta("Hi"), *finish]]))
+    events = await run_steps(ScriptedModel("steps", [TextDelta("Hi"), *finish]))
 
     assert events[-1] == (
         "run.completed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -17,7 +17,6 @@ from streams.events import EventType
 from streams.log import MemoryEventLog
 from streams.models import (
     Finish,
-    Model,
     ModelOutput,
     ReasoningDelta,
     ReasoningSignature,
@@ -29,7 +28,7 @@ from streams.runs.limits import RunLimits
 from streams.runs.producers import Producers
 from streams.runs.run import Run
 from streams.tools import Emit, Tool, ToolRegistry
-from tests.support import run_spec
+from tests.support import ScriptedModel, run_spec
 
 
 async def hang(arguments: Mapping[str, Any], emit: Emit) -> Any:
@@ -78,24 +77,6 @@ async def test_a_client_tool_with_no_result_within_its_timeout_fails_with_tool_t
     assert run.snapshot()["pending_client_tools"] == []
 
 
-class Scripted(Model):
-    """A model that yields ``outputs``, whatever it is asked."""
-
-    name = "scripted"
-
-    def __init__(self, outputs: list[ModelOutput]) -> None:
-        self.outputs = outputs
-
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-    ) -> AsyncGenerator[ModelOutput, None]:
-        for item in self.outputs:
-            yield item
-
-
 def step_run() -> Run:
     return Run("run_1", run_spec("hi"), MemoryEventLog("run_1"), Connection("c"), "continue")
 
@@ -109,7 +90,9 @@ async def model_step(
         tools=ToolRegistry(), limits=limits or RunLimits(), tracer=trace.NoOpTracer()
     )
     try:
-        result: Any = await producers.model_step(run, Scripted(outputs), [], [], 1, "model.1")
+        result: Any = await producers.model_step(
+            run, ScriptedModel("scripted", outputs), [], [], 1, "model.1"
+        )
     except ModelOutputLimitError as exc:
         result = exc
     batch = await run.log.read(1, limit=100, timeout=0)

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from streams.errors import UpstreamProtocolError, UpstreamStatusError
-from streams.models import Model, ModelOutput
+from streams.models import ModelOutput
 from streams.upstream.client import UpstreamModel
 from streams.upstream.http import UpstreamHTTP
 from streams.upstream.route import Route
+from tests.support import ScriptedModel
 from tests.upstream_server import Reply, UpstreamServer, error_reply, sse
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -106,10 +107,4 @@ async def test_a_streamed_request_carries_the_provider_headers(
 
 
 async def test_a_model_that_cannot_count_says_none() -> None:
-    class Silent(Model):
-        name = "silent"
-
-        async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ModelOutput]:
-            yield  # type: ignore[misc]
-
-    assert await Silent().count_tokens(MESSAGES, [], {}) is None
+    assert await ScriptedModel("silent").count_tokens(MESSAGES, [], {}) is None
