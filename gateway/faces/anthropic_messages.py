@@ -49,6 +49,7 @@ from streams.dialects.anthropic_messages import (
 from streams.errors import InvalidRequestError, ModelNotFoundError
 from streams.events import EventType
 from streams.reader import RunReader
+from streams.runs.agent import model_input
 from streams.spec import RunSpec
 from streams.tokens import estimate_tokens
 
@@ -85,9 +86,6 @@ def _engine_request(
     options = options_of(
         body, has_tools=bool(clients or server), betas=betas_of(beta), tool_extras=extras
     )
-    offered = [tool.describe() for tool in state.manager.tools.require(server)]
-    offered += [tool.model_dump() for tool in clients]
-    conversation = [message.model_dump(exclude_none=True) for message in messages]
     spec = RunSpec(
         model=body.model,
         messages=messages,
@@ -95,15 +93,16 @@ def _engine_request(
         client_tools=clients,
         client_tool_mode="return",
         options=options,
-        metadata={
-            "api": "messages",
-            METADATA_KEY: {
-                "model": body.model,
-                # message_start's input_tokens, before the upstream has counted them.
-                "input_tokens": estimate_tokens(conversation, offered),
-            },
-        },
     )
+    conversation, offered = model_input(state.manager.tools, spec)
+    spec.metadata = {
+        "api": "messages",
+        METADATA_KEY: {
+            "model": body.model,
+            # message_start's input_tokens, before the upstream has counted them.
+            "input_tokens": estimate_tokens(conversation, offered),
+        },
+    }
     return spec, conversation, offered
 
 

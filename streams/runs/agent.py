@@ -21,12 +21,23 @@ from streams.runs.run import ProducerInfo, Run
 from streams.spec import ParallelModelCall, RunSpec
 from streams.tools import ToolRegistry
 
-__all__ = ["RunWorker"]
+__all__ = ["RunWorker", "model_input"]
 
 # What a run's work ends with: its output, stop reason, number of steps, and the fields
 # run.completed takes from its last model step (finish_reason, stop_sequence; none if the
 # model gave no finish reason, or for a parallel run).
 Outcome = tuple[Any, str, int, dict[str, Any]]
+
+
+def model_input(
+    tools: ToolRegistry, spec: RunSpec
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The conversation and the tools (the server tools it enables, described, then its
+    client tools) that an agent run's first model step is given."""
+    messages = [message.model_dump(exclude_none=True) for message in spec.messages]
+    offered = [tool.describe() for tool in tools.require(spec.tools)]
+    offered += [tool.model_dump() for tool in spec.client_tools]
+    return messages, offered
 
 
 class RunWorker:
@@ -69,9 +80,7 @@ class RunWorker:
         spec = run.spec
         assert spec.model is not None
         model = self.models.get(spec.model)
-        messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in spec.messages]
-        offered = [tool.describe() for tool in self.tools.require(spec.tools)]
-        offered += [tool.model_dump() for tool in spec.client_tools]
+        messages, offered = model_input(self.tools, spec)
         text = ""
         finish: dict[str, Any] = {}
         for step in range(1, spec.max_steps + 1):
