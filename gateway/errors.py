@@ -44,6 +44,7 @@ from streams.events import dumps
 __all__ = [
     "ANTHROPIC_ERROR_RESPONSES",
     "ERROR_RESPONSES",
+    "FAILED_RUN_STATUS",
     "RUN_FINISHED_RESPONSE",
     "STATUS_BY_ERROR",
     "UPSTREAM_RESPONSES",
@@ -61,6 +62,7 @@ __all__ = [
     "install_error_handlers",
     "send_error_body",
     "status_for",
+    "status_of_failed_run",
 ]
 
 
@@ -220,6 +222,21 @@ def error_shape_for(path: str) -> ErrorShape:
         if path == prefix or path.startswith(prefix + "/"):
             return shape
     return error_body
+
+
+# The status of a whole answer (not streamed) whose run failed, by the run's native error
+# code; an upstream's other failures are a 502, a run that failed otherwise a 500.
+FAILED_RUN_STATUS = {
+    "upstream_timeout": 504,
+    "circuit_open": 503,
+    "rate_limited": 429,
+    "cancelled": 499,
+}
+
+
+def status_of_failed_run(code: str) -> int:
+    """The status a face answers a whole request with when its run failed with ``code``."""
+    return FAILED_RUN_STATUS.get(code, 502 if code.startswith("upstream") else 500)
 
 
 def status_for(exc: GatewayError) -> int:

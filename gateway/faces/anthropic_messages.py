@@ -29,7 +29,7 @@ from fastapi.responses import Response
 from gateway.admission import check_spec_limits, start_run
 from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
-from gateway.errors import anthropic_error_body
+from gateway.errors import anthropic_error_body, status_of_failed_run
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
@@ -53,18 +53,9 @@ from streams.runs.agent import model_input
 from streams.spec import RunSpec
 from streams.tokens import estimate_tokens
 
-__all__ = ["STATUS_BY_CODE", "count_tokens", "create_message", "messages_spec"]
+__all__ = ["count_tokens", "create_message", "messages_spec"]
 
 router = APIRouter()
-
-# The status of a failed run's whole answer, by its native code (an upstream's other
-# failures are a 502; a run that failed otherwise, a 500).
-STATUS_BY_CODE = {
-    "upstream_timeout": 504,
-    "circuit_open": 503,
-    "rate_limited": 429,
-    "cancelled": 499,
-}
 
 _BETA = Header(alias="anthropic-beta", description="Passed to Anthropic upstreams")
 
@@ -153,7 +144,7 @@ async def create_message(
     if last is not None and last.type is not EventType.RUN_COMPLETED:
         error = last.data.get("error") or {}
         code = str(error.get("code", "cancelled" if last.type is EventType.RUN_CANCELLED else ""))
-        status = STATUS_BY_CODE.get(code, 502 if code.startswith("upstream") else 500)
+        status = status_of_failed_run(code)
         message = str(error.get("message") or last.data.get("reason") or code)
         return JSONResponse(
             anthropic_error_body(code, f"{code}: {message}", status=status),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.admission import start_run
 from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
-from gateway.errors import UPSTREAM_RESPONSES, error_body
+from gateway.errors import UPSTREAM_RESPONSES, error_body, status_of_failed_run
 from gateway.responses import JSONResponse
 from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
 from streams.dialects.openai_chat import ChatChunkEncoder, chat_completion
@@ -34,7 +34,6 @@ from streams.spec import (
 )
 
 __all__ = [
-    "STATUS_BY_CODE",
     "ChatCompletionRequest",
     "ChatTool",
     "FunctionDefinition",
@@ -43,8 +42,6 @@ __all__ = [
 ]
 
 router = APIRouter()
-
-STATUS_BY_CODE = {"upstream_timeout": 504, "circuit_open": 503, "cancelled": 499}
 
 
 class FunctionDefinition(BaseModel):
@@ -137,6 +134,6 @@ async def chat_completions(
     answer = chat_completion(batch.events, completion_id, body.model, created)
     if isinstance(answer, tuple):
         code, message = answer
-        status = STATUS_BY_CODE.get(code, 502 if code.startswith("upstream") else 500)
+        status = status_of_failed_run(code)
         return JSONResponse(error_body(code, message, status=status), status_code=status)
     return JSONResponse(answer)
