@@ -43,6 +43,7 @@ import collections
 import contextlib
 import fcntl
 import math
+import os
 import socket
 import struct
 import termios
@@ -76,6 +77,9 @@ __all__ = [
 # "extensions" dict would be one more object per request, kept by every open stream).
 CONNECTION_KEY = "gateway.connection"
 
+# Reads of 64 KiB that a close makes of what its peer sent unread (the kernel's receive
+# queue holds a few hundred KiB at most).
+_MAX_DISCARD_READS = 16
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 DELIVERY_CHECK = 0.05  # seconds between looks at a closing connection's pending bytes
 
@@ -203,11 +207,25 @@ class GuardedTransport:
         loop = asyncio.get_running_loop()
         assert self._closing_at is not None
         if self._transport.get_write_buffer_size() == 0 and self._unsent() == 0:
+            self._discard_unread()
             self._transport.close()  # nothing pending: an orderly FIN
         elif loop.time() - self._closing_at >= self._policy.close_linger:
             self.abort()
         else:
             self._timer = loop.call_later(DELIVERY_CHECK, self._close_when_delivered)
+
+    def _discard_unread(self) -> None:
+        """Read out what the peer sent that nobody will read (reading stopped at the
+        close): a socket closed with unread data is reset (RST) by the kernel instead of
+        closed (FIN), and its peer, a client still sending (a trickling head), may see the
+        reset before the answer it was sent. At most a few reads: what the kernel holds."""
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) to read
+            for _ in range(_MAX_DISCARD_READS):
+                if not os.read(sock.fileno(), 65536):
+                    return
 
     def _unsent(self) -> int:
         """Bytes in the kernel's send queue the peer has not acknowledged."""
