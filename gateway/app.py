@@ -40,6 +40,7 @@ from streams.runs.limits import RunLimits
 from streams.runs.manager import RunManager
 from streams.tools import ToolRegistry
 from streams.upstream.client import UpstreamModel, UpstreamObserver
+from streams.upstream.group import GroupModel, GroupObserver
 from streams.upstream.http import UpstreamHTTP
 from streams.upstream.route import Route
 
@@ -53,10 +54,11 @@ def build_models(
     extra: ModelRegistry | None,
     *,
     observer: UpstreamObserver | None = None,
+    group_observer: GroupObserver | None = None,
     tracer: trace.Tracer | None = None,
 ) -> ModelRegistry:
-    """``demo``, one upstream model per configured route, any ``extra`` models, and the
-    settings' model aliases of them."""
+    """``demo``, one upstream model per configured route, any ``extra`` models, the model
+    groups of them, and the settings' model aliases of them all."""
     registry = ModelRegistry()
     registry.register(DemoModel("demo", token_delay=settings.demo_token_delay))
     for route in routes:
@@ -64,6 +66,8 @@ def build_models(
         registry.register(UpstreamModel(route, transport, observer=observer, tracer=tracer))
     for model in extra.models.values() if extra else ():
         registry.register(model)
+    for group in settings.model_groups():
+        registry.register(GroupModel(group, registry.models, observer=group_observer))
     for pattern, target in settings.model_aliases.items():
         registry.alias(pattern, target)
     return registry
@@ -128,6 +132,7 @@ def create_app(
                         http,
                         models,
                         observer=metrics,
+                        group_observer=metrics,
                         tracer=telemetry.tracer,
                     ),
                     tools=tools,

@@ -28,10 +28,12 @@ from streams.cluster.backend import ClusterSettings
 from streams.connection import Connection
 from streams.log import Retention
 from streams.runs.limits import RunLimits
+from streams.spec import FailoverPolicy
+from streams.upstream.group import MAX_GROUP_ROUTES, ModelGroup
 from streams.upstream.registry import DEFAULT_PROVIDER, PROVIDERS, known_providers
 from streams.upstream.route import RetryPolicy, Route, Timeouts
 
-__all__ = ["RouteSettings", "Settings"]
+__all__ = ["ModelGroupSettings", "RouteSettings", "Settings"]
 
 
 class RouteSettings(BaseModel):
@@ -73,6 +75,24 @@ class RouteSettings(BaseModel):
         description="A message with more data in the upstream's event stream fails the step "
         "(upstream_protocol)",
     )
+
+    continuation: str = Field(
+        "auto",
+        description="How a model group with the 'continue' policy asks this route to go on "
+        "with a partial answer: 'auto' (Anthropic: 'prefill'; OpenAI-compatible: 'none'), "
+        "'prefill' (Anthropic), 'continue_final_message' (vLLM and other OpenAI-compatible "
+        "servers that take it) or 'none' (the group restarts the step instead)",
+    )
+
+    @model_validator(mode="after")
+    def _provider_continues(self) -> RouteSettings:
+        known = ("auto", "none", *PROVIDERS[self.provider].continuations)
+        if self.continuation not in known:
+            raise ValueError(
+                f"continuation {self.continuation!r}: a {self.provider!r} route continues by "
+                f"{' or '.join(repr(mode) for mode in known)}"
+            )
+        return self
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -117,6 +137,48 @@ class RouteSettings(BaseModel):
             headers=self.headers,
             max_sse_line_bytes=self.max_sse_line_bytes,
             max_sse_event_bytes=self.max_sse_event_bytes,
+            continuation=None if self.continuation == "none" else self.continuation,
+        )
+
+
+class ModelGroupSettings(BaseModel):
+    """A model group: one model name for several routes, switched between when one fails
+    (see streams.upstream.group)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[str] = Field(
+        min_length=1,
+        max_length=MAX_GROUP_ROUTES,
+        description="The served models (routes, or 'demo') behind the name, in the order "
+        "they are tried",
+    )
+    weights: list[float] | None = Field(
+        default=None,
+        description="One positive weight per route: the first route of each step is drawn "
+        "by weight (spreading load), the others follow in weighted order",
+    )
+    policy: FailoverPolicy = Field(
+        "fail",
+        description="When a route fails after its output has started: 'fail' (the step "
+        "fails: message.failed), 'restart' (message.retracted, then the step again on the "
+        "next route) or 'continue' (the next route goes on after the partial answer, where "
+        "it can; otherwise restart). A request may say otherwise (option 'failover')",
+    )
+    hedge_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds without a first token before the next route is started beside "
+        "it; the first to answer wins and the other is cancelled (default: no hedging)",
+    )
+
+    def to_group(self, name: str) -> ModelGroup:
+        return ModelGroup(
+            name=name,
+            routes=tuple(self.routes),
+            weights=None if self.weights is None else tuple(self.weights),
+            policy=self.policy,
+            hedge_after=self.hedge_after,
         )
 
 
@@ -317,6 +379,11 @@ class Settings(BaseSettings):
 
     # model routes (GATEWAY_ROUTES as JSON, or [routes.NAME] tables in the config file)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
+    # model groups (GATEWAY_MODELS as JSON, or [models.NAME] tables in the config file)
+    models: dict[str, ModelGroupSettings] = Field(
+        default_factory=dict,
+        description="Model groups: a model name clients use -> routes to switch between",
+    )
     # (GATEWAY_MODEL_ALIASES as JSON, or a [model_aliases] table in the config file)
     model_aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -377,9 +444,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} cannot be a route name")
         return routes
 
+    def model_groups(self) -> list[ModelGroup]:
+        """The configured model groups."""
+        return [config.to_group(name) for name, config in self.models.items()]
+
+    @model_validator(mode="after")
+    def _group_routes(self) -> Settings:
+        routes = ["demo", *self.routes]
+        for name, group in self.models.items():
+            if name in routes or not name or len(name) > 128:
+                raise ValueError(f"{name!r} cannot be a model group's name (a route has it)")
+            for route in group.routes:
+                if route not in routes:
+                    raise ValueError(
+                        f"model group {name!r}: {route!r} is not a route "
+                        f"(known: {', '.join(routes)})"
+                    )
+            group.to_group(name)  # raises ValueError for what its fields cannot say alone
+        return self
+
     @model_validator(mode="after")
     def _alias_targets(self) -> Settings:
-        served = ["demo", *self.routes]
+        served = ["demo", *self.routes, *self.models]
         for pattern, target in self.model_aliases.items():
             if not pattern or len(pattern) > 128:
                 raise ValueError(f"{pattern!r} cannot be a model alias")

@@ -31,7 +31,8 @@ other)::
         ├── UpstreamProtocolError
         ├── UpstreamStreamError
         ├── ModelOutputLimitError
-        └── CircuitOpenError
+        ├── CircuitOpenError
+        └── RoutesExhaustedError
 
 Not in the tree, on purpose: errors that never leave the module that raises them
 (``SSELimitError`` of the upstream event-stream decoder, which its caller turns into an
@@ -55,6 +56,7 @@ __all__ = [
     "ModelOutputLimitError",
     "NotFoundError",
     "RateLimitedError",
+    "RoutesExhaustedError",
     "RunBusyError",
     "RunFinishedError",
     "ShuttingDownError",
@@ -232,6 +234,17 @@ class CircuitOpenError(UpstreamError):
     """The route's circuit breaker is open: the upstream failed repeatedly."""
 
     code = "circuit_open"
+
+
+class RoutesExhaustedError(UpstreamError):
+    """Every route of a model group failed, or none is left to switch to; the message names
+    each attempt (``route: what it did``), :attr:`attempts` holds them."""
+
+    code = "upstream_exhausted"
+
+    def __init__(self, message: str, attempts: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class StoreUnavailableError(GatewayError):

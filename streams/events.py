@@ -23,6 +23,12 @@ Payload fields per type (all snake_case):
                            blocks in order, ``{type: "thinking", thinking, signature}`` or
                            ``{type: "redacted_thinking", data}``)
 ``message.failed``         ``message_id``, ``error`` ({code, message}): the model's stream broke
+``message.rerouted``       ``message_id``, ``from``, ``to`` (route names), ``reason`` (why
+                           ``from`` was left: ``http_503``, ``first_token_timeout``,
+                           ``hedge``, …): a model group moved the step to another route
+``message.retracted``      ``message_id``, ``reason``: the message's output so far (text,
+                           reasoning, tool calls) is void; the step starts again, on another
+                           route, with new deltas under the same ``message_id``
 ``tool_call.started``      ``call_id``, ``name``, ``message_id``
 ``tool_call.delta``        ``call_id``, ``delta`` (a fragment of the JSON arguments)
 ``tool_call.completed``    ``call_id``, ``name``, ``arguments``
@@ -69,6 +75,8 @@ class EventType(enum.StrEnum):
     REASONING_REDACTED = "reasoning.redacted"
     MESSAGE_COMPLETED = "message.completed"
     MESSAGE_FAILED = "message.failed"
+    MESSAGE_REROUTED = "message.rerouted"
+    MESSAGE_RETRACTED = "message.retracted"
     TOOL_CALL_STARTED = "tool_call.started"
     TOOL_CALL_DELTA = "tool_call.delta"
     TOOL_CALL_COMPLETED = "tool_call.completed"

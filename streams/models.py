@@ -16,6 +16,7 @@ from typing import Any
 from streams.errors import InvalidRequestError
 
 __all__ = [
+    "Attempt",
     "Finish",
     "Model",
     "ModelOutput",
@@ -23,6 +24,8 @@ __all__ = [
     "ReasoningDelta",
     "ReasoningSignature",
     "RedactedReasoning",
+    "Rerouted",
+    "Retracted",
     "TextDelta",
     "ToolCallDelta",
     "ToolCallStart",
@@ -93,6 +96,52 @@ class Finish:
     stop_sequence: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Rerouted:
+    """A model group moved the step from one route to another (``reason``: why ``from_route``
+    was left, see :func:`streams.upstream.group.failover_reason`). Only groups send it."""
+
+    from_route: str
+    to_route: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    """Everything this step has output so far is void (a group restarts it on another
+    route): what follows is a new answer from its start. Only groups send it."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One route's try at a step, as it ended (a group sends one per try, for the run's
+    state): ``outcome`` is ``"completed"``, ``"failed"`` (``reason`` and ``error`` say how)
+    or ``"lost"`` (a hedged try that another route beat to its first token, cancelled)."""
+
+    route: str
+    outcome: str
+    reason: str | None = None
+    error: str | None = None
+    ttft: float | None = None  # seconds from its start to its first output, if any came
+    duration: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "error": self.error,
+            "ttft": self.ttft,
+            "duration": self.duration,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
 ModelOutput = (
     TextDelta
     | ReasoningDelta
@@ -102,6 +151,9 @@ ModelOutput = (
     | ToolCallDelta
     | Usage
     | Finish
+    | Rerouted
+    | Retracted
+    | Attempt
 )
 
 

@@ -19,15 +19,19 @@ from pydantic_core import PydanticCustomError
 from streams.errors import InvalidRequestError
 
 __all__ = [
+    "FAILOVER_OPTION",
+    "FAILOVER_POLICIES",
     "MAX_BETAS",
     "SAMPLING_OPTIONS",
     "ChatMessage",
     "ClientTool",
+    "FailoverPolicy",
     "OnDisconnect",
     "ParallelModelCall",
     "ParallelToolCall",
     "RunSpec",
     "check_anthropic_option",
+    "check_failover_option",
     "check_stop",
     "client_tool",
 ]
@@ -139,8 +143,21 @@ SAMPLING_OPTIONS = frozenset(
         "logit_bias",
         "reasoning_effort",
         "anthropic",  # Anthropic-only fields: check_anthropic_option
+        "failover",  # a model group's policy for this request: check_failover_option
     }
 )
+
+# What a model group does when a route fails after its output has started (see
+# streams.upstream.group): the group's own, or the request's ``"failover"`` option.
+FailoverPolicy = Literal["fail", "restart", "continue"]
+FAILOVER_POLICIES: tuple[FailoverPolicy, ...] = ("fail", "restart", "continue")
+FAILOVER_OPTION = "failover"
+
+
+def check_failover_option(value: Any) -> None:
+    """The ``"failover"`` option is a policy name (or null: the group's own)."""
+    if value is not None and value not in FAILOVER_POLICIES:
+        raise ValueError(f"'failover' must be one of {list(FAILOVER_POLICIES)} or null")
 
 # anthropic-beta values ("interleaved-thinking-2025-05-14"): a header, so no separators.
 _BETA = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -182,6 +199,7 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown options {unknown}; known: {sorted(SAMPLING_OPTIONS)}")
     check_stop(options.get("stop"))
     check_anthropic_option(options.get("anthropic"))
+    check_failover_option(options.get(FAILOVER_OPTION))
     return options
 
 

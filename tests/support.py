@@ -179,9 +179,14 @@ def running_gateway(
     tools: ToolRegistry | None = None,
     models: ModelRegistry | None = None,
     span_exporter: SpanExporter | None = None,
+    groups: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Iterator[RunningGateway]:
+    """A gateway on 127.0.0.1 with these settings (``groups``: its ``models`` setting, the
+    model groups; ``models`` is a registry of extra models)."""
     backend = {"redis_url": SHARED_STORE.get()} if SHARED_STORE.get() else {}
+    if groups is not None:
+        overrides["models"] = groups
     settings = Settings(**{**FAST, **backend, **overrides})
     gateway = RunningGateway(settings, tools=tools, models=models, span_exporter=span_exporter)
     gateway.start()

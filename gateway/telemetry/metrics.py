@@ -84,6 +84,12 @@ class GatewayMetrics:
             ["route", "code"],
             registry=self.registry,
         )
+        self.failover_switches = Counter(
+            "gateway_failover_switches",
+            "Steps a model group moved from one route to another, by why it left the route",
+            ["group", "route", "reason"],
+            registry=self.registry,
+        )
         self.ttft = Histogram(
             "gateway_upstream_ttft_seconds",
             "Time to first token from the upstream",
@@ -127,6 +133,10 @@ class GatewayMetrics:
 
     def chunk_gap(self, route: str, seconds: float) -> None:
         self.inter_chunk.observe(route, seconds)
+
+    def rerouted(self, group: str, route: str, to: str, reason: str) -> None:
+        self.failover_switches.labels(group, route, reason).inc()
+        upstream_log.info("rerouted", group=group, route=route, to=to, reason=reason)
 
     def call_finished(self, call: UpstreamCall) -> None:
         outcome = "ok" if call.error is None else call.error

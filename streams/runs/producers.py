@@ -31,11 +31,14 @@ from streams.errors import (
 )
 from streams.events import EventType
 from streams.models import (
+    Attempt,
     Finish,
     Model,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    Rerouted,
+    Retracted,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -307,6 +310,35 @@ class Producers:
                     elif isinstance(item, Usage):
                         _add_usage(usage, item)
                         _add_usage(run.usage, item)
+                    elif isinstance(item, Retracted):
+                        # A model group starts the answer again: what was said is void
+                        # (the tokens it cost are not). No tool call of it is ever run.
+                        text.clear()
+                        text_bytes = opaque_bytes = 0
+                        reasoning = _Reasoning()
+                        finish = None
+                        calls.clear()
+                        await log.append(
+                            EventType.MESSAGE_RETRACTED,
+                            producer,
+                            {"message_id": message_id, "reason": item.reason},
+                        )
+                    elif isinstance(item, Rerouted):
+                        await log.append(
+                            EventType.MESSAGE_REROUTED,
+                            producer,
+                            {
+                                "message_id": message_id,
+                                "from": item.from_route,
+                                "to": item.to_route,
+                                "reason": item.reason,
+                            },
+                        )
+                    elif isinstance(item, Attempt):
+                        info = run.producers.get(producer)
+                        if info is not None:
+                            info.attempts.append(item.to_dict())
+                            run.producer_changed(info)
         except GatewayError as exc:
             await log.append(
                 EventType.MESSAGE_FAILED,

@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streams.connection import Connection
@@ -84,9 +84,11 @@ class ProducerInfo:
     status: ProducerStatus = "queued"
     started_at: float | None = None
     ended_at: float | None = None
+    # A model group's step: each route's try, as it ended (Attempt.to_dict()), in order.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "id": self.id,
             "kind": self.kind,
             "name": self.name,
@@ -94,6 +96,9 @@ class ProducerInfo:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+        if self.attempts:
+            info["attempts"] = self.attempts
+        return info
 
 
 class Run:

@@ -437,6 +437,9 @@ class AnthropicMessages:
     """The :class:`~streams.upstream.provider.Provider` of Anthropic's Messages API:
     ``POST {base_url}/messages``, the key in ``x-api-key``."""
 
+    continuations: tuple[str, ...] = ("prefill",)
+    default_continuation: str | None = "prefill"
+
     def endpoint(self, route: Route) -> Endpoint:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
         if route.api_key:

@@ -42,7 +42,8 @@ from streams.errors import (
 )
 from streams.events import dumps
 from streams.limiter import CountedLimiter
-from streams.models import Model, ModelOutput, Usage
+from streams.models import Model, ModelOutput, TextDelta, Usage
+from streams.spec import FAILOVER_OPTION
 from streams.upstream.breaker import CircuitBreaker
 from streams.upstream.http import USER_AGENT
 from streams.upstream.registry import provider_for
@@ -61,6 +62,7 @@ __all__ = [
     "UpstreamModel",
     "UpstreamObserver",
     "backoff_delay",
+    "continuation_input",
     "error_message",
     "retry_after_seconds",
 ]
@@ -178,6 +180,16 @@ class UpstreamModel(Model):
         self._counts = _Counts()
         self._slots = CountedLimiter(route.max_in_flight)
         self._provider = provider_for(route.provider)
+        continuation = route.continuation
+        if continuation == "auto":
+            continuation = self._provider.default_continuation
+        if continuation is not None and continuation not in self._provider.continuations:
+            raise ValueError(
+                f"route {route.name!r}: {route.provider!r} cannot continue an answer by "
+                f"{continuation!r} (it can by {list(self._provider.continuations)})"
+            )
+        # How a model group can ask this route to go on with a partial answer (None: never).
+        self.continuation = continuation
         # What every request of the route shares, made once.
         endpoint = self._provider.endpoint(route)
         headers = {
@@ -276,10 +288,26 @@ class UpstreamModel(Model):
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]],
         options: Mapping[str, Any] | None = None,
+        *,
+        retry: bool = True,
+        prefix: str | None = None,
     ) -> AsyncGenerator[ModelOutput, None]:
+        """Stream one assistant turn (see :meth:`Model.stream`). A model group calls it with
+        ``retry=False`` (the group moves on to its next route rather than wait to try this
+        one again), and with ``prefix``, the answer so far, to have it continued (only when
+        :attr:`continuation` is not ``None``): the output is then what follows ``prefix``."""
         route = self.route
         counts = self._counts
         counts.requests += 1
+        options = options or {}
+        if FAILOVER_OPTION in options:  # a group's option: nothing to switch to here
+            options = {name: value for name, value in options.items() if name != FAILOVER_OPTION}
+        # After a prefill without the prefix's trailing whitespace, the model starts again
+        # with some: the client has that already.
+        skip_space = False
+        if prefix is not None:
+            messages, options = continuation_input(self.continuation, messages, options, prefix)
+            skip_space = self.continuation == "prefill" and prefix != prefix.rstrip()
         # The producer's span, current in the consuming task: each attempt's span is its child.
         parent = otel_context.get_current()
         deadline = time.monotonic() + route.timeouts.total
@@ -293,15 +321,26 @@ class UpstreamModel(Model):
                     # aclosing: leaving early (cancel, error) closes the attempt, and with it
                     # the upstream response, now rather than when it is collected.
                     async with contextlib.aclosing(
-                        self._attempt(messages, tools, options or {}, deadline, attempt, parent)
+                        self._attempt(messages, tools, options, deadline, attempt, parent)
                     ) as attempt_output:
                         async for item in attempt_output:
+                            if skip_space and isinstance(item, TextDelta):
+                                text = item.text.lstrip()
+                                if not text:
+                                    continue
+                                skip_space = False
+                                item = TextDelta(text)
                             started = True
                             yield item
                 except UpstreamError as exc:
                     self.breaker.record_failure(probe)
-                    retry = not started and exc.retryable and attempt < route.retries.max_attempts
-                    if not retry:
+                    again = (
+                        retry
+                        and not started
+                        and exc.retryable
+                        and attempt < route.retries.max_attempts
+                    )
+                    if not again:
                         counts.failures += 1
                         raise
                     delay = backoff_delay(route.retries, attempt, exc.retry_after)
@@ -415,7 +454,9 @@ class UpstreamModel(Model):
                     decoded, too_large = exc.messages, exc
                 for message in decoded:
                     for item in parser.feed(message):
-                        if not produced:
+                        # The first output, for the first-token timeout and TTFT: usage is
+                        # not (Anthropic's message_start says it before any token).
+                        if not produced and not isinstance(item, Usage):
                             produced = True
                             last_chunk_at = received_at
                             call.ttft = self._counts.last_ttft = time.monotonic() - sent_at
@@ -424,6 +465,8 @@ class UpstreamModel(Model):
                             call.output_tokens += item.output_tokens
                         yield item
                 if parser.done:
+                    if not produced:
+                        raise _no_output()
                     await _read_rest(chunks)
                     return
                 if too_large is not None:
@@ -435,6 +478,8 @@ class UpstreamModel(Model):
                 raise UpstreamStreamError(
                     "the upstream stream ended before the response was complete"
                 )
+            if not produced:
+                raise _no_output()
         except httpx.TimeoutException as exc:
             call.error = UpstreamTimeoutError.code
             raise UpstreamTimeoutError("connect", timeouts.connect) from exc
@@ -491,6 +536,30 @@ class UpstreamModel(Model):
             f"the upstream answered {response.status_code}: {detail[:500]}",
             retry_after=retry_after,
         )
+
+
+def _no_output() -> UpstreamStreamError:
+    # An answer with neither content nor a finish reason (only "[DONE]", or usage) is no
+    # answer: an empty success would read as the model having nothing to say.
+    return UpstreamStreamError("the upstream's stream ended without any output")
+
+
+def continuation_input(
+    mode: str | None,
+    messages: Sequence[Mapping[str, Any]],
+    options: Mapping[str, Any],
+    prefix: str,
+) -> tuple[list[Mapping[str, Any]], Mapping[str, Any]]:
+    """The conversation and options that ask a route continuing by ``mode`` to go on after
+    ``prefix``: the partial answer as the last assistant turn (without its trailing
+    whitespace for a prefill, which Anthropic refuses), and for ``continue_final_message``
+    that flag (the server then adds no new assistant turn)."""
+    if mode == "prefill":
+        return [*messages, {"role": "assistant", "content": prefix.rstrip()}], options
+    if mode == "continue_final_message":
+        flags = {"continue_final_message": True, "add_generation_prompt": False}
+        return [*messages, {"role": "assistant", "content": prefix}], {**options, **flags}
+    raise ValueError(f"no way to continue an answer by {mode!r}")
 
 
 async def _read_body(response: httpx.Response, deadline: float) -> bytes:

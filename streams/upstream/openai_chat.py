@@ -309,6 +309,10 @@ class OpenAIChat:
     """The :class:`~streams.upstream.provider.Provider` of OpenAI-compatible upstreams:
     ``POST {base_url}/chat/completions``, the key as a bearer token."""
 
+    # OpenAI's own API has no way to continue; vLLM and others take continue_final_message.
+    continuations: tuple[str, ...] = ("continue_final_message",)
+    default_continuation: str | None = None
+
     def endpoint(self, route: Route) -> Endpoint:
         headers = {"authorization": f"Bearer {route.api_key}"} if route.api_key else {}
         return Endpoint(f"{route.base_url.rstrip('/')}/chat/completions", headers)

@@ -65,6 +65,14 @@ class StreamParser(Protocol):
 class Provider(Protocol):
     """One upstream API (see the module's docstring)."""
 
+    # How its API can be asked to go on with a partial answer (a model group's "continue"
+    # policy, streams.upstream.group): the modes it has ("prefill": the partial answer as
+    # the last assistant turn, Anthropic's; "continue_final_message": the same plus that
+    # flag, an OpenAI-compatible server's such as vLLM), and the one a route uses unless
+    # its settings say otherwise (None: it cannot, a group restarts instead).
+    continuations: tuple[str, ...]
+    default_continuation: str | None
+
     def endpoint(self, route: Route) -> Endpoint:
         """Where ``route``'s requests go and the provider's headers for them."""
 

@@ -50,3 +50,7 @@ class Route:
     # Past either, the upstream's stream is broken (upstream_protocol): see streams.upstream.sse.
     max_sse_line_bytes: int = MAX_LINE_BYTES
     max_sse_event_bytes: int = MAX_EVENT_BYTES
+    # How a model group asks this route to continue a partial answer: "auto" (its
+    # provider's default_continuation), None (never: the group restarts instead), or one of
+    # its provider's continuations.
+    continuation: str | None = "auto"

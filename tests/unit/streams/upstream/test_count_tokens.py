@@ -92,6 +92,7 @@ async def test_a_streamed_request_carries_the_provider_headers(
 ) -> None:
     events = [
         ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 1}}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
         ("message_stop", {"type": "message_stop"}),
     ]
     upstream.script(Reply(steps=[sse(payload, event=name) for name, payload in events]))
