@@ -159,6 +159,7 @@ def check_failover_option(value: Any) -> None:
     if value is not None and value not in FAILOVER_POLICIES:
         raise ValueError(f"'failover' must be one of {list(FAILOVER_POLICIES)} or null")
 
+
 # anthropic-beta values ("interleaved-thinking-2025-05-14"): a header, so no separators.
 _BETA = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MAX_BETAS = 32
