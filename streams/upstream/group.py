@@ -404,7 +404,8 @@ class GroupModel(Model):
                         assert hedge_after is not None
                         next_hedge = time.monotonic() + hedge_after
                         continue
-                    failed: _Try | None = None
+                    failed: _Try | None = None  # the last try of this wakeup that failed
+                    current_failed = False
                     # In the order they were started: of two that spoke at once, the first.
                     for task in sorted(done, key=lambda task: tries.index(racing[task])):
                         attempt = racing.pop(task)
@@ -418,16 +419,25 @@ class GroupModel(Model):
                             race.error = error
                             break
                         failed = attempt
-                    if race.winner is not None or race.error is not None:
+                        current_failed = current_failed or attempt is current
+                    if race.error is not None:
                         break
+                    if current_failed and (race.winner is not None or racing):
+                        # The step goes on with a try already racing (a hedge).
+                        assert current is not None
+                        assert current.error is not None
+                        successor = race.winner or min(racing.values(), key=tries.index)
+                        race.notes.append(
+                            Rerouted(current.name, successor.name, failover_reason(current.error))
+                        )
+                        current = successor
+                    if race.winner is not None:
+                        break
+                    if racing:
+                        continue
                     assert failed is not None
                     assert failed.error is not None
                     reason = failover_reason(failed.error)
-                    if racing:
-                        if failed is current:  # the step goes on with a hedge racing
-                            current = min(racing.values(), key=tries.index)
-                            race.notes.append(Rerouted(failed.name, current.name, reason))
-                        continue
                     if not pending:
                         race.exhausted = True
                         break
@@ -450,8 +460,11 @@ class GroupModel(Model):
                     )
         winner = race.winner
         if winner is not None:
-            for attempt in racing.values():
-                race.notes.append(attempt.attempt("lost"))
+            for attempt in racing.values():  # beaten, or failed just as another won
+                error = attempt.error
+                race.notes.append(
+                    attempt.attempt("failed", error) if error else attempt.attempt("lost")
+                )
             if current is not None and current is not winner:
                 race.notes.append(Rerouted(current.name, winner.name, "hedge"))
         return race
