@@ -85,10 +85,11 @@ def check_config(path: str, overrides: dict[str, Any]) -> int:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
     routes = ", ".join(settings.routes) or "none"
+    groups = ", ".join(settings.models) or "none"
     keys = ", ".join(settings.api_keys) or "none"
     print(
         f"{path}: valid. Listens on {settings.host}:{settings.port}; routes: {routes}; "
-        f"API keys: {keys}"
+        f"model groups: {groups}; API keys: {keys}"
     )
     return 0
 

@@ -33,7 +33,7 @@ from gateway.streaming.run_stream import event_stream, start_streamed, wait_unle
 from streams.dialects.responses import METADATA_KEY, SERVER_LABEL, ResponsesEncoder, run_id_of
 from streams.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, RunFinishedError
 from streams.reader import RunReader
-from streams.spec import ChatMessage, ClientTool, OnDisconnect, RunSpec
+from streams.spec import FAILOVER_OPTION, ChatMessage, ClientTool, OnDisconnect, RunSpec
 from streams.view import RunView
 
 __all__ = [
@@ -239,6 +239,9 @@ async def spec_of(state: GatewayState, body: ResponsesRequest, owner: str | None
     effort = (body.reasoning or {}).get("effort")
     if isinstance(effort, str):  # to upstreams that take it (Chat Completions' name for it)
         options["reasoning_effort"] = effort
+    failover = (body.model_extra or {}).get(FAILOVER_OPTION)
+    if failover is not None:  # a model group's policy for this request (checked by RunSpec)
+        options[FAILOVER_OPTION] = failover
     echo = {
         "model": body.model,
         "has_instructions": bool(body.instructions),

@@ -6,7 +6,8 @@ become OpenAI-style chat messages (``developer`` → ``system``; ``activity`` an
 messages are UI state and are left out); the input's ``tools`` are client tools in
 ``client_tool_mode="return"`` (the frontend executes them after the run and starts a new run
 with the results, as AG-UI does); ``forwardedProps.model`` (default ``"demo"``),
-``forwardedProps.tools`` (server tool names) and ``forwardedProps.maxSteps`` choose the rest;
+``forwardedProps.tools`` (server tool names), ``forwardedProps.maxSteps`` and
+``forwardedProps.failover`` (a model group's policy for this run) choose the rest;
 ``context`` becomes a leading system message; ``threadId`` / ``runId`` go to
 ``metadata["ag_ui"]``, from which the encoder takes the ids it reports.
 """
@@ -22,7 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from streams.dialects.agui import METADATA_KEY
 from streams.errors import InvalidRequestError
-from streams.spec import RunSpec
+from streams.spec import FAILOVER_OPTION, FAILOVER_POLICIES, RunSpec
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -242,6 +243,9 @@ def run_spec_from_agui(
         lambda v: isinstance(v, int) and not isinstance(v, bool),
         "a whole number",
     )
+    failover = _prop(
+        props, "failover", lambda v: v in FAILOVER_POLICIES, f"one of {list(FAILOVER_POLICIES)}"
+    )
     messages = [m for m in map(chat_message, parsed.messages) if m is not None]
     if parsed.context:
         messages.insert(0, _context_message(parsed.context))
@@ -266,6 +270,8 @@ def run_spec_from_agui(
     }
     if max_steps is not None:
         fields["max_steps"] = max_steps
+    if failover is not None:
+        fields["options"] = {FAILOVER_OPTION: failover}
     try:
         return RunSpec.model_validate(fields)
     except ValidationError as exc:

@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.dialects.anthropic_messages import SERVER_NAME
 from streams.errors import InvalidRequestError
-from streams.spec import MAX_BETAS, ChatMessage, ClientTool, check_anthropic_option, client_tool
+from streams.spec import (
+    FAILOVER_OPTION,
+    MAX_BETAS,
+    ChatMessage,
+    ClientTool,
+    check_anthropic_option,
+    client_tool,
+)
 
 __all__ = [
     "PASSED_TO_ANTHROPIC",
@@ -361,6 +368,9 @@ def options_of(
         options["tool_choice"] = choice
         if not parallel:
             options["parallel_tool_calls"] = False
+    failover = (body.model_extra or {}).get(FAILOVER_OPTION)
+    if failover is not None:  # a model group's policy for this request (checked by RunSpec)
+        options[FAILOVER_OPTION] = failover
     passed = {**(body.model_extra or {}), **body.model_dump(include=set(PASSED_TO_ANTHROPIC))}
     anthropic: dict[str, Any] = {}
     native = {name: passed[name] for name in PASSED_TO_ANTHROPIC if passed.get(name) is not None}

@@ -461,12 +461,13 @@ class GroupModel(Model):
         winner = race.winner
         if winner is not None:
             for attempt in racing.values():  # beaten, or failed just as another won
-                error = attempt.error
+                late = attempt.error
                 race.notes.append(
-                    attempt.attempt("failed", error) if error else attempt.attempt("lost")
+                    attempt.attempt("failed", late) if late else attempt.attempt("lost")
                 )
             if current is not None and current is not winner:
-                race.notes.append(Rerouted(current.name, winner.name, "hedge"))
+                why = "hedge" if current.error is None else failover_reason(current.error)
+                race.notes.append(Rerouted(current.name, winner.name, why))
         return race
 
     def _open(

@@ -189,3 +189,101 @@ def test_an_alias_of_a_model_not_served_is_refused_naming_the_served_ones(
         r"\(known: demo, gpt, local, claude\)",
     ):
         Settings(config_file=config_file, model_aliases={"claude-*": "gone"})
+
+
+GROUPS = """
+[models.smart]
+routes = ["gpt", "claude", "local"]
+policy = "restart"
+hedge_after = 0.5
+
+[models.spread]
+routes = ["gpt", "local"]
+weights = [3, 1]
+"""
+
+
+def test_model_groups_from_a_config_file_table(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG + GROUPS)
+
+    groups = {group.name: group for group in Settings(config_file=path).model_groups()}
+
+    assert groups["smart"].routes == ("gpt", "claude", "local")
+    assert (groups["smart"].policy, groups["smart"].hedge_after) == ("restart", 0.5)
+    assert (groups["spread"].weights, groups["spread"].policy) == ((3.0, 1.0), "fail")
+
+
+def test_model_groups_from_the_environment_as_json(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_MODELS", '{"smart": {"routes": ["claude", "demo"]}}')
+
+    (group,) = Settings(config_file=config_file).model_groups()
+
+    assert (group.name, group.routes) == ("smart", ("claude", "demo"))
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ({"routes": ["gpt", "gone"]}, r"model group 'smart': 'gone' is not a route"),
+        ({"routes": []}, "at least 1 item"),
+        ({"routes": ["gpt"], "policy": "retry"}, "'fail', 'restart' or 'continue'"),
+        ({"routes": ["gpt", "local"], "weights": [1]}, "one positive number per route"),
+        ({"routes": ["gpt"], "hedge_after": 0}, "greater than 0"),
+        ({"routes": ["gpt"], "retries": 2}, "Extra inputs are not permitted"),
+    ],
+)
+def test_a_model_group_that_cannot_work_is_refused(
+    config_file: Path, group: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(config_file=config_file, models={"smart": group})
+
+
+@pytest.mark.parametrize("name", ["gpt", "demo"])
+def test_a_model_group_cannot_take_a_routes_name(config_file: Path, name: str) -> None:
+    with pytest.raises(ValidationError, match=f"'{name}' cannot be a model group's name"):
+        Settings(config_file=config_file, models={name: {"routes": ["local"]}})
+
+
+def test_an_alias_may_name_a_model_group(config_file: Path) -> None:
+    settings = Settings(
+        config_file=config_file,
+        models={"smart": {"routes": ["gpt", "claude"]}},
+        model_aliases={"claude-*": "smart"},
+    )
+
+    assert settings.model_aliases == {"claude-*": "smart"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "continuation", "resolved"),
+    [
+        ("anthropic", "auto", "auto"),
+        ("anthropic", "prefill", "prefill"),
+        ("anthropic", "none", None),
+        ("openai", "continue_final_message", "continue_final_message"),
+        ("openai", "none", None),
+    ],
+)
+def test_a_route_says_how_it_continues_a_partial_answer(
+    provider: str, continuation: str, resolved: str | None
+) -> None:
+    route = {"provider": provider, "base_url": "http://x/v1", "model": "m"}
+    settings = Settings(routes={"r": {**route, "continuation": continuation}})
+
+    (config,) = settings.upstream_routes({})
+
+    assert config.continuation == resolved
+
+
+@pytest.mark.parametrize(
+    ("provider", "continuation"),
+    [("openai", "prefill"), ("anthropic", "continue_final_message"), ("openai", "always")],
+)
+def test_a_continuation_the_provider_has_not_is_refused(provider: str, continuation: str) -> None:
+    route = {"provider": provider, "base_url": "http://x/v1", "model": "m"}
+    with pytest.raises(ValidationError, match=f"a '{provider}' route continues by 'auto'"):
+        Settings(routes={"r": {**route, "continuation": continuation}})

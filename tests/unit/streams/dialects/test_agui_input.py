@@ -43,6 +43,12 @@ def test_forwarded_props_choose_the_model_server_tools_and_max_steps() -> None:
     assert (spec.model, spec.tools, spec.max_steps) == ("gpt", ["countdown"], 3)
 
 
+def test_forwarded_props_may_choose_a_model_groups_failover_policy() -> None:
+    spec = run_spec_from_agui(agui_input(forwardedProps={"model": "smart", "failover": "restart"}))
+
+    assert spec.options == {"failover": "restart"}
+
+
 def test_the_inputs_tools_become_client_tools_handed_back_to_the_frontend() -> None:
     parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
     spec = run_spec_from_agui(
@@ -176,6 +182,7 @@ def test_an_input_made_with_the_agui_sdk_is_accepted() -> None:
         ({"forwardedProps": {"tools": "countdown"}}, "forwardedProps.tools"),
         ({"forwardedProps": {"model": 3}}, "forwardedProps.model"),
         ({"forwardedProps": {"maxSteps": 0}}, "max_steps"),
+        ({"forwardedProps": {"failover": "retry"}}, "forwardedProps.failover"),
         ({"tools": [{"name": "bad name!", "description": ""}]}, "client_tools"),
         (
             {

@@ -294,6 +294,12 @@ def test_sampling_parameters_in_openai_names() -> None:
     }
 
 
+def test_a_model_groups_failover_policy_is_an_option_of_the_gateways() -> None:
+    options = options_of(request(failover="continue"), has_tools=False)
+
+    assert options == {"max_tokens": 64, "failover": "continue"}
+
+
 def test_anthropic_only_fields_betas_and_tool_fields_travel_together() -> None:
     body = request(
         thinking={"type": "adaptive"},

@@ -56,6 +56,8 @@ class Script(Model):
         self.options: list[dict[str, Any]] = []
         self.started = 0
         self.closed = 0
+        self.opened = asyncio.Event()  # a stream was started
+        self.ended = asyncio.Event()  # a stream was closed
 
     async def stream(
         self,
@@ -65,6 +67,7 @@ class Script(Model):
     ) -> AsyncGenerator[ModelOutput, None]:
         steps = self.streams[min(self.started, len(self.streams) - 1)]
         self.started += 1
+        self.opened.set()
         self.options.append(dict(options or {}))
         try:
             for step in steps:
@@ -76,6 +79,7 @@ class Script(Model):
                     yield step
         finally:
             self.closed += 1
+            self.ended.set()
 
 
 def answer(*parts: str) -> list[Step]:
@@ -321,8 +325,7 @@ async def test_a_hedged_route_that_fails_leaves_the_other_racing() -> None:
     model = group(a, b, hedge_after=0.01)
 
     async def open_gate_once_b_failed() -> None:
-        while b.closed == 0:
-            await asyncio.sleep(0)
+        await b.ended.wait()
         gate.set()
 
     async with asyncio.TaskGroup() as tasks:
@@ -341,8 +344,7 @@ async def test_a_primary_that_fails_while_its_hedge_races_hands_the_step_to_the_
     model = group(a, b, hedge_after=0.01)
 
     async def open_gate_once_both_started() -> None:
-        while b.started == 0:
-            await asyncio.sleep(0)
+        await b.opened.wait()
         gate.set()
 
     async with asyncio.TaskGroup() as tasks:
@@ -358,8 +360,7 @@ async def test_a_cancelled_race_closes_every_route_it_started() -> None:
     a, b = Script("a", [never]), Script("b", [never])
     model = group(a, b, hedge_after=0.01)
     step = asyncio.ensure_future(play(model))
-    while b.started == 0:
-        await asyncio.sleep(0)
+    await b.opened.wait()
 
     step.cancel()
     with pytest.raises(asyncio.CancelledError):
