@@ -41,6 +41,10 @@ class Sizes:
     ws_pings: int = 1000
     ws_runs: int = 10
     ws_chunks: int = 2000
+    # The failover scenario's requests per target and model, sequential, then at once; a
+    # plain failover waits out the primary's first-token timeout (0.5 s) each time.
+    failover_requests: int = 8
+    failover_concurrency: int = 8
 
 
 QUICK = Sizes(
@@ -56,6 +60,8 @@ QUICK = Sizes(
     ws_pings=20,
     ws_runs=3,
     ws_chunks=50,
+    failover_requests=3,
+    failover_concurrency=3,
 )
 
 SCENARIOS = (
@@ -68,6 +74,7 @@ SCENARIOS = (
     "responses",
     "messages",
     "ai_sdk",
+    "failover",
 )
 
 # The rows of a face's scenario ("responses", "messages", "ai_sdk") and the Chat Completions
@@ -159,6 +166,8 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                         sizes.ws_chunks,
                     )
                     _put(results, "websocket", target, values)
+            if "failover" in only:
+                await _failover(results, ports, upstream, sizes, repeat)
             if "held" in only:
                 # A fresh process each time, so that its RSS growth is these connections'.
                 for kind in ("sse", "ws"):
@@ -203,6 +212,40 @@ async def _face(
     for target in _order(repeat):
         values = await s.cancellation(ports[target], upstream, sizes.cancel_tries, face=face)
         _put(results, face, target, values)
+
+
+# The failover scenario's gateway models: its route straight to the secondary, and the
+# model groups of primary then secondary, hedged and not (bench.procs.gateway_env).
+FAILOVER_MODELS = {"secondary": "secondary", "hedged": "hedged", "failover": "failover"}
+
+
+async def _failover(
+    results: Results, ports: dict[str, int], upstream: procs.Proc, sizes: Sizes, repeat: int
+) -> None:
+    """TTFT through the gateway's models (:data:`FAILOVER_MODELS`) against the floor and the
+    upstream going straight to the secondary (the floor's and the direct figures are put on
+    each model's rows, to pair with its gateway figures), and what became of the primary's
+    requests: every one the gateway opened is closed by it before its 2 s first token."""
+    args = (sizes.failover_requests, sizes.failover_concurrency)
+    before = await s.route_requests(upstream, "primary", settle=0)
+    for target in ("direct", *_order(repeat)):
+        if target != "gateway":
+            values = await s.first_tokens(ports[target], procs.SECONDARY_MODEL, *args)
+            kinds = ("secondary",) if target == "direct" else tuple(FAILOVER_MODELS)
+            for kind in kinds:
+                _put(results, "failover", target, {f"{kind}_{k}": v for k, v in values.items()})
+            continue
+        for kind, model in FAILOVER_MODELS.items():
+            values = await s.first_tokens(ports[target], model, *args)
+            _put(results, "failover", target, {f"{kind}_{k}": v for k, v in values.items()})
+    after = await s.route_requests(upstream, "primary")
+    counts: dict[str, float] = {
+        "primary_requests": after["started"] - before["started"],
+        "primary_closed_early": after["left"] - before["left"],
+        "primary_answered": after["finished"] - before["finished"],
+        "primary_left_open": after["open"],
+    }
+    _put(results, "failover", "gateway", counts)
 
 
 def parity(results: Results, face: str = "responses") -> dict[str, float | None]:
@@ -307,6 +350,10 @@ def targets(results: Results, sizes: Sizes) -> list[dict[str, Any]]:
         add("cancel: upstream sees disconnect p99 (ms)", p99, p99 <= 50, "<= 50 ms")
     if after is not None:
         add("cancel: chunks generated after disconnect", after, after == 0, "0")
+    left_open = results.get(("failover", "primary_left_open"), {}).get("gateway")
+    if left_open is not None:
+        most = max(left_open)
+        add("failover: primary requests left open", most, most == 0, "0")
     return out
 
 
@@ -387,6 +434,26 @@ def main(argv: list[str] | None = None) -> int:
             sc, m = MIRRORS[metric]
             print(f"- {face} {metric} / {sc} {m}: {_fmt(value)}")
         print()
+    primary = {
+        m: sum(results[sc, m]["gateway"])
+        for sc, m in results
+        if sc == "failover" and m.startswith("primary_")
+    }
+    for kind, waited in (("hedged", procs.HEDGE_AFTER), ("failover", procs.FIRST_TOKEN_TIMEOUT)):
+        row = results.get(("failover", f"{kind}_ttft_p50_ms"), {})
+        extra = paired_difference(row.get("gateway"), row.get("floor"))
+        if extra is not None:
+            print(
+                f"failover: {kind} TTFT p50 over the floor's straight to the secondary: "
+                f"{_fmt(extra)} ms (of which {waited * 1000:.0f} ms waited for the primary)"
+            )
+    if primary:
+        print(
+            f"failover: primary requests left open: {primary['primary_left_open']:.0f} "
+            f"(of {primary['primary_requests']:.0f} the gateway opened: "
+            f"{primary['primary_closed_early']:.0f} closed by it before their first token, "
+            f"{primary['primary_answered']:.0f} answered)\n"
+        )
     for check in checks:
         verdict = "met" if check["met"] else "MISSED"
         print(f"- {check['target']}: {_fmt(check['value'])} (target {check['goal']}): {verdict}")

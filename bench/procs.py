@@ -148,9 +148,20 @@ def start_floor(upstream: Proc) -> Proc:
     return proc
 
 
+# The failover scenario's two routes, both played by the bench upstream (its words in the
+# model id): a primary whose first token takes 2 s and a secondary whose takes 50 ms.
+PRIMARY_MODEL = "bench route=primary first=2"
+SECONDARY_MODEL = "bench route=secondary first=0.05"
+HEDGE_AFTER = 0.1  # the "hedged" group starts the secondary beside a primary this silent
+FIRST_TOKEN_TIMEOUT = 0.5  # the primary's: the "failover" group moves on after this long
+
+
 def gateway_env(upstream: Proc, port: int, **extra: Any) -> dict[str, str]:
     """Settings loosened for load: no per-key or per-connection caps in the way, a short
-    heartbeat, idle runs that last; the route ``up`` points at the bench upstream."""
+    heartbeat, idle runs that last; the route ``up`` points at the bench upstream, and so do
+    the routes ``primary`` and ``secondary`` of the model groups ``hedged`` (hedging after
+    :data:`HEDGE_AFTER`) and ``failover`` (no hedging: the primary's first token times out
+    after :data:`FIRST_TOKEN_TIMEOUT`)."""
     route = {
         "base_url": f"http://127.0.0.1:{upstream.port}/v1",
         "model": "bench",
@@ -158,10 +169,20 @@ def gateway_env(upstream: Proc, port: int, **extra: Any) -> dict[str, str]:
         "max_attempts": 1,
         "failure_threshold": 1_000_000,
     }
+    routes = {
+        "up": route,
+        "primary": {**route, "model": PRIMARY_MODEL, "first_token_timeout": FIRST_TOKEN_TIMEOUT},
+        "secondary": {**route, "model": SECONDARY_MODEL},
+    }
+    groups = {
+        "hedged": {"routes": ["primary", "secondary"], "hedge_after": HEDGE_AFTER},
+        "failover": {"routes": ["primary", "secondary"]},
+    }
     env = {
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
-        "GATEWAY_ROUTES": json.dumps({"up": route}),
+        "GATEWAY_ROUTES": json.dumps(routes),
+        "GATEWAY_MODELS": json.dumps(groups),
         "GATEWAY_MAX_RUNS_PER_CONNECTION": "100000",
         "GATEWAY_MAX_PRODUCERS_PER_CONNECTION": "100000",
         "GATEWAY_MAX_ACTIVE_RUNS": "100000",

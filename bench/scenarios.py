@@ -331,3 +331,42 @@ async def websocket(port: int, floor: bool, pings: int, runs: int, chunks: int) 
         "ack_rtt_p99_ms": pct(rtts, 99),
         "events_per_s": tokens / elapsed,
     }
+
+
+# -- 7. failover ----------------------------------------------------------------------------
+
+
+async def first_tokens(port: int, model: str, requests: int, concurrency: int) -> dict[str, float]:
+    """Time to first token of 1-chunk streams of ``model``: ``requests`` of them one after
+    the other (after one to warm up), then ``concurrency`` at once; each on a connection of
+    its own (the upstream closes a watched answer's connection)."""
+
+    async def one() -> float:
+        started, _, count, first = await c.stream_once(port, CHAT, c.chat_body("n=1", model))
+        assert count == 1, (model, count)
+        assert first is not None
+        return (first - started) * 1000
+
+    await one()
+    ttfts = [await one() for _ in range(requests)]
+    together = await asyncio.gather(*(one() for _ in range(concurrency)))
+    return {
+        "ttft_p50_ms": statistics.median(ttfts),
+        "ttft_p99_ms": pct(ttfts, 99),
+        f"ttft_p50_ms_x{concurrency}": statistics.median(together),
+    }
+
+
+async def route_requests(upstream: Proc, route: str, settle: float = 1.0) -> dict[str, int]:
+    """What the bench upstream counted for ``route``: requests started, answered to the end,
+    left by the client early and still open, once none is open or ``settle`` seconds have
+    passed (polled: the upstream has no event for it)."""
+    deadline = time.monotonic() + settle
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{upstream.port}") as http:
+        while True:
+            answer = await http.get(f"/routes/{route}")
+            answer.raise_for_status()
+            counts: dict[str, int] = answer.json()
+            if not counts["open"] or time.monotonic() >= deadline:
+                return counts
+            await asyncio.sleep(0.01)

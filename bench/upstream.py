@@ -9,7 +9,15 @@ read from its last message's content, ``key=value`` words:
   for the client leaving, and closed after the answer);
 - ``hold=1``: wait for ``POST /go/<id>`` before the first chunk (fan-out: readers attach);
 - ``id=<tag>``: record the request under ``tag`` (``GET /stats/<tag>``: when the client
-  disconnected, the monotonic times each chunk was generated).
+  disconnected, the monotonic times each chunk was generated);
+- ``first=<seconds>``: a pause before the first content chunk (after the head and the role
+  chunk: a model slow to start; the connection is watched, and the pause ends early when the
+  client leaves);
+- ``route=<name>``: count the request under ``name`` (``GET /routes/<name>``: how many were
+  started, answered to the end, left by the client before the end, and are still open).
+
+The body's ``model`` may carry words too, read before the content's: one upstream then plays
+several routes, each a model id such as ``"bench route=primary first=2"``.
 
 Times are ``time.monotonic()``: CLOCK_MONOTONIC, shared by every process of the machine.
 
@@ -19,6 +27,7 @@ Times are ``time.monotonic()``: CLOCK_MONOTONIC, shared by every process of the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -62,15 +71,37 @@ class Record:
         self.go = asyncio.Event()
 
 
+class RouteCount:
+    """The requests one ``route=<name>`` got: started, answered to the end, left early."""
+
+    __slots__ = ("finished", "left", "started")
+
+    def __init__(self) -> None:
+        self.started = self.finished = self.left = 0
+
+    def to_dict(self) -> dict[str, int]:
+        still_open = self.started - self.finished - self.left
+        return {
+            "started": self.started,
+            "finished": self.finished,
+            "left": self.left,
+            "open": still_open,
+        }
+
+
 RECORDS: dict[str, Record] = {}
+ROUTES: dict[str, RouteCount] = {}
+
+
+def _words(text: object) -> dict[str, str]:
+    if not isinstance(text, str):
+        return {}
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
 
 
 def _params(body: dict[str, Any]) -> dict[str, str]:
     messages = body.get("messages") or [{}]
-    content = messages[-1].get("content") or ""
-    if not isinstance(content, str):
-        return {}
-    return dict(word.split("=", 1) for word in content.split() if "=" in word)
+    return {**_words(body.get("model")), **_words(messages[-1].get("content"))}
 
 
 def _record(tag: str | None) -> Record | None:
@@ -98,8 +129,10 @@ async def _stream(
     params = _params(body)
     n = int(params.get("n", "1"))
     delay = float(params.get("delay", "0"))
+    first = float(params.get("first", "0"))
     record = _record(params.get("id"))
-    watched = delay > 0 or "hold" in params
+    count = ROUTES.setdefault(params["route"], RouteCount()) if "route" in params else None
+    watched = delay > 0 or first > 0 or "hold" in params or count is not None
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
     writer.write(head + (b"connection: close\r\n\r\n" if watched else b"\r\n"))
     writer.write(ROLE_F)
@@ -123,10 +156,16 @@ async def _stream(
         gone.set()
 
     watcher = asyncio.create_task(watch())
+    finished = False
+    if count is not None:
+        count.started += 1
     try:
         await writer.drain()
         if "hold" in params and record is not None:
             await record.go.wait()
+        if first:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), first)
         for _ in range(n):
             if delay:
                 await asyncio.sleep(delay)
@@ -138,10 +177,16 @@ async def _stream(
             await writer.drain()
         writer.write(FINISH_F + USAGE_F + DONE_F)
         await writer.drain()
+        finished = True
     except ConnectionError:
         pass
     finally:
         watcher.cancel()
+        if count is not None:
+            if finished:
+                count.finished += 1
+            else:
+                count.left += 1
     return False
 
 
@@ -170,6 +215,9 @@ async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                     else None
                 )
                 await _json(writer, 200 if record else 404, value)
+            elif path.startswith(b"/routes/"):
+                found_count = ROUTES.get(path[8:].decode())
+                await _json(writer, 200, (found_count or RouteCount()).to_dict())
             elif path.startswith(b"/go/"):
                 found = _record(path[4:].decode())
                 assert found is not None
@@ -177,6 +225,7 @@ async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                 await _json(writer, 200, {"ok": True})
             elif path == b"/reset":
                 RECORDS.clear()
+                ROUTES.clear()
                 await _json(writer, 200, {"ok": True})
             else:
                 await _json(writer, 404, {"error": "not found"})

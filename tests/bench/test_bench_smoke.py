@@ -37,6 +37,7 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
         "responses",
         "messages",
         "ai_sdk",
+        "failover",
     }
     # A face's rows mirror the Chat Completions ones; the AI SDK face has no cancellation rows
     # (a disconnect is not a cancel there).
@@ -56,6 +57,16 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
             assert set(medians) == {"floor", "gateway"}, (face, metric, medians)
         assert document[f"{face}_parity"]["delta_events_per_s_x1"] is not None, face
         assert document[f"{face}_gateway_parity"]["delta_events_per_s_x1"] is not None, face
+    # The failover scenario: each gateway model against the floor straight to the secondary,
+    # and every request the gateway opened to the slow primary closed by it.
+    failover = {
+        row["metric"]: row["median"] for row in document["results"] if row["scenario"] == "failover"
+    }
+    for kind in ("secondary", "hedged", "failover"):
+        assert set(failover[f"{kind}_ttft_p50_ms"]) >= {"floor", "gateway"}, kind
+    assert failover["primary_requests"]["gateway"] > 0
+    assert failover["primary_left_open"]["gateway"] == 0
+    assert failover["primary_answered"]["gateway"] == 0
     for row in document["results"]:
         for target, value in row["median"].items():
             assert value is not None and math.isfinite(value), (row["metric"], target, value)
