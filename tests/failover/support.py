@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.sockets import TCP_STATES, eventually
 from tests.support import RunningGateway, running_gateway
-from tests.upstream_server import UpstreamServer, route
+from tests.upstream_server import UpstreamServer
 
 __all__ = [
     "GROUP",
@@ -42,7 +42,7 @@ def group_gateway(
 def closed_port_url() -> str:
     """The base URL of an upstream that has stopped: its port refuses connections."""
     with UpstreamServer() as gone:
-        return route(gone)["base_url"]  # type: ignore[no-any-return]
+        return gone.base_url
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.failover.support import (
     GROUP,
@@ -42,7 +43,7 @@ TEXT = "".join(ANSWER)
 # that no connection outlives its request.
 CLOSE = {"connection": "close"}
 FIRST_TOKEN_TIMEOUT = 0.3
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,7 @@ async def chat_streamed(run: Run) -> None:
     """Chat Completions streamed, with the openai SDK: the chunks join to the answer."""
     async with sdk(run.gateway) as client:
         stream = await client.chat.completions.create(model=GROUP, messages=USER, stream=True)
-        parts = [
-            chunk.choices[0].delta.content or ""
-            async for chunk in stream
-            if chunk.choices
-        ]
+        parts = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
     assert "".join(parts) == TEXT
 
 
@@ -248,9 +245,15 @@ async def exhausted_native(gateway: RunningGateway) -> None:
 async def exhausted_chat_streamed(gateway: RunningGateway) -> None:
     async with sdk(gateway) as client:
         stream = await client.chat.completions.create(model=GROUP, messages=USER, stream=True)
-        with pytest.raises(openai.APIError) as failure:
+        texts: list[str] = []
+
+        async def read_all() -> None:
             async for chunk in stream:
-                assert not (chunk.choices and chunk.choices[0].delta.content)
+                texts.extend(c.delta.content for c in chunk.choices if c.delta.content)
+
+        with pytest.raises(openai.APIError) as failure:
+            await read_all()
+    assert texts == []
     assert failure.value.code == "upstream_exhausted"
     says_each_attempt(failure.value.message)
 
@@ -312,8 +315,9 @@ async def test_a_slow_primary_with_hedging_on_loses_to_the_secondary_and_is_let_
         (slow,) = a.requests
         left_at = await a.wait_disconnect(slow)
         (fast,) = b.requests
-        # b was started once a had been silent for hedge_after, and a let go as b spoke.
-        assert fast.received_at - slow.received_at >= HEDGE_AFTER
+        # b was started once a had been silent for hedge_after (counted from when the
+        # gateway sent a's request, a little before a read it), and a let go as b spoke.
+        assert fast.received_at - slow.received_at >= HEDGE_AFTER - 0.02
         assert left_at - fast.received_at < 0.5
         assert left_at - started < 1.0
         assert slow.chunks_after_disconnect == 0
@@ -379,7 +383,7 @@ async def test_the_runs_state_lists_its_attempts_and_metrics_count_the_switch(
     }
     assert 0 < completed["ttft"] <= completed["duration"]
     assert (completed["input_tokens"], completed["output_tokens"]) == (3, 5)
-    line = 'gateway_failover_switches_total{group="smart",route="a",reason="http_500"} 1.0'
+    line = 'gateway_failover_switches_total{group="smart",reason="http_500",route="a"} 1.0'
     assert line in metrics.splitlines()
     assert GROUP in [model["id"] for model in models["data"]]
 
@@ -396,3 +400,19 @@ async def test_no_switch_on_a_status_that_says_the_request_is_wrong(
     assert "bad tool schema" in failure.value.message
     assert b.requests == []
 
+
+async def test_a_route_whose_circuit_is_open_is_passed_over_without_a_request(
+    a: UpstreamServer, b: UpstreamServer
+) -> None:
+    a.script(error_reply(500, "kaboom", CLOSE))
+    b.script(text_reply("first"), text_reply(*ANSWER))
+    settings = route(a, failure_threshold=1, reset_timeout=30)
+    with group_gateway(settings, route(b)) as gateway:
+        async with sdk(gateway) as client:
+            opened = await client.chat.completions.create(model=GROUP, messages=USER)
+        assert opened.choices[0].message.content == "first"
+        # The breaker is open now: the next step leaves a at once, reason circuit_open.
+        await native(Run(gateway, a, b, "circuit_open"))
+        await no_request_left_open(a, b)
+    assert len(a.requests) == 1
+    assert len(b.requests) == 2
