@@ -29,6 +29,8 @@ from tests.upstream_server import (
     STALL,
     Reply,
     UpstreamServer,
+    anthropic_route,
+    anthropic_text_reply,
     chat_chunk,
     error_reply,
     route,
@@ -416,3 +418,16 @@ async def test_a_route_whose_circuit_is_open_is_passed_over_without_a_request(
         await no_request_left_open(a, b)
     assert len(a.requests) == 1
     assert len(b.requests) == 2
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_switch_to_a_route_of_another_provider_gives_its_answer_unchanged(
+    a: UpstreamServer, b: UpstreamServer, face: str
+) -> None:
+    # b speaks Anthropic's Messages API: its usage comes before its first token.
+    a.script(error_reply(503, "overloaded", CLOSE))
+    b.script(anthropic_text_reply(*ANSWER))
+    with group_gateway(route(a), anthropic_route(b)) as gateway:
+        await FACES[face](Run(gateway, a, b, "http_503"))
+        await no_request_left_open(a, b)
+    assert b.requests[0].path == "/v1/messages"
