@@ -47,7 +47,8 @@ class RequestRecord:
     chunks_sent: int = 0
     chunks_after_disconnect: int = 0
     disconnected_at: float | None = None
-    finished_at: float | None = None  # when the server sent the last byte of its answer
+    # When the server sent the last byte of its answer, or reset the connection (RESET).
+    finished_at: float | None = None
     disconnected: threading.Event = field(default_factory=threading.Event)
 
 
@@ -440,6 +441,7 @@ class UpstreamServer:
                     return False
                 elif reply.before_headers is RESET:
                     writer.transport.abort()
+                    record.finished_at = time.monotonic()
                     return False
                 status_line = f"HTTP/1.1 {reply.status} X\r\n"
                 headers = dict(reply.headers)
@@ -453,6 +455,7 @@ class UpstreamServer:
                 if "content-length" in headers:
                     writer.write((head + "\r\n").encode() + body)
                     await writer.drain()
+                    record.finished_at = time.monotonic()
                     watcher.cancel()
                     return True
                 writer.write((head + "\r\n").encode())
@@ -463,6 +466,7 @@ class UpstreamServer:
                     elif step is RESET:
                         transport = writer.transport
                         transport.abort()  # RST, not FIN
+                        record.finished_at = time.monotonic()
                         return False
                     elif step is STALL:
                         await watcher
