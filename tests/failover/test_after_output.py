@@ -120,6 +120,12 @@ def secondary() -> Iterator[UpstreamServer]:
         yield server
 
 
+@pytest.fixture
+def tertiary() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
 def routes(
     primary: UpstreamServer, secondary: UpstreamServer, **secondary_settings: Any
 ) -> dict[str, dict[str, Any]]:
@@ -369,6 +375,46 @@ async def test_continue_after_output_chat_completions(
     await assert_nothing_left_open({primary: [cut], secondary: [answer]})
 
 
+async def test_continue_that_the_next_route_refuses_falls_back_to_restart_on_the_one_after(
+    primary: UpstreamServer, secondary: UpstreamServer, tertiary: UpstreamServer
+) -> None:
+    # The secondary could continue but answers 503 before any output; the tertiary cannot
+    # continue: the partial answer is retracted there and the tertiary answers afresh.
+    fault = RESET_FAULT
+    refused = error_reply(503, headers={"connection": "close"})
+    primary.script(cut := cut_reply(fault))
+    secondary.script(refused)
+    tertiary.script(answer := text_reply(*ANSWER))
+    group_routes = {
+        "primary": route(primary, idle_timeout=IDLE),
+        "secondary": CONTINUE_FINAL.route(secondary),
+        "tertiary": route(tertiary, idle_timeout=IDLE),
+    }
+    with group_gateway(group_routes, "continue") as gateway:
+        events = await native_run(gateway, agent_spec("q", model=GROUP))
+        await assert_attempts(
+            gateway,
+            events,
+            [("primary", "failed"), ("secondary", "failed"), ("tertiary", "completed")],
+        )
+    switches = [
+        (e["type"], e.get("from"), e.get("to"), e["reason"])
+        for e in events
+        if e["type"] in ("message.rerouted", "message.retracted")
+    ]
+    assert switches == [
+        ("message.rerouted", "primary", "secondary", fault.reason),
+        ("message.retracted", None, None, "http_503"),
+        ("message.rerouted", "secondary", "tertiary", "http_503"),
+    ]
+    assert_asked_to_continue(secondary, CONTINUE_FINAL)
+    assert tertiary.requests[0].body["messages"][-1]["role"] == "user"
+    assert shown_text(events) == ANSWER_TEXT
+    assert events[-1]["type"] == "run.completed"
+    assert events[-1]["output"] == ANSWER_TEXT
+    await assert_nothing_left_open({primary: [cut], secondary: [refused], tertiary: [answer]})
+
+
 # -- tool calls cut mid-arguments -------------------------------------------------------------
 
 
@@ -389,7 +435,8 @@ def cut_tool_call() -> Reply:
     )
 
 
-@pytest.mark.parametrize("policy", ["fail", "restart"])
+# continue: a step that has output a tool call cannot be continued, so it restarts.
+@pytest.mark.parametrize("policy", ["fail", "restart", "continue"])
 async def test_tool_call_arguments_cut_mid_stream_are_never_run(
     primary: UpstreamServer, secondary: UpstreamServer, policy: str
 ) -> None:
@@ -425,21 +472,42 @@ async def test_tool_call_arguments_cut_mid_stream_are_never_run(
 # -- every route failing after output ---------------------------------------------------------
 
 
+EXHAUSTED = (
+    "every route of model group 'smart' failed: "
+    f"primary: the upstream idle timeout ({IDLE}s) passed; "
+    "secondary: the upstream stream ended before the response was complete"
+)
+
+
+@pytest.mark.parametrize("face", ["native", "chat_completions_whole"])
 async def test_every_route_failing_after_output_names_each_attempt(
-    primary: UpstreamServer, secondary: UpstreamServer
+    primary: UpstreamServer, secondary: UpstreamServer, face: str
 ) -> None:
-    stall, reset = FAULTS[0], FAULTS[1]
+    stall, no_done = FAULTS[0], FAULTS[3]
     primary.script(first := cut_reply(stall))
-    secondary.script(last := cut_reply(reset))
+    secondary.script(last := cut_reply(no_done))  # the last route cut as well
     with group_gateway(routes(primary, secondary), "restart") as gateway:
-        events = await native_run(gateway, agent_spec("q", model=GROUP))
+        if face == "native":
+            events = await native_run(gateway, agent_spec("q", model=GROUP))
+            snapshot = await gateway.wait_run(events[0]["run_id"])
+        else:
+            outcome = await chat(gateway, stream=False)
+    await assert_nothing_left_open({primary: [first], secondary: [last]})
+    if face != "native":
+        assert outcome.error is not None
+        assert getattr(outcome.error, "status_code", None) == 502
+        assert outcome.error.code == "upstream_exhausted"
+        assert isinstance(outcome.error.body, dict)
+        assert outcome.error.body["message"] == EXHAUSTED
+        return
     assert "message.completed" not in types(events)
     assert len(of_type(events, "message.retracted")) == 1  # the primary's partial answer
     error = of_type(events, "message.failed")[0]["error"]
-    assert error["code"] == "upstream_exhausted"
-    message = error["message"]
-    assert message.startswith("every route of model group 'smart' failed: primary: ")
-    assert "; secondary: " in message
+    assert error == {"code": "upstream_exhausted", "message": EXHAUSTED}
     assert events[-1]["type"] == "run.failed"
     assert events[-1]["error"]["code"] == "upstream_exhausted"
-    await assert_nothing_left_open({primary: [first], secondary: [last]})
+    attempts = snapshot["producers"][0]["attempts"]
+    assert [(a["route"], a["outcome"], a["reason"]) for a in attempts] == [
+        ("primary", "failed", stall.reason),
+        ("secondary", "failed", no_done.reason),
+    ]
