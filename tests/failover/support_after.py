@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,37 +48,57 @@ def sdk(gateway: RunningGateway) -> openai.AsyncOpenAI:
 
 @dataclass
 class ChatOutcome:
-    """What a Chat Completions client got: the text it was shown, and the error the SDK
-    raised (``None``: a clean finish)."""
+    """What a Chat Completions client got: the text it was shown, the tool calls (streamed:
+    each ``tool_calls`` delta; whole: the message's calls), the finish reason, and the
+    error the SDK raised (``None``: a clean finish)."""
 
     text: str
     error: openai.APIError | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
 
 
-async def chat(gateway: RunningGateway, *, stream: bool, **extra: Any) -> ChatOutcome:
+async def chat(
+    gateway: RunningGateway,
+    *,
+    stream: bool,
+    tools: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> ChatOutcome:
     """One Chat Completions request for the group through the openai SDK, streamed or not,
-    with ``extra`` body fields (``failover``)."""
+    with client ``tools`` and ``extra`` body fields (``failover``)."""
+    body = extra or None
+    functions: Any = tools or openai.NOT_GIVEN
     async with sdk(gateway) as client:
-        body = extra or None
         if not stream:
             try:
                 completion = await client.chat.completions.create(
-                    model=GROUP, messages=USER, extra_body=body
+                    model=GROUP, messages=USER, tools=functions, extra_body=body
                 )
             except openai.APIError as exc:
                 return ChatOutcome("", exc)
-            return ChatOutcome(completion.choices[0].message.content or "", None)
+            choice = completion.choices[0]
+            calls = [call.model_dump() for call in choice.message.tool_calls or ()]
+            return ChatOutcome(choice.message.content or "", None, calls, choice.finish_reason)
+        outcome = ChatOutcome("", None)
         parts: list[str] = []
         chunks = await client.chat.completions.create(
-            model=GROUP, messages=USER, stream=True, extra_body=body
+            model=GROUP, messages=USER, tools=functions, stream=True, extra_body=body
         )
         try:
             async for chunk in chunks:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    parts.append(chunk.choices[0].delta.content)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta.content:
+                    parts.append(choice.delta.content)
+                for call in choice.delta.tool_calls or ():
+                    outcome.tool_calls.append(call.model_dump(exclude_none=True))
+                outcome.finish_reason = choice.finish_reason or outcome.finish_reason
         except openai.APIError as exc:
-            return ChatOutcome("".join(parts), exc)
-        return ChatOutcome("".join(parts), None)
+            outcome.error = exc
+        outcome.text = "".join(parts)
+        return outcome
 
 
 def of_type(events: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -469,6 +469,44 @@ async def test_tool_call_arguments_cut_mid_stream_are_never_run(
     await assert_nothing_left_open({primary: [cut, refused], secondary: [call, answer]})
 
 
+CALCULATOR = {
+    "type": "function",
+    "function": {
+        "name": "calculator",
+        "description": "arithmetic",
+        "parameters": {"type": "object"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [pytest.param(True, marks=NEEDS_RETRACTION_MAPPING), False],
+    ids=["streamed", "whole"],
+)
+async def test_client_tool_call_cut_mid_arguments_is_never_handed_on_chat_completions(
+    primary: UpstreamServer, secondary: UpstreamServer, stream: bool
+) -> None:
+    # The client runs Chat Completions tool calls: a call it could take for whole must be.
+    primary.script(cut := cut_tool_call())
+    secondary.script(call := chat_tool_reply("call_whole", "calculator", '{"expression": "6*7"}'))
+    with group_gateway(routes(primary, secondary), "restart") as gateway:
+        outcome = await chat(gateway, stream=stream, tools=[CALCULATOR])
+    await assert_nothing_left_open({primary: [cut], secondary: [call]})
+    if stream:
+        # The cut call's deltas were sent: the stream must end in an error, not finish with
+        # tool_calls that include it.
+        assert outcome.error is not None
+        assert outcome.error.code == "output_retracted"
+        assert outcome.finish_reason is None
+        return
+    assert outcome.error is None
+    assert outcome.finish_reason == "tool_calls"
+    assert [(c["id"], c["function"]["arguments"]) for c in outcome.tool_calls] == [
+        ("call_whole", '{"expression": "6*7"}')
+    ]
+
+
 # -- every route failing after output ---------------------------------------------------------
 
 
