@@ -5,7 +5,8 @@ request's ``"failover"`` option), for native runs and Chat Completions.
 
 Every scenario checks what the client kept (the deltas after the last retraction: nothing
 duplicated, nothing lost) and that no upstream request outlived the run, from the upstream's
-records and from the kernel's table of connections.
+records and from the kernel's table of connections. The group's routes are ``a`` (the one
+that fails after output), ``b`` and, where a third is needed, ``c``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.failover.support_after import (
-    GROUP,
-    assert_nothing_left_open,
-    chat,
-    group_gateway,
-    native_run,
-    of_type,
-    shown_text,
-    types,
-)
-from tests.support import RunningGateway, agent_spec
+from tests.failover.support import GROUP, group_gateway, no_request_left_open, of_type
+from tests.failover.support_after import chat, shown_text, types
+from tests.support import RunningGateway, agent_spec, run_events, running_gateway
 from tests.upstream_server import (
     RESET,
     STALL,
@@ -44,16 +37,16 @@ from tests.upstream_server import (
 
 IDLE = 0.3  # the routes' idle_timeout: a stall past it is a failure after output
 
-PARTIAL = ("The answer", " is ")  # what the primary says before it fails
+PARTIAL = ("The answer", " is ")  # what route a says before it fails
 PARTIAL_TEXT = "".join(PARTIAL)
-ANSWER = ("Forty", "-two.")  # the secondary's whole answer, from scratch
+ANSWER = ("Forty", "-two.")  # route b's whole answer, from scratch
 ANSWER_TEXT = "".join(ANSWER)
 WHOLE_TEXT = "The answer is 42."  # the partial answer and its continuation, joined once
 
 
 @dataclass(frozen=True)
 class Fault:
-    """How the primary fails once it has said :data:`PARTIAL`: the steps it sends then,
+    """How route a fails once it has said :data:`PARTIAL`: the steps it sends then,
     the ``message.rerouted`` reason and the error code it fails a step with."""
 
     name: str
@@ -93,7 +86,7 @@ NEEDS_RETRACTION_MAPPING = pytest.mark.xfail(
 
 
 def cut_reply(fault: Fault) -> Reply:
-    """The primary's answer: the partial text, then the fault."""
+    """Route a's answer: the partial text, then the fault."""
     steps: list[Step] = [chat_chunk({"role": "assistant", "content": ""})]
     steps += [chat_chunk({"content": part}) for part in PARTIAL]
     return Reply(steps=[*steps, *fault.steps])
@@ -109,30 +102,15 @@ def request_options(policy: str, via: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def primary() -> Iterator[UpstreamServer]:
+def c() -> Iterator[UpstreamServer]:
+    """The upstream of a third route, ``c``."""
     with UpstreamServer() as server:
         yield server
 
 
-@pytest.fixture
-def secondary() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def tertiary() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-def routes(
-    primary: UpstreamServer, secondary: UpstreamServer, **secondary_settings: Any
-) -> dict[str, dict[str, Any]]:
-    return {
-        "primary": route(primary, idle_timeout=IDLE),
-        "secondary": route(secondary, idle_timeout=IDLE, **secondary_settings),
-    }
+def routes(a: UpstreamServer, b: UpstreamServer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of the routes ``a`` and ``b`` of the group (a small idle_timeout)."""
+    return route(a, idle_timeout=IDLE), route(b, idle_timeout=IDLE)
 
 
 def assert_restarted(events: list[dict[str, Any]], fault: Fault, answer: str) -> None:
@@ -149,8 +127,8 @@ def assert_restarted(events: list[dict[str, Any]], fault: Fault, answer: str) ->
     rerouted = events[retracted + 1]
     assert {k: rerouted[k] for k in ("message_id", "from", "to", "reason")} == {
         "message_id": message_id,
-        "from": "primary",
-        "to": "secondary",
+        "from": "a",
+        "to": "b",
         "reason": fault.reason,
     }
     assert shown_text(events) == answer
@@ -173,30 +151,30 @@ async def assert_attempts(
 
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_fail_after_output_native(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
 ) -> None:
-    primary.script(cut := cut_reply(fault))
+    a.script(cut_reply(fault))
     spec = agent_spec("q", model=GROUP, options=request_options("fail", via))
-    with group_gateway(routes(primary, secondary), group_policy("fail", via)) as gateway:
-        events = await native_run(gateway, spec)
-        await assert_attempts(gateway, events, [("primary", "failed")])
+    with group_gateway(*routes(a, b), policy=group_policy("fail", via)) as gateway:
+        events = await run_events(gateway, spec)
+        await assert_attempts(gateway, events, [("a", "failed")])
     kinds = types(events)
     assert "message.completed" not in kinds and "run.completed" not in kinds
     assert "message.retracted" not in kinds and "message.rerouted" not in kinds
     assert of_type(events, "message.failed")[0]["error"]["code"] == fault.code
     assert events[-1]["type"] == "run.failed"
     assert shown_text(events) == PARTIAL_TEXT
-    assert secondary.requests == []
-    await assert_nothing_left_open({primary: [cut]})
+    assert b.requests == []
+    await no_request_left_open(a, b)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_fail_after_output_chat_completions(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str, stream: bool
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str, stream: bool
 ) -> None:
-    primary.script(cut := cut_reply(fault))
-    with group_gateway(routes(primary, secondary), group_policy("fail", via)) as gateway:
+    a.script(cut_reply(fault))
+    with group_gateway(*routes(a, b), policy=group_policy("fail", via)) as gateway:
         outcome = await chat(gateway, stream=stream, **request_options("fail", via))
     assert outcome.error is not None  # never a clean finish
     assert outcome.error.code == fault.code
@@ -207,8 +185,8 @@ async def test_fail_after_output_chat_completions(
         assert status is not None and 500 <= status < 600
         assert isinstance(outcome.error.body, dict)
         assert set(outcome.error.body) >= {"message", "type", "code"}  # OpenAI's error shape
-    assert secondary.requests == []
-    await assert_nothing_left_open({primary: [cut]})
+    assert b.requests == []
+    await no_request_left_open(a, b)
 
 
 # -- restart ----------------------------------------------------------------------------------
@@ -216,49 +194,49 @@ async def test_fail_after_output_chat_completions(
 
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_restart_after_output_native(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
 ) -> None:
-    primary.script(cut := cut_reply(fault))
-    secondary.script(answer := text_reply(*ANSWER))
+    a.script(cut_reply(fault))
+    b.script(text_reply(*ANSWER))
     spec = agent_spec("q", model=GROUP, options=request_options("restart", via))
-    with group_gateway(routes(primary, secondary), group_policy("restart", via)) as gateway:
-        events = await native_run(gateway, spec)
-        await assert_attempts(gateway, events, [("primary", "failed"), ("secondary", "completed")])
+    with group_gateway(*routes(a, b), policy=group_policy("restart", via)) as gateway:
+        events = await run_events(gateway, spec)
+        await assert_attempts(gateway, events, [("a", "failed"), ("b", "completed")])
     assert_restarted(events, fault, ANSWER_TEXT)
-    # The secondary was asked the question afresh, not to go on with the partial answer.
-    assert secondary.requests[0].body["messages"][-1]["role"] == "user"
-    await assert_nothing_left_open({primary: [cut], secondary: [answer]})
+    # Route b was asked the question afresh, not to go on with the partial answer.
+    assert b.requests[0].body["messages"][-1]["role"] == "user"
+    await no_request_left_open(a, b)
 
 
 @NEEDS_RETRACTION_MAPPING
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_restart_after_output_chat_completions_whole(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
 ) -> None:
-    primary.script(cut := cut_reply(fault))
-    secondary.script(answer := text_reply(*ANSWER))
-    with group_gateway(routes(primary, secondary), group_policy("restart", via)) as gateway:
+    a.script(cut_reply(fault))
+    b.script(text_reply(*ANSWER))
+    with group_gateway(*routes(a, b), policy=group_policy("restart", via)) as gateway:
         outcome = await chat(gateway, stream=False, **request_options("restart", via))
     assert outcome.error is None
     assert outcome.text == ANSWER_TEXT  # seamless: nothing of the partial answer
-    await assert_nothing_left_open({primary: [cut], secondary: [answer]})
+    await no_request_left_open(a, b)
 
 
 @NEEDS_RETRACTION_MAPPING
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_restart_after_output_chat_completions_streamed_is_an_error(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
 ) -> None:
     # Chat Completions cannot take back text a client has shown: the stream ends with an
     # error chunk (output_retracted) and [DONE], never the partial and the new answer joined.
-    primary.script(cut := cut_reply(fault))
-    secondary.script(answer := text_reply(*ANSWER))
-    with group_gateway(routes(primary, secondary), group_policy("restart", via)) as gateway:
+    a.script(cut_reply(fault))
+    b.script(text_reply(*ANSWER))
+    with group_gateway(*routes(a, b), policy=group_policy("restart", via)) as gateway:
         outcome = await chat(gateway, stream=True, **request_options("restart", via))
     assert outcome.error is not None
     assert outcome.error.code == "output_retracted"
     assert outcome.text == PARTIAL_TEXT
-    await assert_nothing_left_open({primary: [cut], secondary: [answer]})
+    await no_request_left_open(a, b)
 
 
 # -- continue ---------------------------------------------------------------------------------
@@ -266,7 +244,7 @@ async def test_restart_after_output_chat_completions_streamed_is_an_error(
 
 @dataclass(frozen=True)
 class Continuation:
-    """A secondary for the ``continue`` policy: its route's settings (beyond the base URL),
+    """Route b for the ``continue`` policy: its route's settings (beyond the base URL),
     its answer, and whether it goes on after the partial answer or restarts the step."""
 
     name: str
@@ -307,8 +285,8 @@ def assistant_text(message: dict[str, Any]) -> str:
     return "".join(block["text"] for block in content if block.get("type") == "text")
 
 
-def assert_asked_to_continue(secondary: UpstreamServer, continuation: Continuation) -> None:
-    body = secondary.requests[0].body
+def assert_asked_to_continue(b: UpstreamServer, continuation: Continuation) -> None:
+    body = b.requests[0].body
     last = body["messages"][-1]
     assert last["role"] == "assistant"
     if continuation.anthropic:
@@ -321,81 +299,77 @@ def assert_asked_to_continue(secondary: UpstreamServer, continuation: Continuati
 
 @pytest.mark.parametrize(("fault", "continuation", "via"), CONTINUE_CASES, ids=CONTINUE_IDS)
 async def test_continue_after_output_native(
-    primary: UpstreamServer,
-    secondary: UpstreamServer,
+    a: UpstreamServer,
+    b: UpstreamServer,
     fault: Fault,
     continuation: Continuation,
     via: str,
 ) -> None:
-    primary.script(cut := cut_reply(fault))
-    secondary.script(answer := continuation.reply())
+    a.script(cut_reply(fault))
+    b.script(continuation.reply())
     spec = agent_spec("q", model=GROUP, options=request_options("continue", via))
-    group_routes = {
-        "primary": route(primary, idle_timeout=IDLE),
-        "secondary": continuation.route(secondary),
-    }
-    with group_gateway(group_routes, group_policy("continue", via)) as gateway:
-        events = await native_run(gateway, spec)
-        await assert_attempts(gateway, events, [("primary", "failed"), ("secondary", "completed")])
+    policy = group_policy("continue", via)
+    with group_gateway(
+        route(a, idle_timeout=IDLE), continuation.route(b), policy=policy
+    ) as gateway:
+        events = await run_events(gateway, spec)
+        await assert_attempts(gateway, events, [("a", "failed"), ("b", "completed")])
     if not continuation.continues:  # it cannot go on: the step restarts there
         assert_restarted(events, fault, ANSWER_TEXT)
-        assert secondary.requests[0].body["messages"][-1]["role"] == "user"
-        assert "continue_final_message" not in secondary.requests[0].body
+        assert b.requests[0].body["messages"][-1]["role"] == "user"
+        assert "continue_final_message" not in b.requests[0].body
     else:
         kinds = types(events)
         assert "message.retracted" not in kinds
         rerouted = of_type(events, "message.rerouted")
-        assert [(r["from"], r["to"], r["reason"]) for r in rerouted] == [
-            ("primary", "secondary", fault.reason)
-        ]
+        assert [(r["from"], r["to"], r["reason"]) for r in rerouted] == [("a", "b", fault.reason)]
         assert shown_text(events) == WHOLE_TEXT  # joined once: nothing repeated, nothing lost
         assert of_type(events, "message.completed")[0]["text"] == WHOLE_TEXT
         assert events[-1]["type"] == "run.completed"
         assert events[-1]["output"] == WHOLE_TEXT
-        assert_asked_to_continue(secondary, continuation)
-    await assert_nothing_left_open({primary: [cut], secondary: [answer]})
+        assert_asked_to_continue(b, continuation)
+    await no_request_left_open(a, b)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_continue_after_output_chat_completions(
-    primary: UpstreamServer, secondary: UpstreamServer, fault: Fault, via: str, stream: bool
+    a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str, stream: bool
 ) -> None:
-    primary.script(cut := cut_reply(fault))
-    secondary.script(answer := CONTINUE_FINAL.reply())
-    group_routes = {
-        "primary": route(primary, idle_timeout=IDLE),
-        "secondary": CONTINUE_FINAL.route(secondary),
-    }
-    with group_gateway(group_routes, group_policy("continue", via)) as gateway:
+    a.script(cut_reply(fault))
+    b.script(CONTINUE_FINAL.reply())
+    policy = group_policy("continue", via)
+    with group_gateway(
+        route(a, idle_timeout=IDLE), CONTINUE_FINAL.route(b), policy=policy
+    ) as gateway:
         outcome = await chat(gateway, stream=stream, **request_options("continue", via))
     assert outcome.error is None
     assert outcome.text == WHOLE_TEXT
-    assert_asked_to_continue(secondary, CONTINUE_FINAL)
-    await assert_nothing_left_open({primary: [cut], secondary: [answer]})
+    assert_asked_to_continue(b, CONTINUE_FINAL)
+    await no_request_left_open(a, b)
 
 
 async def test_continue_that_the_next_route_refuses_falls_back_to_restart_on_the_one_after(
-    primary: UpstreamServer, secondary: UpstreamServer, tertiary: UpstreamServer
+    a: UpstreamServer, b: UpstreamServer, c: UpstreamServer
 ) -> None:
-    # The secondary could continue but answers 503 before any output; the tertiary cannot
-    # continue: the partial answer is retracted there and the tertiary answers afresh.
+    # Route b could continue but answers 503 before any output; route c cannot
+    # continue: the partial answer is retracted there and c answers afresh.
     fault = RESET_FAULT
-    refused = error_reply(503, headers={"connection": "close"})
-    primary.script(cut := cut_reply(fault))
-    secondary.script(refused)
-    tertiary.script(answer := text_reply(*ANSWER))
-    group_routes = {
-        "primary": route(primary, idle_timeout=IDLE),
-        "secondary": CONTINUE_FINAL.route(secondary),
-        "tertiary": route(tertiary, idle_timeout=IDLE),
+    a.script(cut_reply(fault))
+    b.script(error_reply(503, headers={"connection": "close"}))
+    c.script(text_reply(*ANSWER))
+    settings = {
+        "a": route(a, idle_timeout=IDLE),
+        "b": CONTINUE_FINAL.route(b),
+        "c": route(c, idle_timeout=IDLE),
     }
-    with group_gateway(group_routes, "continue") as gateway:
-        events = await native_run(gateway, agent_spec("q", model=GROUP))
+    groups = {GROUP: {"routes": ["a", "b", "c"], "policy": "continue"}}
+    with running_gateway(routes=settings, groups=groups) as gateway:
+        events = await run_events(gateway, agent_spec("q", model=GROUP))
         await assert_attempts(
             gateway,
             events,
-            [("primary", "failed"), ("secondary", "failed"), ("tertiary", "completed")],
+            [("a", "failed"), ("b", "failed"), ("c", "completed")],
         )
     switches = [
         (e["type"], e.get("from"), e.get("to"), e["reason"])
@@ -403,16 +377,16 @@ async def test_continue_that_the_next_route_refuses_falls_back_to_restart_on_the
         if e["type"] in ("message.rerouted", "message.retracted")
     ]
     assert switches == [
-        ("message.rerouted", "primary", "secondary", fault.reason),
+        ("message.rerouted", "a", "b", fault.reason),
         ("message.retracted", None, None, "http_503"),
-        ("message.rerouted", "secondary", "tertiary", "http_503"),
+        ("message.rerouted", "b", "c", "http_503"),
     ]
-    assert_asked_to_continue(secondary, CONTINUE_FINAL)
-    assert tertiary.requests[0].body["messages"][-1]["role"] == "user"
+    assert_asked_to_continue(b, CONTINUE_FINAL)
+    assert c.requests[0].body["messages"][-1]["role"] == "user"
     assert shown_text(events) == ANSWER_TEXT
     assert events[-1]["type"] == "run.completed"
     assert events[-1]["output"] == ANSWER_TEXT
-    await assert_nothing_left_open({primary: [cut], secondary: [refused], tertiary: [answer]})
+    await no_request_left_open(a, b, c)
 
 
 # -- tool calls cut mid-arguments -------------------------------------------------------------
@@ -438,26 +412,26 @@ def cut_tool_call() -> Reply:
 # continue: a step that has output a tool call cannot be continued, so it restarts.
 @pytest.mark.parametrize("policy", ["fail", "restart", "continue"])
 async def test_tool_call_arguments_cut_mid_stream_are_never_run(
-    primary: UpstreamServer, secondary: UpstreamServer, policy: str
+    a: UpstreamServer, b: UpstreamServer, policy: str
 ) -> None:
-    # The second step goes to the primary first again; its 503 sends it to the secondary
+    # The second step goes to route a first again; its 503 sends it to b
     # (and closes the connection: none is left idle in the gateway's pool to the check).
     refused = error_reply(503, headers={"connection": "close"})
-    primary.script(cut := cut_tool_call(), refused)
-    secondary.script(
-        call := chat_tool_reply("call_whole", "calculator", '{"expression": "6*7"}'),
-        answer := text_reply("6*7 is ", "42."),
+    a.script(cut_tool_call(), refused)
+    b.script(
+        chat_tool_reply("call_whole", "calculator", '{"expression": "6*7"}'),
+        text_reply("6*7 is ", "42."),
     )
     spec = agent_spec("6*7?", ["calculator"], model=GROUP)
-    with group_gateway(routes(primary, secondary), policy) as gateway:
-        events = await native_run(gateway, spec)
+    with group_gateway(*routes(a, b), policy=policy) as gateway:
+        events = await run_events(gateway, spec)
     started = of_type(events, "tool.started")
     assert all(e["call_id"] != "call_cut" for e in started)
     if policy == "fail":
         assert started == []
         assert events[-1]["type"] == "run.failed"
-        assert secondary.requests == []
-        await assert_nothing_left_open({primary: [cut]})
+        assert b.requests == []
+        await no_request_left_open(a, b)
         return
     assert [(e["call_id"], e["arguments"]) for e in started] == [
         ("call_whole", {"expression": "6*7"})
@@ -466,7 +440,7 @@ async def test_tool_call_arguments_cut_mid_stream_are_never_run(
     assert len(of_type(events, "message.retracted")) == 1
     assert events[-1]["type"] == "run.completed"
     assert events[-1]["output"] == "6*7 is 42."
-    await assert_nothing_left_open({primary: [cut, refused], secondary: [call, answer]})
+    await no_request_left_open(a, b)
 
 
 CALCULATOR = {
@@ -485,14 +459,14 @@ CALCULATOR = {
     ids=["streamed", "whole"],
 )
 async def test_client_tool_call_cut_mid_arguments_is_never_handed_on_chat_completions(
-    primary: UpstreamServer, secondary: UpstreamServer, stream: bool
+    a: UpstreamServer, b: UpstreamServer, stream: bool
 ) -> None:
     # The client runs Chat Completions tool calls: a call it could take for whole must be.
-    primary.script(cut := cut_tool_call())
-    secondary.script(call := chat_tool_reply("call_whole", "calculator", '{"expression": "6*7"}'))
-    with group_gateway(routes(primary, secondary), "restart") as gateway:
+    a.script(cut_tool_call())
+    b.script(chat_tool_reply("call_whole", "calculator", '{"expression": "6*7"}'))
+    with group_gateway(*routes(a, b), policy="restart") as gateway:
         outcome = await chat(gateway, stream=stream, tools=[CALCULATOR])
-    await assert_nothing_left_open({primary: [cut], secondary: [call]})
+    await no_request_left_open(a, b)
     if stream:
         # The cut call's deltas were sent: the stream must end in an error, not finish with
         # tool_calls that include it.
@@ -512,25 +486,25 @@ async def test_client_tool_call_cut_mid_arguments_is_never_handed_on_chat_comple
 
 EXHAUSTED = (
     "every route of model group 'smart' failed: "
-    f"primary: the upstream idle timeout ({IDLE}s) passed; "
-    "secondary: the upstream stream ended before the response was complete"
+    f"a: the upstream idle timeout ({IDLE}s) passed; "
+    "b: the upstream stream ended before the response was complete"
 )
 
 
 @pytest.mark.parametrize("face", ["native", "chat_completions_whole"])
 async def test_every_route_failing_after_output_names_each_attempt(
-    primary: UpstreamServer, secondary: UpstreamServer, face: str
+    a: UpstreamServer, b: UpstreamServer, face: str
 ) -> None:
     stall, no_done = FAULTS[0], FAULTS[3]
-    primary.script(first := cut_reply(stall))
-    secondary.script(last := cut_reply(no_done))  # the last route cut as well
-    with group_gateway(routes(primary, secondary), "restart") as gateway:
+    a.script(cut_reply(stall))
+    b.script(cut_reply(no_done))  # the last route cut as well
+    with group_gateway(*routes(a, b), policy="restart") as gateway:
         if face == "native":
-            events = await native_run(gateway, agent_spec("q", model=GROUP))
+            events = await run_events(gateway, agent_spec("q", model=GROUP))
             snapshot = await gateway.wait_run(events[0]["run_id"])
         else:
             outcome = await chat(gateway, stream=False)
-    await assert_nothing_left_open({primary: [first], secondary: [last]})
+    await no_request_left_open(a, b)
     if face != "native":
         assert outcome.error is not None
         assert getattr(outcome.error, "status_code", None) == 502
@@ -539,13 +513,13 @@ async def test_every_route_failing_after_output_names_each_attempt(
         assert outcome.error.body["message"] == EXHAUSTED
         return
     assert "message.completed" not in types(events)
-    assert len(of_type(events, "message.retracted")) == 1  # the primary's partial answer
+    assert len(of_type(events, "message.retracted")) == 1  # route a's partial answer
     error = of_type(events, "message.failed")[0]["error"]
     assert error == {"code": "upstream_exhausted", "message": EXHAUSTED}
     assert events[-1]["type"] == "run.failed"
     assert events[-1]["error"]["code"] == "upstream_exhausted"
     attempts = snapshot["producers"][0]["attempts"]
     assert [(a["route"], a["outcome"], a["reason"]) for a in attempts] == [
-        ("primary", "failed", stall.reason),
-        ("secondary", "failed", no_done.reason),
+        ("a", "failed", stall.reason),
+        ("b", "failed", no_done.reason),
     ]
