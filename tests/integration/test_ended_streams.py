@@ -10,6 +10,8 @@ import asyncio
 
 import openai
 import pytest
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
 
 from streams.reader import RunReader
 from tests.support import running_gateway
@@ -27,6 +29,14 @@ def text_then(*tail: object) -> Reply:
             *tail,
         ]
     )
+
+
+async def read_text(stream: AsyncStream[ChatCompletionChunk], seen: list[str]) -> None:
+    """Read ``stream`` to its end (as the SDK does: on after ``[DONE]``, until the body
+    ends), its text into ``seen``."""
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            seen.append(chunk.choices[0].delta.content)
 
 
 async def test_a_retracted_chat_stream_ends_with_an_error_and_its_run_is_cancelled() -> None:
@@ -50,9 +60,7 @@ async def test_a_retracted_chat_stream_ends_with_an_error_and_its_run_is_cancell
                         run_id = response.headers["x-run-id"]
                         stream = await response.parse()
                         with pytest.raises(openai.APIError) as raised:
-                            async for chunk in stream:
-                                if chunk.choices and chunk.choices[0].delta.content:
-                                    seen.append(chunk.choices[0].delta.content)
+                            await read_text(stream, seen)
                         # The SDK reads on after [DONE] until the body ends: it did end.
             assert raised.value.code == "output_retracted"
             assert seen == ["Hel"]  # never the restarted answer joined to it
@@ -95,8 +103,7 @@ async def test_the_stream_ends_though_the_run_goes_on_and_the_last_reader_cancel
                     model="smart", messages=USER, stream=True
                 )
                 with pytest.raises(openai.APIError) as raised:
-                    async for _ in stream:
-                        pass
+                    await read_text(stream, [])
             await holding
             assert raised.value.code == "output_retracted"
             (reader,) = held
