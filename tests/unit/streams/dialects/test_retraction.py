@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from ag_ui.core import Event as AGUIEventUnion
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from streams.dialects.agui import AGUIEncoder
 from streams.dialects.ai_sdk import UIStreamEncoder
@@ -26,7 +28,9 @@ from streams.dialects.retraction import (
     without_retracted,
 )
 from streams.events import Event, EventType
-from tests.unit.streams.dialects.support import NativeEvents
+from tests.unit.streams.dialects.support import NativeEvents, parse_data, split_frames
+
+AGUI_EVENT: TypeAdapter[Any] = TypeAdapter(AGUIEventUnion)
 
 RUN = "run_abc"
 WHY = (
@@ -145,6 +149,12 @@ def test_a_retraction_is_carried_or_ends_the_stream_with_an_error(name: str) -> 
     assert isinstance(encode, EndingEncoder)
     assert encode.ended
     assert encode(restarted) == b""
+
+
+@pytest.mark.parametrize("sent", [REROUTED["agui"], RETRACTED["agui"]])
+def test_agui_s_frames_for_them_are_valid_ag_ui_events(sent: bytes) -> None:
+    for frame in split_frames(sent):
+        AGUI_EVENT.validate_python(parse_data(frame)[1])
 
 
 def test_agui_closes_an_open_tool_call_before_its_run_error() -> None:
