@@ -3,7 +3,8 @@
 One task group per streamed response, in the shape of sse-starlette and Starlette's
 ``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle) and a
 *disconnect listener*. The first to finish cancels the other, and its reason (a row of
-:mod:`gateway.streaming.disconnect`: ``DONE``, ``CLIENT``, ``SLOW``, ``ERROR``) is recorded.
+:mod:`gateway.streaming.disconnect`: ``DONE``, ``ENDED``, ``CLIENT``, ``SLOW``, ``ERROR``) is
+recorded.
 
 Shutdown comes in from the app, never a global: each response adds a way to stop itself to
 the app's :class:`~gateway.streaming.open_streams.OpenStreams`, which stops them all once the
