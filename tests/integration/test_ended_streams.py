@@ -13,6 +13,7 @@ import pytest
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
+from streams.dialects.responses import run_id_of
 from streams.reader import RunReader
 from tests.support import running_gateway
 from tests.upstream_server import RESET, STALL, Reply, UpstreamServer, chat_chunk, route
@@ -117,3 +118,34 @@ async def test_the_stream_ends_though_the_run_goes_on_and_the_last_reader_cancel
             await gateway.call(leave())
             assert (await gateway.wait_run(reader.run.id))["status"] == "cancelled"
             await secondary.wait_disconnect(restarted)
+
+
+async def test_a_retracted_response_over_the_socket_fails_and_its_run_is_cancelled() -> None:
+    """The Responses WebSocket mode ends a response at its ``response.failed`` as SSE does:
+    the response's reader leaves, its run is cancelled, and the socket goes on."""
+    with UpstreamServer() as primary, UpstreamServer() as secondary:
+        primary.script(text_then(RESET))
+        secondary.script(text_then(STALL))
+        with running_gateway(
+            routes={"a": route(primary, max_attempts=1), "b": route(secondary, max_attempts=1)},
+            groups={"smart": {"routes": ["a", "b"], "policy": "restart"}},
+        ) as gateway:
+            client = openai.AsyncOpenAI(
+                base_url=gateway.base_url + "/v1", api_key="x", max_retries=0, timeout=10
+            )
+            async with client, client.responses.connect() as connection, asyncio.timeout(10):
+                await connection.send({"type": "response.create", "model": "smart", "input": "hi"})
+                async for event in connection:
+                    if event.type == "response.failed":
+                        break
+                failed = event.response
+                assert failed.error is not None
+                assert failed.error.message.startswith("output_retracted: ")
+                snapshot = await gateway.wait_run(run_id_of(failed.id))
+                assert snapshot["status"] == "cancelled"
+                await connection.send({"type": "response.create", "model": "demo", "input": "hi"})
+                async for event in connection:
+                    if event.type == "response.completed":
+                        break
+            for record in secondary.wait_for_requests(0):
+                await secondary.wait_disconnect(record)
