@@ -481,7 +481,10 @@ class UpstreamServer:
                 await writer.drain()
                 record.finished_at = time.monotonic()
                 return False
-            except ConnectionError:  # the client left: recorded by the watcher
+            except ConnectionError:  # the client left (reset): the watcher may not have run yet
+                if not record.disconnected.is_set():
+                    record.disconnected_at = time.monotonic()
+                    record.disconnected.set()
                 return False
             finally:
                 watcher.cancel()

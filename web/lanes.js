@@ -50,6 +50,13 @@ export class LaneView {
       const row = this.rows.get(lane.key) || this.#add(lane);
       this.#update(row, lane, state.t0, span, axisEnd);
     }
+    // A lane the state dropped (a retracted message's tool calls) leaves the screen too.
+    for (const [key, row] of this.rows) {
+      if (!state.lanes.has(key)) {
+        row.item.remove();
+        this.rows.delete(key);
+      }
+    }
   }
 
   #renderAxis(span) {

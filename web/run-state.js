@@ -27,7 +27,7 @@ export class RunState {
     this.tEnd = null; // server time (s) of the terminal event
     this.lastTs = null;
     this.lanes = new Map(); // producer key -> lane (see #lane)
-    this.messages = new Map(); // message_id -> {step, producer, text, done}
+    this.messages = new Map(); // message_id -> {step, producer, text, done, calls, notes}
     this.usage = null; // the run's total, once known
     this.stepUsage = { input_tokens: 0, output_tokens: 0 }; // summed from message.completed
     this.output = null;
@@ -109,12 +109,7 @@ export class RunState {
         lane.name = `${event.model} · step ${event.step}`;
         lane.status = "running";
         lane.start = ts;
-        this.messages.set(event.message_id, {
-          step: event.step,
-          producer: event.producer,
-          text: "",
-          done: false,
-        });
+        this.messages.set(event.message_id, newMessage(event.step, event.producer));
         break;
       }
       case "message.delta": {
@@ -141,10 +136,27 @@ export class RunState {
         this.#message(event).done = true;
         break;
       }
+      // A model group moved the step to another route: informational, noted on the message.
+      case "message.rerouted":
+        this.#message(event).notes.push(`rerouted ${event.from} → ${event.to} (${event.reason})`);
+        break;
+      // The step restarts on another route: what the message had shown (its text, its tool
+      // calls) is void, and the new attempt's deltas follow under the same message_id.
+      case "message.retracted": {
+        const message = this.#message(event);
+        message.text = "";
+        for (const callId of message.calls) this.lanes.delete(callId);
+        message.calls = [];
+        message.notes.push(`retracted (${event.reason})`);
+        const lane = this.lanes.get(event.producer);
+        if (lane) lane.output = "";
+        break;
+      }
       // The model streams a call's arguments: they belong in the call's own lane, which
       // starts here, before the tool runs.
       case "tool_call.started":
         this.#lane(event.call_id, "tool", event.name, ts);
+        if (event.message_id !== undefined) this.#message(event).calls.push(event.call_id);
         break;
       case "tool_call.delta":
         this.#lane(event.call_id, "tool", null, ts).args += event.delta;
@@ -210,7 +222,7 @@ export class RunState {
     let message = this.messages.get(event.message_id);
     if (!message) {
       // Its message.started was not seen (opened mid-run after a gap): start it here.
-      message = { step: null, producer: event.producer, text: "", done: false };
+      message = newMessage(null, event.producer);
       this.messages.set(event.message_id, message);
     }
     return message;
@@ -249,6 +261,12 @@ export class RunState {
   get tokens() {
     return this.usage || this.stepUsage;
   }
+}
+
+/** A message as the console holds it: `calls` are the ids of the tool calls it streamed (a
+ *  retraction removes them), `notes` what happened to it on the way (reroutes, retractions). */
+function newMessage(step, producer) {
+  return { step, producer, text: "", done: false, calls: [], notes: [] };
 }
 
 export function describeError(error) {

@@ -59,12 +59,18 @@ export class RunView {
         const block = el("section", "step");
         block.dataset.messageId = id;
         const label = el("h4", "step-label", message.step ? `step ${message.step}` : "step");
+        const notes = el("ul", "step-notes");
         const text = el("p", "step-text");
-        block.append(label, text);
+        block.append(label, notes, text);
         output.append(block);
-        entry = { block, text };
+        entry = { block, notes, text, noted: 0 };
         this.blocks.set(id, entry);
       }
+      // Reroutes and retractions, in order (only ever appended to).
+      for (const note of message.notes.slice(entry.noted)) {
+        entry.notes.append(el("li", "step-note", note));
+      }
+      entry.noted = message.notes.length;
       entry.text.textContent = message.text;
       entry.block.dataset.streaming = String(!message.done);
       // The run's answer is the last step's text once the run completed.

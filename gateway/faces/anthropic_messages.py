@@ -46,6 +46,7 @@ from streams.dialects.anthropic_messages import (
     MessagesEncoder,
     error_frame,
 )
+from streams.dialects.retraction import without_retracted
 from streams.errors import InvalidRequestError, ModelNotFoundError
 from streams.events import EventType
 from streams.reader import RunReader
@@ -139,7 +140,7 @@ async def create_message(
             return Response(status_code=499)
         batch = await run.log.read(0, limit=1_000_000, timeout=0)
     encoder = MessagesEncoder.for_run(run.id, spec)
-    encoder.prime(batch.events)
+    encoder.prime(without_retracted(batch.events))  # the last attempt's answer
     last = batch.events[-1] if batch.events else None
     if last is not None and last.type is not EventType.RUN_COMPLETED:
         error = last.data.get("error") or {}

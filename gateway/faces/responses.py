@@ -31,6 +31,7 @@ from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
 from streams.dialects.responses import METADATA_KEY, SERVER_LABEL, ResponsesEncoder, run_id_of
+from streams.dialects.retraction import without_retracted
 from streams.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, RunFinishedError
 from streams.reader import RunReader
 from streams.spec import FAILOVER_OPTION, ChatMessage, ClientTool, OnDisconnect, RunSpec
@@ -194,10 +195,11 @@ async def _previous_messages(
 
 
 async def _final(run: RunView) -> dict[str, Any]:
-    """The response object of ``run`` as its log stands now."""
+    """The response object of ``run`` as its log stands now (its last attempt's answer:
+    what a retraction voided is left out)."""
     encoder = ResponsesEncoder.for_run(run.id, run.spec)
     batch = await run.log.read(0, limit=1_000_000, timeout=0)
-    encoder.prime(batch.events)
+    encoder.prime(without_retracted(batch.events))
     response = encoder.response()
     if run.status.value == "queued":
         response["status"] = "queued"

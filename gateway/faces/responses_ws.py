@@ -199,7 +199,9 @@ class ResponsesSocket:
         )
         encoder = ResponsesEncoder.for_run(run.id, spec)
         with RunReader(self.state.runs, run) as reader:
-            while not reader.done:
+            # An ended encoder (a retraction it cannot carry: response.failed) ends the
+            # response here; its reader gone, the run (on_disconnect "cancel") is cancelled.
+            while not reader.done and not encoder.ended:
                 batch = await reader.next_batch(None)
                 for event in batch.events:
                     for item in encoder.translate(event):

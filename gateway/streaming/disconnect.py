@@ -7,6 +7,7 @@ one label.
 row                 label         SSE          WS    WS close reason
 ==================  ============  ===========  ====  ========================================
 ``DONE``            done          last event   —     —
+``ENDED``           ended         dialect end  —     —
 ``ERROR``           error         error event  —     —
 ``CLIENT``          client        gone         1000  (empty)
 ``SLOW``            slow          closed       1013  slow reader: resume with subscribe/after
@@ -33,6 +34,7 @@ __all__ = [
     "CLIENT",
     "DISCONNECTS",
     "DONE",
+    "ENDED",
     "ERROR",
     "FOREIGN_HOST",
     "FOREIGN_ORIGIN",
@@ -49,6 +51,7 @@ class SSEEnding(enum.Enum):
     """How an SSE response ends."""
 
     LAST_EVENT = "the run's terminal event is the body's last frame"
+    DIALECT_END = "the dialect's own end (an error it cannot take back, then its end of stream)"
     ERROR_EVENT = "a typed error event (its code and message) is the body's last frame"
     CLOSED = "the body stops unfinished and the connection is closed (reset past its linger)"
     GONE = "nothing is sent: the peer has gone already"
@@ -84,6 +87,14 @@ DONE = Disconnect(
     ws_code=None,
     ws_reason="",
     doc="The run's log ended and every event was delivered.",
+)
+ENDED = Disconnect(
+    label="ended",
+    sse=SSEEnding.DIALECT_END,
+    ws_code=None,
+    ws_reason="",
+    doc="The dialect said its last before the run ended (a retraction it cannot carry): "
+    "the reader leaves, and a run whose last reader left may be cancelled.",
 )
 ERROR = Disconnect(
     label="error",
@@ -151,6 +162,7 @@ FOREIGN_HOST = Disconnect(
 
 DISCONNECTS: tuple[Disconnect, ...] = (
     DONE,
+    ENDED,
     ERROR,
     CLIENT,
     SLOW,

@@ -3,7 +3,8 @@
 One task group per streamed response, in the shape of sse-starlette and Starlette's
 ``StreamingResponse``: a *pump* (log → encoder → socket, with heartbeats while idle) and a
 *disconnect listener*. The first to finish cancels the other, and its reason (a row of
-:mod:`gateway.streaming.disconnect`: ``DONE``, ``CLIENT``, ``SLOW``, ``ERROR``) is recorded.
+:mod:`gateway.streaming.disconnect`: ``DONE``, ``ENDED``, ``CLIENT``, ``SLOW``, ``ERROR``) is
+recorded.
 
 Shutdown comes in from the app, never a global: each response adds a way to stop itself to
 the app's :class:`~gateway.streaming.open_streams.OpenStreams`, which stops them all once the
@@ -22,11 +23,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import error_response
-from gateway.streaming.disconnect import CLIENT, DONE, ERROR, SHUTDOWN, SLOW, Disconnect
+from gateway.streaming.disconnect import CLIENT, DONE, ENDED, ERROR, SHUTDOWN, SLOW, Disconnect
 from gateway.streaming.handoff import handoff_of
 from gateway.streaming.open_streams import OpenStreams
 from gateway.transport.connections import GuardedTransport, connection_of
 from streams.dialects.native import SSE_PING, encode_sse_batch, encode_stream_error
+from streams.dialects.retraction import EndingEncoder
 from streams.errors import GatewayError
 from streams.events import Event
 from streams.reader import RunReader
@@ -58,7 +60,11 @@ class EventStreamResponse(Response):
     """Stream a run's events from a reader's cursor as SSE frames.
 
     ``encode`` turns each batch of events into frames (one call per batch, in order, so a
-    dialect's encoder may keep state across batches); an empty result sends nothing.
+    dialect's encoder may keep state across batches); an empty result sends nothing. An
+    encoder that has ``ended`` (an :class:`~streams.dialects.retraction.EndingEncoder`: it
+    said its last, e.g. an error for a retraction its dialect cannot carry) ends the body
+    with that batch, though the run goes on (``ENDED``): a client reading on after its
+    dialect's end would wait for events it will never be sent.
 
     The head (status and headers) goes out through the middleware stack; the body is a
     :class:`~gateway.handoff.DetachedBody`, run after the stack has unwound when the app
@@ -105,6 +111,8 @@ class EventStreamResponse(Response):
         self._pump_task: asyncio.Task[Disconnect] | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._complete = False  # the body's last byte was sent
+        # The dialect may end the stream before the run's log does (see the class).
+        self._ending = encode if isinstance(encode, EndingEncoder) else None
         self._connection: GuardedTransport | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -205,12 +213,12 @@ class EventStreamResponse(Response):
         try:
             # A comment at once, so proxies and clients see the stream open before the first
             # event; with it, the events there are already (one write, not two).
-            done = await self._deliver_next(watchdog, send, 0, SSE_PING)
-            while not done:
+            ended = await self._deliver_next(watchdog, send, 0, SSE_PING)
+            while ended is None:
                 if self.close_reason is not None:  # (stopped, should a cancel have been lost)
                     return self.close_reason
-                done = await self._deliver_next(watchdog, send, self.heartbeat)
-            return DONE
+                ended = await self._deliver_next(watchdog, send, self.heartbeat)
+            return ended
         except TimeoutError:
             logger.info(
                 "disconnecting slow SSE reader of run %s at seq %s",
@@ -234,10 +242,11 @@ class EventStreamResponse(Response):
 
     async def _deliver_next(
         self, watchdog: Watchdog, send: Send, wait: float, opening: bytes = b""
-    ) -> bool:
+    ) -> Disconnect | None:
         """Send the next batch (after ``opening``), or a ping if none came within ``wait``
-        seconds; whether the log has ended (the body then ends with this same write).
-        (A call of its own, so that an idle stream's wait keeps no batch.)"""
+        seconds; how the stream has ended (``DONE`` with the log, ``ENDED`` by its encoder:
+        the body then ends with this same write), or None. (A call of its own, so that an
+        idle stream's wait keeps no batch.)"""
         batch = await self.reader.next_batch(wait)
         frames = opening
         if batch.events:
@@ -246,9 +255,16 @@ class EventStreamResponse(Response):
                 self.on_sent(len(batch.events))
         elif not batch.done and not frames:
             frames = self.ping  # nothing came within the wait: a heartbeat
-        if frames or batch.done:
-            await self._send(watchdog, send, frames, more_body=not batch.done)
-        return batch.done
+        ended = (
+            DONE
+            if batch.done
+            else ENDED
+            if self._ending is not None and self._ending.ended
+            else None
+        )
+        if frames or ended is not None:
+            await self._send(watchdog, send, frames, more_body=ended is None)
+        return ended
 
     async def _listen_for_disconnect(self, receive: Receive) -> None:
         while True:

@@ -19,6 +19,11 @@ native                     AG-UI
 ``message.completed``      ``TEXT_MESSAGE_END`` if a text segment is open
 ``message.failed``         ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for what the message left
                            open, then ``CUSTOM`` (name ``message.failed``)
+``message.rerouted``       ``CUSTOM`` (name ``message.rerouted``, value ``{from, to, reason}``)
+``message.retracted``      ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for whatever is open, then
+                           ``RUN_ERROR`` (code ``output_retracted``): AG-UI cannot take back
+                           a message, so the stream ends there (the encoder is ``ended``)
+                           while the run restarts the step on another route
 ``tool_call.started``      ``TEXT_MESSAGE_END`` if text is open, then ``TOOL_CALL_START``
                            (parentMessageId: the assistant message the text went to)
 ``tool_call.delta``        ``TOOL_CALL_ARGS``
@@ -54,6 +59,8 @@ Why these choices:
   that is not conversation content, which a UI renders as its own widget. Ids the encoder mints
   carry the native run id (``<run_id>.<call_id>.activity``, ``<run_id>.<call_id>.result``),
   so they stay unique across the runs of one thread.
+* After ``RUN_FINISHED`` or ``RUN_ERROR`` the encoder is ``ended`` (an
+  :class:`~streams.dialects.retraction.EndingEncoder`): AG-UI allows nothing after them.
 * Cancellation is ``RUN_ERROR`` (code ``cancelled``): an AG-UI consumer that does not know the
   1.0 ``cancelled`` outcome of ``RUN_FINISHED`` reads it as success.
 
@@ -70,6 +77,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streams.dialects.retraction import RETRACTED_CODE, retracted_message
 from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
@@ -178,12 +186,15 @@ class AGUIEncoder:
         self._announced: dict[str, None] = {}  # calls with a TOOL_CALL_START, in order
         self._answered: set[str] = set()  # calls with a TOOL_CALL_RESULT
         self._activities: set[str] = set()  # calls whose activity the client holds
+        self.ended = False  # RUN_FINISHED or RUN_ERROR is out: nothing more is encoded
         self._handlers: dict[EventType, Callable[[Event], list[AGUIEvent]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_STARTED: self._message_started,
             EventType.MESSAGE_DELTA: self._message_delta,
             EventType.MESSAGE_COMPLETED: self._message_completed,
             EventType.MESSAGE_FAILED: self._message_failed,
+            EventType.MESSAGE_REROUTED: self._message_rerouted,
+            EventType.MESSAGE_RETRACTED: self._message_retracted,
             # Not sent (AG-UI clients would get them as CUSTOM events they do not know).
             EventType.REASONING_DELTA: self._nothing,
             EventType.REASONING_SIGNATURE: self._nothing,
@@ -232,6 +243,8 @@ class AGUIEncoder:
 
     def translate(self, event: Event) -> list[AGUIEvent]:
         """The AG-UI events (as dicts, camelCase) for one native event, updating the state."""
+        if self.ended:
+            return []
         handler = self._handlers.get(event.type, self._custom)
         return handler(event)
 
@@ -336,6 +349,18 @@ class AGUIEncoder:
             if parent == message_id:
                 out += self._close_call(event, call_id)
         return [*out, *self._custom(event)]
+
+    def _message_rerouted(self, event: Event) -> list[AGUIEvent]:
+        value = {key: event.data.get(key) for key in ("from", "to", "reason")}
+        return [{**self._base(event, "CUSTOM"), "name": event.type.value, "value": value}]
+
+    def _message_retracted(self, event: Event) -> list[AGUIEvent]:
+        return self._run_error(event, retracted_message(event.data.get("reason")), RETRACTED_CODE)
+
+    def _run_error(self, event: Event, message: str, code: str) -> list[AGUIEvent]:
+        out = self._close_everything(event)
+        self.ended = True
+        return [*out, {**self._base(event, "RUN_ERROR"), "message": message, "code": code}]
 
     def _tool_call_started(self, event: Event) -> list[AGUIEvent]:
         call_id = event.data["call_id"]
@@ -461,22 +486,17 @@ class AGUIEncoder:
         usage = _usage(self._model, event.data.get("usage"))
         if usage is not None:
             finished["usage"] = usage
+        self.ended = True
         return [*out, finished]
 
     def _run_failed(self, event: Event) -> list[AGUIEvent]:
         message, code = _error_fields(event.data.get("error"), "run_failed")
-        return [
-            *self._close_everything(event),
-            {**self._base(event, "RUN_ERROR"), "message": message, "code": code},
-        ]
+        return self._run_error(event, message, code)
 
     def _run_cancelled(self, event: Event) -> list[AGUIEvent]:
         reason = event.data.get("reason")
         message = f"run cancelled: {reason}" if isinstance(reason, str) else "run cancelled"
-        return [
-            *self._close_everything(event),
-            {**self._base(event, "RUN_ERROR"), "message": message, "code": "cancelled"},
-        ]
+        return self._run_error(event, message, "cancelled")
 
 
 def frame_group(seq: int, events: list[AGUIEvent]) -> bytes:

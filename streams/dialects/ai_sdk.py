@@ -39,6 +39,10 @@ native                     UI message stream chunks
 ``tool.completed``         ``tool-output-available`` (the output as it is)
 ``tool.failed``            ``tool-output-error`` (``"<code>: <message>"``)
 ``run.completed``          the open text's end, ``finish-step``, ``finish``, then ``[DONE]``
+``message.rerouted``       nothing: a switch of route is no part of the message
+``message.retracted``      the open text's end, ``error`` (``"output_retracted: <why>"``),
+                           ``[DONE]``: the stream ends there (the encoder is ``ended``), as a
+                           UI message cannot take back text, while the run restarts the step
 ``run.failed``             the open text's end, ``error`` (``"<code>: <message>"``), ``[DONE]``
 ``run.cancelled``          the open text's end, ``abort``, ``[DONE]``
 ``stream.gap``             ``error`` naming the events lost (the stream goes on)
@@ -56,6 +60,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from streams.dialects.retraction import RETRACTED_CODE, retracted_message
 from streams.dialects.sse import JSONFrameTemplate, data_frame
 from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
@@ -168,6 +173,7 @@ class UIStreamEncoder:
             EventType.REASONING_DELTA: self._reasoning_delta,
             EventType.MESSAGE_COMPLETED: self._message_completed,
             EventType.MESSAGE_FAILED: self._message_completed,
+            EventType.MESSAGE_RETRACTED: self._message_retracted,
             EventType.TOOL_CALL_STARTED: self._tool_call_started,
             EventType.TOOL_CALL_DELTA: self._tool_call_delta,
             EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
@@ -422,9 +428,15 @@ class UIStreamEncoder:
         return out
 
     def _run_failed(self, event: Event) -> list[Chunk]:
+        return self._fail(_error_text(event.data.get("error"), "error"))
+
+    def _message_retracted(self, event: Event) -> list[Chunk]:
+        return self._fail(f"{RETRACTED_CODE}: {retracted_message(event.data.get('reason'))}")
+
+    def _fail(self, text: str) -> list[Chunk]:
         out = self._end_text()
         self._ended = True
-        out.append({"type": "error", "errorText": _error_text(event.data.get("error"), "error")})
+        out.append({"type": "error", "errorText": text})
         return out
 
     def _run_cancelled(self, event: Event) -> list[Chunk]:

@@ -40,12 +40,21 @@ native                     Messages
 ``tool.failed``            the same, ``is_error`` true, text ``"<code>: <message>"``
 ``message.completed``      the open block's ``content_block_stop`` (and any waiting blocks)
 ``run.completed``          ``message_delta`` (stop reason, the run's usage), ``message_stop``
+``message.rerouted``       nothing: a switch of route is no part of the message
+``message.retracted``      ``error`` (``api_error``, ``"output_retracted: <why>"``): a stream
+                           cannot take back text, so it ends there (the encoder is ``ended``)
+                           while the run restarts the step on another route
 ``run.failed``             ``error`` (its type from the native code); nothing after it
 ``run.cancelled``          ``error`` (``api_error``, ``"cancelled: <reason>"``): a cancelled
                            stream never looks like a whole one
 ``stream.gap``             ``error`` (``api_error``) naming the events lost
 others                     nothing
 =========================  ===================================================================
+
+Once ``message_stop`` or ``error`` is out, the encoder is ``ended`` (an
+:class:`~streams.dialects.retraction.EndingEncoder`) and encodes nothing more. A non-streamed
+message is assembled from the events :func:`~streams.dialects.retraction.without_retracted`
+leaves: the last attempt's answer.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.dialects.retraction import RETRACTED_CODE, retracted_message
 from streams.dialects.sse import frame
 from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
@@ -220,7 +230,7 @@ class MessagesEncoder:
         self._stop_sequence: str | None = None
         self._usage: dict[str, int] | None = None
         self._error: dict[str, Any] | None = None
-        self._ended = False  # a message_stop or an error ended the stream
+        self.ended = False  # a message_stop or an error ended the stream
         self._handlers: dict[EventType, Callable[[Event], list[MessagesEvent]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_DELTA: self._message_delta,
@@ -229,6 +239,7 @@ class MessagesEncoder:
             EventType.REASONING_REDACTED: self._reasoning_redacted,
             EventType.MESSAGE_COMPLETED: self._message_completed,
             EventType.MESSAGE_FAILED: self._message_failed,
+            EventType.MESSAGE_RETRACTED: self._message_retracted,
             EventType.TOOL_CALL_STARTED: self._tool_call_started,
             EventType.TOOL_CALL_DELTA: self._tool_call_delta,
             EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
@@ -285,7 +296,7 @@ class MessagesEncoder:
     def translate(self, event: Event) -> list[MessagesEvent]:
         """The Messages events for one native event, updating the state."""
         handler = self._handlers.get(event.type)
-        if handler is None or self._ended:
+        if handler is None or self.ended:
             return []
         return handler(event)
 
@@ -617,7 +628,7 @@ class MessagesEncoder:
         out = self._close()
         self._stop_reason, self._stop_sequence = stop_reason(event.data)
         self._usage = messages_usage(event.data.get("usage"))
-        self._ended = True
+        self.ended = True
         out.append(
             {
                 "type": "message_delta",
@@ -631,7 +642,7 @@ class MessagesEncoder:
     def _fail(self, kind: str, message: str) -> list[MessagesEvent]:
         out = self._abandon()
         self._error = {"type": kind, "message": message}
-        self._ended = True
+        self.ended = True
         out.append({"type": "error", "error": dict(self._error)})
         return out
 
@@ -639,6 +650,10 @@ class MessagesEncoder:
         error = event.data.get("error") or {}
         message = f"{error.get('code', 'internal_error')}: {error.get('message', '')}"
         return self._fail(error_type(error), message)
+
+    def _message_retracted(self, event: Event) -> list[MessagesEvent]:
+        error = {"code": RETRACTED_CODE, "message": retracted_message(event.data.get("reason"))}
+        return self._fail(error_type(error), f"{error['code']}: {error['message']}")
 
     def _run_cancelled(self, event: Event) -> list[MessagesEvent]:
         return self._fail("api_error", f"cancelled: {event.data.get('reason', '')}")

@@ -6,6 +6,30 @@ The run behind a chat completion is one model step (``message.*`` and ``tool_cal
 events). Each frame carries the event's ``seq`` as ``id:``. A failure is an error frame
 ``data: {"error": …}``, which the SDKs raise as an API error; every stream ends with
 ``data: [DONE]``.
+
+=========================  ===================================================================
+native                     Chat Completions chunks
+=========================  ===================================================================
+``message.started``        a chunk with ``role: assistant`` and empty ``content``
+``message.delta``          a chunk with the ``content`` delta
+``tool_call.started``      a ``tool_calls`` chunk: index, id, name, empty arguments
+``tool_call.delta``        a ``tool_calls`` chunk with the arguments fragment
+``message.completed``      an empty delta with the ``finish_reason``
+``message.rerouted``       nothing: a switch of route is no part of the answer
+``message.retracted``      an error frame (code ``output_retracted``), then ``[DONE]``: the
+                           stream ends there (the encoder is ``ended``); a chunk stream cannot
+                           take back text, and silently joining the restarted answer to it
+                           would duplicate the text
+``message.failed``         an error frame (the native code), ``[DONE]``
+``run.completed``          the usage chunk (``include_usage``), ``[DONE]``
+``run.failed``             an error frame, ``[DONE]``
+``run.cancelled``          an error frame (code ``cancelled``), ``[DONE]``
+``stream.gap``             an error frame (code ``stream_gap``), ``[DONE]``
+others                     nothing
+=========================  ===================================================================
+
+The non-streamed :func:`chat_completion` is the answer of the step's last attempt: what a
+retraction voided is left out (:func:`~streams.dialects.retraction.without_retracted`).
 """
 
 from __future__ import annotations
@@ -13,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.dialects.retraction import RETRACTED_CODE, retracted_message, without_retracted
 from streams.dialects.sse import JSONFrameTemplate, data_frame
 from streams.events import Event, EventType, dumps
 
@@ -58,7 +83,9 @@ def usage_payload(usage: dict[str, int] | None) -> dict[str, int]:
 
 @dataclass
 class ChatChunkEncoder:
-    """Stateful encoder of one chat completion's events, callable on each batch."""
+    """Stateful encoder of one chat completion's events, callable on each batch; ``ended``
+    once its stream has said ``[DONE]`` (an
+    :class:`~streams.dialects.retraction.EndingEncoder`)."""
 
     completion_id: str
     model: str
@@ -66,7 +93,7 @@ class ChatChunkEncoder:
     include_usage: bool = False
     _tool_index: dict[str, int] = field(default_factory=dict)
     _usage: dict[str, int] | None = None
-    _ended: bool = False
+    ended: bool = field(default=False, init=False)
     _content_template: JSONFrameTemplate | None = None  # a text delta's frame around the text
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
@@ -93,7 +120,7 @@ class ChatChunkEncoder:
         return template.frame(seq, dumps(text))
 
     def encode(self, event: Event) -> bytes:
-        if self._ended:
+        if self.ended:
             return b""
         data = event.data
         kind = event.type
@@ -118,6 +145,8 @@ class ChatChunkEncoder:
             self._usage = data.get("usage")
             finish = finish_reason(data.get("finish_reason"), bool(self._tool_index))
             return _frame(event.seq, self._chunk({}, finish))
+        if kind is EventType.MESSAGE_RETRACTED:
+            return self._error(event.seq, RETRACTED_CODE, retracted_message(data.get("reason")))
         if kind is EventType.MESSAGE_FAILED:
             return self._error(event.seq, data["error"]["code"], data["error"]["message"])
         if kind is EventType.RUN_FAILED:
@@ -127,7 +156,7 @@ class ChatChunkEncoder:
                 event.seq, "cancelled", f"the request was cancelled: {data.get('reason', '')}"
             )
         if kind is EventType.RUN_COMPLETED:
-            self._ended = True
+            self.ended = True
             frames = b""
             if self.include_usage:
                 usage_chunk = {
@@ -144,20 +173,21 @@ class ChatChunkEncoder:
         return b""
 
     def _error(self, seq: int, code: str, message: str) -> bytes:
-        self._ended = True
+        self.ended = True
         return _frame(seq, openai_error(code, message)) + DONE
 
 
 def chat_completion(
     events: list[Event], completion_id: str, model: str, created: int
 ) -> dict[str, Any] | tuple[str, str]:
-    """The non-streaming answer assembled from a finished run's events, or ``(code,
+    """The non-streaming answer assembled from a finished run's events (a retracted
+    attempt's text and calls left out: the answer is the last attempt's), or ``(code,
     message)`` if the model step failed."""
     text: list[str] = []
     calls: dict[str, dict[str, Any]] = {}
     usage: dict[str, int] | None = None
     finished: Any = None  # the step's finish_reason
-    for event in events:
+    for event in without_retracted(events):
         data = event.data
         if event.type is EventType.MESSAGE_DELTA:
             text.append(data["delta"])

@@ -37,6 +37,11 @@ native                     Responses
                            its answer (finish reason ``length`` or ``content_filter``),
                            ``response.incomplete`` with ``incomplete_details.reason``
                            (``max_output_tokens``, ``content_filter``), items ``incomplete``
+``message.rerouted``       nothing: a switch of route is no part of the response
+``message.retracted``      (closing what is open, as ``incomplete``) ``response.failed`` with
+                           ``error`` (``output_retracted`` first in its message): a stream
+                           cannot take back text, so it ends there (the encoder is ``ended``)
+                           while the run restarts the step on another route
 ``run.failed``             (closing what is open, as ``incomplete``) ``response.failed`` with
                            ``error``
 ``run.cancelled``          (closing what is open) nothing more: a cancelled response's stream
@@ -44,6 +49,11 @@ native                     Responses
 ``stream.gap``             ``error`` (code ``stream_gap``): events the client missed are gone
 others                     nothing (``tool.delta``, ``client_tool.requested``)
 =========================  ===================================================================
+
+Once ``response.completed``, ``response.incomplete`` or ``response.failed`` is out, the encoder
+is ``ended`` (an :class:`~streams.dialects.retraction.EndingEncoder`) and encodes nothing
+more. A non-streamed response is assembled from the events
+:func:`~streams.dialects.retraction.without_retracted` leaves: the last attempt's answer.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from streams.dialects.retraction import RETRACTED_CODE, retracted_message
 from streams.dialects.sse import frame
 from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
@@ -137,11 +148,13 @@ class ResponsesEncoder:
         self._error: dict[str, Any] | None = None
         self._incomplete: dict[str, str] | None = None  # why a completed run's answer is cut
         self._skip_through = -1  # frames up to this sequence number are not sent
+        self.ended = False  # the response's last event is out: nothing more is encoded
         self._handlers: dict[EventType, Callable[[Event], list[ResponsesEvent]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_DELTA: self._message_delta,
             EventType.MESSAGE_COMPLETED: self._message_completed,
             EventType.MESSAGE_FAILED: self._message_failed,
+            EventType.MESSAGE_RETRACTED: self._message_retracted,
             EventType.TOOL_CALL_STARTED: self._tool_call_started,
             EventType.TOOL_CALL_DELTA: self._tool_call_delta,
             EventType.TOOL_CALL_COMPLETED: self._tool_call_completed,
@@ -236,7 +249,7 @@ class ResponsesEncoder:
     def translate(self, event: Event) -> list[ResponsesEvent]:
         """The Responses events for one native event, numbered, updating the state."""
         handler = self._handlers.get(event.type)
-        if handler is None:
+        if handler is None or self.ended:
             return []
         out = handler(event)
         for item in out:
@@ -543,17 +556,24 @@ class ResponsesEncoder:
             self.status = "incomplete"
             self._incomplete = {"reason": reason}
             out.append({"type": "response.incomplete", "response": self.response()})
+        self.ended = True
+        return out
+
+    def _fail(self, code: str, message: str) -> list[ResponsesEvent]:
+        out = self._close_all("incomplete")
+        self.status = "failed"
+        # The Responses API's codes are its own; ours goes first in the message.
+        self._error = {"code": "server_error", "message": f"{code}: {message}"}
+        out.append({"type": "response.failed", "response": self.response()})
+        self.ended = True
         return out
 
     def _run_failed(self, event: Event) -> list[ResponsesEvent]:
-        out = self._close_all("incomplete")
-        self.status = "failed"
         error = event.data.get("error") or {}
-        # The Responses API's codes are its own; ours goes first in the message.
-        code = error.get("code", "server_error")
-        self._error = {"code": "server_error", "message": f"{code}: {error.get('message', '')}"}
-        out.append({"type": "response.failed", "response": self.response()})
-        return out
+        return self._fail(str(error.get("code", "server_error")), str(error.get("message", "")))
+
+    def _message_retracted(self, event: Event) -> list[ResponsesEvent]:
+        return self._fail(RETRACTED_CODE, retracted_message(event.data.get("reason")))
 
     def _run_cancelled(self, event: Event) -> list[ResponsesEvent]:
         out = self._close_all("incomplete")

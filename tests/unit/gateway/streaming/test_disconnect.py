@@ -63,6 +63,7 @@ def test_every_row_is_drawn_in_the_docstring() -> None:
 def test_the_labels_and_codes_are_the_ones_metrics_and_clients_know() -> None:
     assert {name: (row.label, row.ws_code) for name, row in rows().items()} == {
         "DONE": ("done", None),
+        "ENDED": ("ended", None),
         "ERROR": ("error", None),
         "CLIENT": ("client", 1000),
         "SLOW": ("slow", 1013),

@@ -8,12 +8,14 @@ import asyncio
 
 from starlette.types import Message
 
+from gateway.streaming.disconnect import ENDED
 from gateway.streaming.open_streams import OpenStreams
 from gateway.streaming.sse import EventStreamResponse
 from streams.connection import Connection
 from streams.dialects.native import SSE_PING, encode_sse_batch
+from streams.dialects.retraction import EndingEncoder
 from streams.directory import LocalRunDirectory
-from streams.events import EventType
+from streams.events import Event, EventType
 from streams.log import MemoryEventLog
 from streams.reader import RunReader
 from streams.runs.manager import RunManager
@@ -117,3 +119,52 @@ async def test_an_empty_log_opens_with_the_comment_alone(manager: RunManager) ->
     await run.log.append(EventType.RUN_CANCELLED, None, {"reason": "test"})
     assert (await client.next_body())["more_body"] is False
     await task
+
+
+class EndingAtRetraction:
+    """An encoder whose dialect cannot carry a retraction: it ends there."""
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def __call__(self, events: list[Event]) -> bytes:
+        out = b""
+        for event in events:
+            if self.ended:
+                break
+            out += event.type.value.encode() + b"\n"
+            self.ended = event.type is EventType.MESSAGE_RETRACTED
+        return out
+
+
+async def test_an_encoder_that_has_ended_ends_the_body_though_the_run_goes_on(
+    manager: RunManager,
+) -> None:
+    run = new_run()
+    closed: list[str] = []
+    encoder = EndingAtRetraction()
+    assert isinstance(encoder, EndingEncoder)
+    response = EventStreamResponse(
+        RunReader(LocalRunDirectory(manager), run),
+        heartbeat=60,
+        send_timeout=5,
+        streams=OpenStreams(),
+        encode=encoder,
+        on_close=closed.append,
+    )
+    client = Client()
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    task = asyncio.create_task(response(scope, client.receive, client.send))
+    await run.log.append(EventType.RUN_STARTED, None, {})
+    await client.sent.get()  # the head
+    assert (await client.next_body())["more_body"] is True
+    await run.log.append(EventType.MESSAGE_DELTA, "model", {"message_id": "m", "delta": "x"})
+    await run.log.append(EventType.MESSAGE_RETRACTED, "model", {"message_id": "m", "reason": "r"})
+    body = b""
+    while (message := await client.next_body())["more_body"]:
+        body += message["body"]
+    assert (body + message["body"]).endswith(b"message.delta\nmessage.retracted\n")
+    await task
+    assert not run.log.closed  # the run goes on; this reader has left it
+    assert closed == ["ended"]
+    assert response.close_reason is ENDED

@@ -99,6 +99,26 @@ class NativeEvents:
         error = {"code": "upstream_stream_error", "message": "it broke"}
         return self(EventType.MESSAGE_FAILED, "model", message_id=message_id, error=error)
 
+    def rerouted(
+        self,
+        from_route: str = "a",
+        to_route: str = "b",
+        reason: str = "http_503",
+        message_id: str = "m1",
+    ) -> Event:
+        """A model group moved the step from route ``from_route`` to ``to_route``."""
+        return self(
+            EventType.MESSAGE_REROUTED,
+            "model",
+            message_id=message_id,
+            reason=reason,
+            **{"from": from_route, "to": to_route},
+        )
+
+    def retracted(self, reason: str = "stream_broken", message_id: str = "m1") -> Event:
+        """The message's output so far is void (the step restarts on another route)."""
+        return self(EventType.MESSAGE_RETRACTED, "model", message_id=message_id, reason=reason)
+
     def call(self, call_id: str, name: str, message_id: str = "m1") -> Event:
         return self(
             EventType.TOOL_CALL_STARTED, "model", message_id=message_id, call_id=call_id, name=name
