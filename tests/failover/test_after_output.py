@@ -77,13 +77,6 @@ VIA = [(fault, "group") for fault in FAULTS] + [(RESET_FAULT, "request")]
 VIA_IDS = [f"{fault.name}-{via}" for fault, via in VIA]
 OTHER_POLICY = {"fail": "restart", "restart": "fail", "continue": "fail"}
 
-# The Chat Completions mapping of message.retracted is the dialects' (branch i19-dialects):
-# until it is merged, the face joins the partial and the restarted answer. Strict: the
-# marker fails once that merge makes these pass, and is then to be removed.
-NEEDS_RETRACTION_MAPPING = pytest.mark.xfail(
-    reason="message.retracted in the Chat Completions dialect (i19-dialects)", strict=True
-)
-
 
 def cut_reply(fault: Fault) -> Reply:
     """Route a's answer: the partial text, then the fault."""
@@ -208,7 +201,6 @@ async def test_restart_after_output_native(
     await no_request_left_open(a, b)
 
 
-@NEEDS_RETRACTION_MAPPING
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_restart_after_output_chat_completions_whole(
     a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
@@ -222,7 +214,6 @@ async def test_restart_after_output_chat_completions_whole(
     await no_request_left_open(a, b)
 
 
-@NEEDS_RETRACTION_MAPPING
 @pytest.mark.parametrize(("fault", "via"), VIA, ids=VIA_IDS)
 async def test_restart_after_output_chat_completions_streamed_is_an_error(
     a: UpstreamServer, b: UpstreamServer, fault: Fault, via: str
@@ -455,7 +446,7 @@ CALCULATOR = {
 
 @pytest.mark.parametrize(
     "stream",
-    [pytest.param(True, marks=NEEDS_RETRACTION_MAPPING), False],
+    [True, False],
     ids=["streamed", "whole"],
 )
 async def test_client_tool_call_cut_mid_arguments_is_never_handed_on_chat_completions(

@@ -175,10 +175,13 @@ async def agui_events(gateway: RunningGateway) -> list[dict[str, Any]]:
 
 
 async def agui(run: Run) -> None:
-    """AG-UI: one text message, its content the answer once, then RUN_FINISHED. (The
-    CUSTOM "message.rerouted" event comes with the dialect's mapping of it.)"""
+    """AG-UI: the switch as one CUSTOM "message.rerouted" event before the text, one text
+    message, its content the answer once, then RUN_FINISHED."""
     events = await agui_events(run.gateway)
     kinds = [e["type"] for e in events]
+    custom = [e for e in events if e["type"] == "CUSTOM" and e["name"] == "message.rerouted"]
+    assert [e["value"] for e in custom] == [{"from": "a", "to": "b", "reason": run.reason}]
+    assert events.index(custom[0]) < kinds.index("TEXT_MESSAGE_CONTENT")
     assert kinds.count("TEXT_MESSAGE_START") == 1
     content = "".join(e["delta"] for e in events if e["type"] == "TEXT_MESSAGE_CONTENT")
     assert content == TEXT
