@@ -6,10 +6,11 @@ of an SSE response): the deadline moves on every one and rarely fires.
 watchdog keeps one timer: moving the deadline later is a float assignment, and the timer,
 when it fires early, re-arms itself for the deadline as it now is.
 
-It only ever cancels the task that is inside :meth:`Watchdog.wait`, and only while it is:
-upstream reads are made by an async generator whose consumer runs in the same task between
-reads, and a timeout must not land in the consumer's code (nor in another task: a model
-group starts a route's stream in a task of its race, and reads it on in the step's).
+It only ever cancels the task while the task is inside :meth:`Watchdog.wait`: upstream
+reads are made by an async generator whose consumer runs in the same task between reads,
+and a timeout must not land in the consumer's code. A stream that moves to another task
+(a model group's race reads a route's stream up to its first output in a task of its own,
+then hands it to the step's) says so with :meth:`Watchdog.rebind`.
 """
 
 from __future__ import annotations
@@ -53,13 +54,8 @@ class Watchdog:
         self._when = deadline
         if self._handle is None or self._armed_for > deadline:
             self._arm(deadline)
-        # The task waiting now: a generator reading an upstream may be started in one task
-        # (a model group's race for the first token) and read on in another.
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
         self._waiting = True
-        self._cancelling = task.cancelling()
+        self._cancelling = self._task.cancelling()
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -70,6 +66,14 @@ class Watchdog:
         finally:
             self._waiting = False
             self._expired = False
+
+    def rebind(self) -> None:
+        """The waits from now on are the current task's (not asked at every wait: a call
+        per chunk of every stream, for what happens once, in a model group's race)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Watchdog must be used inside a task")
+        self._task = task
 
     def close(self) -> None:
         if self._handle is not None:

@@ -460,6 +460,11 @@ class UpstreamModel(Model):
                             produced = True
                             last_chunk_at = received_at
                             call.ttft = self._counts.last_ttft = time.monotonic() - sent_at
+                            yield item
+                            # A model group's race reads a stream up to here in a task of
+                            # its own, then the step's task reads on: the deadlines are its.
+                            watchdog.rebind()
+                            continue
                         if isinstance(item, Usage):
                             call.input_tokens += item.input_tokens
                             call.output_tokens += item.output_tokens

@@ -141,6 +141,31 @@ async def test_a_cancel_from_outside_at_the_deadline_stays_a_cancel() -> None:
         await task
 
 
+async def test_a_rebound_watchdog_times_out_the_task_that_waits_now() -> None:
+    async def make() -> Watchdog:
+        return Watchdog()
+
+    # Made in one task (a model group's race), waited on in another (the step's).
+    watchdog = await asyncio.create_task(make())
+    never = asyncio.Event()
+
+    async def wait_past_the_deadline() -> str:
+        watchdog.rebind()
+        try:
+            await watchdog.wait(never.wait(), later(0.01))
+        except TimeoutError:
+            return "timed out"
+        return "woken"
+
+    try:
+        waiter = asyncio.create_task(wait_past_the_deadline())
+        done, _ = await asyncio.wait([waiter], timeout=5)  # unbound: it would never end
+        assert waiter in done
+        assert waiter.result() == "timed out"
+    finally:
+        watchdog.close()
+
+
 def test_a_watchdog_needs_a_task() -> None:
     with pytest.raises(RuntimeError):
         Watchdog()
