@@ -321,10 +321,11 @@ async def test_a_slow_primary_with_hedging_on_loses_to_the_secondary_and_is_let_
         left_at = await a.wait_disconnect(slow)
         (fast,) = b.requests
         # b was started once a had been silent for hedge_after (counted from when the
-        # gateway sent a's request, a little before a read it), and a let go as b spoke.
+        # gateway sent a's request, a little before a read it), and a let go as b spoke,
+        # not once its own first token came (3 s): the bounds are that one's, loosely.
         assert fast.received_at - slow.received_at >= HEDGE_AFTER - 0.02
-        assert left_at - fast.received_at < 0.5
-        assert left_at - started < 1.0
+        assert left_at - fast.received_at < 1.5
+        assert left_at - started < 2.5
         assert slow.chunks_after_disconnect == 0
         await no_request_left_open(a, b)
 
