@@ -110,6 +110,7 @@ def create_app(
             max_active_runs=settings.max_active_runs,
             tool_timeout=settings.tool_timeout,
             client_tool_timeout=settings.client_tool_timeout,
+            approvals=settings.approval_policy(),
             max_tool_calls_per_step=settings.max_tool_calls_per_step,
             max_step_text_bytes=settings.max_step_text_bytes,
             max_tool_arguments_bytes=settings.max_tool_arguments_bytes,

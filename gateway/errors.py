@@ -24,6 +24,7 @@ from starlette.types import Send
 
 from gateway.responses import JSONResponse
 from streams.errors import (
+    ApprovalAnsweredError,
     AuthenticationError,
     BodyTooLargeError,
     CircuitOpenError,
@@ -132,6 +133,7 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (InvalidRequestError, 400),
     (NotFoundError, 404),
     (RunFinishedError, 409),
+    (ApprovalAnsweredError, 409),
     (RunBusyError, 409),
     (BodyTooLargeError, 413),
     (LimitExceededError, 429),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -22,6 +22,7 @@ from gateway.engine_defaults import engine_default
 from gateway.limits.quotas import MemoryQuotas
 from gateway.transport.connections import ConnectionPolicy
 from gateway.transport.hosts import allowed_host_pattern
+from streams.approvals import ApprovalPolicy
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterSettings
@@ -364,6 +365,44 @@ class Settings(BaseSettings):
     # producers
     tool_timeout: float = Field(engine_default(RunLimits, "tool_timeout"), gt=0)
     client_tool_timeout: float = Field(engine_default(RunLimits, "client_tool_timeout"), gt=0)
+
+    # Human approval of tool calls (streams.approvals)
+    approval_tools: dict[str, Literal["always", "never"]] = Field(
+        default_factory=dict,
+        description="Per tool (server or client): 'always' (every call waits for a person's "
+        "approval) or 'never' (only when a run or its key asks). GATEWAY_APPROVAL_TOOLS as "
+        "JSON, or an [approval_tools] table",
+    )
+    approval_keys: dict[str, list[str] | Literal["all"]] = Field(
+        default_factory=dict,
+        description="Per API key name: the tools whose calls wait for approval in the runs "
+        "it starts ('all': every tool)",
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="API key names that may answer any run's approvals (a run's owner may "
+        "always answer its own)",
+    )
+    approval_timeout: float = Field(
+        engine_default(ApprovalPolicy, "timeout"),
+        gt=0,
+        description="Seconds a call waits for its approval; then approval_on_timeout",
+    )
+    approval_on_timeout: Literal["deny", "fail"] = Field(
+        engine_default(ApprovalPolicy, "on_timeout"),
+        description="An unanswered approval: 'deny' (the model reads a refusal) or 'fail' "
+        "(tool.failed, code approval_expired)",
+    )
+
+    def approval_policy(self) -> ApprovalPolicy:
+        return ApprovalPolicy(
+            tools=dict(self.approval_tools),
+            keys=dict(self.approval_keys),
+            approvers=frozenset(self.approvers),
+            timeout=self.approval_timeout,
+            on_timeout=self.approval_on_timeout,
+        )
+
     demo_token_delay: float = Field(
         engine_default(DemoModel, "token_delay"), ge=0, description="Seconds between demo tokens"
     )

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from streams.approvals import ApprovalAnswer
 from streams.runs.manager import RunManager
 from streams.runs.run import Run
 from streams.statistics import StoreMetric, StoreStatistics
@@ -59,6 +60,12 @@ class RunDirectory(ReaderCount, Protocol):
         """Forget ``owner``'s ended run ``run_id`` wherever it ran (its log too); raises
         :class:`~streams.errors.RunBusyError` while it is queued or running."""
 
+    async def answer_approval(self, run_id: str, call_id: str, answer: ApprovalAnswer) -> None:
+        """Deliver a person's answer to run ``run_id``'s call ``call_id`` waiting for approval,
+        wherever the run runs (the caller checked that they may answer): raises what
+        :meth:`~streams.runs.run.Run.answer_approval` raises (answered already: 409; no such
+        call waiting: 404; edited arguments that do not fit: 400, the call still waits)."""
+
     async def register(self, run: Run) -> None:
         """Make a run this instance just started known (before its client hears of it);
         raises (and stops the run) if that cannot be done."""
@@ -88,6 +95,9 @@ class LocalRunDirectory:
 
     async def delete(self, run_id: str, owner: str | None) -> None:
         self._manager.delete(run_id, owner)
+
+    async def answer_approval(self, run_id: str, call_id: str, answer: ApprovalAnswer) -> None:
+        self._manager.get_unchecked(run_id).answer_approval(call_id, answer)
 
     async def register(self, run: Run) -> None:
         """Nothing to do: the manager knows its runs from their start."""

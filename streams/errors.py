@@ -16,6 +16,7 @@ other)::
     ├── LimitExceededError
     │   └── RateLimitedError
     ├── RunFinishedError
+    ├── ApprovalAnsweredError
     ├── RunBusyError
     │   └── ChatBusyError
     ├── LogClosedError
@@ -23,7 +24,8 @@ other)::
     ├── ShuttingDownError
     ├── StoreUnavailableError
     ├── ToolError
-    │   └── ToolTimeoutError
+    │   ├── ToolTimeoutError
+    │   └── ApprovalExpiredError
     └── UpstreamError
         ├── UpstreamUnavailableError
         ├── UpstreamStatusError
@@ -43,6 +45,8 @@ the tool's result).
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalAnsweredError",
+    "ApprovalExpiredError",
     "AuthenticationError",
     "BodyTooLargeError",
     "ChatBusyError",
@@ -131,6 +135,13 @@ class RunFinishedError(GatewayError):
     code = "run_finished"
 
 
+class ApprovalAnsweredError(GatewayError):
+    """The tool call's approval has been answered already (a second answer changes
+    nothing)."""
+
+    code = "approval_answered"
+
+
 class RunBusyError(GatewayError):
     """The run is still queued or running: what was asked needs it ended."""
 
@@ -159,6 +170,13 @@ class ToolTimeoutError(ToolError):
     """A tool took longer than its timeout."""
 
     code = "tool_timeout"
+
+
+class ApprovalExpiredError(ToolError):
+    """No one answered a tool call's approval within ``approval_timeout`` (and the config
+    says to fail the call rather than deny it)."""
+
+    code = "approval_expired"
 
 
 class ShuttingDownError(GatewayError):

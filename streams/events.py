@@ -37,6 +37,11 @@ Payload fields per type (all snake_case):
 ``tool.completed``         ``call_id``, ``output``
 ``tool.failed``            ``call_id``, ``error`` ({code, message})
 ``client_tool.requested``  ``call_id``, ``name``, ``arguments``
+``tool.approval_requested`` ``call_id``, ``name``, ``arguments``, ``expires_at``: the call
+                           waits for a person (streams.approvals)
+``tool.approved``          ``call_id``, ``by``, ``reason``, ``arguments`` (only when edited)
+``tool.denied``            ``call_id``, ``by`` (``"timeout"`` when none answered), ``reason``:
+                           the model reads a refusal
 ``run.completed``          ``output``, ``steps``, ``stop_reason``, ``finish_reason`` and
                            ``stop_sequence`` (of the last model step, as in
                            ``message.completed``), ``usage``
@@ -85,6 +90,9 @@ class EventType(enum.StrEnum):
     TOOL_COMPLETED = "tool.completed"
     TOOL_FAILED = "tool.failed"
     CLIENT_TOOL_REQUESTED = "client_tool.requested"
+    TOOL_APPROVAL_REQUESTED = "tool.approval_requested"
+    TOOL_APPROVED = "tool.approved"
+    TOOL_DENIED = "tool.denied"
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"

@@ -23,6 +23,7 @@ __all__ = [
     "FAILOVER_POLICIES",
     "MAX_BETAS",
     "SAMPLING_OPTIONS",
+    "ApprovalAsked",
     "ChatMessage",
     "ClientTool",
     "FailoverPolicy",
@@ -104,6 +105,14 @@ class ChatMessage(BaseModel):
         if isinstance(value, list):
             _TOOL_CALLS.validate_python(value)
         return value
+
+
+class ApprovalAsked(BaseModel):
+    """A run's ``approval``: the tools whose calls wait for a person (streams.approvals)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[ModelOrToolName] = Field(max_length=256)
 
 
 class ClientTool(BaseModel):
@@ -259,6 +268,11 @@ class RunSpec(BaseModel):
     messages: list[ChatMessage] = Field(default_factory=list)
     tools: list[ModelOrToolName] = Field(default_factory=list)
     client_tools: list[ClientTool] = Field(default_factory=list)
+    approval: Literal["all"] | ApprovalAsked | None = Field(
+        default=None,
+        description="Tool calls that wait for a person's approval before they run: 'all', "
+        "or {'tools': [names]} (besides those the gateway's config gates)",
+    )
     client_tool_mode: Literal["await", "return"] = Field(
         default="await",
         description="'await': the gateway sends client_tool.requested and waits for the "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.admission import start_run as admit
 from gateway.auth import Principal, key_from_headers
@@ -22,8 +23,14 @@ from gateway.streaming.run_stream import (
     read_to_the_end,
     start_streamed,
 )
+from streams.approvals import MAX_REASON_LENGTH, ApprovalAnswer
 from streams.dialects.registry import DEFAULT_DIALECT, DIALECTS, DialectName, describe_dialects
-from streams.errors import AuthenticationError, InvalidRequestError, ModelNotFoundError
+from streams.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+)
 from streams.spec import RunSpec
 from streams.view import RunView
 
@@ -178,6 +185,42 @@ async def cancel_run(
     except TimeoutError:
         pass
     return {**run.snapshot(), **_links(run)}
+
+
+class ApprovalBody(BaseModel):
+    """A person's answer to a tool call waiting for approval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "deny"]
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    arguments: dict[str, Any] | None = Field(
+        default=None,
+        description="With approve: the arguments the tool runs with instead (checked "
+        "against its schema)",
+    )
+
+
+@router.post("/v1/runs/{run_id}/approvals/{call_id}", responses=RUN_FINISHED_RESPONSE)
+async def answer_approval(
+    run_id: str,
+    call_id: str,
+    body: ApprovalBody,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> dict[str, Any]:
+    """Approve or deny the run's tool call `call_id` that waits for a person
+    (`tool.approval_requested`): the log gets `tool.approved` or `tool.denied`. Only the
+    run's owner or an approver key may answer; a second answer is a 409."""
+    state = gateway(request)
+    run = await state.runs.get_unchecked(run_id)
+    if not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
+        raise NotFoundError(f"run {run_id} not found")
+    answer = ApprovalAnswer(
+        body.decision, by=caller.owner or "anonymous", reason=body.reason, arguments=body.arguments
+    )
+    await state.runs.answer_approval(run_id, call_id, answer)
+    return {"run_id": run_id, "call_id": call_id, "decision": body.decision}
 
 
 def _model_entry(name: str, description: str) -> dict[str, Any]:

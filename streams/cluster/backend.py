@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from streams.approvals import ApprovalAnswer
 from streams.cleanup import finish_shielded
 from streams.cluster.keys import Keys
 from streams.cluster.log import (
@@ -355,6 +356,14 @@ class ClusterBackend:
     async def get_unchecked(self, run_id: str) -> Run | RemoteRun:
         """The run, on this instance or another, whoever owns it."""
         return await self._find(run_id, None, check=False)
+
+    async def answer_approval(self, run_id: str, call_id: str, answer: ApprovalAnswer) -> None:
+        """A run of this instance takes the answer here. (A run of another instance: not
+        yet, see issue 20.)"""
+        run = await self.get_unchecked(run_id)
+        if not isinstance(run, Run):
+            raise NotFoundError(f"run {run_id} is not waiting here")
+        run.answer_approval(call_id, answer)
 
     async def _find(self, run_id: str, owner: str | None, *, check: bool) -> Run | RemoteRun:
         assert self._manager is not None

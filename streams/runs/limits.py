@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.approvals import ApprovalPolicy
 from streams.log import Retention
 
 __all__ = ["RunLimits"]
@@ -17,6 +18,7 @@ class RunLimits:
     tool_timeout: float = 60.0
     client_tool_timeout: float = 120.0
     retention: Retention = field(default_factory=Retention)
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     # What one model step may produce; past it the step fails (ModelOutputLimitError).
     max_tool_calls_per_step: int = 64
     max_step_text_bytes: int = 1024 * 1024

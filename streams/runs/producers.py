@@ -16,13 +16,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 from opentelemetry import trace
 
+from streams.approvals import ApprovalAnswer, ApprovalRequest
 from streams.connection import ProducerSlot
 from streams.errors import (
+    ApprovalExpiredError,
     GatewayError,
     ModelOutputLimitError,
     ToolError,
@@ -47,6 +49,7 @@ from streams.models import (
 from streams.runs.failures import describe_exception
 from streams.runs.limits import RunLimits
 from streams.runs.run import ProducerInfo, Run
+from streams.spec import RunSpec
 from streams.tools import ToolRegistry
 
 __all__ = ["MAX_MODEL_NAME_LENGTH", "Producers", "StepResult"]
@@ -397,12 +400,27 @@ class Producers:
             # Yield after each delta so that tools streaming at once interleave fairly.
             await asyncio.sleep(0)
 
+        denied: ApprovalAnswer | None = None
+
         async def body() -> Any:
+            nonlocal denied
             raw = call["function"]["arguments"] or "{}"
             try:
                 arguments = json.loads(raw)
             except ValueError:
                 arguments = raw
+            parameters = self._parameters(run, name, is_client)
+            if (
+                parameters is not None
+                and isinstance(arguments, dict)
+                and self.limits.approvals.required(name, run.owner, _asked(run.spec))
+            ):
+                answer = await self._approval(run, call_id, name, arguments, parameters)
+                if answer.decision == "deny":
+                    denied = answer
+                    return None
+                if answer.arguments is not None:
+                    arguments = answer.arguments
             await log.append(
                 EventType.TOOL_STARTED,
                 call_id,
@@ -428,6 +446,12 @@ class Producers:
 
         try:
             output = await self.produce(run, info, body, slot)
+            if denied is not None:
+                # The model reads a refusal, and the run carries on.
+                refusal = "the user denied this tool call" + (
+                    f": {denied.reason}" if denied.reason else ""
+                )
+                return json.dumps({"error": refusal}, ensure_ascii=False)
             try:
                 event = await log.append(
                     EventType.TOOL_COMPLETED, call_id, {"call_id": call_id, "output": output}
@@ -447,6 +471,52 @@ class Producers:
         # What the model reads is exactly what the client saw.
         return json.dumps(event.to_dict()["output"], ensure_ascii=False)
 
+    def _parameters(self, run: Run, name: str, is_client: bool) -> Mapping[str, Any] | None:
+        """The schema of the arguments of the tool ``name`` (None: no such tool)."""
+        if is_client:
+            for tool in run.spec.client_tools:
+                if tool.name == name:
+                    return tool.parameters
+            return None
+        return self.tools.get(name).parameters if name in self.tools else None
+
+    async def _approval(
+        self,
+        run: Run,
+        call_id: str,
+        name: str,
+        arguments: dict[str, Any],
+        parameters: Mapping[str, Any],
+    ) -> ApprovalAnswer:
+        """Ask for a person's answer to the call and wait for it (``approval_timeout`` at
+        most: then deny, or fail the call, as the policy says); ``tool.approved`` or
+        ``tool.denied`` in the log."""
+        policy = self.limits.approvals
+        request = ApprovalRequest(
+            call_id, name, arguments, parameters, time.time() + policy.timeout
+        )
+        with run.awaiting_approval(request) as answered:
+            await run.log.append(EventType.TOOL_APPROVAL_REQUESTED, call_id, request.to_dict())
+            try:
+                async with asyncio.timeout(policy.timeout):
+                    answer = await answered
+            except TimeoutError:
+                if policy.on_timeout == "fail":
+                    raise ApprovalExpiredError(
+                        f"no one answered the approval of tool {name!r} within "
+                        f"{policy.timeout:g}s (approval_timeout)"
+                    ) from None
+                answer = ApprovalAnswer(
+                    "deny", by="timeout", reason=f"no answer within {policy.timeout:g}s"
+                )
+        approved = answer.decision == "approve"
+        await run.log.append(
+            EventType.TOOL_APPROVED if approved else EventType.TOOL_DENIED,
+            call_id,
+            answer.event(call_id),
+        )
+        return answer
+
     async def _client_tool(
         self, run: Run, call_id: str, name: str, arguments: dict[str, Any]
     ) -> Any:
@@ -464,6 +534,12 @@ class Producers:
                 raise ToolTimeoutError(
                     f"client tool {name!r} sent no result within {timeout:g}s"
                 ) from None
+
+
+def _asked(spec: RunSpec) -> Literal["all"] | list[str] | None:
+    """The tools a run's spec asks approval for."""
+    asked = spec.approval
+    return asked if asked is None or asked == "all" else asked.tools
 
 
 def _add_usage(totals: dict[str, int], usage: Usage) -> None:

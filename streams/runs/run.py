@@ -24,8 +24,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from streams.approvals import ApprovalAnswer, ApprovalRequest, check_arguments
 from streams.connection import Connection
-from streams.errors import InvalidRequestError, RunFinishedError, ToolError
+from streams.errors import (
+    ApprovalAnsweredError,
+    InvalidRequestError,
+    NotFoundError,
+    RunFinishedError,
+    ToolError,
+)
 from streams.events import EventType
 from streams.log import EventLog
 from streams.spec import OnDisconnect, RunSpec
@@ -134,6 +141,11 @@ class Run:
         self.task: asyncio.Task[None] | None = None
         self.client_tool_names = frozenset(t.name for t in spec.client_tools)
         self._pending_client_tools: dict[str, asyncio.Future[Any]] = {}
+        # Calls waiting for a person's answer, and the calls answered (a second answer: 409).
+        self._pending_approvals: dict[
+            str, tuple[ApprovalRequest, asyncio.Future[ApprovalAnswer]]
+        ] = {}
+        self._answered_approvals: set[str] = set()
         self._call_ids = itertools.count(1)
         self._done = asyncio.Event()
         self._producer_watch: Callable[[ProducerInfo], None] | None = None
@@ -261,6 +273,49 @@ class Run:
         else:
             future.set_result(output)
 
+    # -- approvals --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def awaiting_approval(
+        self, request: ApprovalRequest
+    ) -> Iterator[asyncio.Future[ApprovalAnswer]]:
+        """The future a person's answer to ``request`` resolves (:meth:`answer_approval`),
+        while the block runs. From the first request on, the run no longer needs a reader:
+        its last reader leaving does not cancel it (it waits for someone to come back)."""
+        future: asyncio.Future[ApprovalAnswer] = asyncio.get_running_loop().create_future()
+        self._pending_approvals[request.call_id] = (request, future)
+        self.on_disconnect = "continue"
+        try:
+            yield future
+        finally:
+            del self._pending_approvals[request.call_id]
+            self._answered_approvals.add(request.call_id)
+
+    def answer_approval(self, call_id: str, answer: ApprovalAnswer) -> None:
+        """Deliver a person's answer to a waiting call: :class:`ApprovalAnsweredError` if it
+        was answered already, :class:`NotFoundError` if it never waited, and
+        :class:`InvalidRequestError` for edited arguments that do not fit the tool's schema
+        (the call still waits)."""
+        pending = self._pending_approvals.get(call_id)
+        if pending is None or pending[1].done():
+            if pending is not None or call_id in self._answered_approvals:
+                raise ApprovalAnsweredError(
+                    f"the approval of call {call_id!r} of run {self.id} is answered already"
+                )
+            raise NotFoundError(f"run {self.id} has no call {call_id!r} waiting for approval")
+        request, future = pending
+        if answer.arguments is not None:
+            check_arguments(answer.arguments, request.parameters)
+        future.set_result(answer)
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """The calls waiting for an answer (``tool.approval_requested``'s fields), in order."""
+        return [
+            request.to_dict()
+            for request, future in self._pending_approvals.values()
+            if not future.done()
+        ]
+
     def snapshot(self, *, producers: bool = True) -> dict[str, Any]:
         """The run's current state, as ``GET /v1/runs/{id}`` and ``stream.gap`` show it
         (without its producers if not ``producers``: what grows with them)."""
@@ -279,6 +334,7 @@ class Run:
             "cancel_reason": self.cancel_reason,
             "usage": dict(self.usage),
             "pending_client_tools": sorted(self._pending_client_tools),
+            "pending_approvals": self.pending_approvals(),
             "readers": self.readers,
             "owner": self.owner,
             "metadata": self.spec.metadata,
