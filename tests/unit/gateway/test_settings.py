@@ -287,3 +287,35 @@ def test_a_continuation_the_provider_has_not_is_refused(provider: str, continuat
     route = {"provider": provider, "base_url": "http://x/v1", "model": "m"}
     with pytest.raises(ValidationError, match=f"a '{provider}' route continues by 'auto'"):
         Settings(routes={"r": {**route, "continuation": continuation}})
+
+
+def test_approval_settings_make_the_engines_policy(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'approvers = ["ops"]\napproval_timeout = 30\napproval_on_timeout = "fail"\n'
+        + CONFIG
+        + '[approval_tools]\nclock = "always"\ncountdown = "never"\n'
+        + '[approval_keys]\nalice = ["countdown"]\nbob = "all"\n'
+    )
+
+    policy = Settings(config_file=path).approval_policy()
+
+    assert policy.tools == {"clock": "always", "countdown": "never"}
+    assert policy.keys == {"alice": ["countdown"], "bob": "all"}
+    assert (policy.approvers, policy.timeout, policy.on_timeout) == (frozenset({"ops"}), 30, "fail")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("approval_tools", {"clock": "sometimes"}, "'always' or 'never'"),
+        ("approval_keys", {"alice": "some"}, "'all'"),
+        ("approval_timeout", 0, "greater than 0"),
+        ("approval_on_timeout", "retry", "'deny' or 'fail'"),
+    ],
+)
+def test_an_approval_setting_that_cannot_work_is_refused(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{field: value})
