@@ -394,6 +394,10 @@ class ClusterBackend:
                 raise StoreUnavailableError(
                     f"the instance running run {run_id} takes no commands now; try again"
                 )
+            if run.done:
+                raise NotFoundError(
+                    f"run {run_id} has ended: no call {call_id!r} waits for approval"
+                )
             try:
                 await self._fail_runs_of_lost(run.instance, only=run_id)
             except STORE_ERRORS as exc:

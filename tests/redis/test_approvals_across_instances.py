@@ -248,3 +248,21 @@ async def test_a_run_waiting_for_approval_outlives_its_readers_leaving_on_either
     assert local["status"] == "running"
     assert approved.status_code == 200, approved.text
     assert types(events)[-1] == "run.completed"
+
+
+async def test_an_answer_for_a_run_whose_instance_is_gone_is_a_404(redis_url: str) -> None:
+    with running_gateway(redis_url=redis_url, instance_id="b") as b:
+        async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b:
+            with running_gateway(redis_url=redis_url, instance_id="a") as a:
+                async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as on_a:
+                    run_id = await start(on_a)
+                    call_id = (await waiting_call(on_b, run_id))["call_id"]
+            gone = await answer(on_b, run_id, call_id, "approve")
+            after = (await on_b.get(f"/v1/runs/{run_id}")).json()
+    assert gone.status_code == 404, gone.text
+    assert gone.json()["error"]["code"] == "not_found"
+    assert gone.json()["error"]["message"] == (
+        f"run {run_id} has ended: no call {call_id!r} waits for approval"
+    )
+    assert after["status"] == "cancelled"  # a's shutdown cancelled it
+    assert after["pending_approvals"] == []
