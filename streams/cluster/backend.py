@@ -10,6 +10,9 @@
   instance's runs in Redis Streams;
 - **cancel anywhere**: a cancel for a run of another instance is published on that
   instance's control channel, whose listener here cancels the run's task group;
+- **approve anywhere**: an answer to a tool call's approval for a run of another instance
+  goes over that channel too, and the outcome comes back on a reply list
+  (:mod:`streams.cluster.approvals`);
 - the **lease**: a key with a TTL this instance renews. Every instance sweeps for instances
   whose lease has expired and ends their runs with ``run.failed`` (``instance_lost``), in a
   Lua script that also fences the dead instance out: its event ids are taken, so were it
@@ -31,6 +34,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import secrets
 import socket
@@ -46,6 +50,13 @@ from redis.backoff import NoBackoff
 
 from streams.approvals import ApprovalAnswer
 from streams.cleanup import finish_shielded
+from streams.cluster.approvals import (
+    approval_command,
+    encode_outcome,
+    is_reply_token,
+    parse_answer,
+    raise_for_outcome,
+)
 from streams.cluster.keys import Keys
 from streams.cluster.log import (
     STORE_ERRORS,
@@ -55,6 +66,7 @@ from streams.cluster.log import (
     raise_if_cancelling,
 )
 from streams.errors import (
+    GatewayError,
     InvalidRequestError,
     NotFoundError,
     RunBusyError,
@@ -248,6 +260,7 @@ class ClusterBackend:
         )
         self.lost_runs_failed = 0
         self.cancels_forwarded = 0
+        self.approvals_forwarded = 0
         self._check_now = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -358,12 +371,55 @@ class ClusterBackend:
         return await self._find(run_id, None, check=False)
 
     async def answer_approval(self, run_id: str, call_id: str, answer: ApprovalAnswer) -> None:
-        """A run of this instance takes the answer here. (A run of another instance: not
-        yet, see issue 20.)"""
+        """Deliver the answer to the run's call wherever the run runs: here directly; on
+        another instance through its control channel, waiting (bounded) for the outcome
+        that instance's :meth:`~streams.runs.run.Run.answer_approval` gave, raised here as
+        the same error (see :mod:`streams.cluster.approvals`). Its instance lost: not found
+        (the run ends as lost); not answering: the store is unavailable."""
         run = await self.get_unchecked(run_id)
-        if not isinstance(run, Run):
-            raise NotFoundError(f"run {run_id} is not waiting here")
-        run.answer_approval(call_id, answer)
+        if isinstance(run, Run):
+            run.answer_approval(call_id, answer)
+            return
+        token = secrets.token_hex(16)
+        message = approval_command(run_id, call_id, answer, token)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                receivers = await self.redis.publish(self.keys.control(run.instance), message)
+                alive = receivers or await self.redis.exists(self.keys.lease(run.instance))
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        raise_if_cancelling()
+        if not receivers:
+            if alive:  # its listener is reconnecting, most likely
+                raise StoreUnavailableError(
+                    f"the instance running run {run_id} takes no commands now; try again"
+                )
+            if run.done:
+                raise NotFoundError(
+                    f"run {run_id} has ended: no call {call_id!r} waits for approval"
+                )
+            try:
+                await self._fail_runs_of_lost(run.instance, only=run_id)
+            except STORE_ERRORS as exc:
+                raise unavailable(exc) from exc
+            raise NotFoundError(
+                f"run {run_id} has no call {call_id!r} waiting: its instance is lost"
+            )
+        self.approvals_forwarded += 1
+        wait = self.settings.timeout
+        try:
+            # A blocking read: it holds a connection while it waits, from the readers' pool.
+            async with asyncio.timeout(wait + 1.0):
+                popped = await self.reader_redis.blpop([self.keys.reply(token)], timeout=wait)
+        except STORE_ERRORS as exc:
+            raise unavailable(exc) from exc
+        raise_if_cancelling()
+        if popped is None:
+            raise StoreUnavailableError(
+                f"the instance running run {run_id} did not answer within {wait:g}s; the "
+                "answer may or may not have been taken (a retry says which)"
+            )
+        raise_for_outcome(popped[1])
 
     async def _find(self, run_id: str, owner: str | None, *, check: bool) -> Run | RemoteRun:
         assert self._manager is not None
@@ -643,7 +699,7 @@ class ClusterBackend:
                     async with asyncio.timeout(self.settings.timeout + 1.0):
                         message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        self._command(message["data"])
+                        await self._command(message["data"])
             except Exception as exc:
                 if not isinstance(exc, STORE_ERRORS):
                     logger.exception("the control channel listener failed")
@@ -657,7 +713,7 @@ class ClusterBackend:
                     expected=STORE_ERRORS,
                 )
 
-    def _command(self, raw: bytes) -> None:
+    async def _command(self, raw: bytes) -> None:
         try:
             command = orjson.loads(raw)
             run_id, reason = str(command["run_id"]), str(command.get("reason") or "cancelled")
@@ -666,12 +722,44 @@ class ClusterBackend:
             return
         if self._manager is None:
             return
-        if command.get("op") == "cancel":
+        if command.get("op") == "approve":
+            await self._answer_here(run_id, command)
+        elif command.get("op") == "cancel":
             with contextlib.suppress(NotFoundError, RunFinishedError):
                 self._manager.get_unchecked(run_id).cancel(reason)
         elif command.get("op") == "forget":
             with contextlib.suppress(NotFoundError, RunBusyError):
                 self._manager.forget(self._manager.get_unchecked(run_id))
+
+    async def _answer_here(self, run_id: str, command: dict[str, Any]) -> None:
+        """Deliver an answer another instance took for a run of this one, and push the
+        outcome to its reply list. Done in the listener, not in a task of its own: answers
+        are resolved in the order they came, and the push is one bounded round trip."""
+        assert self._manager is not None
+        reply = command.get("reply")
+        if not is_reply_token(reply):
+            logger.warning("ignoring an approve command without a reply token")
+            return
+        error: GatewayError | None = None
+        try:
+            answer = parse_answer(command.get("answer"))
+            call_id = command.get("call_id")
+            if not isinstance(call_id, str):
+                raise InvalidRequestError("call_id must be a string")
+            self._manager.get_unchecked(run_id).answer_approval(call_id, answer)
+        except GatewayError as exc:
+            error = exc
+        key = self.keys.reply(reply)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.lpush(key, encode_outcome(error))
+                # The asker waits `timeout` at most: the list outlives that, then goes.
+                pipe.expire(key, max(1, math.ceil(self.settings.timeout * 2)))
+                await pipe.execute()
+        except STORE_ERRORS as exc:
+            logger.warning("could not reply to an approve command for run %s: %s", run_id, exc)
+        raise_if_cancelling()
 
     # -- readers ----------------------------------------------------------------------------
 
@@ -696,6 +784,7 @@ class ClusterBackend:
             write_batches=self.writer.batches,
             lost_runs_failed=self.lost_runs_failed,
             cancels_forwarded=self.cancels_forwarded,
+            approvals_forwarded=self.approvals_forwarded,
         )
 
 
@@ -710,6 +799,7 @@ class ClusterStatistics:
     write_batches: int
     lost_runs_failed: int  # runs of lost instances this instance ended
     cancels_forwarded: int  # cancels sent to the instance running the run
+    approvals_forwarded: int  # approval answers sent to the instance running the run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -748,6 +838,12 @@ class ClusterStatistics:
                 "gateway_cancels_forwarded",
                 "Cancels sent to the instance running the run",
                 self.cancels_forwarded,
+                "counter",
+            ),
+            StoreMetric(
+                "gateway_approvals_forwarded",
+                "Approval answers sent to the instance running the run",
+                self.approvals_forwarded,
                 "counter",
             ),
         )

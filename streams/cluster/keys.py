@@ -6,8 +6,9 @@ state without its producers and metadata), ``run:{id}:producers`` (a hash: produ
 entry ids are ``{seq}-0``, so Redis ids and SSE ids agree). Per instance: ``instance:{id}``
 (its lease, a key with a TTL it renews) and ``instance:{id}:runs`` (the runs it is running).
 ``instances`` is every instance that has registered; ``control:{id}`` the pub/sub channel an
-instance takes commands on. Per AI SDK chat: ``chat:{id}`` (a hash: owner, run: its latest
-turn's run id; with a TTL).
+instance takes commands on; ``reply:{token}`` a list the instance that ran a command pushes
+its outcome to, for the instance that asked (with a short TTL). Per AI SDK chat:
+``chat:{id}`` (a hash: owner, run: its latest turn's run id; with a TTL).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Keys:
 
     def control(self, instance: str) -> str:
         return f"{self.prefix}control:{instance}"
+
+    def reply(self, token: str) -> str:
+        return f"{self.prefix}reply:{token}"
 
     def chat(self, chat_id: str) -> str:
         return f"{self.prefix}chat:{chat_id}"
