@@ -39,6 +39,7 @@ OPERATIONS = [
     ("GET", "/v1/runs/{run_id}"),
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/runs/{run_id}/cancel"),
+    ("POST", "/v1/runs/{run_id}/approvals/{call_id}"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id}"),
     ("GET", "/v1/tools"),
