@@ -75,10 +75,10 @@ Why these choices:
   with a new ``RunAgentInput`` whose ``resume[]`` names the interrupt (the AG-UI face). The
   interrupt's id carries the gateway run id and the seq of ``tool.approval_requested``, so
   any instance finds the run and the point its stream stopped without a table of its own;
-  the answering stream is the same encoder primed up to that seq and :meth:`~AGUIEncoder.
-  resume`\\ d under the new AG-UI run's ids. Only the first waiting call of a batch is an
-  interrupt: the stream stops there, and a second call's request starts the answering
-  stream, which finishes at once with its own interrupt.
+  the answering stream is the same encoder, primed up to that seq and resumed
+  (:meth:`AGUIEncoder.resume`) under the new AG-UI run's ids. Only the first waiting call
+  of a batch is an interrupt: the stream stops there, and a second call's request starts
+  the answering stream, which finishes at once with its own interrupt.
 * Cancellation is ``RUN_ERROR`` (code ``cancelled``): an AG-UI consumer that does not know the
   1.0 ``cancelled`` outcome of ``RUN_FINISHED`` reads it as success.
 
