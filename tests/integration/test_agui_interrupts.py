@@ -20,6 +20,9 @@ from tests.conftest import IN_CI, require_binary
 from tests.processes import run_to_end
 from tests.support import RunningGateway, running_gateway, sse_frames
 
+# The core suite: every test here runs on the in-memory store and on Redis.
+pytestmark = pytest.mark.usefixtures("backend")
+
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 DRIVER = CLIENTS / "agui_interrupt.mjs"
 DRIVER_TIMEOUT = 60.0  # seconds one round trip may take, Node's start included
