@@ -29,6 +29,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRequest",
     "check_arguments",
+    "denial_message",
 ]
 
 MAX_REASON_LENGTH = 1000  # characters of an answer's reason (it goes out in events)
@@ -111,6 +112,14 @@ class ApprovalAnswer:
         if self.arguments is not None:
             payload["arguments"] = self.arguments
         return payload
+
+
+def denial_message(reason: object) -> str:
+    """The refusal the model reads for a denied call (``tool.denied``'s ``reason``), which
+    the dialects that report the call's result show the client too."""
+    return "the user denied this tool call" + (
+        f": {reason}" if isinstance(reason, str) and reason else ""
+    )
 
 
 def _is(value: Any, kind: str) -> bool:

@@ -35,6 +35,16 @@ native                     AG-UI
                            ``TOOL_CALL_RESULT`` (content: the output as JSON text)
 ``tool.failed``            ``ACTIVITY_DELTA`` (status ``failed``, ``error``), then
                            ``TOOL_CALL_RESULT`` (content: ``{"error": message}`` as JSON text)
+``tool.approval_requested`` ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for whatever is open,
+                           then ``RUN_FINISHED`` with the interrupt outcome: one interrupt
+                           (id ``<run_id>:<seq>:<call_id>``, see :func:`interrupt_id`; reason
+                           ``tool_approval``; toolCallId; expiresAt; metadata ``{toolName,
+                           arguments}``; the answer's ``responseSchema``), and the stream
+                           ends there (the encoder is ``ended``) while the run waits
+``tool.approved``          ``CUSTOM`` (name = native type, value = native payload): the call
+                           then runs (``tool.started`` …) as any other
+``tool.denied``            ``CUSTOM`` (likewise), then ``TOOL_CALL_RESULT`` (content:
+                           ``{"error": <the refusal the model reads>}`` as JSON text)
 ``client_tool.requested``  ``CUSTOM`` (name = native type, value = native payload)
 ``stream.gap``             ``CUSTOM`` (likewise; the value holds the run's snapshot)
 ``run.completed``          ``TEXT_MESSAGE_END`` / ``TOOL_CALL_END`` for anything still open,
@@ -61,6 +71,14 @@ Why these choices:
   so they stay unique across the runs of one thread.
 * After ``RUN_FINISHED`` or ``RUN_ERROR`` the encoder is ``ended`` (an
   :class:`~streams.dialects.retraction.EndingEncoder`): AG-UI allows nothing after them.
+* An approval is an AG-UI 1.0 *interrupt*: the AG-UI run finishes, and the client answers
+  with a new ``RunAgentInput`` whose ``resume[]`` names the interrupt (the AG-UI face). The
+  interrupt's id carries the gateway run id and the seq of ``tool.approval_requested``, so
+  any instance finds the run and the point its stream stopped without a table of its own;
+  the answering stream is the same encoder, primed up to that seq and resumed
+  (:meth:`AGUIEncoder.resume`) under the new AG-UI run's ids. Only the first waiting call
+  of a batch is an interrupt: the stream stops there, and a second call's request starts
+  the answering stream, which finishes at once with its own interrupt.
 * Cancellation is ``RUN_ERROR`` (code ``cancelled``): an AG-UI consumer that does not know the
   1.0 ``cancelled`` outcome of ``RUN_FINISHED`` reads it as success.
 
@@ -75,19 +93,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from streams.approvals import MAX_REASON_LENGTH, denial_message
 from streams.dialects.retraction import RETRACTED_CODE, retracted_message
 from streams.dialects.sse import data_frame
 from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
 
-__all__ = ["ACTIVITY_TYPE", "METADATA_KEY", "AGUIEncoder", "agui_ids", "frame_group"]
+__all__ = [
+    "ACTIVITY_TYPE",
+    "APPROVAL_RESPONSE_SCHEMA",
+    "INTERRUPT_REASON",
+    "METADATA_KEY",
+    "AGUIEncoder",
+    "agui_ids",
+    "frame_group",
+    "interrupt_id",
+    "parse_interrupt_id",
+]
 
 AGUIEvent = dict[str, Any]
 
 ACTIVITY_TYPE = "tool_execution"
 METADATA_KEY = "ag_ui"  # RunSpec.metadata key holding the AG-UI client's thread and run ids
+INTERRUPT_REASON = "tool_approval"  # an approval interrupt's reason
+# What a resume entry's payload answers an approval interrupt with (status "resolved"; a
+# "cancelled" entry denies the call).
+APPROVAL_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "approved": {"type": "boolean"},
+        "reason": {"type": "string", "maxLength": MAX_REASON_LENGTH},
+        "arguments": {"type": "object"},
+    },
+    "required": ["approved"],
+    "additionalProperties": False,
+}
 
 
 # -- ids --------------------------------------------------------------------------------------
@@ -105,6 +148,29 @@ def agui_ids(run_id: str, metadata: Mapping[str, Any] | None) -> tuple[str, str]
         thread_id if isinstance(thread_id, str) else run_id,
         agui_run_id if isinstance(agui_run_id, str) else run_id,
     )
+
+
+def interrupt_id(run_id: str, seq: int, call_id: str) -> str:
+    """The id of the interrupt for the call ``call_id`` that waits for approval since event
+    ``seq`` of native run ``run_id``: ``<run_id>:<seq>:<call_id>`` (a run id has no colon,
+    a seq is digits; the call id, last, may hold anything)."""
+    return f"{run_id}:{seq}:{call_id}"
+
+
+def parse_interrupt_id(value: str) -> tuple[str, int, str] | None:
+    """``(run_id, seq, call_id)`` of an :func:`interrupt_id`; None for anything else."""
+    parts = value.split(":", 2)
+    if len(parts) != 3 or not all(parts) or not parts[1].isascii() or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _iso(seconds: Any) -> str | None:
+    """``time.time()`` seconds as ISO 8601 in UTC, to the millisecond (AG-UI's convention)."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return None
+    moment = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
 
 
 def _activity_id(run_id: str, call_id: str) -> str:
@@ -187,6 +253,7 @@ class AGUIEncoder:
         self._answered: set[str] = set()  # calls with a TOOL_CALL_RESULT
         self._activities: set[str] = set()  # calls whose activity the client holds
         self.ended = False  # RUN_FINISHED or RUN_ERROR is out: nothing more is encoded
+        self._start_next = False  # resumed: the next event is preceded by RUN_STARTED
         self._handlers: dict[EventType, Callable[[Event], list[AGUIEvent]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_STARTED: self._message_started,
@@ -206,6 +273,9 @@ class AGUIEncoder:
             EventType.TOOL_DELTA: self._tool_delta,
             EventType.TOOL_COMPLETED: self._tool_completed,
             EventType.TOOL_FAILED: self._tool_failed,
+            EventType.TOOL_APPROVAL_REQUESTED: self._approval_requested,
+            EventType.TOOL_APPROVED: self._custom,
+            EventType.TOOL_DENIED: self._denied,
             EventType.RUN_COMPLETED: self._run_completed,
             EventType.RUN_FAILED: self._run_failed,
             EventType.RUN_CANCELLED: self._run_cancelled,
@@ -241,12 +311,27 @@ class AGUIEncoder:
         for event in events:
             self.translate(event)
 
+    def resume(self, *, thread_id: str, run_id: str) -> None:
+        """Continue, as a new AG-UI run with these ids, a stream that ended on an approval
+        interrupt: call it after :meth:`prime` with the events up to that interrupt. The next
+        event encoded is preceded by ``RUN_STARTED``; what the client holds (the calls it
+        was announced, the messages it has) stays as the first stream left it."""
+        self._thread_id = self._thread_override = thread_id
+        self._run_id = self._run_override = run_id
+        self.ended = False
+        self._start_next = True
+
     def translate(self, event: Event) -> list[AGUIEvent]:
         """The AG-UI events (as dicts, camelCase) for one native event, updating the state."""
         if self.ended:
             return []
         handler = self._handlers.get(event.type, self._custom)
-        return handler(event)
+        if not self._start_next:
+            return handler(event)
+        self._start_next = False
+        thread_id, run_id = self._ids(event)
+        started = {**self._base(event, "RUN_STARTED"), "threadId": thread_id, "runId": run_id}
+        return [started, *handler(event)]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -467,6 +552,42 @@ class AGUIEncoder:
         activity = self._activity(event, call_id, patch, {"status": "failed", "error": error})
         message, _ = _error_fields(error, "tool_error")
         return [activity, *self._tool_result(event, call_id, {"error": message})]
+
+    def _approval_requested(self, event: Event) -> list[AGUIEvent]:
+        call_id, name = event.data["call_id"], event.data.get("name")
+        # What is open is closed (AG-UI refuses RUN_FINISHED otherwise), but the messages are
+        # remembered: text that goes on after the answer opens a new id, as after a call.
+        out: list[AGUIEvent] = []
+        for message in self._messages.values():
+            out += self._close_text(event, message)
+        for open_call in list(self._open_calls):
+            out += self._close_call(event, open_call)
+        interrupt: dict[str, Any] = {
+            "id": interrupt_id(event.run_id, event.seq, call_id),
+            "reason": INTERRUPT_REASON,
+            "message": f"Approve the call of tool {name!r}?",
+        }
+        if call_id in self._announced:  # the client holds the call (not a parallel item)
+            interrupt["toolCallId"] = call_id
+        interrupt["responseSchema"] = APPROVAL_RESPONSE_SCHEMA
+        expires_at = _iso(event.data.get("expires_at"))
+        if expires_at is not None:
+            interrupt["expiresAt"] = expires_at
+        interrupt["metadata"] = {"toolName": name, "arguments": event.data.get("arguments")}
+        thread_id, run_id = self._ids(event)
+        finished: AGUIEvent = {
+            **self._base(event, "RUN_FINISHED"),
+            "threadId": thread_id,
+            "runId": run_id,
+            "outcome": {"type": "interrupt", "interrupts": [interrupt]},
+        }
+        self.ended = True
+        return [*out, finished]
+
+    def _denied(self, event: Event) -> list[AGUIEvent]:
+        # A denied call never runs: its result is the refusal the model reads.
+        refusal = {"error": denial_message(event.data.get("reason"))}
+        return [*self._custom(event), *self._tool_result(event, event.data["call_id"], refusal)]
 
     def _run_completed(self, event: Event) -> list[AGUIEvent]:
         out = self._close_everything(event)

@@ -7,37 +7,52 @@ messages are UI state and are left out); the input's ``tools`` are client tools 
 ``client_tool_mode="return"`` (the frontend executes them after the run and starts a new run
 with the results, as AG-UI does); ``forwardedProps.model`` (default ``"demo"``),
 ``forwardedProps.tools`` (server tool names), ``forwardedProps.maxSteps`` and
-``forwardedProps.failover`` (a model group's policy for this run) choose the rest;
+``forwardedProps.failover`` (a model group's policy for this run) and
+``forwardedProps.approval`` (``"all"`` or a list of tool names: the calls that wait for a
+person, the spec's ``approval``) choose the rest;
 ``context`` becomes a leading system message; ``threadId`` / ``runId`` go to
 ``metadata["ag_ui"]``, from which the encoder takes the ids it reports.
+
+An input with ``resume[]`` starts no run: it answers approval interrupts
+(:func:`resume_answers`), and the gateway run that waits goes on. Each entry names an
+interrupt by the id :func:`streams.dialects.agui.interrupt_id` made; ``status: "resolved"``
+with ``payload`` ``{"approved": bool, "reason"?: str, "arguments"?: {...}}`` approves (with
+the arguments edited, if given) or denies; ``status: "cancelled"`` denies.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from streams.dialects.agui import METADATA_KEY
+from streams.approvals import MAX_REASON_LENGTH, ApprovalAnswer
+from streams.dialects.agui import METADATA_KEY, parse_interrupt_id
 from streams.errors import InvalidRequestError
 from streams.spec import FAILOVER_OPTION, FAILOVER_POLICIES, RunSpec
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MAX_RESUME_ENTRIES",
     "AGUIContext",
     "AGUIFunctionCall",
     "AGUIMessage",
+    "AGUIResume",
+    "AGUIResumeEntry",
     "AGUIRunInput",
     "AGUITool",
     "AGUIToolCall",
     "chat_message",
+    "resume_answers",
     "run_spec_from_agui",
 ]
 
 DEFAULT_MODEL = "demo"
+MAX_RESUME_ENTRIES = 64  # interrupts one input may answer
 
 
 class _CamelModel(BaseModel):
@@ -93,6 +108,25 @@ class AGUIContext(_CamelModel):
     value: str
 
 
+class AGUIResumeEntry(_CamelModel):
+    """AG-UI's ``ResumeEntry``: the answer to one interrupt."""
+
+    interrupt_id: str = Field(max_length=1024)
+    status: Literal["resolved", "cancelled"]
+    payload: Any = None
+    metadata: dict[str, Any] | None = None
+
+
+class _ApprovalPayload(BaseModel):
+    """A resolved approval interrupt's payload (``APPROVAL_RESPONSE_SCHEMA``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    approved: bool
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    arguments: dict[str, Any] | None = None
+
+
 class AGUIRunInput(_CamelModel):
     """AG-UI's ``RunAgentInput``: what an AG-UI client POSTs to start a run."""
 
@@ -120,6 +154,8 @@ class AGUIRunInput(_CamelModel):
     tools: list[AGUITool] | None = None
     context: list[AGUIContext] | None = None
     forwarded_props: Any = None
+    # Answers to the interrupts the thread's last run finished with (AG-UI 1.0).
+    resume: list[AGUIResumeEntry] | None = Field(default=None, max_length=MAX_RESUME_ENTRIES)
 
 
 def _text_of(content: str | list[dict[str, Any]] | dict[str, Any] | None, role: str) -> str:
@@ -246,6 +282,12 @@ def run_spec_from_agui(
     failover = _prop(
         props, "failover", lambda v: v in FAILOVER_POLICIES, f"one of {list(FAILOVER_POLICIES)}"
     )
+    approval = _prop(
+        props,
+        "approval",
+        lambda v: v == "all" or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
+        '"all" or a list of tool names',
+    )
     messages = [m for m in map(chat_message, parsed.messages) if m is not None]
     if parsed.context:
         messages.insert(0, _context_message(parsed.context))
@@ -272,7 +314,67 @@ def run_spec_from_agui(
         fields["max_steps"] = max_steps
     if failover is not None:
         fields["options"] = {FAILOVER_OPTION: failover}
+    if approval is not None:
+        fields["approval"] = approval if approval == "all" else {"tools": approval}
     try:
         return RunSpec.model_validate(fields)
     except ValidationError as exc:
         raise InvalidRequestError(f"the AG-UI input does not make a run: {_summary(exc)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AGUIResume:
+    """What an input's ``resume[]`` asks: answers to calls of gateway run ``run_id`` that
+    wait for approval, and ``after``, the seq its AG-UI stream stopped at (the latest of the
+    answered interrupts): the answering stream continues from there."""
+
+    run_id: str
+    after: int
+    answers: list[tuple[str, ApprovalAnswer]]  # (call id, answer), in the input's order
+
+
+def _answer(entry: AGUIResumeEntry, by: str) -> ApprovalAnswer:
+    if entry.status == "cancelled":  # abandoned: the call does not run
+        return ApprovalAnswer("deny", by=by)
+    try:
+        payload = _ApprovalPayload.model_validate(entry.payload)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            f"resume entry {entry.interrupt_id!r}: its payload must be "
+            f'{{"approved": true|false, "reason"?, "arguments"?}}: {_summary(exc)}'
+        ) from None
+    return ApprovalAnswer(
+        "approve" if payload.approved else "deny",
+        by=by,
+        reason=payload.reason,
+        arguments=payload.arguments,
+    )
+
+
+def resume_answers(input: AGUIRunInput, *, by: str) -> AGUIResume | None:
+    """The approvals ``input.resume`` answers, answered by ``by``; None when it has none (the
+    input starts a run). Raises :class:`~streams.errors.InvalidRequestError` for an entry that
+    names no approval interrupt, entries naming two runs or one interrupt twice, and a
+    payload that is not an answer."""
+    if not input.resume:
+        return None
+    run_ids: set[str] = set()
+    after = 0
+    answers: list[tuple[str, ApprovalAnswer]] = []
+    seen: set[str] = set()
+    for entry in input.resume:
+        parsed = parse_interrupt_id(entry.interrupt_id)
+        if parsed is None:
+            raise InvalidRequestError(
+                f"resume entry {entry.interrupt_id!r} names no interrupt of this gateway"
+            )
+        if entry.interrupt_id in seen:
+            raise InvalidRequestError(f"interrupt {entry.interrupt_id!r} is answered twice")
+        seen.add(entry.interrupt_id)
+        run_id, seq, call_id = parsed
+        run_ids.add(run_id)
+        after = max(after, seq)
+        answers.append((call_id, _answer(entry, by)))
+    if len(run_ids) > 1:
+        raise InvalidRequestError("the resume entries answer interrupts of different runs")
+    return AGUIResume(run_ids.pop(), after, answers)

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from opentelemetry import trace
 
-from streams.approvals import ApprovalAnswer, ApprovalRequest
+from streams.approvals import ApprovalAnswer, ApprovalRequest, denial_message
 from streams.connection import ProducerSlot
 from streams.errors import (
     ApprovalExpiredError,
@@ -448,9 +448,7 @@ class Producers:
             output = await self.produce(run, info, body, slot)
             if denied is not None:
                 # The model reads a refusal, and the run carries on.
-                refusal = "the user denied this tool call" + (
-                    f": {denied.reason}" if denied.reason else ""
-                )
+                refusal = denial_message(denied.reason)
                 return json.dumps({"error": refusal}, ensure_ascii=False)
             try:
                 event = await log.append(
