@@ -35,6 +35,8 @@ from streams.view import RunView
 
 __all__ = [
     "CANCEL_WAIT",
+    "ApprovalBody",
+    "answer_approval",
     "cancel_run",
     "get_model",
     "get_run",
