@@ -18,7 +18,7 @@ TRANSPORTS = ["sse", "ws"]
 
 def start_gated_run(page: Page, gateway: RunningGateway, transport: str = "sse") -> str:
     open_console(page, gateway)
-    page.get_by_label("ask me before each").check()
+    page.get_by_label("ask me before each tool call").check()
     return start_run(page, "What time is it?", ["clock"], transport=transport)
 
 
