@@ -440,7 +440,8 @@ router = APIRouter()
 
 @router.websocket("/v1/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Bidirectional sessions: start, cancel and subscribe to runs; answer client tools."""
+    """Bidirectional sessions: start, cancel and subscribe to runs; answer client tools and
+    approvals (`tool.approve`, `tool.deny`)."""
     state: GatewayState = websocket.app.state.gateway
     session = WebSocketSession(websocket, state)
     if not await session.open():

@@ -416,3 +416,24 @@ async def test_a_client_tool_waits_for_approval_before_it_is_requested() -> None
     assert next(m["type"] for m in between if m["type"] != "ack") == "tool.approved"
     assert rest[-1]["type"] == "run.completed"
     assert 'gateway_approvals_requested_total{tool="client"} 1.0' in metrics
+
+
+async def test_over_the_websocket_only_the_owner_or_an_approver_key_may_answer() -> None:
+    keys = api_keys("alice", "mallory", "boss")
+    with running_gateway(api_keys=keys, approvers=["boss"]) as gateway:
+        async with client(gateway, "alice") as alice:
+            run_id = await start_detached(alice, CLOCK)
+            call_id = (await wait_pending(alice, run_id))["call_id"]
+            answer = {"type": "tool.approve", "run_id": run_id, "call_id": call_id}
+            for key, expected in (("mallory", "not_found"), ("boss", "ack")):
+                headers = {"authorization": f"Bearer {key}"}
+                async with websockets.connect(
+                    gateway.ws_url, open_timeout=5, additional_headers=headers
+                ) as ws:
+                    await ws.send(json.dumps({**answer, "id": key}))
+                    reply = await recv(ws)
+                    assert (reply["id"], reply.get("code", reply["type"])) == (key, expected)
+                    await ws.send(json.dumps({"type": "ping", "id": "p"}))
+                    assert (await recv(ws))["command"] == "ping"  # the session goes on
+            events = await read_all(alice, run_id)
+    assert next(e for e in events if e["type"] == "tool.approved")["by"] == "boss"
