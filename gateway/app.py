@@ -140,6 +140,7 @@ def create_app(
                     limits=limits,
                     tracer=telemetry.tracer,
                     on_run_end=metrics.run_ended,
+                    approval_observer=metrics,
                     log_factory=stores.log_factory,
                 )
             )

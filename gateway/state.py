@@ -7,6 +7,7 @@ import collections
 import itertools
 import weakref
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from gateway.auth import KeyRing, StreamTokens
 from gateway.limits.quotas import Quotas, Slot
@@ -14,9 +15,11 @@ from gateway.settings import Settings
 from gateway.streaming.open_streams import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
+from streams.approvals import ApprovalAnswer
 from streams.chats import ChatDirectory, MemoryChatDirectory, chat_ttl
 from streams.connection import Connection
 from streams.directory import RunDirectory
+from streams.errors import NotFoundError
 from streams.runs.manager import RunManager
 from streams.view import RunView
 
@@ -88,6 +91,26 @@ class GatewayState:
     async def cancel_run(self, run_id: str, reason: str, owner: str | None) -> RunView:
         """Cancel ``owner``'s run wherever it runs."""
         return await self.runs.cancel(run_id, reason, owner)
+
+    async def answer_approval(
+        self,
+        run_id: str,
+        call_id: str,
+        caller: str | None,
+        decision: Literal["approve", "deny"],
+        reason: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer run ``run_id``'s call ``call_id`` waiting for approval as the API key
+        ``caller``, wherever the run runs: only its owner or an approver key may (to anyone
+        else the run is not found, as for every other run of another key)."""
+        run = await self.runs.get_unchecked(run_id)
+        if not self.manager.limits.approvals.may_answer(caller, run.owner):
+            raise NotFoundError(f"run {run_id} not found")
+        answer = ApprovalAnswer(
+            decision, by=caller or "anonymous", reason=reason, arguments=arguments
+        )
+        await self.runs.answer_approval(run_id, call_id, answer)
 
     @property
     def ready(self) -> bool:

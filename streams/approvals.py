@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from streams.errors import InvalidRequestError
 
 __all__ = [
     "MAX_REASON_LENGTH",
     "ApprovalAnswer",
+    "ApprovalObserver",
     "ApprovalPolicy",
     "ApprovalRequest",
     "check_arguments",
@@ -67,6 +68,21 @@ class ApprovalPolicy:
         """Whether the caller with API key ``key`` may answer a run of ``owner`` (an open
         gateway has neither: anyone may)."""
         return owner is None or key == owner or (key is not None and key in self.approvers)
+
+
+class ApprovalObserver(Protocol):
+    """Told of every approval's course (the gateway's metrics implement it). ``tool`` is
+    the server tool's name, or ``"client"`` for every client tool (whose names are the
+    clients' own: no bound on how many)."""
+
+    def requested(self, tool: str) -> None:
+        """A call of ``tool`` began to wait for a person."""
+
+    def answered(self, tool: str, decision: Decision, seconds: float) -> None:
+        """A person answered a call of ``tool`` after it waited ``seconds``."""
+
+    def expired(self, tool: str) -> None:
+        """No one answered a call of ``tool`` within the timeout."""
 
 
 @dataclass(frozen=True, slots=True)

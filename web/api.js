@@ -79,6 +79,15 @@ export const getRun = (runId) => request("GET", `/v1/runs/${encodeURIComponent(r
 export const cancelRun = (runId) =>
   request("POST", `/v1/runs/${encodeURIComponent(runId)}/cancel`);
 
+/** Answer a tool call waiting for approval: `decision` "approve" or "deny", with an
+ *  optional reason. */
+export const answerApproval = (runId, callId, decision, reason = "") =>
+  request(
+    "POST",
+    `/v1/runs/${encodeURIComponent(runId)}/approvals/${encodeURIComponent(callId)}`,
+    reason ? { decision, reason } : { decision },
+  );
+
 /**
  * The URL of a run's event stream for EventSource, from cursor `after`.
  *

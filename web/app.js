@@ -6,6 +6,7 @@
 // connection from the last seq applied, exactly as any client of the gateway would do it.
 
 import * as api from "./api.js";
+import { ApprovalView } from "./approvals.js";
 import { EventLog } from "./event-log.js";
 import { FetchSseFollower } from "./fetch-sse.js";
 import { LaneView } from "./lanes.js";
@@ -21,6 +22,7 @@ const ui = {
   model: $("model"),
   tools: $("tools"),
   prompt: $("prompt"),
+  approval: $("approval"),
   openForm: $("open-form"),
   openRunId: $("open-run-id"),
   apiKey: $("api-key"),
@@ -43,6 +45,7 @@ const runView = new RunView({
   producers: $("m-producers"),
 });
 const lanes = new LaneView($("lanes"), $("axis"));
+const approvals = new ApprovalView($("approvals"), answerApproval);
 const log = new EventLog({
   body: $("log-body"),
   scroller: $("log-scroll"),
@@ -196,6 +199,7 @@ function renderNow() {
   const axisEnd = axisEndOf(s);
   runView.render(s.state, { transport: s.transport, ttfeMs: s.ttfeMs, axisEnd });
   lanes.render(s.state, axisEnd);
+  approvals.render(s.state);
   log.updateSummary(s.state);
   updateControls();
 }
@@ -284,6 +288,7 @@ function newSession(transport) {
   session = new Session(transport);
   runView.clear();
   lanes.clear();
+  approvals.clear();
   log.clear();
   setConnection(session, "idle");
   showRun();
@@ -305,13 +310,15 @@ function specFromForm() {
     throw new Error("Write a prompt.");
   }
   const tools = [...ui.tools.querySelectorAll("input:checked")].map((box) => box.value);
-  return {
+  const spec = {
     model,
     messages: [{ role: "user", content: prompt }],
     tools,
     on_disconnect: chosen("on_disconnect"),
     metadata: { client: "console" },
   };
+  if (ui.approval.checked) spec.approval = "all";
+  return spec;
 }
 
 async function startRun(event) {
@@ -379,6 +386,24 @@ async function cancelRun() {
     if (s !== session) return;
     showError(error.status === 409 ? "The run had already finished." : describe(error));
     updateControls();
+  }
+}
+
+/** A person's answer to a call waiting for approval. What changes on screen comes with
+ *  the run's tool.approved / tool.denied event, over whichever stream follows the run. */
+async function answerApproval(callId, decision, reason) {
+  const s = session;
+  if (!s || !s.runId) return;
+  clearError();
+  try {
+    await api.answerApproval(s.runId, callId, decision, reason);
+  } catch (error) {
+    if (s !== session) return;
+    showError(
+      error.status === 409
+        ? "That call was answered already."
+        : `Could not ${decision} the call: ${describe(error)}`,
+    );
   }
 }
 

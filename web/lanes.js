@@ -15,6 +15,7 @@ const STATUS_LABEL = {
   pending: "pending",
   running: "running",
   waiting: "waiting for client",
+  approval: "waiting for approval",
   done: "done",
   failed: "failed",
   cancelled: "cancelled",
@@ -103,7 +104,7 @@ export class LaneView {
     const { item } = row;
     const ms = (ts) => (ts - t0) * 1000;
     const start = lane.start ?? lane.argsStart;
-    const end = lane.end ?? (["running", "waiting", "pending"].includes(lane.status) ? axisEnd : start);
+    const end = lane.end ?? (["running", "waiting", "approval", "pending"].includes(lane.status) ? axisEnd : start);
 
     item.dataset.kind = lane.kind;
     item.dataset.status = lane.status;

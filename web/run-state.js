@@ -35,6 +35,10 @@ export class RunState {
     this.cancelReason = null;
     this.gaps = []; // [{from, to, announced}] seqs missing (announced: by a stream.gap)
     this.duplicates = []; // seqs received again
+    // call_id -> {callId, name, arguments, expiresAt, status, by, reason, edited, error}:
+    // status "pending" (waiting for a person), "approved", "denied", "expired" (the call
+    // failed unanswered) or "ended" (the run ended while it waited).
+    this.approvals = new Map();
   }
 
   get terminal() {
@@ -180,6 +184,11 @@ export class RunState {
         this.#finish(this.#lane(event.call_id, "tool"), "done", ts);
         break;
       case "tool.failed": {
+        const approval = this.approvals.get(event.call_id);
+        if (approval?.status === "pending") {
+          approval.status = "expired";
+          approval.error = describeError(event.error);
+        }
         const lane = this.#lane(event.call_id, "tool");
         lane.error = describeError(event.error);
         this.#finish(lane, "failed", ts);
@@ -191,6 +200,32 @@ export class RunState {
         lane.status = "waiting";
         lane.start = ts;
         lane.args = JSON.stringify(event.arguments ?? {});
+        break;
+      }
+      case "tool.approval_requested": {
+        this.#approvalRequested(event);
+        const lane = this.#lane(event.call_id, "tool", event.name, ts);
+        lane.status = "approval";
+        if (!lane.args) lane.args = JSON.stringify(event.arguments ?? {});
+        break;
+      }
+      case "tool.approved":
+      case "tool.denied": {
+        const approval = this.approvals.get(event.call_id);
+        if (approval) {
+          approval.status = event.type === "tool.approved" ? "approved" : "denied";
+          approval.by = event.by;
+          approval.reason = event.reason || null;
+          approval.edited = event.arguments !== undefined;
+        }
+        const lane = this.#lane(event.call_id, "tool");
+        if (event.type === "tool.denied") {
+          lane.error = `denied by ${event.by}${event.reason ? `: ${event.reason}` : ""}`;
+          this.#finish(lane, "cancelled", ts);
+        } else {
+          lane.status = "pending";
+          if (event.arguments !== undefined) lane.args = JSON.stringify(event.arguments);
+        }
         break;
       }
       case "run.completed":
@@ -228,11 +263,34 @@ export class RunState {
     return message;
   }
 
+  #approvalRequested(request) {
+    if (this.approvals.has(request.call_id)) return;
+    this.approvals.set(request.call_id, {
+      callId: request.call_id,
+      name: request.name,
+      arguments: request.arguments,
+      expiresAt: request.expires_at,
+      status: "pending",
+      by: null,
+      reason: null,
+      edited: false,
+      error: null,
+    });
+  }
+
+  /** The calls still waiting for a person. */
+  get pendingApprovals() {
+    return [...this.approvals.values()].filter((approval) => approval.status === "pending");
+  }
+
   /** The run ended: producers still open were cut short by it. */
   #end(ts, openStatus) {
     this.tEnd = ts;
+    for (const approval of this.approvals.values()) {
+      if (approval.status === "pending") approval.status = "ended";
+    }
     for (const lane of this.lanes.values()) {
-      if (["pending", "running", "waiting"].includes(lane.status)) {
+      if (["pending", "running", "waiting", "approval"].includes(lane.status)) {
         this.#finish(lane, openStatus, ts);
       }
     }
@@ -249,6 +307,8 @@ export class RunState {
     if (snapshot.error) this.error = describeError(snapshot.error);
     if (snapshot.cancel_reason) this.cancelReason = snapshot.cancel_reason;
     if (snapshot.usage && Object.keys(snapshot.usage).length) this.usage = snapshot.usage;
+    // The calls the snapshot says wait: their requests may be among the events not retained.
+    for (const request of snapshot.pending_approvals || []) this.#approvalRequested(request);
     for (const producer of snapshot.producers || []) {
       const lane = this.#lane(producer.id, producer.kind, producer.name);
       lane.status = SNAPSHOT_STATUS[producer.status] || producer.status;

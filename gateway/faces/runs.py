@@ -23,13 +23,12 @@ from gateway.streaming.run_stream import (
     read_to_the_end,
     start_streamed,
 )
-from streams.approvals import MAX_REASON_LENGTH, ApprovalAnswer
+from streams.approvals import MAX_REASON_LENGTH
 from streams.dialects.registry import DEFAULT_DIALECT, DIALECTS, DialectName, describe_dialects
 from streams.errors import (
     AuthenticationError,
     InvalidRequestError,
     ModelNotFoundError,
-    NotFoundError,
 )
 from streams.spec import RunSpec
 from streams.view import RunView
@@ -214,14 +213,9 @@ async def answer_approval(
     """Approve or deny the run's tool call `call_id` that waits for a person
     (`tool.approval_requested`): the log gets `tool.approved` or `tool.denied`. Only the
     run's owner or an approver key may answer; a second answer is a 409."""
-    state = gateway(request)
-    run = await state.runs.get_unchecked(run_id)
-    if not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
-        raise NotFoundError(f"run {run_id} not found")
-    answer = ApprovalAnswer(
-        body.decision, by=caller.owner or "anonymous", reason=body.reason, arguments=body.arguments
+    await gateway(request).answer_approval(
+        run_id, call_id, caller.owner, body.decision, body.reason, body.arguments
     )
-    await state.runs.answer_approval(run_id, call_id, answer)
     return {"run_id": run_id, "call_id": call_id, "decision": body.decision}
 
 

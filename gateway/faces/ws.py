@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
@@ -31,6 +31,8 @@ from gateway.faces.ws_protocol import (
     Ping,
     StartRun,
     Subscribe,
+    ToolApprove,
+    ToolDeny,
     ToolResult,
     Unsubscribe,
     parse_command,
@@ -293,10 +295,37 @@ class WebSocketSession:
                         command.id, command="tool.result", run_id=run.id, call_id=command.call_id
                     )
                 )
+            elif isinstance(command, ToolApprove | ToolDeny):
+                await self._answer_approval(command)
             elif isinstance(command, Ping):
                 await self._send(encode_ws_ack(command.id, command="ping"))
         except GatewayError as exc:
             await self._send(encode_ws_error(command.id, exc.code, str(exc)))
+
+    async def _answer_approval(self, command: ToolApprove | ToolDeny) -> None:
+        """Answer a call waiting for approval, as ``POST /v1/runs/{id}/approvals/{call_id}``
+        does (the same check of who may, the same errors)."""
+        arguments = None
+        if isinstance(command, ToolApprove):
+            decision: Literal["approve", "deny"] = "approve"
+            arguments = command.arguments
+            if arguments is not None:
+                check_json_input(arguments, "the edited arguments")
+                check_arguments_size(len(dumps(arguments)), self.state)
+        else:
+            decision = "deny"
+        await self.state.answer_approval(
+            command.run_id, command.call_id, self.owner, decision, command.reason, arguments
+        )
+        await self._send(
+            encode_ws_ack(
+                command.id,
+                command=command.type,
+                run_id=command.run_id,
+                call_id=command.call_id,
+                decision=decision,
+            )
+        )
 
     @property
     def connection(self) -> Connection:
@@ -411,7 +440,8 @@ router = APIRouter()
 
 @router.websocket("/v1/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Bidirectional sessions: start, cancel and subscribe to runs; answer client tools."""
+    """Bidirectional sessions: start, cancel and subscribe to runs; answer client tools and
+    approvals (`tool.approve`, `tool.deny`)."""
     state: GatewayState = websocket.app.state.gateway
     session = WebSocketSession(websocket, state)
     if not await session.open():

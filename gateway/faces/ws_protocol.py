@@ -9,6 +9,9 @@ own command ``id`` (echoed in the answer)::
     {"type": "unsubscribe", "id": 4, "run_id": "run_…"}
     {"type": "tool.result", "id": 5, "run_id": "run_…", "call_id": "call_1",
                             "output": <any JSON>? | "error": "message"?}
+    {"type": "tool.approve", "id": 8, "run_id": "run_…", "call_id": "call_1",
+                             "reason": "…"?, "arguments": {…}?}
+    {"type": "tool.deny",   "id": 9, "run_id": "run_…", "call_id": "call_1", "reason": "…"?}
     {"type": "ping",        "id": 6}
     {"type": "auth",        "id": 7, "key": "<API key>"}   (when not sent as a header)
 
@@ -32,6 +35,7 @@ from pydantic import (
     ValidationError,
 )
 
+from streams.approvals import MAX_REASON_LENGTH
 from streams.spec import RunSpec
 
 __all__ = [
@@ -42,6 +46,8 @@ __all__ = [
     "Ping",
     "StartRun",
     "Subscribe",
+    "ToolApprove",
+    "ToolDeny",
     "ToolResult",
     "Unsubscribe",
     "parse_command",
@@ -86,6 +92,26 @@ class ToolResult(_Command):
     error: str | None = None
 
 
+class ToolApprove(_Command):
+    """Approve a call waiting for a person (``tool.approval_requested``), possibly with
+    edited ``arguments`` (checked against the tool's schema)."""
+
+    type: Literal["tool.approve"]
+    run_id: str
+    call_id: str
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    arguments: dict[str, Any] | None = None
+
+
+class ToolDeny(_Command):
+    """Deny a call waiting for a person: the model reads a refusal."""
+
+    type: Literal["tool.deny"]
+    run_id: str
+    call_id: str
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+
+
 class Ping(_Command):
     type: Literal["ping"]
 
@@ -97,10 +123,18 @@ class Authenticate(_Command):
     key: str = Field(min_length=1, max_length=512)
 
 
-Command = Annotated[
-    StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping | Authenticate,
-    Field(discriminator="type"),
-]
+AnyCommand = (
+    StartRun
+    | CancelRun
+    | Subscribe
+    | Unsubscribe
+    | ToolResult
+    | ToolApprove
+    | ToolDeny
+    | Ping
+    | Authenticate
+)
+Command = Annotated[AnyCommand, Field(discriminator="type")]
 COMMAND_TYPES = (
     "auth",
     "run.start",
@@ -108,6 +142,8 @@ COMMAND_TYPES = (
     "subscribe",
     "unsubscribe",
     "tool.result",
+    "tool.approve",
+    "tool.deny",
     "ping",
 )
 
@@ -121,9 +157,6 @@ class CommandError:
     id: CommandId
     code: str
     message: str
-
-
-AnyCommand = StartRun | CancelRun | Subscribe | Unsubscribe | ToolResult | Ping | Authenticate
 
 
 def parse_command(text: str | bytes) -> AnyCommand | CommandError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -24,7 +24,14 @@ from streams.runs.manager import RunManager
 from streams.runs.run import Run
 from streams.upstream.client import UpstreamCall, UpstreamModel
 
-__all__ = ["BREAKER_STATES", "GAP_BUCKETS", "LATENCY_BUCKETS", "GatewayMetrics", "Observed"]
+__all__ = [
+    "APPROVAL_WAIT_BUCKETS",
+    "BREAKER_STATES",
+    "GAP_BUCKETS",
+    "LATENCY_BUCKETS",
+    "GatewayMetrics",
+    "Observed",
+]
 
 upstream_log = structlog.get_logger("gateway.upstream")
 run_log = structlog.get_logger("gateway.runs")
@@ -32,6 +39,8 @@ run_log = structlog.get_logger("gateway.runs")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+# A person answering: from a second to the default approval_timeout (600 s) and past it.
+APPROVAL_WAIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class Observed(Protocol):
@@ -61,6 +70,9 @@ class Observed(Protocol):
 
 
 class GatewayMetrics:
+    """The gateway's metrics, fed by the engine's hooks (it is the upstream client's, the
+    model groups' and the approvals' observer) and read at scrape time."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events_sent = Counter(
@@ -105,6 +117,32 @@ class GatewayMetrics:
             GAP_BUCKETS,
         )
         self.registry.register(self.inter_chunk)
+        # Labelled by tool name: the tools are the gateway's and the runs' own (bounded by
+        # the specs' tool lists), as the routes of the upstream metrics are the config's.
+        self.approvals_requested = Counter(
+            "gateway_approvals_requested",
+            "Tool calls that waited for a person's approval, by tool",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.approvals_answered = Counter(
+            "gateway_approvals_answered",
+            "Approvals a person answered, by tool and decision",
+            ["tool", "decision"],
+            registry=self.registry,
+        )
+        self.approvals_expired = Counter(
+            "gateway_approvals_expired",
+            "Approvals no one answered within approval_timeout, by tool",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.approval_wait = Histogram(
+            "gateway_approval_wait_seconds",
+            "Time a tool call waited for a person's answer",
+            buckets=APPROVAL_WAIT_BUCKETS,
+            registry=self.registry,
+        )
         self._state: Observed | None = None
         self.registry.register(_StateCollector(self))
 
@@ -130,6 +168,16 @@ class GatewayMetrics:
             input_tokens=run.usage["input_tokens"],
             output_tokens=run.usage["output_tokens"],
         )
+
+    def requested(self, tool: str) -> None:
+        self.approvals_requested.labels(tool).inc()
+
+    def answered(self, tool: str, decision: Literal["approve", "deny"], seconds: float) -> None:
+        self.approvals_answered.labels(tool, decision).inc()
+        self.approval_wait.observe(seconds)
+
+    def expired(self, tool: str) -> None:
+        self.approvals_expired.labels(tool).inc()
 
     def chunk_gap(self, route: str, seconds: float) -> None:
         self.inter_chunk.observe(route, seconds)

@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from streams.approvals import ApprovalObserver
 from streams.connection import ProducerSlot
 from streams.errors import GatewayError
 from streams.models import ModelRegistry
@@ -51,10 +52,13 @@ class RunWorker:
         tools: ToolRegistry,
         limits: RunLimits,
         tracer: trace.Tracer,
+        approval_observer: ApprovalObserver | None = None,
     ) -> None:
         self.models = models
         self.tools = tools
-        self.producers = Producers(tools=tools, limits=limits, tracer=tracer)
+        self.producers = Producers(
+            tools=tools, limits=limits, tracer=tracer, approval_observer=approval_observer
+        )
 
     def validate(self, spec: RunSpec) -> None:
         """Raise if ``spec`` names a model or tool the gateway does not offer."""

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
+from streams.approvals import ApprovalObserver
 from streams.connection import Connection
 from streams.errors import (
     LimitExceededError,
@@ -75,13 +76,20 @@ class RunManager:
         log_factory: Callable[[str, Retention], EventLog] = MemoryEventLog,
         tracer: trace.Tracer | None = None,
         on_run_end: Callable[[Run], None] | None = None,
+        approval_observer: ApprovalObserver | None = None,
     ) -> None:
         self.tracer = tracer or trace.NoOpTracer()
         self._on_run_end = on_run_end  # the gateway's run-end log line and metrics
         self.models = models
         self.tools = tools
         self.limits = limits or RunLimits()
-        self._worker = RunWorker(models=models, tools=tools, limits=self.limits, tracer=self.tracer)
+        self._worker = RunWorker(
+            models=models,
+            tools=tools,
+            limits=self.limits,
+            tracer=self.tracer,
+            approval_observer=approval_observer,  # the gateway's metrics
+        )
         self._log_factory = log_factory
         self._runs: dict[str, Run] = {}
         self._active: set[str] = set()

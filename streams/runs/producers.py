@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from opentelemetry import trace
 
-from streams.approvals import ApprovalAnswer, ApprovalRequest, denial_message
+from streams.approvals import ApprovalAnswer, ApprovalObserver, ApprovalRequest, denial_message
 from streams.connection import ProducerSlot
 from streams.errors import (
     ApprovalExpiredError,
@@ -112,10 +112,18 @@ class Producers:
     """Starts and runs the producers of runs, with the tools, limits and tracer of its
     manager."""
 
-    def __init__(self, *, tools: ToolRegistry, limits: RunLimits, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        *,
+        tools: ToolRegistry,
+        limits: RunLimits,
+        tracer: trace.Tracer,
+        approval_observer: ApprovalObserver | None = None,
+    ) -> None:
         self.tools = tools
         self.limits = limits
         self.tracer = tracer
+        self.approval_observer = approval_observer
 
     async def start(
         self,
@@ -493,12 +501,20 @@ class Producers:
         request = ApprovalRequest(
             call_id, name, arguments, parameters, time.time() + policy.timeout
         )
+        observer = self.approval_observer
+        # A client tool's name is the client's: its metrics share one label.
+        tool = "client" if name in run.client_tool_names else name
         with run.awaiting_approval(request) as answered:
             await run.log.append(EventType.TOOL_APPROVAL_REQUESTED, call_id, request.to_dict())
+            if observer is not None:
+                observer.requested(tool)
+            asked_at = time.monotonic()
             try:
                 async with asyncio.timeout(policy.timeout):
                     answer = await answered
             except TimeoutError:
+                if observer is not None:
+                    observer.expired(tool)
                 if policy.on_timeout == "fail":
                     raise ApprovalExpiredError(
                         f"no one answered the approval of tool {name!r} within "
@@ -507,6 +523,9 @@ class Producers:
                 answer = ApprovalAnswer(
                     "deny", by="timeout", reason=f"no answer within {policy.timeout:g}s"
                 )
+            else:
+                if observer is not None:
+                    observer.answered(tool, answer.decision, time.monotonic() - asked_at)
         approved = answer.decision == "approve"
         await run.log.append(
             EventType.TOOL_APPROVED if approved else EventType.TOOL_DENIED,

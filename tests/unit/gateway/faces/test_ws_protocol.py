@@ -16,12 +16,23 @@ from gateway.faces.ws_protocol import (
     Ping,
     StartRun,
     Subscribe,
+    ToolApprove,
+    ToolDeny,
     ToolResult,
     Unsubscribe,
     parse_command,
 )
 
-COMMAND_CLASSES = (StartRun, CancelRun, Subscribe, Unsubscribe, ToolResult, Ping)
+COMMAND_CLASSES = (
+    StartRun,
+    CancelRun,
+    Subscribe,
+    Unsubscribe,
+    ToolResult,
+    ToolApprove,
+    ToolDeny,
+    Ping,
+)
 AGENT_RUN = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -81,6 +92,39 @@ def test_tool_result_parses_any_json_output(output: Any) -> None:
     assert command == ToolResult(
         type="tool.result", id=5, run_id="run_1", call_id="call_1", output=output, error=None
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "command"),
+    [
+        (
+            {"type": "tool.approve", "id": 8, "run_id": "run_1", "call_id": "call_1"},
+            ToolApprove(type="tool.approve", id=8, run_id="run_1", call_id="call_1"),
+        ),
+        (
+            {
+                "type": "tool.approve",
+                "run_id": "run_1",
+                "call_id": "call_1",
+                "reason": "ok",
+                "arguments": {"start": 2},
+            },
+            ToolApprove(
+                type="tool.approve",
+                run_id="run_1",
+                call_id="call_1",
+                reason="ok",
+                arguments={"start": 2},
+            ),
+        ),
+        (
+            {"type": "tool.deny", "id": "d", "run_id": "run_1", "call_id": "c", "reason": "no"},
+            ToolDeny(type="tool.deny", id="d", run_id="run_1", call_id="c", reason="no"),
+        ),
+    ],
+)
+def test_approval_answers_parse(message: dict[str, Any], command: ToolApprove | ToolDeny) -> None:
+    assert parse(message) == command
 
 
 def test_tool_result_parses_an_error() -> None:
@@ -169,7 +213,8 @@ def test_unknown_type_is_an_unknown_command(message: dict[str, Any], shown_type:
         1,
         "unknown_command",
         f"unknown command type {shown_type}; expected one of "
-        "auth, run.start, run.cancel, subscribe, unsubscribe, tool.result, ping",
+        "auth, run.start, run.cancel, subscribe, unsubscribe, tool.result, tool.approve, "
+        "tool.deny, ping",
     )
 
 
@@ -208,6 +253,25 @@ def test_unknown_type_is_an_unknown_command(message: dict[str, Any], shown_type:
             id="tool-result-error-not-str",
         ),
         pytest.param({"type": "ping", "extra": 1}, "extra", id="extra-field"),
+        pytest.param(
+            {"type": "tool.approve", "run_id": "r"}, "call_id", id="approve-without-call-id"
+        ),
+        pytest.param({"type": "tool.deny", "call_id": "c"}, "run_id", id="deny-without-run-id"),
+        pytest.param(
+            {"type": "tool.approve", "run_id": "r", "call_id": "c", "reason": "x" * 1001},
+            "reason",
+            id="approve-reason-too-long",
+        ),
+        pytest.param(
+            {"type": "tool.approve", "run_id": "r", "call_id": "c", "arguments": [1]},
+            "arguments",
+            id="approve-arguments-not-object",
+        ),
+        pytest.param(
+            {"type": "tool.deny", "run_id": "r", "call_id": "c", "arguments": {}},
+            "arguments",
+            id="deny-with-arguments",
+        ),
     ],
 )
 def test_wrong_or_missing_fields_are_an_invalid_command(

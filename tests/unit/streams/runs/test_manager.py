@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import pytest
 
+from streams.approvals import ApprovalAnswer, ApprovalPolicy
+from streams.builtin.demo import DemoModel
+from streams.builtin.tools import builtin_tools
 from streams.connection import Connection
 from streams.errors import NotFoundError, RunFinishedError, ShuttingDownError
+from streams.models import ModelRegistry
+from streams.runs.limits import RunLimits
 from streams.runs.manager import RunManager, RunStatistics
 from streams.runs.run import RunStatus
 from tests.support import all_events, run_spec
@@ -117,3 +123,51 @@ async def test_statistics_count_active_retained_and_finished_runs(manager: RunMa
         "retained_runs": stats.retained_runs,
         "runs_by_status": {"completed": 1, "failed": 0, "cancelled": 0},
     }
+
+
+class Watched:
+    """An :class:`~streams.approvals.ApprovalObserver` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+        self.asked = asyncio.Event()
+
+    def requested(self, tool: str) -> None:
+        self.seen.append(("requested", tool))
+        self.asked.set()
+
+    def answered(self, tool: str, decision: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.seen.append(("answered", tool, decision))
+
+    def expired(self, tool: str) -> None:
+        self.seen.append(("expired", tool))
+
+
+@pytest.mark.parametrize(
+    ("answer", "timeout", "seen"),
+    [
+        ("approve", 30.0, [("requested", "clock"), ("answered", "clock", "approve")]),
+        ("deny", 30.0, [("requested", "clock"), ("answered", "clock", "deny")]),
+        (None, 0.01, [("requested", "clock"), ("expired", "clock")]),
+    ],
+)
+async def test_the_approval_observer_hears_each_request_and_how_it_ended(
+    answer: Literal["approve", "deny"] | None, timeout: float, seen: list[tuple[str, ...]]
+) -> None:
+    models = ModelRegistry()
+    models.register(DemoModel(token_delay=0))
+    watched = Watched()
+    limits = RunLimits(approvals=ApprovalPolicy(timeout=timeout))
+    async with RunManager(
+        models=models, tools=builtin_tools(), limits=limits, approval_observer=watched
+    ) as manager:
+        spec = run_spec("What time is it?", ["clock"], approval="all")
+        run = manager.start(spec, Connection("c"), default_on_disconnect="continue")
+        await asyncio.wait_for(watched.asked.wait(), 5)
+        if answer is not None:
+            (pending,) = run.pending_approvals()
+            run.answer_approval(pending["call_id"], ApprovalAnswer(answer, "alice"))
+        await asyncio.wait_for(run.wait(), 5)
+    assert run.status is RunStatus.COMPLETED
+    assert watched.seen == seen

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streams.approvals import ApprovalAnswer, ApprovalRequest
 from streams.connection import Connection
-from streams.errors import InvalidRequestError, ToolError
+from streams.errors import ApprovalAnsweredError, InvalidRequestError, NotFoundError, ToolError
 from streams.log import MemoryEventLog
 from streams.runs.run import Run, RunStatus, is_run_id, new_run_id
 from tests.support import run_spec
@@ -77,3 +78,57 @@ async def test_resolving_a_call_the_run_does_not_wait_for_is_an_invalid_request(
         run.resolve_client_tool("call_1", output=1)
         with pytest.raises(InvalidRequestError):  # answered already
             run.resolve_client_tool("call_1", output=2)
+
+
+APPROVAL = ApprovalRequest(
+    "call_1",
+    "countdown",
+    {"start": 3},
+    {"type": "object", "properties": {"start": {"type": "integer"}}, "required": ["start"]},
+    99.0,
+)
+
+
+async def test_a_call_waits_for_its_answer_and_the_run_no_longer_needs_a_reader() -> None:
+    run = new_run()
+    run.on_disconnect = "cancel"
+    with run.awaiting_approval(APPROVAL) as answered:
+        assert run.on_disconnect == "continue"
+        assert run.pending_approvals() == [APPROVAL.to_dict()]
+        assert run.snapshot()["pending_approvals"] == [APPROVAL.to_dict()]
+        answer = ApprovalAnswer("approve", "alice", arguments={"start": 2})
+        run.answer_approval("call_1", answer)
+        assert await answered is answer
+        assert run.pending_approvals() == []  # answered: no longer pending
+    assert run.pending_approvals() == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [({"start": "x"}, "arguments.start must be integer"), ({}, "arguments.start is required")],
+)
+async def test_edited_arguments_that_do_not_fit_leave_the_call_waiting(
+    arguments: dict[str, object], message: str
+) -> None:
+    run = new_run()
+    with run.awaiting_approval(APPROVAL) as answered:
+        with pytest.raises(InvalidRequestError) as caught:
+            run.answer_approval("call_1", ApprovalAnswer("approve", "a", arguments=arguments))
+        assert str(caught.value) == message
+        assert not answered.done()
+        run.answer_approval("call_1", ApprovalAnswer("deny", "a"))
+        assert (await answered).decision == "deny"
+
+
+async def test_a_second_answer_and_an_unknown_call() -> None:
+    run = new_run()
+    with pytest.raises(NotFoundError):
+        run.answer_approval("call_1", ApprovalAnswer("approve", "a"))
+    with run.awaiting_approval(APPROVAL):
+        run.answer_approval("call_1", ApprovalAnswer("approve", "a"))
+        with pytest.raises(ApprovalAnsweredError):  # answered, the call not yet gone on
+            run.answer_approval("call_1", ApprovalAnswer("deny", "b"))
+    with pytest.raises(ApprovalAnsweredError):  # answered and gone on
+        run.answer_approval("call_1", ApprovalAnswer("deny", "b"))
+    with pytest.raises(NotFoundError):
+        run.answer_approval("call_2", ApprovalAnswer("approve", "a"))
