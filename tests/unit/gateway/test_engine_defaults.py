@@ -12,6 +12,7 @@ from gateway.engine_defaults import engine_default
 from gateway.limits.quotas import MemoryQuotas
 from gateway.settings import RouteSettings, Settings
 from gateway.transport.connections import ConnectionPolicy
+from streams.approvals import ApprovalPolicy
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterSettings
@@ -48,6 +49,8 @@ MIRRORED: dict[str, tuple[Any, str]] = {
     "redis_max_blocking_reads": (ClusterSettings, "max_blocking_reads"),
     "demo_token_delay": (DemoModel, "token_delay"),
     "countdown_interval": (builtin_tools, "countdown_interval"),
+    "approval_timeout": (ApprovalPolicy, "timeout"),
+    "approval_on_timeout": (ApprovalPolicy, "on_timeout"),
 }
 ROUTE_MIRRORED: dict[str, tuple[Any, str]] = {
     "connect_timeout": (Timeouts, "connect"),
@@ -85,7 +88,8 @@ def test_a_route_of_default_settings_is_the_engine_s_default_route() -> None:
 
 def test_every_engine_field_of_run_limits_has_a_setting() -> None:
     mirrored = {field for owner, field in MIRRORED.values() if owner is RunLimits}
-    fields = {f.name for f in dataclasses.fields(RunLimits)} - {"retention"}
+    # Made of several settings each (retention_*, approval_*: mirrored above).
+    fields = {f.name for f in dataclasses.fields(RunLimits)} - {"retention", "approvals"}
     assert fields <= mirrored
 
 
