@@ -12,7 +12,12 @@ what makes the three routes work together:
 
 - ``POST /v1/ai-sdk/chat`` starts a turn. **A disconnect is not a cancel** here: the turn
   goes on, to be resumed. A new turn while one is active is a 409 (``chat_busy``) unless the
-  body says ``cancel_active``.
+  body says ``cancel_active``. A body whose last message answers approvals
+  (``addToolApprovalResponse``: tool parts in ``approval-responded``) starts no turn: the
+  answers go to the calls waiting in the chat's latest turn, and the stream is that turn's
+  from where it paused for them (see the ``tool-approval`` feature of the dialect). An
+  answer that another client (or the timeout) gave first is no error there: the stream
+  shows the answer that stands.
 - ``GET /v1/ai-sdk/chat/{chat_id}/stream`` (what ``useChat({resume: true})`` calls on
   mount) replays the active turn from its start and follows it live, or after
   ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active.
@@ -42,11 +47,19 @@ from gateway.deps import connection, gateway, principal
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import cursor_from, dialect_stream, event_stream, start_streamed
+from streams.approvals import ApprovalAnswer
 from streams.chats import chat_not_found
 from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder, error_frame
-from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
+from streams.dialects.ai_sdk_input import (
+    ApprovalResponse,
+    ChatRequest,
+    approval_responses,
+    conversation_of,
+    tools_of,
+)
 from streams.dialects.registry import DIALECTS
 from streams.errors import (
+    ApprovalAnsweredError,
     ChatBusyError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -102,6 +115,8 @@ def chat_spec(state: GatewayState, body: ChatRequest) -> RunSpec:
             "chat_id": body.id,
         },
     }
+    if body.approval is not None:
+        fields["approval"] = body.approval
     if body.max_steps is not None:
         fields["max_steps"] = body.max_steps
     if body.options is not None:
@@ -151,6 +166,9 @@ async def start_chat(
     """Start a chat turn and stream it (a UI message stream); 409 while another turn of the
     chat is active, unless ``cancel_active``."""
     state = gateway(request)
+    answers = approval_responses(body.messages)
+    if answers:
+        return await _answer_and_continue(state, body.id, caller, answers)
     spec = chat_spec(state, body)
     active = await _latest_turn(state, body.id, caller.owner)
     if active is not None and not active.done:
@@ -184,6 +202,54 @@ async def start_chat(
         slot=slot,
         error_frame=error_frame,
         headers=STREAM_HEADERS,
+    )
+
+
+async def _pause_for(run: RunView, encoder: UIStreamEncoder, calls: frozenset[str]) -> int:
+    """Prime ``encoder`` with ``run``'s events up to the pause of the stream for ``calls``
+    (the first where one of them waits); the seq of the event that paused it."""
+    cursor = 0
+    while cursor < run.log.last_seq:
+        batch = await run.log.read(cursor, timeout=0)
+        if batch.gap is not None or not batch.events:
+            break
+        for event in batch.events:
+            encoder.prime([event])
+            if encoder.paused and encoder.awaiting & calls:
+                return event.seq
+        cursor = batch.events[-1].seq
+    raise InvalidRequestError(
+        f"run {run.id} has no stream paused for the approval of {', '.join(sorted(calls))} "
+        "(or its events are no longer retained)"
+    )
+
+
+async def _answer_and_continue(
+    state: GatewayState, chat_id: str, caller: Principal, answers: list[ApprovalResponse]
+) -> Response:
+    """Give the chat's latest turn the answers of the last message, and stream the turn on
+    from where it paused for them."""
+    run = await _latest_turn(state, chat_id, caller.owner)
+    if run is None or not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
+        raise chat_not_found(chat_id)
+    encoder = UIStreamEncoder.for_run(run.id, run.spec)
+    if any(answer.message_id != encoder.message_id for answer in answers):
+        raise InvalidRequestError(
+            f"messages: the approvals answered are not those of chat '{chat_id}''s latest "
+            f"turn (its message {encoder.message_id})"
+        )
+    for answer in answers:
+        given = ApprovalAnswer(
+            "approve" if answer.approved else "deny",
+            by=caller.owner or "anonymous",
+            reason=answer.reason,
+        )
+        # Answered first by another client or the timeout: the stream shows that answer.
+        with contextlib.suppress(ApprovalAnsweredError):
+            await state.runs.answer_approval(run.id, answer.call_id, given)
+    after = await _pause_for(run, encoder, frozenset(answer.call_id for answer in answers))
+    return event_stream(
+        state, run, after, encode=encoder, error_frame=error_frame, headers=STREAM_HEADERS
     )
 
 
