@@ -248,6 +248,7 @@ async def _answer_and_continue(
         with contextlib.suppress(ApprovalAnsweredError):
             await state.runs.answer_approval(run.id, answer.call_id, given)
     after = await _pause_for(run, encoder, frozenset(answer.call_id for answer in answers))
+    encoder.go_on()  # not ended: the answer's events may take a moment to arrive
     return event_stream(
         state, run, after, encode=encoder, error_frame=error_frame, headers=STREAM_HEADERS
     )

@@ -213,6 +213,7 @@ class UIStreamEncoder:
         self._done_calls: set[str] = set()
         self._step_complete = False
         self._paused = False
+        self._restart = False  # a pause ended: the next chunks begin with ``start``
         self._handlers: dict[EventType, Callable[[Event], list[Chunk]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_STARTED: self._message_started,
@@ -313,11 +314,20 @@ class UIStreamEncoder:
         if handler is None or self._ended:
             return []
         if self._paused:
+            self.go_on()
+        if self._restart:
             # The stream after a pause is the next request's: the SDK reads a new response
             # into the same message, which begins with ``start``.
-            self._paused = False
+            self._restart = False
             return [{"type": "start", "messageId": self.message_id}, *handler(event)]
         return handler(event)
+
+    def go_on(self) -> None:
+        """End a pause (:attr:`paused`): the encoder is no longer ``ended``, and what it
+        sends next begins with ``start``, as the next request's stream does. A stream that
+        goes on from a pause calls it before its first batch, which may be a while coming."""
+        if self._paused:
+            self._paused, self._restart = False, True
 
     def message(self) -> dict[str, Any]:
         """The UI message the stream builds, as the log stands (what the SDK's chat holds

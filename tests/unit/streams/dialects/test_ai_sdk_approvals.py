@@ -130,6 +130,14 @@ def test_a_call_that_waits_pauses_the_stream_and_the_answer_goes_on(
     assert second.paused
     assert second(events[paused_at:]) == rest
     assert second.ended and not second.paused and second.awaiting == frozenset()
+    # A stream that goes on from the pause is not ended before the answer's events come.
+    third = UIStreamEncoder(RUN, features=APPROVAL)
+    third.prime(events[:paused_at])
+    third.go_on()
+    assert not third.ended and third.awaiting == {"c1"}
+    assert third(events[paused_at:]) == rest
+    third.go_on()  # no pause: nothing changes
+    assert third.ended
     # One encoder over the whole log gives the same (as a GET after the answer reads it).
     whole = UIStreamEncoder(RUN, features=APPROVAL)
     assert whole(events[:paused_at]) + whole(events[paused_at:]) == HEAD + PAUSE + rest
