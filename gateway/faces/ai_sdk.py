@@ -20,7 +20,9 @@ what makes the three routes work together:
   shows the answer that stands.
 - ``GET /v1/ai-sdk/chat/{chat_id}/stream`` (what ``useChat({resume: true})`` calls on
   mount) replays the active turn from its start and follows it live, or after
-  ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active.
+  ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active. A turn
+  waiting for approvals ends there again (the client answers in its next request); a pause
+  whose calls the log has the answers of already is replayed through.
 - ``POST /v1/ai-sdk/chat/{chat_id}/stop`` cancels the active turn (its upstream request is
   closed at once) and answers once it has ended; the open stream ends with ``abort`` and
   ``[DONE]``. A chat whose turn ended already answers that turn's status (200); a chat the
@@ -35,6 +37,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pydantic
@@ -66,6 +69,7 @@ from streams.errors import (
     NotFoundError,
     RunFinishedError,
 )
+from streams.events import Event, EventType
 from streams.spec import RunSpec
 from streams.view import RunView
 
@@ -205,22 +209,51 @@ async def start_chat(
     )
 
 
+async def _retained(run: RunView) -> AsyncIterator[Event]:
+    """``run``'s events from its first, as its log has them now (bounded by its retention;
+    they stop at a gap)."""
+    cursor, end = 0, run.log.last_seq
+    while cursor < end:
+        batch = await run.log.read(cursor, timeout=0)
+        if batch.gap is not None or not batch.events:
+            return
+        for event in batch.events:
+            if event.seq > end:
+                return
+            yield event
+        cursor = batch.events[-1].seq
+
+
 async def _pause_for(run: RunView, encoder: UIStreamEncoder, calls: frozenset[str]) -> int:
     """Prime ``encoder`` with ``run``'s events up to the pause of the stream for ``calls``
     (the first where one of them waits); the seq of the event that paused it."""
-    cursor = 0
-    while cursor < run.log.last_seq:
-        batch = await run.log.read(cursor, timeout=0)
-        if batch.gap is not None or not batch.events:
-            break
-        for event in batch.events:
-            encoder.prime([event])
-            if encoder.paused and encoder.awaiting & calls:
-                return event.seq
-        cursor = batch.events[-1].seq
+    async for event in _retained(run):
+        encoder.prime([event])
+        if encoder.paused and encoder.awaiting & calls:
+            return event.seq
     raise InvalidRequestError(
         f"run {run.id} has no stream paused for the approval of {', '.join(sorted(calls))} "
         "(or its events are no longer retained)"
+    )
+
+
+async def _resumed_stream(state: GatewayState, run: RunView, after: int) -> Response:
+    """The turn's stream after cursor ``after`` for a client that takes approvals: a pause
+    the log has the answers of already is no pause (the turn went on without this client),
+    and one still waiting ends the stream as it did for the first reader."""
+    encoder = UIStreamEncoder.for_run(run.id, run.spec)
+    seen: list[Event] = []
+    answered: list[str] = []
+    async for event in _retained(run):
+        if event.type in (EventType.TOOL_APPROVED, EventType.TOOL_DENIED):
+            answered.append(str(event.data.get("call_id")))
+        if event.seq <= after:
+            seen.append(event)
+    encoder.known_answers(answered)
+    if seen and seen[-1].seq == after:
+        encoder.prime(seen)
+    return event_stream(
+        state, run, after, encode=encoder, error_frame=error_frame, headers=STREAM_HEADERS
     )
 
 
@@ -268,6 +301,8 @@ async def resume_chat(
     if run is None or run.done:
         return Response(status_code=204)
     after = cursor_from(last_event_id, None)
+    if "tool-approval" in UIStreamEncoder.for_run(run.id, run.spec).features:
+        return await _resumed_stream(state, run, after)
     return await dialect_stream(state, run, after, DIALECTS["ai-sdk"])
 
 

@@ -214,6 +214,7 @@ class UIStreamEncoder:
         self._step_complete = False
         self._paused = False
         self._restart = False  # a pause ended: the next chunks begin with ``start``
+        self._answered: frozenset[str] = frozenset()  # calls a pause is not made for
         self._handlers: dict[EventType, Callable[[Event], list[Chunk]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_STARTED: self._message_started,
@@ -321,6 +322,11 @@ class UIStreamEncoder:
             self._restart = False
             return [{"type": "start", "messageId": self.message_id}, *handler(event)]
         return handler(event)
+
+    def known_answers(self, calls: Iterable[str]) -> None:
+        """Calls whose answers the log has already: no pause is made for them alone, so a
+        replay of a turn that went on past its approvals (a resume) goes on too."""
+        self._answered = frozenset(calls)
 
     def go_on(self) -> None:
         """End a pause (:attr:`paused`): the encoder is no longer ``ended``, and what it
@@ -514,7 +520,7 @@ class UIStreamEncoder:
     def _pause_if_waiting(self) -> list[Chunk]:
         """The pause, once calls wait for a person and none of the step's runs any more."""
         if (
-            not self._awaiting
+            not self._awaiting - self._answered
             or not self._step_complete
             or any(
                 call not in self._awaiting and call not in self._done_calls

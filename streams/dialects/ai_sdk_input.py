@@ -95,7 +95,7 @@ class ChatRequest(BaseModel):
     features: list[str] = Field(
         default_factory=list,
         description="optional chunk kinds the client accepts: 'reasoning', "
-        "'preliminary-tool-output'",
+        "'preliminary-tool-output', 'tool-approval' (ai 6 and later)",
     )
     cancel_active: bool = Field(
         default=False, description="cancel the chat's active turn rather than refuse (409)"

@@ -187,3 +187,28 @@ async def test_only_the_chat_s_key_answers() -> None:
             events = await gateway.call(all_events(gateway.state.manager, run_id))
     (approved,) = [e for e in events if e.type is EventType.TOOL_APPROVED]
     assert approved.data["by"] == "alice"
+
+
+async def test_a_resume_after_an_answer_given_elsewhere_goes_on_past_the_pause() -> None:
+    # A countdown slow enough that the turn still runs when the client resumes it.
+    with running_gateway(countdown_interval=0.5) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            body = chat_body("chat-5", "count down from 3", **{**ASK, "tools": ["countdown"]})
+            first = await http.post(CHAT, json=body)
+            assert kinds(first.content)[-3:] == ["finish-step", "finish", "[DONE]"]
+            run_id = first.headers["x-run-id"]
+            (request,) = [
+                v for v in chunks(first.content)[:-1] if v["type"] == "tool-approval-request"
+            ]
+            call_id = request["toolCallId"]
+            url = f"/v1/runs/{run_id}/approvals/{call_id}"
+            assert (await http.post(url, json={"decision": "approve"})).status_code == 200
+            resumed = await http.get(f"{CHAT}/chat-5/stream")
+            assert resumed.status_code == 200
+            values = chunks(resumed.content)
+            assert (await gateway.wait_run(run_id))["status"] == "completed"
+    seen = [v if v == "[DONE]" else v["type"] for v in values]
+    # One stream, the whole turn: the request, the countdown's output, the answer.
+    assert seen.count("finish") == 1 and seen[-2:] == ["finish", "[DONE]"]
+    assert seen.index("tool-approval-request") < seen.index("tool-output-available")
+    assert "start" not in seen[1:]

@@ -340,3 +340,19 @@ def test_approval_responses_refused(part: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequestError) as raised:
         approval_responses([USER, _assistant(part)])
     assert str(raised.value) == message
+
+
+def test_no_pause_for_calls_the_log_has_the_answers_of() -> None:
+    events = _approved_run(NativeEvents(RUN))
+    encoder = UIStreamEncoder(RUN, features=APPROVAL)
+    encoder.known_answers(["c1"])
+    stream = encoder(events)
+    assert stream.count(b'"type":"finish"') == 1 and stream.endswith(DONE_FRAME)
+    assert stream.count(DONE_FRAME) == 1
+    assert b'"tool-approval-request"' in stream and b'"type":"start",' not in stream[40:]
+    # A pause still waiting for another call is made.
+    n = NativeEvents(RUN)
+    waiting = UIStreamEncoder(RUN, features=APPROVAL)
+    waiting.known_answers(["c1"])
+    waiting.prime([*_head(n, "c1", "c2"), requested(n, "c1"), requested(n, "c2")])
+    assert waiting.paused and waiting.awaiting == {"c1", "c2"}
