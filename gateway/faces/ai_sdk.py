@@ -12,10 +12,17 @@ what makes the three routes work together:
 
 - ``POST /v1/ai-sdk/chat`` starts a turn. **A disconnect is not a cancel** here: the turn
   goes on, to be resumed. A new turn while one is active is a 409 (``chat_busy``) unless the
-  body says ``cancel_active``.
+  body says ``cancel_active``. A body whose last message answers approvals
+  (``addToolApprovalResponse``: tool parts in ``approval-responded``) starts no turn: the
+  answers go to the calls waiting in the chat's latest turn, and the stream is that turn's
+  from where it paused for them (see the ``tool-approval`` feature of the dialect). An
+  answer that another client (or the timeout) gave first is no error there: the stream
+  shows the answer that stands.
 - ``GET /v1/ai-sdk/chat/{chat_id}/stream`` (what ``useChat({resume: true})`` calls on
   mount) replays the active turn from its start and follows it live, or after
-  ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active.
+  ``Last-Event-ID`` for a client that sends one; ``204`` when no turn is active. A turn
+  waiting for approvals ends there again (the client answers in its next request); a pause
+  whose calls the log has the answers of already is replayed through.
 - ``POST /v1/ai-sdk/chat/{chat_id}/stop`` cancels the active turn (its upstream request is
   closed at once) and answers once it has ended; the open stream ends with ``abort`` and
   ``[DONE]``. A chat whose turn ended already answers that turn's status (200); a chat the
@@ -30,6 +37,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pydantic
@@ -42,17 +50,26 @@ from gateway.deps import connection, gateway, principal
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import cursor_from, dialect_stream, event_stream, start_streamed
+from streams.approvals import ApprovalAnswer
 from streams.chats import chat_not_found
 from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder, error_frame
-from streams.dialects.ai_sdk_input import ChatRequest, conversation_of, tools_of
+from streams.dialects.ai_sdk_input import (
+    ApprovalResponse,
+    ChatRequest,
+    approval_responses,
+    conversation_of,
+    tools_of,
+)
 from streams.dialects.registry import DIALECTS
 from streams.errors import (
+    ApprovalAnsweredError,
     ChatBusyError,
     InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
     RunFinishedError,
 )
+from streams.events import Event, EventType
 from streams.spec import RunSpec
 from streams.view import RunView
 
@@ -102,6 +119,8 @@ def chat_spec(state: GatewayState, body: ChatRequest) -> RunSpec:
             "chat_id": body.id,
         },
     }
+    if body.approval is not None:
+        fields["approval"] = body.approval
     if body.max_steps is not None:
         fields["max_steps"] = body.max_steps
     if body.options is not None:
@@ -151,6 +170,9 @@ async def start_chat(
     """Start a chat turn and stream it (a UI message stream); 409 while another turn of the
     chat is active, unless ``cancel_active``."""
     state = gateway(request)
+    answers = approval_responses(body.messages)
+    if answers:
+        return await _answer_and_continue(state, body.id, caller, answers)
     spec = chat_spec(state, body)
     active = await _latest_turn(state, body.id, caller.owner)
     if active is not None and not active.done:
@@ -187,6 +209,84 @@ async def start_chat(
     )
 
 
+async def _retained(run: RunView) -> AsyncIterator[Event]:
+    """``run``'s events from its first, as its log has them now (bounded by its retention;
+    they stop at a gap)."""
+    cursor, end = 0, run.log.last_seq
+    while cursor < end:
+        batch = await run.log.read(cursor, timeout=0)
+        if batch.gap is not None or not batch.events:
+            return
+        for event in batch.events:
+            if event.seq > end:
+                return
+            yield event
+        cursor = batch.events[-1].seq
+
+
+async def _pause_for(run: RunView, encoder: UIStreamEncoder, calls: frozenset[str]) -> int:
+    """Prime ``encoder`` with ``run``'s events up to the pause of the stream for ``calls``
+    (the first where one of them waits); the seq of the event that paused it."""
+    async for event in _retained(run):
+        encoder.prime([event])
+        if encoder.paused and encoder.awaiting & calls:
+            return event.seq
+    raise InvalidRequestError(
+        f"run {run.id} has no stream paused for the approval of {', '.join(sorted(calls))} "
+        "(or its events are no longer retained)"
+    )
+
+
+async def _resumed_stream(state: GatewayState, run: RunView, after: int) -> Response:
+    """The turn's stream after cursor ``after`` for a client that takes approvals: a pause
+    the log has the answers of already is no pause (the turn went on without this client),
+    and one still waiting ends the stream as it did for the first reader."""
+    encoder = UIStreamEncoder.for_run(run.id, run.spec)
+    seen: list[Event] = []
+    answered: list[str] = []
+    async for event in _retained(run):
+        if event.type in (EventType.TOOL_APPROVED, EventType.TOOL_DENIED):
+            answered.append(str(event.data.get("call_id")))
+        if event.seq <= after:
+            seen.append(event)
+    encoder.known_answers(answered)
+    if seen and seen[-1].seq == after:
+        encoder.prime(seen)
+    return event_stream(
+        state, run, after, encode=encoder, error_frame=error_frame, headers=STREAM_HEADERS
+    )
+
+
+async def _answer_and_continue(
+    state: GatewayState, chat_id: str, caller: Principal, answers: list[ApprovalResponse]
+) -> Response:
+    """Give the chat's latest turn the answers of the last message, and stream the turn on
+    from where it paused for them."""
+    run = await _latest_turn(state, chat_id, caller.owner)
+    if run is None or not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
+        raise chat_not_found(chat_id)
+    encoder = UIStreamEncoder.for_run(run.id, run.spec)
+    if any(answer.message_id != encoder.message_id for answer in answers):
+        raise InvalidRequestError(
+            f"messages: the approvals answered are not those of chat '{chat_id}''s latest "
+            f"turn (its message {encoder.message_id})"
+        )
+    for answer in answers:
+        given = ApprovalAnswer(
+            "approve" if answer.approved else "deny",
+            by=caller.owner or "anonymous",
+            reason=answer.reason,
+        )
+        # Answered first by another client or the timeout: the stream shows that answer.
+        with contextlib.suppress(ApprovalAnsweredError):
+            await state.runs.answer_approval(run.id, answer.call_id, given)
+    after = await _pause_for(run, encoder, frozenset(answer.call_id for answer in answers))
+    encoder.go_on()  # not ended: the answer's events may take a moment to arrive
+    return event_stream(
+        state, run, after, encode=encoder, error_frame=error_frame, headers=STREAM_HEADERS
+    )
+
+
 @router.get("/v1/ai-sdk/chat/{chat_id}/stream", responses={**_STREAM, **_NO_TURN})
 async def resume_chat(
     request: Request,
@@ -201,6 +301,8 @@ async def resume_chat(
     if run is None or run.done:
         return Response(status_code=204)
     after = cursor_from(last_event_id, None)
+    if "tool-approval" in UIStreamEncoder.for_run(run.id, run.spec).features:
+        return await _resumed_stream(state, run, after)
     return await dialect_stream(state, run, after, DIALECTS["ai-sdk"])
 
 

@@ -12,6 +12,16 @@ chunk kinds go out only when the request names them in its features (:data:`FEAT
 * ``"preliminary-tool-output"``: a server tool's streamed output as preliminary
   ``tool-output-available`` chunks. ``ai@5.0.0`` refuses the ``preliminary`` key (later 5.0
   releases, 6 and 7 take it), so a client asks for it only when it knows it is newer.
+* ``"tool-approval"`` (ai 6 and 7, ``addToolApprovalResponse``): a call waiting for a
+  person is a ``tool-approval-request`` (``approvalId``: :func:`approval_id` of the call),
+  and the stream *pauses* once every call of the step has its output or waits: the step's
+  ``finish-step``, ``finish`` and ``[DONE]``, as the SDK's own server ends a turn that waits
+  for approvals, while the gateway run waits on (it needs no reader). The next request of
+  the chat carries the answers; its stream is the same run's from the pause on (the face's),
+  beginning with ``start`` again, then ``tool-output-denied`` for a denied call or the
+  approved call's output, and the rest of the turn. Without the feature the approval events
+  give nothing but a denial, a ``tool-output-error`` (``"tool_denied: <reason>"``), so the
+  part ends; such a call is answered over ``POST /v1/runs/{id}/approvals/{call_id}``.
 
 :class:`UIStreamEncoder` is stateful and deterministic: what it emits for an event depends
 only on the events before it, so a resumed stream primes a fresh encoder with the events the
@@ -38,6 +48,13 @@ native                     UI message stream chunks
                            the output streamed so far (joined) and ``preliminary: true``
 ``tool.completed``         ``tool-output-available`` (the output as it is)
 ``tool.failed``            ``tool-output-error`` (``"<code>: <message>"``)
+``tool.approval_requested`` with ``"tool-approval"``: ``tool-approval-request``; then, when no
+                           call of the step runs any more, the pause (``finish-step``,
+                           ``finish``, ``[DONE]``: the encoder is ``paused``)
+``tool.approved``          nothing (the client has the answer: ``approval-responded``); after
+                           a pause, ``start`` first
+``tool.denied``            with ``"tool-approval"``: ``tool-output-denied`` (after a pause,
+                           ``start`` first); else ``tool-output-error`` (``tool_denied: …``)
 ``run.completed``          the open text's end, ``finish-step``, ``finish``, then ``[DONE]``
 ``message.rerouted``       nothing: a switch of route is no part of the message
 ``message.retracted``      the open text's end, ``error`` (``"output_retracted: <why>"``),
@@ -66,12 +83,15 @@ from streams.events import Event, EventType, dumps
 from streams.spec import RunSpec
 
 __all__ = [
+    "APPROVAL_PREFIX",
     "CHUNK_KEYS",
     "DONE_FRAME",
     "FEATURES",
     "METADATA_KEY",
     "STREAM_HEADERS",
     "UIStreamEncoder",
+    "approval_id",
+    "call_of_approval",
     "default_message_id",
     "error_frame",
     "parse_input",
@@ -93,7 +113,11 @@ STREAM_HEADERS: Mapping[str, str] = {"x-vercel-ai-ui-message-stream": "v1"}
 # The spec metadata key the AI SDK face keeps ``{"message_id": str, "features": [str]}`` in.
 METADATA_KEY = "ai_sdk"
 # The optional chunk kinds a client may ask for; none is sent by default.
-FEATURES = frozenset({"reasoning", "preliminary-tool-output"})
+FEATURES = frozenset({"reasoning", "preliminary-tool-output", "tool-approval"})
+# What an approval id is made of: this prefix and the call's id (so an answer finds its call).
+APPROVAL_PREFIX = "approval_"
+# The error code of a denied call's ``tool-output-error`` for a client without approvals.
+_DENIED_CODE = "tool_denied"
 # The keys each chunk type may carry here (with ``type``): within every release's schema.
 CHUNK_KEYS: Mapping[str, frozenset[str]] = {
     kind: frozenset(keys) | {"type"}
@@ -112,6 +136,8 @@ CHUNK_KEYS: Mapping[str, frozenset[str]] = {
         "tool-input-available": {"toolCallId", "toolName", "input"},
         "tool-output-available": {"toolCallId", "output", "preliminary"},
         "tool-output-error": {"toolCallId", "errorText"},
+        "tool-approval-request": {"approvalId", "toolCallId"},
+        "tool-output-denied": {"toolCallId"},
         "finish": set(),
         "abort": set(),
         "error": {"errorText"},
@@ -124,6 +150,18 @@ Chunk = dict[str, Any]
 def default_message_id(run_id: str) -> str:
     """The default UI message id of a run: ``msg_`` and the run's hex id."""
     return "msg_" + run_id.removeprefix("run_")
+
+
+def approval_id(call_id: str) -> str:
+    """The ``approvalId`` of the approval of call ``call_id``."""
+    return APPROVAL_PREFIX + call_id
+
+
+def call_of_approval(approval: str) -> str | None:
+    """The call id an ``approvalId`` of :func:`approval_id` names; None for any other."""
+    if not approval.startswith(APPROVAL_PREFIX) or len(approval) == len(APPROVAL_PREFIX):
+        return None
+    return approval.removeprefix(APPROVAL_PREFIX)
 
 
 def parse_input(arguments: str) -> Any:
@@ -166,6 +204,17 @@ class UIStreamEncoder:
         self._arguments: dict[str, list[str]] = {}  # call id -> argument fragments so far
         self._progress: dict[str, list[str]] = {}  # call id -> streamed output so far
         self._ended = False
+        # Approvals ("tool-approval"): the calls of the open step (their tool parts went
+        # out), those waiting for an answer, those done (an output, an error, a denial);
+        # whether the step's model message is complete (no call can join the step then);
+        # whether the stream is paused for the waiting calls.
+        self._step_calls: list[str] = []
+        self._awaiting: set[str] = set()
+        self._done_calls: set[str] = set()
+        self._step_complete = False
+        self._paused = False
+        self._restart = False  # a pause ended: the next chunks begin with ``start``
+        self._answered: frozenset[str] = frozenset()  # calls a pause is not made for
         self._handlers: dict[EventType, Callable[[Event], list[Chunk]]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.MESSAGE_STARTED: self._message_started,
@@ -180,6 +229,9 @@ class UIStreamEncoder:
             EventType.TOOL_DELTA: self._tool_delta,
             EventType.TOOL_COMPLETED: self._tool_completed,
             EventType.TOOL_FAILED: self._tool_failed,
+            EventType.TOOL_APPROVAL_REQUESTED: self._approval_requested,
+            EventType.TOOL_APPROVED: self._approved,
+            EventType.TOOL_DENIED: self._denied,
             EventType.RUN_COMPLETED: self._run_completed,
             EventType.RUN_FAILED: self._run_failed,
             EventType.RUN_CANCELLED: self._run_cancelled,
@@ -207,8 +259,20 @@ class UIStreamEncoder:
 
     @property
     def ended(self) -> bool:
-        """Whether a terminal event ended the stream (its ``[DONE]`` is sent)."""
-        return self._ended
+        """Whether the stream has ended (its ``[DONE]`` is sent): a terminal event, or a
+        pause for approvals (:attr:`paused`)."""
+        return self._ended or self._paused
+
+    @property
+    def paused(self) -> bool:
+        """Whether the stream is paused: every call of the step has its output or waits for
+        a person, and the SDK's turn has ended (``finish``); the run goes on."""
+        return self._paused
+
+    @property
+    def awaiting(self) -> frozenset[str]:
+        """The calls whose approval was requested and not answered yet."""
+        return frozenset(self._awaiting)
 
     def __call__(self, events: list[Event]) -> bytes:
         """SSE frames for ``events`` (b"" when they yield no chunk)."""
@@ -226,7 +290,7 @@ class UIStreamEncoder:
                 self._open_text.append(delta)
                 frames.append(template.frame(event.seq, dumps(delta)))
                 continue
-            ended = self._ended
+            ended = self.ended
             chunks = self.translate(event)
             if not chunks:
                 continue
@@ -235,7 +299,7 @@ class UIStreamEncoder:
             # Only the last frame of a native event carries its seq, so a Last-Event-ID
             # always names a native event whose chunks all arrived.
             frames.append(data_frame(dumps(chunks[-1]), event.seq))
-            if self._ended and not ended:
+            if self.ended and not ended:
                 frames.append(DONE_FRAME)
         return b"".join(frames)
 
@@ -250,7 +314,26 @@ class UIStreamEncoder:
         handler = self._handlers.get(event.type)
         if handler is None or self._ended:
             return []
+        if self._paused:
+            self.go_on()
+        if self._restart:
+            # The stream after a pause is the next request's: the SDK reads a new response
+            # into the same message, which begins with ``start``.
+            self._restart = False
+            return [{"type": "start", "messageId": self.message_id}, *handler(event)]
         return handler(event)
+
+    def known_answers(self, calls: Iterable[str]) -> None:
+        """Calls whose answers the log has already: no pause is made for them alone, so a
+        replay of a turn that went on past its approvals (a resume) goes on too."""
+        self._answered = frozenset(calls)
+
+    def go_on(self) -> None:
+        """End a pause (:attr:`paused`): the encoder is no longer ``ended``, and what it
+        sends next begins with ``start``, as the next request's stream does. A stream that
+        goes on from a pause calls it before its first batch, which may be a while coming."""
+        if self._paused:
+            self._paused, self._restart = False, True
 
     def message(self) -> dict[str, Any]:
         """The UI message the stream builds, as the log stands (what the SDK's chat holds
@@ -319,6 +402,8 @@ class UIStreamEncoder:
 
     def _message_started(self, event: Event) -> list[Chunk]:
         out = self._finish_step()
+        self._step_calls.clear()
+        self._step_complete = False
         self._step_open = True
         self._parts.append({"type": "step-start"})
         out.append({"type": "start-step"})
@@ -333,6 +418,7 @@ class UIStreamEncoder:
         return self._delta("reasoning", event)
 
     def _message_completed(self, event: Event) -> list[Chunk]:
+        self._step_complete = True
         return self._end_text()
 
     def _tool_call_started(self, event: Event) -> list[Chunk]:
@@ -345,6 +431,7 @@ class UIStreamEncoder:
             "state": "input-streaming",
         }
         self._calls[call_id] = part
+        self._step_calls.append(call_id)
         self._arguments[call_id] = []
         self._parts.append(part)
         out = self._end_text()
@@ -408,7 +495,11 @@ class UIStreamEncoder:
         output = event.data.get("output")
         part.pop("preliminary", None)
         part.update(state="output-available", output=output)
-        return [{"type": "tool-output-available", "toolCallId": call_id, "output": output}]
+        self._done_calls.add(call_id)
+        out: list[Chunk] = [
+            {"type": "tool-output-available", "toolCallId": call_id, "output": output}
+        ]
+        return out + self._pause_if_waiting()
 
     def _tool_failed(self, event: Event) -> list[Chunk]:
         call_id, part = self._output_part(event)
@@ -419,7 +510,79 @@ class UIStreamEncoder:
         for key in ("output", "preliminary"):
             part.pop(key, None)
         part.update(state="output-error", errorText=text)
-        return [{"type": "tool-output-error", "toolCallId": call_id, "errorText": text}]
+        self._done_calls.add(call_id)
+        self._awaiting.discard(call_id)  # an approval that expired with "fail"
+        out: list[Chunk] = [{"type": "tool-output-error", "toolCallId": call_id, "errorText": text}]
+        return out + self._pause_if_waiting()
+
+    # -- approvals ----------------------------------------------------------------------------
+
+    def _pause_if_waiting(self) -> list[Chunk]:
+        """The pause, once calls wait for a person and none of the step's runs any more."""
+        if (
+            not self._awaiting - self._answered
+            or not self._step_complete
+            or any(
+                call not in self._awaiting and call not in self._done_calls
+                for call in self._step_calls
+            )
+        ):
+            return []
+        out = self._finish_step()
+        out.append({"type": "finish"})
+        self._paused = True
+        return out
+
+    def _approval_requested(self, event: Event) -> list[Chunk]:
+        if "tool-approval" not in self.features:
+            return []
+        call_id, part = self._output_part(event)
+        if part is None or call_id in self._done_calls:
+            return []
+        approval = approval_id(call_id)
+        part.update(state="approval-requested", approval={"id": approval})
+        self._awaiting.add(call_id)
+        out: list[Chunk] = [
+            {"type": "tool-approval-request", "approvalId": approval, "toolCallId": call_id}
+        ]
+        return out + self._pause_if_waiting()
+
+    def _answer(self, event: Event, approved: bool) -> dict[str, Any] | None:
+        """The part of an answered call that waited (its state the SDK's after the answer)."""
+        call_id, part = self._output_part(event)
+        if part is None or call_id not in self._awaiting:
+            return None
+        self._awaiting.discard(call_id)
+        reason = event.data.get("reason")
+        approval: dict[str, Any] = {"id": approval_id(call_id), "approved": approved}
+        if isinstance(reason, str):
+            approval["reason"] = reason
+        part.update(state="approval-responded", approval=approval)
+        return part
+
+    def _approved(self, event: Event) -> list[Chunk]:
+        self._answer(event, True)
+        return []
+
+    def _denied(self, event: Event) -> list[Chunk]:
+        call_id = str(event.data.get("call_id", ""))
+        if "tool-approval" not in self.features:
+            _, part = self._output_part(event)
+            if part is None or call_id in self._done_calls:
+                return []
+            reason = event.data.get("reason")
+            failed = {"code": _DENIED_CODE, "message": reason if isinstance(reason, str) else ""}
+            text = _error_text(failed, _DENIED_CODE)
+            part.update(state="output-error", errorText=text)
+            self._done_calls.add(call_id)
+            return [{"type": "tool-output-error", "toolCallId": call_id, "errorText": text}]
+        part = self._answer(event, False)
+        if part is None:
+            return []
+        part["state"] = "output-denied"
+        self._done_calls.add(call_id)
+        out: list[Chunk] = [{"type": "tool-output-denied", "toolCallId": call_id}]
+        return out + self._pause_if_waiting()
 
     def _run_completed(self, event: Event) -> list[Chunk]:
         out = self._finish_step()

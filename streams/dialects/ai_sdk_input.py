@@ -27,6 +27,10 @@ A tool part without its output (``input-streaming``, ``input-available``, an app
 open) is refused: the app adds the result (``addToolResult``) before it sends the message.
 Every error names the part (``messages.2.parts.1: …``).
 
+A request whose last message is an assistant message with tool parts in the state
+``approval-responded`` (``addToolApprovalResponse``) starts no turn: it answers the calls
+waiting in the chat's turn (:func:`approval_responses`), which then streams on.
+
 Bounds: ids and tool names are at most 256 characters; everything else (the number of
 messages and parts, texts, file sizes) is bounded by the face's request body-size limit.
 """
@@ -38,14 +42,24 @@ import binascii
 import json
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from streams.approvals import MAX_REASON_LENGTH
+from streams.dialects.ai_sdk import call_of_approval
 from streams.errors import InvalidRequestError
-from streams.spec import ChatMessage, ClientTool, client_tool
+from streams.spec import ApprovalAsked, ChatMessage, ClientTool, client_tool
 
-__all__ = ["MAX_ID", "ChatRequest", "conversation_of", "tools_of"]
+__all__ = [
+    "MAX_ID",
+    "ApprovalResponse",
+    "ChatRequest",
+    "approval_responses",
+    "conversation_of",
+    "tools_of",
+]
 
 # The longest id (chat, message, tool call) or tool name taken.
 MAX_ID = 256
@@ -81,11 +95,26 @@ class ChatRequest(BaseModel):
     features: list[str] = Field(
         default_factory=list,
         description="optional chunk kinds the client accepts: 'reasoning', "
-        "'preliminary-tool-output'",
+        "'preliminary-tool-output', 'tool-approval' (ai 6 and later)",
     )
     cancel_active: bool = Field(
         default=False, description="cancel the chat's active turn rather than refuse (409)"
     )
+    approval: Literal["all"] | ApprovalAsked | None = Field(
+        default=None,
+        description="tool calls that wait for a person's approval: 'all' or {'tools': [...]} "
+        "(answered with addToolApprovalResponse when features has 'tool-approval')",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResponse:
+    """A person's answer to one call, as a tool part in ``approval-responded`` has it."""
+
+    message_id: str  # the assistant UIMessage's id: the turn's
+    call_id: str
+    approved: bool
+    reason: str | None
 
 
 def _invalid(where: str, what: str) -> InvalidRequestError:
@@ -267,6 +296,40 @@ def conversation_of(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
         raise InvalidRequestError(f"messages: {exc.errors()[0].get('msg', 'invalid')}") from None
     if not any(message.role != "system" for message in out):
         raise InvalidRequestError("messages: at least one user or assistant message is required")
+    return out
+
+
+def approval_responses(messages: Sequence[Mapping[str, Any]]) -> list[ApprovalResponse]:
+    """The answers the chat's last message carries: its tool parts in ``approval-responded``
+    (in order); [] when the last message is not an assistant message or has none."""
+    if not messages or not isinstance(messages[-1], Mapping):
+        return []
+    message, where = messages[-1], f"messages.{len(messages) - 1}"
+    if message.get("role") != "assistant":
+        return []
+    out: list[ApprovalResponse] = []
+    for index, part in enumerate(_parts(message, where)):
+        kind, at = part["type"], f"{where}.parts.{index}"
+        is_tool = kind.startswith("tool-") or kind == "dynamic-tool"
+        if not is_tool or part.get("state") != "approval-responded":
+            continue
+        call_id = _id(part.get("toolCallId"), f"{at}.toolCallId")
+        approval = part.get("approval")
+        if not isinstance(approval, Mapping):
+            raise _invalid(f"{at}.approval", "must be an object")
+        if call_of_approval(_id(approval.get("id"), f"{at}.approval.id")) != call_id:
+            raise _invalid(f"{at}.approval.id", f"is not the approval of call {call_id}")
+        approved, reason = approval.get("approved"), approval.get("reason")
+        if not isinstance(approved, bool):
+            raise _invalid(f"{at}.approval.approved", "must be a boolean")
+        if reason is not None and not isinstance(reason, str):
+            raise _invalid(f"{at}.approval.reason", "must be a string")
+        if reason is not None and len(reason) > MAX_REASON_LENGTH:
+            raise _invalid(
+                f"{at}.approval.reason", f"must be at most {MAX_REASON_LENGTH} characters"
+            )
+        message_id = _id(message.get("id"), f"{where}.id")
+        out.append(ApprovalResponse(message_id, call_id, approved, reason))
     return out
 
 

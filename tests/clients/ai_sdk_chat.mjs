@@ -13,6 +13,11 @@
 //                     `dropAfter` chunks, then another fresh chat resumes: both rebuild the turn
 //   stop              sendMessage; at the first text delta POST /v1/ai-sdk/chat/{id}/stop
 //   resume-after-end  a turn, then resumeStream() once it has ended: nothing changes (204)
+//   approval          (ai 6, 7) a chat that sends automatically once every approval is answered
+//                     (lastAssistantMessageIsCompleteWithApprovalResponses); sendMessage, then
+//                     addToolApprovalResponse({approved: config.approve, reason: config.reason})
+//                     for each part in "approval-requested", and wait for the turn to finish;
+//                     `approvalRequested` is the message as it stood when the first stream ended
 // It prints one JSON object on stdout: per chat, its status, error, messages, every chunk the
 // SDK's own transport parsed (`chunks`), every raw chunk of every response with the SDK's
 // schema's verdict where the package exports that schema (`raw`), and the HTTP exchanges.
@@ -46,6 +51,7 @@ class MemoryChatState {
   set status(value) {
     this._status = value;
     this.statuses?.push(value);
+    this.onStatus?.(value);
   }
   get status() {
     return this._status;
@@ -216,14 +222,18 @@ class HeadlessChat extends AbstractChat {
 }
 
 /** A chat of `config.chatId` with its record: what it saw, for the printout. */
-function newChat(name, { messages = [], dropAfter } = {}) {
+function newChat(name, { messages = [], dropAfter, sendAutomaticallyWhen } = {}) {
   const record = { name, chunks: [], exchanges: [], errors: [], finished: [] };
   const chat = new HeadlessChat({
     id: config.chatId,
     messages,
     transport: transportFor(record, { dropAfter }),
+    sendAutomaticallyWhen,
     onError: (error) => record.errors.push(String(error?.message ?? error)),
-    onFinish: (event) => record.finished.push(event?.message?.id ?? null),
+    onFinish: (event) => {
+      record.finished.push(event?.message?.id ?? null);
+      record.onFinish?.();
+    },
   });
   record.chat = chat;
   return record;
@@ -299,7 +309,35 @@ async function resumeAfterEnd() {
   return [result];
 }
 
-const scenarios = { turn, drop, stop, "resume-after-end": resumeAfterEnd };
+async function approval() {
+  const a = newChat("approval", {
+    sendAutomaticallyWhen: sdk.lastAssistantMessageIsCompleteWithApprovalResponses,
+  });
+  let finishedAgain;
+  const secondFinish = new Promise((resolve) => (finishedAgain = resolve));
+  a.onFinish = () => a.finished.length >= 2 && finishedAgain();
+  await a.chat.sendMessage(userMessage());
+  const approvalRequested = structuredClone(a.chat.lastMessage);
+  const waiting = (approvalRequested?.parts ?? []).filter(
+    (part) => part.state === "approval-requested",
+  );
+  for (const part of waiting) {
+    await a.chat.addToolApprovalResponse({
+      id: part.approval.id,
+      approved: config.approve ?? true,
+      ...(config.reason != null ? { reason: config.reason } : {}),
+    });
+  }
+  if (waiting.length > 0 && a.errors.length === 0) await secondFinish;
+  // The SDK sets the status after onFinish: wait for it to say the chat is idle again.
+  const busy = () => a.chat.status === "submitted" || a.chat.status === "streaming";
+  if (busy()) await new Promise((resolve) => (a.chat.memory.onStatus = () => busy() || resolve()));
+  const result = await settle(a);
+  result.approvalRequested = approvalRequested;
+  return [result];
+}
+
+const scenarios = { turn, drop, stop, "resume-after-end": resumeAfterEnd, approval };
 if (!(scenario in scenarios)) {
   console.error(`unknown scenario ${scenario}: one of ${Object.keys(scenarios).join(", ")}`);
   process.exit(64);

@@ -6,6 +6,7 @@ drop mid-turn and a fresh client's ``resumeStream()``, stop, resume after the en
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -202,3 +203,113 @@ async def test_resume_after_the_end_changes_nothing(node: str, alias: str) -> No
     # ai 5.0.0's resumeStream returns on a 204 without setting the status back (it stays
     # "submitted"; later releases say "ready"): the SDK's own quirk, nothing streams either way.
     assert chat["status"] in (("ready", "submitted") if alias == "ai5-first" else ("ready",))
+
+
+# The releases with tool approvals (addToolApprovalResponse): ai 6 and 7.
+APPROVING = ("ai6", "ai6-first", "ai7", "ai7-first")
+APPROVAL_BODY = {"approval": "all", "features": ["tool-approval"]}
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approve", "deny"])
+async def test_a_tool_approval_round_trip(node: str, alias: str, approve: bool) -> None:
+    if alias not in APPROVING:
+        pytest.skip(f"{alias} has no tool approvals")
+    with running_gateway() as gateway:
+        result = await drive(
+            node,
+            alias,
+            "approval",
+            gateway,
+            prompt="What time is it?",
+            tools=["clock"],
+            body=APPROVAL_BODY,
+            approve=approve,
+            reason=None if approve else "not now",
+        )
+        (chat,) = result["chats"]
+        first, second = chat["exchanges"]
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            run = (await http.get(f"/v1/runs/{first['runId']}")).json()
+    assert chat["error"] is None and chat["errors"] == [], chat
+    assert chat["status"] == "ready"
+    accepted_everything(chat)
+    # The first stream ends the SDK's turn at the request, the gateway run waiting on ...
+    assert [c["chunk"]["type"] for c in first["raw"]["chunks"]][-3:] == [
+        "tool-approval-request",
+        "finish-step",
+        "finish",
+    ]
+    assert first["raw"]["done"]
+    asked = tool_parts(chat["approvalRequested"])["clock"]
+    assert asked["state"] == "approval-requested"
+    assert asked["approval"]["id"] == f"approval_{asked['toolCallId']}"
+    # ... and the answer's request streams that same run on: no new turn.
+    assert (second["method"], second["status"]) == ("POST", 200)
+    assert second["runId"] == first["runId"]
+    assert second["raw"]["done"]
+    assert run["status"] == "completed", run
+    assert run["pending_approvals"] == []
+    message = assistant_of(chat)
+    assert message["id"] == chat["approvalRequested"]["id"]
+    clock = tool_parts(message)["clock"]
+    assert chat["finished"] == [message["id"], message["id"]]
+    if approve:
+        assert clock["state"] == "output-available", clock
+        assert clock["output"]["iso"] in text_of(message)
+    else:
+        assert clock["state"] == "output-denied", clock
+        assert "output" not in clock
+        assert "tool-output-denied" in [c["chunk"]["type"] for c in second["raw"]["chunks"]]
+        assert "the user denied this tool call: not now" in text_of(message)
+
+
+async def test_a_client_without_the_feature_sees_a_denial_as_an_error(
+    node: str, alias: str
+) -> None:
+    """ai 5 (and any client that does not ask for approvals) gets no chunk it does not know:
+    a call that waits is answered elsewhere (here: the runs API), a denial is its error."""
+    with running_gateway() as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            driving = asyncio.create_task(
+                drive(
+                    node,
+                    alias,
+                    "turn",
+                    gateway,
+                    prompt="What time is it?",
+                    tools=["clock"],
+                    body={"approval": "all"},
+                )
+            )
+            run_id, call_id = await _pending_approval(gateway)
+            answer = {"decision": "deny", "reason": "not now"}
+            response = await http.post(f"/v1/runs/{run_id}/approvals/{call_id}", json=answer)
+            assert response.status_code == 200, response.text
+            result = await driving
+    (chat,) = result["chats"]
+    assert chat["error"] is None and chat["errors"] == [], chat
+    accepted_everything(chat)
+    kinds = [c["chunk"]["type"] for c in chat["exchanges"][0]["raw"]["chunks"]]
+    assert "tool-approval-request" not in kinds and "tool-output-denied" not in kinds
+    clock = tool_parts(assistant_of(chat))["clock"]
+    assert clock["state"] == "output-error", clock
+    assert clock["errorText"] == "tool_denied: not now"
+
+
+async def _pending_approval(gateway: RunningGateway) -> tuple[str, str]:
+    """The run and call of the first approval that waits on the gateway."""
+    manager = gateway.state.manager
+
+    def waiting() -> list[tuple[str, str]]:
+        return [
+            (run_id, pending["call_id"])
+            for run_id in manager.active_run_ids
+            for pending in manager.get_unchecked(run_id).pending_approvals()
+        ]
+
+    await gateway.wait_on_server(lambda: bool(waiting()), timeout=DRIVER_TIMEOUT)
+
+    async def first() -> tuple[str, str]:
+        return waiting()[0]
+
+    return await gateway.call(first())

@@ -43,7 +43,7 @@ def test_constants() -> None:
     assert DONE_FRAME == b"data: [DONE]\n\n"
     assert dict(STREAM_HEADERS) == {"x-vercel-ai-ui-message-stream": "v1"}
     assert METADATA_KEY == "ai_sdk"
-    assert frozenset({"reasoning", "preliminary-tool-output"}) == FEATURES
+    assert frozenset({"reasoning", "preliminary-tool-output", "tool-approval"}) == FEATURES
     assert default_message_id(RUN) == MSG
 
 
