@@ -680,10 +680,10 @@ class ResponsesEncoder:
         self.status = "completed"
         out.append({"type": "response.completed", "response": self.response()})
         if event.seq <= self._after:
-            # An earlier response ended here: this one follows.
+            # An earlier response ended here (nothing of it is sent): this one follows.
             self._next_response(event, still_open)
-        else:
-            self.ended = True
+            return []
+        self.ended = True
         return out
 
     def _next_response(self, cut: Event, still_open: dict[str, dict[str, Any]]) -> None:
