@@ -64,6 +64,7 @@ __all__ = [
     "CANCEL_WAIT",
     "MAX_APPROVAL_ANSWERS",
     "ResponsesRequest",
+    "answer_approvals",
     "approval_answers",
     "cancel_response",
     "create_response",
@@ -238,13 +239,23 @@ def _tools_of(
 async def _previous_messages(
     state: GatewayState, response_id: str, owner: str | None
 ) -> list[ChatMessage]:
-    """The conversation of an earlier response: its input and its output."""
+    """The conversation of an earlier response: its input and its output (with the outputs
+    of the run's responses before it, when approvals made it several)."""
+    missing = NotFoundError(f"Previous response with id '{response_id}' not found.")
     try:
         run = await state.find_run(run_id_of(response_id), owner)
     except NotFoundError:
-        raise NotFoundError(f"Previous response with id '{response_id}' not found.") from None
+        raise missing from None
+    last = response_start(response_id)
+    if not await _is_response(run, last):
+        raise missing
+    output: list[dict[str, Any]] = []
+    start: int | None = 0
+    while start is not None:
+        output += (await _final(run, start))["output"]
+        start = None if start == last else await _approval_cut(run, start)
     messages = list(run.spec.messages)
-    for item in (await _final(run))["output"]:
+    for item in output:
         if item["type"] == "message":
             text = "".join(part.get("text", "") for part in item["content"])
             messages.append(ChatMessage(role="assistant", content=text))
@@ -480,16 +491,15 @@ def approval_answers(
     return answers
 
 
-async def _answer_approvals(
+async def answer_approvals(
     state: GatewayState,
-    request: Request,
-    body: ResponsesRequest,
-    caller: Principal,
+    previous: str | None,
+    owner: str | None,
     answers: list[tuple[str, ApprovalAnswer]],
-) -> Response:
-    """Answer the approvals of ``previous_response_id``'s run, and stream (or answer) the
-    run's next response: what comes after the approval request that ended that one."""
-    previous = body.previous_response_id
+) -> tuple[RunView, int]:
+    """Answer the approvals of response ``previous``'s run (the caller with API key
+    ``owner`` must be its owner or an approver); the run, and the seq of the approval
+    request that ended ``previous``: the next response goes on after it."""
     if previous is None:
         raise InvalidRequestError(
             "previous_response_id is required with mcp_approval_response items: the "
@@ -501,7 +511,7 @@ async def _answer_approvals(
     except NotFoundError:
         raise missing from None
     start = response_start(previous)
-    if not state.manager.limits.approvals.may_answer(caller.owner, run.owner) or not (
+    if not state.manager.limits.approvals.may_answer(owner, run.owner) or not (
         await _is_response(run, start)
     ):
         raise missing
@@ -510,6 +520,19 @@ async def _answer_approvals(
         raise InvalidRequestError(f"response {previous} asks for no approval")
     for call_id, answer in answers:
         await state.runs.answer_approval(run.id, call_id, answer)
+    return run, cut
+
+
+async def _answer_approvals(
+    state: GatewayState,
+    request: Request,
+    body: ResponsesRequest,
+    caller: Principal,
+    answers: list[tuple[str, ApprovalAnswer]],
+) -> Response:
+    """Answer the approvals, and stream (or answer) the run's next response: what comes
+    after the approval request that ended ``previous_response_id``."""
+    run, cut = await answer_approvals(state, body.previous_response_id, caller.owner, answers)
     if body.stream:
         return event_stream(state, run, 0, encode=ResponsesEncoder.for_run(run.id, run.spec, cut))
     return await _whole(state, request, run, cut)

@@ -326,8 +326,11 @@ class ResponsesEncoder:
         handler = self._handlers.get(event.type)
         if handler is None or self.ended:
             return []
+        if event.seq <= self._after:
+            handler(event)  # an earlier response's: taken in, not sent
+            return []
         out: list[ResponsesEvent] = []
-        if self._opening and event.seq > self._after:
+        if self._opening:
             self._opening = False
             out += [
                 {"type": "response.created", "response": self.response()},

@@ -15,6 +15,7 @@ from openai.types.responses import Response, ResponseInputParam
 from streams.dialects.responses import run_id_of
 from tests.gateway_process import api_keys
 from tests.support import RunningGateway, running_gateway
+from tests.upstream_server import UpstreamServer, chat_tool_reply, text_reply
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -26,6 +27,9 @@ ASKING: Any = {
     "allowed_tools": ["clock"],
     "require_approval": "always",
 }
+
+
+NOT_ASKING: Any = {**ASKING, "require_approval": "never"}
 
 
 @pytest.fixture
@@ -113,7 +117,7 @@ async def test_a_whole_response_asks_and_a_denial_goes_back_to_the_model(
     first = await client.responses.create(
         model="demo",
         input=QUESTION,
-        tools=[{**ASKING, "require_approval": "never"}],
+        tools=[NOT_ASKING],
         extra_body={"approval": "all"},
     )
     assert first.status == "completed"
@@ -168,12 +172,12 @@ async def test_a_malformed_answer_is_a_400_and_the_call_still_waits(
 ) -> None:
     first = await client.responses.create(model="demo", input=QUESTION, tools=[ASKING])
     request = approval_request(first)
-    items: list[Any] = answer(extra.get("request_id", request.id), True)  # type: ignore[arg-type]
+    items: list[Any] = list(answer(extra.get("request_id", request.id), True))
     if "approve" in extra:
         items[0]["approve"] = extra["approve"]
     if extra.get("input") == "mixed":
         items.append({"role": "user", "content": "and?"})
-    previous = {} if not extra else {"previous_response_id": first.id}
+    previous: dict[str, Any] = {} if not extra else {"previous_response_id": first.id}
 
     with pytest.raises(openai.BadRequestError) as raised:
         await client.responses.create(model="demo", input=items, **previous)
@@ -207,3 +211,72 @@ async def test_only_the_runs_owner_may_answer() -> None:
         assert "the time is" in second.output_text
         for sdk in clients.values():
             await sdk.close()
+
+
+async def until_done(connection: Any) -> list[Any]:
+    """A socket's events up to the end of one response (or an error)."""
+    events = []
+    async for event in connection:
+        events.append(event)
+        if event.type in ("response.completed", "response.failed", "error"):
+            break
+    return events
+
+
+async def test_over_the_socket_a_response_asks_and_the_next_one_answers(
+    client: openai.AsyncOpenAI,
+) -> None:
+    async with client.responses.connect() as connection:
+        await connection.send(
+            {"type": "response.create", "model": "demo", "input": QUESTION, "tools": [ASKING]}
+        )
+        first = (await until_done(connection))[-1].response
+        request = approval_request(first)
+        create: Any = {
+            "type": "response.create",
+            "model": "demo",
+            "previous_response_id": first.id,
+            "input": answer(request.id, True),
+        }
+        await connection.send(create)
+        events = await until_done(connection)
+        await connection.send(create)  # answered already: an error, and the socket goes on
+        (error,) = await until_done(connection)
+
+    assert events[0].type == "response.created"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    second = events[-1].response
+    assert second.previous_response_id == first.id
+    assert "the time is" in second.output_text
+    assert error.type == "error"
+    assert error.error.code == "approval_answered"
+
+
+async def test_a_follow_up_reads_the_whole_conversation_of_the_approved_run(
+    upstream: UpstreamServer,
+) -> None:
+    upstream.script(
+        chat_tool_reply("c1", "clock", "{}"), text_reply("It is noon."), text_reply("ok")
+    )
+    route = {"base_url": upstream.base_url, "model": "up-model", "max_attempts": 1}
+    with running_gateway(routes={"up": route}) as gateway:
+        async with openai.AsyncOpenAI(
+            base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0, timeout=10
+        ) as client:
+            first = await client.responses.create(model="up", input=QUESTION, tools=[ASKING])
+            request = approval_request(first)
+            second = await client.responses.create(
+                model="up", previous_response_id=first.id, input=answer(request.id, True)
+            )
+            third = await client.responses.create(
+                model="up", previous_response_id=second.id, input="thanks"
+            )
+
+    assert second.output_text == "It is noon."
+    assert third.output_text == "ok"
+    messages = upstream.wait_for_requests(3)[2].body["messages"]
+    assert [(m["role"], m.get("content")) for m in messages] == [
+        ("user", QUESTION),
+        ("assistant", "It is noon."),
+        ("user", "thanks"),
+    ]

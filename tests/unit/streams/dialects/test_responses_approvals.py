@@ -194,7 +194,7 @@ def test_the_approval_request_ends_the_response_byte_for_byte() -> None:
     numbered = iter(range(encoder.sequence_number, 100))
     response = encoder.response()
     response.update(status="completed", completed_at=7.0, output=[waiting, request])
-    expected = [
+    expected: list[dict[str, Any]] = [
         {"type": "response.output_item.done", "output_index": 0, "item": waiting},
         {"type": "response.output_item.added", "output_index": 1, "item": request},
         {"type": "response.output_item.done", "output_index": 1, "item": request},
@@ -250,7 +250,7 @@ def test_the_next_response_goes_on_after_the_request_byte_for_byte() -> None:
         "approval_request_id": "mcpr_c1",
     }
     done = {**call, "output": '{"value":4}', "status": "completed"}
-    expected = [
+    expected: list[tuple[int | None, dict[str, Any]]] = [
         (None, {"type": "response.created", "response": opening}),
         (None, {"type": "response.in_progress", "response": opening}),
         (7, {"type": "response.output_item.added", "output_index": 0, "item": call}),
