@@ -175,22 +175,24 @@ def messages_of(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     return messages
 
 
-def _approval_of(require: Any, where: str) -> Literal["all"] | ApprovalAsked | None:
-    """An ``mcp`` tool's ``require_approval`` as a run's ``approval``: ``"always"``, or
-    ``{"always": {"tool_names": [...]}}``; ``"never"`` (and a ``never`` filter) asks none."""
+def _approval_of(require: Any, names: list[str], where: str) -> list[str]:
+    """Which of an ``mcp`` tool's ``names`` its ``require_approval`` gates: ``"always"`` all
+    of them, ``{"always": {"tool_names": [...]}}`` those; ``"never"`` (and a ``never``
+    filter) none. OpenAI's setting is per server: the request's function tools are not
+    gated by it."""
     if require is None or require == "never":
-        return None
+        return []
     if require == "always":
-        return "all"
+        return list(names)
     always = require.get("always") if isinstance(require, dict) else None
-    names = always.get("tool_names") if isinstance(always, dict) else None
     if isinstance(require, dict) and always is None:
-        return None  # only a "never" filter
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return []  # only a "never" filter
+    gated = always.get("tool_names") if isinstance(always, dict) else None
+    if not isinstance(gated, list) or not all(isinstance(name, str) for name in gated):
         raise InvalidRequestError(
             f"{where} must be 'always', 'never' or {{'always': {{'tool_names': [names]}}}}"
         )
-    return _approval_checked({"tools": names}, where)
+    return [name for name in names if name in gated]
 
 
 def _approval_checked(value: Any, where: str) -> Literal["all"] | ApprovalAsked | None:
@@ -212,7 +214,7 @@ def _tools_of(
     (its ``require_approval``); tools of other types are ignored."""
     functions: list[ClientTool] = []
     server: list[str] = []
-    approval: Literal["all"] | ApprovalAsked | None = None
+    gated: list[str] = []
     for index, tool in enumerate(tools or ()):
         kind = tool.get("type")
         if kind == "function":
@@ -230,9 +232,10 @@ def _tools_of(
             allowed = tool.get("allowed_tools")
             names = offered if allowed is None else list(allowed)
             server += [name for name in names if name not in server]
-            approval = _approval_of(
-                tool.get("require_approval"), f"tools[{index}].require_approval"
-            )
+            where = f"tools[{index}].require_approval"
+            asked = _approval_of(tool.get("require_approval"), names, where)
+            gated += [name for name in asked if name not in gated]
+    approval = _approval_checked({"tools": gated}, "require_approval") if gated else None
     return functions, server, approval
 
 

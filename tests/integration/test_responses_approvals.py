@@ -76,11 +76,13 @@ async def streamed(stream: Any) -> tuple[list[str], Response]:
     return [event.type for event in events], events[-1].response
 
 
+@pytest.mark.parametrize("require", ["always", {"always": {"tool_names": ["clock"]}}])
 async def test_a_streamed_response_asks_and_the_next_one_runs_the_approved_call(
-    client: openai.AsyncOpenAI,
+    client: openai.AsyncOpenAI, require: Any
 ) -> None:
+    asking = {**ASKING, "require_approval": require}
     stream = await client.responses.create(
-        model="demo", input=QUESTION, tools=[ASKING], stream=True
+        model="demo", input=QUESTION, tools=[asking], stream=True
     )
     types, first = await streamed(stream)
     request = approval_request(first)
@@ -97,7 +99,7 @@ async def test_a_streamed_response_asks_and_the_next_one_runs_the_approved_call(
         model="demo",
         previous_response_id=first.id,
         input=answer(request.id, True),
-        tools=[ASKING],
+        tools=[asking],
         stream=True,
     )
     types, second = await streamed(stream)
