@@ -328,6 +328,8 @@ class ResponsesEncoder:
             return []
         if event.seq <= self._after:
             handler(event)  # an earlier response's: taken in, not sent
+            # A retraction there ended that response's stream, not this one.
+            self.ended = False
             return []
         out: list[ResponsesEvent] = []
         if self._opening:
@@ -700,6 +702,9 @@ class ResponsesEncoder:
         self.status = "in_progress"
         self._created_at = cut.ts
         self._completed_at = None
+        self._error = None
+        self._incomplete = None
+        self._usage = None
         self._opening = True
 
     def _approved(self, event: Event) -> list[ResponsesEvent]:

@@ -376,3 +376,31 @@ def test_the_sdk_stream_helper_accumulates_our_response(name: str, after: int) -
     if after == 0:
         (request,) = [item for item in ours.output if item.type == "mcp_approval_request"]
         assert json.loads(request.arguments) == {"expression": "2+2"}
+
+
+def test_a_retraction_before_the_cut_does_not_end_the_next_response() -> None:
+    ev = Events()
+    events = [
+        ev.run_started(),  # 1
+        ev.message(),  # 2
+        ev.delta("Let me"),  # 3
+        ev.retracted(),  # 4
+        ev.message("m1b"),  # 5
+        ev.call("c1", "calculator", "m1b"),  # 6
+        ev.call_done("c1", "calculator", ARGUMENTS),  # 7
+        ev.approval_requested("c1", {"expression": "2+2"}),  # 8
+        ev.approved("c1"),  # 9
+        ev.tool_started("c1"),  # 10
+        ev.tool_done("c1", {"value": 4}),  # 11
+        ev.run_completed(),  # 12
+    ]
+    after = emitted(events, 8)
+
+    assert after[0]["type"] == "response.created"
+    final = after[-1]["response"]
+    assert (after[-1]["type"], final["status"], final["error"]) == (
+        "response.completed",
+        "completed",
+        None,
+    )
+    assert [item["id"] for item in final["output"]] == ["mcp_c1"]
