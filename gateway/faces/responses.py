@@ -7,6 +7,13 @@ label ``gateway`` offers the gateway's own tools (run here, reported as ``mcp_ca
 Its stream is the run's log in the ``responses`` dialect (:mod:`streams.dialects.responses`),
 so it resumes (``starting_after``) and stops (``cancel``) like any run.
 
+A run whose calls wait for a person's approval (the ``mcp`` tool's ``require_approval``, the
+body's ``approval``, or the gateway's config) is several responses, as OpenAI's are: one ends
+with an ``mcp_approval_request`` item while the run waits; the client answers with a new
+request, ``previous_response_id`` and ``mcp_approval_response`` items, which answers the
+run's approvals (only its owner or an approver key may) and is the next response of the same
+run, from after the request on (:mod:`streams.dialects.responses`).
+
 Streaming is decided by the body's ``stream``, never by ``Accept``: the SDK and Codex send
 either whatever they ask for. A non-background response is cancelled when its client leaves;
 a background one runs on, and is polled, re-attached or cancelled by id.
@@ -21,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from gateway.admission import start_run
 from gateway.auth import Principal
@@ -30,16 +37,35 @@ from gateway.errors import UPSTREAM_RESPONSES
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
-from streams.dialects.responses import METADATA_KEY, SERVER_LABEL, ResponsesEncoder, run_id_of
+from streams.approvals import ApprovalAnswer
+from streams.dialects.responses import (
+    METADATA_KEY,
+    SERVER_LABEL,
+    ResponsesEncoder,
+    call_id_of,
+    response_start,
+    run_id_of,
+)
 from streams.dialects.retraction import without_retracted
 from streams.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, RunFinishedError
+from streams.events import EventType
 from streams.reader import RunReader
-from streams.spec import FAILOVER_OPTION, ChatMessage, ClientTool, OnDisconnect, RunSpec
+from streams.spec import (
+    FAILOVER_OPTION,
+    ApprovalAsked,
+    ChatMessage,
+    ClientTool,
+    OnDisconnect,
+    RunSpec,
+)
 from streams.view import RunView
 
 __all__ = [
     "CANCEL_WAIT",
+    "MAX_APPROVAL_ANSWERS",
     "ResponsesRequest",
+    "answer_approvals",
+    "approval_answers",
     "cancel_response",
     "create_response",
     "delete_response",
@@ -53,6 +79,11 @@ __all__ = [
 router = APIRouter()
 
 CANCEL_WAIT = 5.0  # seconds a cancel waits for the run to end before answering
+MAX_APPROVAL_ANSWERS = 128  # mcp_approval_response items in one request
+# Seconds one read of a run's log waits while a whole response is awaited (then it reads on).
+_READ_WAIT = 30.0
+_MAX_ID_LENGTH = 200  # characters of an approval_request_id
+_APPROVAL = TypeAdapter(Literal["all"] | ApprovalAsked | None)
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -144,13 +175,46 @@ def messages_of(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     return messages
 
 
+def _approval_of(require: Any, names: list[str], where: str) -> list[str]:
+    """Which of an ``mcp`` tool's ``names`` its ``require_approval`` gates: ``"always"`` all
+    of them, ``{"always": {"tool_names": [...]}}`` those; ``"never"`` (and a ``never``
+    filter) none. OpenAI's setting is per server: the request's function tools are not
+    gated by it."""
+    if require is None or require == "never":
+        return []
+    if require == "always":
+        return list(names)
+    always = require.get("always") if isinstance(require, dict) else None
+    if isinstance(require, dict) and always is None:
+        return []  # only a "never" filter
+    gated = always.get("tool_names") if isinstance(always, dict) else None
+    if not isinstance(gated, list) or not all(isinstance(name, str) for name in gated):
+        raise InvalidRequestError(
+            f"{where} must be 'always', 'never' or {{'always': {{'tool_names': [names]}}}}"
+        )
+    return [name for name in names if name in gated]
+
+
+def _approval_checked(value: Any, where: str) -> Literal["all"] | ApprovalAsked | None:
+    """``value`` as a run's ``approval`` ("all" or {"tools": [names]}), or a 400 naming
+    ``where``."""
+    try:
+        return _APPROVAL.validate_python(value)
+    except ValidationError:
+        raise InvalidRequestError(
+            f"{where} must be 'all' or {{'tools': [names]}} (at most 256 tool names)"
+        ) from None
+
+
 def _tools_of(
     tools: list[dict[str, Any]] | None, offered: list[str]
-) -> tuple[list[ClientTool], list[str]]:
-    """The request's function tools (the client runs them) and the gateway's tools it asks for
-    (an ``mcp`` tool with server label ``gateway``); tools of other types are ignored."""
+) -> tuple[list[ClientTool], list[str], Literal["all"] | ApprovalAsked | None]:
+    """The request's function tools (the client runs them), the gateway's tools it asks for
+    (an ``mcp`` tool with server label ``gateway``) and those whose calls wait for approval
+    (its ``require_approval``); tools of other types are ignored."""
     functions: list[ClientTool] = []
     server: list[str] = []
+    gated: list[str] = []
     for index, tool in enumerate(tools or ()):
         kind = tool.get("type")
         if kind == "function":
@@ -168,19 +232,33 @@ def _tools_of(
             allowed = tool.get("allowed_tools")
             names = offered if allowed is None else list(allowed)
             server += [name for name in names if name not in server]
-    return functions, server
+            where = f"tools[{index}].require_approval"
+            asked = _approval_of(tool.get("require_approval"), names, where)
+            gated += [name for name in asked if name not in gated]
+    approval = _approval_checked({"tools": gated}, "require_approval") if gated else None
+    return functions, server, approval
 
 
 async def _previous_messages(
     state: GatewayState, response_id: str, owner: str | None
 ) -> list[ChatMessage]:
-    """The conversation of an earlier response: its input and its output."""
+    """The conversation of an earlier response: its input and its output (with the outputs
+    of the run's responses before it, when approvals made it several)."""
+    missing = NotFoundError(f"Previous response with id '{response_id}' not found.")
     try:
         run = await state.find_run(run_id_of(response_id), owner)
     except NotFoundError:
-        raise NotFoundError(f"Previous response with id '{response_id}' not found.") from None
+        raise missing from None
+    last = response_start(response_id)
+    if not await _is_response(run, last):
+        raise missing
+    output: list[dict[str, Any]] = []
+    start: int | None = 0
+    while start is not None:
+        output += (await _final(run, start))["output"]
+        start = None if start == last else await _approval_cut(run, start)
     messages = list(run.spec.messages)
-    for item in (await _final(run))["output"]:
+    for item in output:
         if item["type"] == "message":
             text = "".join(part.get("text", "") for part in item["content"])
             messages.append(ChatMessage(role="assistant", content=text))
@@ -194,10 +272,10 @@ async def _previous_messages(
     return messages
 
 
-async def _final(run: RunView) -> dict[str, Any]:
-    """The response object of ``run`` as its log stands now (its last attempt's answer:
-    what a retraction voided is left out)."""
-    encoder = ResponsesEncoder.for_run(run.id, run.spec)
+async def _final(run: RunView, after: int = 0) -> dict[str, Any]:
+    """The response object of ``run`` (its response after native event ``after``) as its log
+    stands now (its last attempt's answer: what a retraction voided is left out)."""
+    encoder = ResponsesEncoder.for_run(run.id, run.spec, after)
     batch = await run.log.read(0, limit=1_000_000, timeout=0)
     encoder.prime(without_retracted(batch.events))
     response = encoder.response()
@@ -221,7 +299,9 @@ async def spec_of(state: GatewayState, body: ResponsesRequest, owner: str | None
     messages += messages_of(body.input)
     if not messages:
         raise InvalidRequestError("input must hold at least one message")
-    functions, server_tools = _tools_of(body.tools, list(state.manager.tools.tools))
+    functions, server_tools, approval = _tools_of(body.tools, list(state.manager.tools.tools))
+    if "approval" in (body.model_extra or {}):  # the gateway's own field, as in a run spec
+        approval = _approval_checked((body.model_extra or {})["approval"], "approval")
     options: dict[str, Any] = {}
     if body.temperature is not None:
         options["temperature"] = body.temperature
@@ -264,6 +344,7 @@ async def spec_of(state: GatewayState, body: ResponsesRequest, owner: str | None
         tools=server_tools,
         client_tools=functions,
         client_tool_mode="return",
+        approval=approval,
         options=options,
         metadata={"api": "responses", METADATA_KEY: echo},
     )
@@ -282,8 +363,13 @@ async def create_response(
     request: Request,
     caller: Annotated[Principal, Depends(principal)],
 ) -> Response:
-    """Create a response: streamed (`"stream": true`), in the background, or answered whole."""
+    """Create a response: streamed (`"stream": true`), in the background, or answered whole;
+    with `mcp_approval_response` items (and `previous_response_id`), the next response of the
+    run whose approvals they answer."""
     state = gateway(request)
+    answers = approval_answers(body.input, by=caller.owner or "anonymous")
+    if answers is not None:
+        return await _answer_approvals(state, request, body, caller, answers)
     spec = await spec_of(state, body, caller.owner)
     on_disconnect: OnDisconnect = "continue" if body.background else "cancel"
     start = functools.partial(
@@ -295,12 +381,164 @@ async def create_response(
     run = await start()
     if body.background:
         return JSONResponse(await _final(run))
+    return await _whole(state, request, run, 0)
+
+
+async def _whole(state: GatewayState, request: Request, run: RunView, after: int) -> Response:
+    """The run's response after native event ``after``, answered once it has ended (the run
+    ended, or it waits for an approval)."""
     # A reader while the answer is made, so the ended log is read as it is, not packed.
     with RunReader(state.runs, run):
-        if not await wait_unless_disconnected(request, run):
+        ended = functools.partial(_response_ended, run, after)
+        if not await wait_unless_disconnected(request, run, until=ended):
             await state.runs.cancel(run.id, "client disconnected", run.owner)
             return Response(status_code=499)
-        return JSONResponse(await _final(run))
+        return JSONResponse(await _final(run, after))
+
+
+async def _response_ended(run: RunView, after: int) -> None:
+    """Return once the run's response after native event ``after`` has ended: an approval
+    request after it, or the run's end."""
+    cursor = after
+    while True:
+        batch = await run.log.read(cursor, timeout=_READ_WAIT)
+        for event in batch.events:
+            if event.type is EventType.TOOL_APPROVAL_REQUESTED or event.is_terminal:
+                return
+        if batch.closed:
+            return
+        if batch.events:
+            cursor = batch.events[-1].seq
+        elif batch.gap is not None:
+            cursor = batch.gap.next_seq - 1
+
+
+async def _approval_cut(run: RunView, after: int) -> int | None:
+    """The seq of the approval request that ended the run's response after native event
+    ``after`` (None: that response has not asked for one)."""
+    cursor = after
+    while True:
+        batch = await run.log.read(cursor, timeout=0)
+        for event in batch.events:
+            if event.type is EventType.TOOL_APPROVAL_REQUESTED:
+                return event.seq
+            if event.is_terminal:
+                return None
+        if batch.events:
+            cursor = batch.events[-1].seq
+        elif batch.gap is not None:
+            cursor = batch.gap.next_seq - 1
+        else:
+            return None
+
+
+async def _is_response(run: RunView, after: int) -> bool:
+    """Whether the run has a response after native event ``after``: its first (0), or one
+    after an approval request."""
+    if after <= 0:
+        return after == 0
+    batch = await run.log.read(after - 1, limit=1, timeout=0)
+    return bool(batch.events) and (
+        batch.events[0].seq == after and batch.events[0].type is EventType.TOOL_APPROVAL_REQUESTED
+    )
+
+
+async def _find_response(state: GatewayState, response_id: str, owner: str | None) -> RunView:
+    """``owner``'s run whose response ``response_id`` is (404 if it has no such response)."""
+    run = await state.find_run(run_id_of(response_id), owner)
+    if not await _is_response(run, response_start(response_id)):
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    return run
+
+
+def approval_answers(
+    items: str | list[dict[str, Any]], by: str
+) -> list[tuple[str, ApprovalAnswer]] | None:
+    """A request's ``mcp_approval_response`` items as (call id, answer by ``by``) pairs; None
+    when it has none. A request that answers approvals holds nothing else."""
+    if isinstance(items, str):
+        return None
+    kinds = [item.get("type") for item in items]
+    if "mcp_approval_response" not in kinds:
+        return None
+    if any(kind != "mcp_approval_response" for kind in kinds):
+        raise InvalidRequestError(
+            "input: a request that answers approvals holds only mcp_approval_response items"
+        )
+    if len(items) > MAX_APPROVAL_ANSWERS:
+        raise InvalidRequestError(
+            f"input: at most {MAX_APPROVAL_ANSWERS} mcp_approval_response items"
+        )
+    answers: list[tuple[str, ApprovalAnswer]] = []
+    for index, item in enumerate(items):
+        where = f"input[{index}]"
+        request_id = item.get("approval_request_id")
+        call_id = (
+            call_id_of(request_id)
+            if isinstance(request_id, str) and len(request_id) <= _MAX_ID_LENGTH
+            else None
+        )
+        if call_id is None:
+            raise InvalidRequestError(
+                f"{where}.approval_request_id must be the id of an mcp_approval_request item"
+            )
+        if any(call_id == earlier for earlier, _ in answers):
+            raise InvalidRequestError(f"{where}: {request_id} is answered twice")
+        approve, reason = item.get("approve"), item.get("reason")
+        if not isinstance(approve, bool):
+            raise InvalidRequestError(f"{where}.approve must be true or false")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidRequestError(f"{where}.reason must be a string")
+        decision: Literal["approve", "deny"] = "approve" if approve else "deny"
+        answers.append((call_id, ApprovalAnswer(decision, by=by, reason=reason)))
+    return answers
+
+
+async def answer_approvals(
+    state: GatewayState,
+    previous: str | None,
+    owner: str | None,
+    answers: list[tuple[str, ApprovalAnswer]],
+) -> tuple[RunView, int]:
+    """Answer the approvals of response ``previous``'s run (the caller with API key
+    ``owner`` must be its owner or an approver); the run, and the seq of the approval
+    request that ended ``previous``: the next response goes on after it."""
+    if previous is None:
+        raise InvalidRequestError(
+            "previous_response_id is required with mcp_approval_response items: the "
+            "response whose approval requests they answer"
+        )
+    missing = NotFoundError(f"Previous response with id '{previous}' not found.")
+    try:
+        run = await state.find_run_unchecked(run_id_of(previous))
+    except NotFoundError:
+        raise missing from None
+    start = response_start(previous)
+    if not state.manager.limits.approvals.may_answer(owner, run.owner) or not (
+        await _is_response(run, start)
+    ):
+        raise missing
+    cut = await _approval_cut(run, start)
+    if cut is None:
+        raise InvalidRequestError(f"response {previous} asks for no approval")
+    for call_id, answer in answers:
+        await state.runs.answer_approval(run.id, call_id, answer)
+    return run, cut
+
+
+async def _answer_approvals(
+    state: GatewayState,
+    request: Request,
+    body: ResponsesRequest,
+    caller: Principal,
+    answers: list[tuple[str, ApprovalAnswer]],
+) -> Response:
+    """Answer the approvals, and stream (or answer) the run's next response: what comes
+    after the approval request that ended ``previous_response_id``."""
+    run, cut = await answer_approvals(state, body.previous_response_id, caller.owner, answers)
+    if body.stream:
+        return event_stream(state, run, 0, encode=ResponsesEncoder.for_run(run.id, run.spec, cut))
+    return await _whole(state, request, run, cut)
 
 
 @router.get(
@@ -316,10 +554,11 @@ async def get_response(
 ) -> Response:
     """A response as it stands, or (``stream=true``) its events after ``starting_after``."""
     state = gateway(request)
-    run = await state.find_run(run_id_of(response_id), caller.owner)
+    run = await _find_response(state, response_id, caller.owner)
+    after = response_start(response_id)
     if not stream:
-        return JSONResponse(await _final(run))
-    encoder = ResponsesEncoder.for_run(run.id, run.spec)
+        return JSONResponse(await _final(run, after))
+    encoder = ResponsesEncoder.for_run(run.id, run.spec, after)
     if starting_after is not None:
         encoder.skip_through(starting_after)
     return event_stream(state, run, 0, encode=encoder)
@@ -341,7 +580,7 @@ async def cancel_response(
         run = await state.find_run(run_id, caller.owner)
     async with asyncio.timeout(CANCEL_WAIT):
         await run.wait()
-    return JSONResponse(await _final(run))
+    return JSONResponse(await _final(run, response_start(response_id)))
 
 
 @router.delete("/v1/responses/{response_id}")

@@ -9,7 +9,9 @@ read through the same dialect as over SSE, so it is the same log, resumable over
 (``GET /v1/responses/{id}?stream=true&starting_after=N``) and stoppable
 (``POST /v1/responses/{id}/cancel``). A bad message gets an ``error`` message and the socket
 goes on; a socket that closes cancels the responses it was streaming, as a closed SSE stream
-does. ``response.steer`` is refused (``response.steer.failed``).
+does. A ``response.create`` with ``mcp_approval_response`` items answers the approvals of its
+``previous_response_id`` and streams the run's next response (as over HTTP).
+``response.steer`` is refused (``response.steer.failed``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from starlette.websockets import WebSocketDisconnect
 from gateway.admission import start_run
 from gateway.auth import Principal, key_from_headers
 from gateway.errors import status_for
-from gateway.faces.responses import ResponsesRequest, spec_of
+from gateway.faces.responses import (
+    ResponsesRequest,
+    answer_approvals,
+    approval_answers,
+    spec_of,
+)
 from gateway.faces.ws import origin_allowed
 from gateway.state import GatewayState, StreamSlot
 from gateway.streaming.disconnect import (
@@ -43,6 +50,7 @@ from streams.dialects.responses import ResponsesEncoder
 from streams.errors import AuthenticationError, GatewayError, InvalidRequestError
 from streams.events import dumps
 from streams.reader import RunReader
+from streams.view import RunView
 
 __all__ = ["MAX_LANES", "MAX_QUEUED", "ResponsesSocket", "responses_socket"]
 
@@ -193,11 +201,19 @@ class ResponsesSocket:
             where = ".".join(str(p) for p in first["loc"])
             raise InvalidRequestError(f"{where}: {first['msg']}") from None
         assert self.principal is not None
-        spec = await spec_of(self.state, body, self.principal.owner)
-        run = await start_run(
-            self.state, spec, self.connection, self.principal, default_on_disconnect="cancel"
-        )
-        encoder = ResponsesEncoder.for_run(run.id, spec)
+        owner = self.principal.owner
+        answers = approval_answers(body.input, by=owner or "anonymous")
+        run: RunView
+        if answers is not None:
+            # The next response of the run whose approvals these answer.
+            run, cut = await answer_approvals(self.state, body.previous_response_id, owner, answers)
+            encoder = ResponsesEncoder.for_run(run.id, run.spec, cut)
+        else:
+            spec = await spec_of(self.state, body, owner)
+            run = await start_run(
+                self.state, spec, self.connection, self.principal, default_on_disconnect="cancel"
+            )
+            encoder = ResponsesEncoder.for_run(run.id, spec)
         with RunReader(self.state.runs, run) as reader:
             # An ended encoder (a retraction it cannot carry: response.failed) ends the
             # response here; its reader gone, the run (on_disconnect "cancel") is cancelled.

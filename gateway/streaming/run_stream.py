@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from starlette.requests import Request
 
@@ -121,16 +122,19 @@ def read_to_the_end(run: RunView, cursor: int) -> bool:
     return run.log.closed and cursor >= run.log.last_seq
 
 
-async def wait_unless_disconnected(request: Request, run: RunView) -> bool:
-    """Wait for the run to end while its client waits for a whole answer; False if the
-    client left first (the caller then cancels the run, as the faces' clients expect)."""
+async def wait_unless_disconnected(
+    request: Request, run: RunView, until: Callable[[], Coroutine[Any, Any, None]] | None = None
+) -> bool:
+    """Wait for the run to end (or for ``until()``: the part of it the answer is) while its
+    client waits for a whole answer; False if the client left first (the caller then
+    cancels the run, as the faces' clients expect)."""
 
     async def client_left() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
     async with asyncio.TaskGroup() as tasks:
-        finished = tasks.create_task(run.wait())
+        finished = tasks.create_task(run.wait() if until is None else until())
         left = tasks.create_task(client_left())
         await asyncio.wait([finished, left], return_when=asyncio.FIRST_COMPLETED)
         finished.cancel()

@@ -46,9 +46,27 @@ native                     Responses
                            ``error``
 ``run.cancelled``          (closing what is open) nothing more: a cancelled response's stream
                            ends without ``response.completed``, as OpenAI's does
+``tool.approval_requested`` the waiting ``mcp_call``'s ``output_item.done`` (``incomplete``,
+                           with its ``approval_request_id``), an ``mcp_approval_request`` item
+                           (id ``mcpr_<call_id>``, ``added`` and ``done``), ``response.completed``
+                           (closing what is open as ``incomplete``): the response ends, as
+                           OpenAI's does, while the run waits for the answer
+``tool.approved``          in the response that goes on after the request: the call's
+                           ``mcp_call`` item again (``approval_request_id``; the edited
+                           arguments, if any), then as above
+``tool.denied``            nothing: the model reads the refusal
 ``stream.gap``             ``error`` (code ``stream_gap``): events the client missed are gone
 others                     nothing (``tool.delta``, ``client_tool.requested``)
 =========================  ===================================================================
+
+A run that asks for approvals is several responses, one after another: the run's first
+(``resp_<hex>``) ends at its first ``tool.approval_requested``; the client answers with a new
+request (``previous_response_id`` and ``mcp_approval_response`` items), which is the next
+response of the same run, ``resp_<hex>_<seq>``: its events are those after the native event
+``seq`` (the approval request it goes on after), up to the next approval request or the run's
+end. An encoder made with ``after=seq`` takes in the events up to ``seq`` and sends nothing of
+them; a call still open at a cut is added again to the next response when its next event
+comes.
 
 Once ``response.completed``, ``response.incomplete`` or ``response.failed`` is out, the encoder
 is ``ended`` (an :class:`~streams.dialects.retraction.EndingEncoder`) and encodes nothing
@@ -71,7 +89,10 @@ __all__ = [
     "METADATA_KEY",
     "SERVER_LABEL",
     "ResponsesEncoder",
+    "approval_request_id",
+    "call_id_of",
     "response_id",
+    "response_start",
     "response_usage",
     "run_id_of",
 ]
@@ -89,14 +110,51 @@ ResponsesEvent = dict[str, Any]
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def response_id(run_id: str) -> str:
-    """The response id of a run: ``resp_`` and the run's hex id."""
-    return "resp_" + run_id.removeprefix("run_")
+def response_id(run_id: str, after: int = 0) -> str:
+    """The response id of a run's response that starts after native event ``after``:
+    ``resp_`` and the run's hex id (its first response), then ``_<after>`` (one that goes
+    on after an approval request)."""
+    base = "resp_" + run_id.removeprefix("run_")
+    return base if after == 0 else f"{base}_{after}"
 
 
 def run_id_of(response: str) -> str:
     """The run id of a response id (the inverse of :func:`response_id`)."""
-    return "run_" + response.removeprefix("resp_")
+    return "run_" + response.removeprefix("resp_").partition("_")[0]
+
+
+def response_start(response: str) -> int:
+    """The native seq a response starts after: 0 for the run's first response, -1 for a
+    malformed suffix (an id that names no response of the run)."""
+    _, cut, suffix = response.removeprefix("resp_").partition("_")
+    if not cut:
+        return 0
+    seq = int(suffix) if suffix.isdigit() and len(suffix) <= 18 else -1
+    return seq if seq > 0 else -1
+
+
+_APPROVAL_PREFIX = "mcpr_"
+
+
+def approval_request_id(call_id: str) -> str:
+    """The id of the ``mcp_approval_request`` item of a call waiting for approval."""
+    return _APPROVAL_PREFIX + call_id
+
+
+def call_id_of(approval_request: str) -> str | None:
+    """The call id of an approval request id (None: not one of ours)."""
+    if not approval_request.startswith(_APPROVAL_PREFIX):
+        return None
+    return approval_request.removeprefix(_APPROVAL_PREFIX) or None
+
+
+def _require_approval(spec: RunSpec) -> Any:
+    """The ``require_approval`` of the gateway's ``mcp`` tool, as the run's spec asks it."""
+    if spec.approval is None:
+        return "never"
+    if spec.approval == "all":
+        return "always"
+    return {"always": {"tool_names": list(spec.approval.tools)}}
 
 
 def response_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -126,7 +184,12 @@ class ResponsesEncoder:
         model: str,
         function_tools: Iterable[str] = (),
         echo: Mapping[str, Any] | None = None,
+        after: int = 0,
     ) -> None:
+        self._run_id = run_id
+        # The native seq this response starts after: the events up to it are taken in, and
+        # none of them is sent (an earlier response of the run's).
+        self._after = after
         self.response_id = response_id(run_id)
         self.model = model
         self._function_tools = frozenset(function_tools)
@@ -144,6 +207,10 @@ class ResponsesEncoder:
         self._delta_format: bytes | None = None
         self._text_segments: dict[str, int] = {}  # message_id -> text items opened so far
         self._calls: dict[str, int] = {}  # call_id -> output_index
+        # Calls open when an earlier response of the run ended: their item, added again to
+        # this response on their next event.
+        self._carried: dict[str, dict[str, Any]] = {}
+        self._opening = False  # response.created is still to be sent (a later response)
         self._usage: dict[str, Any] | None = None
         self._error: dict[str, Any] | None = None
         self._incomplete: dict[str, str] | None = None  # why a completed run's answer is cut
@@ -161,6 +228,9 @@ class ResponsesEncoder:
             EventType.TOOL_STARTED: self._tool_started,
             EventType.TOOL_COMPLETED: self._tool_completed,
             EventType.TOOL_FAILED: self._tool_failed,
+            EventType.TOOL_APPROVAL_REQUESTED: self._approval_requested,
+            EventType.TOOL_APPROVED: self._approved,
+            EventType.TOOL_DENIED: self._denied,
             EventType.RUN_COMPLETED: self._run_completed,
             EventType.RUN_FAILED: self._run_failed,
             EventType.RUN_CANCELLED: self._run_cancelled,
@@ -168,10 +238,11 @@ class ResponsesEncoder:
         }
 
     @classmethod
-    def for_run(cls, run_id: str, spec: RunSpec) -> ResponsesEncoder:
-        """An encoder for run ``run_id``: a run the Responses face started echoes what its
-        request said (kept in the spec's metadata, :data:`METADATA_KEY`); any other run is
-        read with its own model and tools."""
+    def for_run(cls, run_id: str, spec: RunSpec, after: int = 0) -> ResponsesEncoder:
+        """An encoder for run ``run_id`` (its response after native event ``after``): a run
+        the Responses face started echoes what its request said (kept in the spec's
+        metadata, :data:`METADATA_KEY`); any other run is read with its own model and
+        tools."""
         echo = spec.metadata.get(METADATA_KEY)
         echo = dict(echo) if isinstance(echo, Mapping) else {}
         tools: list[dict[str, Any]] = [
@@ -190,7 +261,7 @@ class ResponsesEncoder:
                     "type": "mcp",
                     "server_label": SERVER_LABEL,
                     "allowed_tools": list(spec.tools),
-                    "require_approval": "never",
+                    "require_approval": _require_approval(spec),
                 }
             )
         echo["tools"] = tools
@@ -203,6 +274,7 @@ class ResponsesEncoder:
             model=str(echo.get("model") or spec.model or ""),
             function_tools=[tool.name for tool in spec.client_tools],
             echo=echo,
+            after=after,
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -212,6 +284,9 @@ class ResponsesEncoder:
         :meth:`skip_through` holds back)."""
         frames = []
         for event in events:
+            if event.seq <= self._after:
+                self.translate(event)  # an earlier response's: taken in, not sent
+                continue
             if (
                 event.type is EventType.MESSAGE_DELTA
                 and self._delta_format is not None
@@ -251,7 +326,19 @@ class ResponsesEncoder:
         handler = self._handlers.get(event.type)
         if handler is None or self.ended:
             return []
-        out = handler(event)
+        if event.seq <= self._after:
+            handler(event)  # an earlier response's: taken in, not sent
+            # A retraction there ended that response's stream, not this one.
+            self.ended = False
+            return []
+        out: list[ResponsesEvent] = []
+        if self._opening:
+            self._opening = False
+            out += [
+                {"type": "response.created", "response": self.response()},
+                {"type": "response.in_progress", "response": self.response()},
+            ]
+        out += handler(event)
         for item in out:
             item["sequence_number"] = self.sequence_number
             self.sequence_number += 1
@@ -458,6 +545,23 @@ class ResponsesEncoder:
         index = self._calls.get(event.data.get("call_id", ""))
         return None if index is None else (index, self._output[index])
 
+    def _carried_call(
+        self, event: Event, out: list[ResponsesEvent]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """:meth:`_call`, or a call an earlier response left open, added to this one (its
+        ``output_item.added`` appended to ``out``)."""
+        found = self._call(event)
+        if found is not None:
+            return found
+        item = self._carried.pop(event.data.get("call_id", ""), None)
+        if item is None:
+            return None
+        item["status"] = "in_progress"
+        index, added = self._add_item(item)
+        self._calls[event.data["call_id"]] = index
+        out.append(added)
+        return index, item
+
     def _tool_call_delta(self, event: Event) -> list[ResponsesEvent]:
         found = self._call(event)
         if found is None:
@@ -503,30 +607,35 @@ class ResponsesEncoder:
         ]
 
     def _tool_started(self, event: Event) -> list[ResponsesEvent]:
-        found = self._call(event)
+        out: list[ResponsesEvent] = []
+        found = self._carried_call(event, out)
         if found is None or found[1]["type"] != "mcp_call":
-            return []
+            return out
         index, item = found
-        return [
+        out.append(
             {"type": "response.mcp_call.in_progress", "item_id": item["id"], "output_index": index}
-        ]
+        )
+        return out
 
     def _tool_completed(self, event: Event) -> list[ResponsesEvent]:
-        found = self._call(event)
+        out: list[ResponsesEvent] = []
+        found = self._carried_call(event, out)
         if found is None or found[1]["type"] != "mcp_call":
-            return []
+            return out
         index, item = found
         item["output"] = dumps(event.data.get("output")).decode()
         del self._calls[event.data["call_id"]]
         return [
+            *out,
             {"type": "response.mcp_call.completed", "item_id": item["id"], "output_index": index},
             self._item_done(index, "completed"),
         ]
 
     def _tool_failed(self, event: Event) -> list[ResponsesEvent]:
-        found = self._call(event)
+        out: list[ResponsesEvent] = []
+        found = self._carried_call(event, out)
         if found is None or found[1]["type"] != "mcp_call":
-            return []
+            return out
         index, item = found
         error = event.data.get("error") or {}
         # What an MCP server answers for a tool that failed (a result whose content is the
@@ -538,9 +647,80 @@ class ResponsesEncoder:
         }
         del self._calls[event.data["call_id"]]
         return [
+            *out,
             {"type": "response.mcp_call.failed", "item_id": item["id"], "output_index": index},
             self._item_done(index, "failed"),
         ]
+
+    def _approval_requested(self, event: Event) -> list[ResponsesEvent]:
+        call_id = str(event.data["call_id"])
+        request_id = approval_request_id(call_id)
+        out = self._close_text()
+        still_open = {call: self._output[index] for call, index in self._calls.items()}
+        found = self._call(event)
+        if found is not None and found[1]["type"] == "mcp_call":
+            # The call has not run in this response: OpenAI's client reads the request item.
+            index, item = found
+            item["approval_request_id"] = request_id
+            out.append(self._item_done(index, "incomplete"))
+        out += self._close_all("incomplete")
+        index, added = self._add_item(
+            {
+                "id": request_id,
+                "type": "mcp_approval_request",
+                "server_label": SERVER_LABEL,
+                "name": event.data["name"],
+                "arguments": dumps(event.data.get("arguments")).decode(),
+            }
+        )
+        out += [
+            added,
+            {
+                "type": "response.output_item.done",
+                "output_index": index,
+                "item": copy.deepcopy(self._output[index]),
+            },
+        ]
+        self._completed_at = event.ts
+        self.status = "completed"
+        out.append({"type": "response.completed", "response": self.response()})
+        if event.seq <= self._after:
+            # An earlier response ended here (nothing of it is sent): this one follows.
+            self._next_response(event, still_open)
+            return []
+        self.ended = True
+        return out
+
+    def _next_response(self, cut: Event, still_open: dict[str, dict[str, Any]]) -> None:
+        """Start the response that goes on after the approval request ``cut`` (the calls
+        ``still_open`` there are added to it on their next event)."""
+        self._carried.update(still_open)
+        self._output = []
+        self._echo["previous_response_id"] = self.response_id
+        self.response_id = response_id(self._run_id, cut.seq)
+        self.sequence_number = 0
+        self.status = "in_progress"
+        self._created_at = cut.ts
+        self._completed_at = None
+        self._error = None
+        self._incomplete = None
+        self._usage = None
+        self._opening = True
+
+    def _approved(self, event: Event) -> list[ResponsesEvent]:
+        out: list[ResponsesEvent] = []
+        found = self._carried_call(event, out)
+        if found is not None and "arguments" in event.data:
+            # Edited: what the tool runs with (the item added above has them too).
+            arguments = dumps(event.data["arguments"]).decode()
+            found[1]["arguments"] = arguments
+            if out:
+                out[-1]["item"]["arguments"] = arguments
+        return out
+
+    def _denied(self, event: Event) -> list[ResponsesEvent]:
+        self._carried.pop(event.data.get("call_id", ""), None)
+        return []
 
     def _run_completed(self, event: Event) -> list[ResponsesEvent]:
         # An answer the model cut (its token budget, a content filter) is OpenAI's
