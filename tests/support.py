@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 import uvloop
+import websockets
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.server import make_server
@@ -331,3 +332,17 @@ class ScriptedModel(Model):
         self.conversations.append(copy.deepcopy([dict(m) for m in messages]))
         for item in self.turns[min(len(self.conversations), len(self.turns)) - 1]:
             yield item
+
+
+async def ws_recv(ws: websockets.ClientConnection) -> dict[str, Any]:
+    """The next WebSocket message, parsed."""
+    value: dict[str, Any] = json.loads(await ws.recv(decode=True))
+    return value
+
+
+async def ws_until(ws: websockets.ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """WebSocket messages up to and including the first of type ``kind``."""
+    messages = [await ws_recv(ws)]
+    while messages[-1]["type"] != kind:
+        messages.append(await ws_recv(ws))
+    return messages

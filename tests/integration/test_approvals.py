@@ -12,7 +12,15 @@ import httpx
 import websockets
 
 from tests.gateway_process import api_keys
-from tests.support import SSE, RunningGateway, agent_spec, running_gateway, sse_events
+from tests.support import (
+    SSE,
+    RunningGateway,
+    agent_spec,
+    running_gateway,
+    sse_events,
+    ws_recv,
+    ws_until,
+)
 
 CLOCK = agent_spec("What time is it?", ["clock"], approval="all")
 COUNTDOWN = agent_spec("count down from 3", ["countdown"], approval="all")
@@ -292,25 +300,13 @@ async def test_the_config_gates_calls_per_tool_and_per_key_without_the_spec_aski
 # -- the WebSocket -------------------------------------------------------------------------
 
 
-async def recv(ws: websockets.ClientConnection) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(await ws.recv(decode=True))
-    return value
-
-
-async def ws_until(ws: websockets.ClientConnection, kind: str) -> list[dict[str, Any]]:
-    messages = [await recv(ws)]
-    while messages[-1]["type"] != kind:
-        messages.append(await recv(ws))
-    return messages
-
-
 async def test_approve_and_deny_commands_over_the_websocket() -> None:
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             results = {}
             for number, command in enumerate(["tool.approve", "tool.deny"]):
                 await ws.send(json.dumps({"type": "run.start", "id": number, "run": CLOCK}))
-                run_id = (await recv(ws))["run_id"]
+                run_id = (await ws_recv(ws))["run_id"]
                 request = (await ws_until(ws, "tool.approval_requested"))[-1]
                 answer = {
                     "type": command,
@@ -343,7 +339,7 @@ async def test_bad_answers_over_the_websocket_are_error_events_and_the_session_g
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": COUNTDOWN}))
-            run_id = (await recv(ws))["run_id"]
+            run_id = (await ws_recv(ws))["run_id"]
             call_id = (await ws_until(ws, "tool.approval_requested"))[-1]["call_id"]
             answer = {"run_id": run_id, "call_id": call_id}
             bad = [
@@ -357,9 +353,9 @@ async def test_bad_answers_over_the_websocket_are_error_events_and_the_session_g
             errors = []
             for command in bad:
                 await ws.send(json.dumps(command))
-                errors.append(await recv(ws))
+                errors.append(await ws_recv(ws))
             await ws.send(json.dumps({"type": "tool.approve", "id": 8, **answer}))
-            ack = await recv(ws)
+            ack = await ws_recv(ws)
             await ws.send(json.dumps({"type": "tool.deny", "id": 9, **answer}))
             after = await ws_until(ws, "error")
             rest = await ws_until(ws, "run.completed")
@@ -395,7 +391,7 @@ async def test_a_client_tool_waits_for_approval_before_it_is_requested() -> None
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            run_id = (await recv(ws))["run_id"]
+            run_id = (await ws_recv(ws))["run_id"]
             before = await ws_until(ws, "tool.approval_requested")
             call_id = before[-1]["call_id"]
             answer = {"type": "tool.approve", "id": 2, "run_id": run_id, "call_id": call_id}
@@ -431,9 +427,9 @@ async def test_over_the_websocket_only_the_owner_or_an_approver_key_may_answer()
                     gateway.ws_url, open_timeout=5, additional_headers=headers
                 ) as ws:
                     await ws.send(json.dumps({**answer, "id": key}))
-                    reply = await recv(ws)
+                    reply = await ws_recv(ws)
                     assert (reply["id"], reply.get("code", reply["type"])) == (key, expected)
                     await ws.send(json.dumps({"type": "ping", "id": "p"}))
-                    assert (await recv(ws))["command"] == "ping"  # the session goes on
+                    assert (await ws_recv(ws))["command"] == "ping"  # the session goes on
             events = await read_all(alice, run_id)
     assert next(e for e in events if e["type"] == "tool.approved")["by"] == "boss"

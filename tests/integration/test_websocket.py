@@ -10,24 +10,10 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.support import agent_spec, running_gateway
+from tests.support import agent_spec, running_gateway, ws_recv, ws_until
 
 # The core suite: every test here runs on the in-memory store and on Redis.
 pytestmark = pytest.mark.usefixtures("backend")
-
-
-async def recv(ws: websockets.ClientConnection) -> dict[str, Any]:
-    message = await ws.recv(decode=True)
-    value: dict[str, Any] = json.loads(message)
-    return value
-
-
-async def until(ws: websockets.ClientConnection, kind: str) -> list[dict[str, Any]]:
-    """Messages up to and including the first of type ``kind``."""
-    messages = [await recv(ws)]
-    while messages[-1]["type"] != kind:
-        messages.append(await recv(ws))
-    return messages
 
 
 async def test_three_runs_multiplexed_on_one_socket_each_arrive_complete_and_in_order() -> None:
@@ -44,7 +30,7 @@ async def test_three_runs_multiplexed_on_one_socket_each_arrive_complete_and_in_
             finished = 0
             arrival: list[str] = []
             while finished < 3:
-                message = await recv(ws)
+                message = await ws_recv(ws)
                 if message["type"] == "ack":
                     acks[message["id"]] = message["run_id"]
                     continue
@@ -76,8 +62,8 @@ async def test_a_client_side_tool_round_trip() -> None:
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            run_id = (await recv(ws))["run_id"]
-            request = (await until(ws, "client_tool.requested"))[-1]
+            run_id = (await ws_recv(ws))["run_id"]
+            request = (await ws_until(ws, "client_tool.requested"))[-1]
             assert request["name"] == "get_location"
             assert request["arguments"] == {}
             await ws.send(
@@ -91,7 +77,7 @@ async def test_a_client_side_tool_round_trip() -> None:
                     }
                 )
             )
-            rest = await until(ws, "run.completed")
+            rest = await ws_until(ws, "run.completed")
     assert rest[0] == {
         "type": "ack",
         "id": 2,
@@ -115,7 +101,7 @@ async def test_a_client_tool_that_never_answers_fails_after_its_timeout_and_the_
     with running_gateway(client_tool_timeout=0.2) as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            messages = await until(ws, "run.completed")
+            messages = await ws_until(ws, "run.completed")
     failed = next(m for m in messages if m["type"] == "tool.failed")
     assert failed["error"]["code"] == "tool_timeout"
     assert "no result within 0.2s" in failed["error"]["message"]
@@ -126,18 +112,18 @@ async def test_subscribe_with_after_resumes_a_run_on_another_socket() -> None:
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            run_id = (await recv(ws))["run_id"]
-            seen = await until(ws, "tool.delta")
+            run_id = (await ws_recv(ws))["run_id"]
+            seen = await ws_until(ws, "tool.delta")
         await gateway.wait_run(run_id)
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             after = seen[-1]["seq"]
             await ws.send(
                 json.dumps({"type": "subscribe", "id": 9, "run_id": run_id, "after": after})
             )
-            ack = await recv(ws)
-            rest = await until(ws, "run.completed")
+            ack = await ws_recv(ws)
+            rest = await ws_until(ws, "run.completed")
             await ws.send(json.dumps({"type": "subscribe", "id": 10, "run_id": run_id}))
-            everything = await until(ws, "run.completed")
+            everything = await ws_until(ws, "run.completed")
     assert ack == {"type": "ack", "id": 9, "command": "subscribe", "run_id": run_id, "after": after}
     assert everything[0]["type"] == "ack"
     assert seen + rest == everything[1:]
@@ -180,9 +166,9 @@ async def test_a_bad_command_gets_an_error_and_the_session_goes_on(
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(message)
-            error = await recv(ws)
+            error = await ws_recv(ws)
             await ws.send(json.dumps({"type": "ping", "id": "after"}))
-            pong = await recv(ws)
+            pong = await ws_recv(ws)
     assert error["type"] == "error"
     assert error["id"] == command_id
     assert error["code"] == code
@@ -195,11 +181,11 @@ async def test_many_bad_commands_on_one_socket_then_a_run_still_works() -> None:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             for message, _, _ in BAD_COMMANDS:
                 await ws.send(message)
-            errors = [await recv(ws) for _ in BAD_COMMANDS]
+            errors = [await ws_recv(ws) for _ in BAD_COMMANDS]
             await ws.send(
                 json.dumps({"type": "run.start", "id": "ok", "run": agent_spec("hello", [])})
             )
-            messages = await until(ws, "run.completed")
+            messages = await ws_until(ws, "run.completed")
     assert [e["code"] for e in errors] == [code for _, _, code in BAD_COMMANDS]
     assert messages[0]["type"] == "ack"
 
@@ -213,8 +199,8 @@ async def test_tool_results_are_refused_from_a_socket_not_following_the_run() ->
     with running_gateway() as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as owner:
             await owner.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            run_id = (await recv(owner))["run_id"]
-            request = (await until(owner, "client_tool.requested"))[-1]
+            run_id = (await ws_recv(owner))["run_id"]
+            request = (await ws_until(owner, "client_tool.requested"))[-1]
             async with websockets.connect(gateway.ws_url, open_timeout=5) as stranger:
                 await stranger.send(
                     json.dumps(
@@ -227,7 +213,7 @@ async def test_tool_results_are_refused_from_a_socket_not_following_the_run() ->
                         }
                     )
                 )
-                error = await recv(stranger)
+                error = await ws_recv(stranger)
             await owner.send(
                 json.dumps(
                     {
@@ -239,7 +225,7 @@ async def test_tool_results_are_refused_from_a_socket_not_following_the_run() ->
                     }
                 )
             )
-            rest = await until(owner, "run.completed")
+            rest = await ws_until(owner, "run.completed")
     assert error["code"] == "invalid_request"
     assert next(m for m in rest if m["type"] == "tool.completed")["output"] == "real"
 
@@ -249,11 +235,11 @@ async def test_past_the_per_connection_run_limit_run_start_gets_an_error() -> No
     with running_gateway(max_runs_per_connection=1) as gateway:
         async with websockets.connect(gateway.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "run.start", "id": 1, "run": spec}))
-            first = await recv(ws)
+            first = await ws_recv(ws)
             await ws.send(json.dumps({"type": "run.start", "id": 2, "run": spec}))
-            refused = next(m for m in await until(ws, "error") if m["type"] == "error")
+            refused = next(m for m in await ws_until(ws, "error") if m["type"] == "error")
             await ws.send(json.dumps({"type": "ping", "id": 3}))
-            messages = await until(ws, "ack")
+            messages = await ws_until(ws, "ack")
     assert first["type"] == "ack"
     assert refused["id"] == 2
     assert refused["code"] == "limit_exceeded"
