@@ -244,12 +244,19 @@ async def _resumed_stream(state: GatewayState, run: RunView, after: int) -> Resp
     encoder = UIStreamEncoder.for_run(run.id, run.spec)
     seen: list[Event] = []
     answered: list[str] = []
+    requested: list[str] = []
     async for event in _retained(run):
         if event.type in (EventType.TOOL_APPROVED, EventType.TOOL_DENIED):
             answered.append(str(event.data.get("call_id")))
+        elif event.type is EventType.TOOL_APPROVAL_REQUESTED:
+            requested.append(str(event.data.get("call_id")))
         if event.seq <= after:
             seen.append(event)
-    encoder.known_answers(answered)
+    # Answered, but perhaps not in the log yet (its event is the producer's to append, a
+    # moment later; with Redis, once written): no longer among the run's waiting calls
+    # (asked after the log was read, so that a call asked meanwhile is not taken for one).
+    waiting = {str(p.get("call_id")) for p in run.snapshot().get("pending_approvals", [])}
+    encoder.known_answers([*answered, *(call for call in requested if call not in waiting)])
     if seen and seen[-1].seq == after:
         encoder.prime(seen)
     return event_stream(
