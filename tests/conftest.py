@@ -33,9 +33,12 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """uvloop for every async test, and asyncio's loop too under tests/unit and
-    tests/integration (the test id says which: ``[uvloop]``, ``[asyncio]``)."""
+    tests/integration (the test id says which: ``[uvloop]``, ``[asyncio]``), but for tests
+    marked ``production_loop`` (a client of their own process: Node's)."""
     suite = item.path.relative_to(TESTS).parts[0]
-    return BOTH_LOOPS if suite in ON_BOTH_LOOPS else PRODUCTION_LOOP
+    if suite not in ON_BOTH_LOOPS or item.get_closest_marker("production_loop") is not None:
+        return PRODUCTION_LOOP
+    return BOTH_LOOPS
 
 
 def require_binary(name: str, install_hint: str) -> str:

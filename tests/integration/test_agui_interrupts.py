@@ -21,7 +21,8 @@ from tests.processes import run_to_end
 from tests.support import RunningGateway, running_gateway, sse_frames
 
 # The core suite: every test here runs on the in-memory store and on Redis.
-pytestmark = pytest.mark.usefixtures("backend")
+# Its client is AG-UI's own HttpAgent, in Node: the production loop is the gateway's.
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.production_loop]
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 DRIVER = CLIENTS / "agui_interrupt.mjs"

@@ -31,6 +31,9 @@ TOOLS = ["clock", "countdown"]
 # Slow enough that a turn outlives a drop and a resume (the countdown alone takes 0.6 s).
 PACED = {"demo_token_delay": 0.01, "countdown_interval": 0.2}
 
+# Its clients are the pinned `ai` releases, in Node: the production loop is the gateway's.
+pytestmark = pytest.mark.production_loop
+
 
 @pytest.fixture
 def node() -> str:
