@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from gateway.streaming.open_streams import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
-from streams.approvals import ApprovalAnswer
+from streams.approvals import ApprovalAnswer, answered_by
 from streams.chats import ChatDirectory, MemoryChatDirectory, chat_ttl
 from streams.connection import Connection
 from streams.directory import RunDirectory
@@ -104,13 +104,24 @@ class GatewayState:
         """Answer run ``run_id``'s call ``call_id`` waiting for approval as the API key
         ``caller``, wherever the run runs: only its owner or an approver key may (to anyone
         else the run is not found, as for every other run of another key)."""
-        run = await self.runs.get_unchecked(run_id)
-        if not self.manager.limits.approvals.may_answer(caller, run.owner):
-            raise NotFoundError(f"run {run_id} not found")
+        await self.approvable_run(run_id, caller)
         answer = ApprovalAnswer(
-            decision, by=caller or "anonymous", reason=reason, arguments=arguments
+            decision, by=answered_by(caller), reason=reason, arguments=arguments
         )
         await self.runs.answer_approval(run_id, call_id, answer)
+
+    async def approvable_run(self, run_id: str, caller: str | None) -> RunView:
+        """Run ``run_id``, wherever it runs, if the API key ``caller`` may answer its
+        approvals (see :meth:`may_answer`); else it is not found."""
+        run = await self.runs.get_unchecked(run_id)
+        if not self.may_answer(caller, run):
+            raise NotFoundError(f"run {run_id} not found")
+        return run
+
+    def may_answer(self, caller: str | None, run: RunView) -> bool:
+        """Whether the API key ``caller`` may answer ``run``'s approvals: its owner, or a key
+        of ``approvers``."""
+        return self.manager.limits.approvals.may_answer(caller, run.owner)
 
     @property
     def ready(self) -> bool:

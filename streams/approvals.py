@@ -29,6 +29,7 @@ __all__ = [
     "ApprovalObserver",
     "ApprovalPolicy",
     "ApprovalRequest",
+    "answered_by",
     "check_arguments",
     "denial_message",
 ]
@@ -83,6 +84,12 @@ class ApprovalObserver(Protocol):
 
     def expired(self, tool: str) -> None:
         """No one answered a call of ``tool`` within the timeout."""
+
+
+def answered_by(key: str | None) -> str:
+    """An answer's ``by`` for the caller with API key name ``key`` (``None``: an open
+    gateway, whose callers have no name)."""
+    return key or "anonymous"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from gateway.auth import Principal
 from gateway.deps import connection, gateway, principal
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed
+from streams.approvals import answered_by
 from streams.dialects.agui import AGUIEncoder
 from streams.dialects.agui_input import (
     AGUIResume,
@@ -67,7 +68,7 @@ async def agui_run(
     as the new AG-UI run. Closing the stream cancels the run (not while a call waits)."""
     state = gateway(request)
     check_json_input(body, "the AG-UI input")  # its ids go out in events as they came in
-    resume = resume_answers(body, by=caller.owner or "anonymous")
+    resume = resume_answers(body, by=answered_by(caller.owner))
     if resume is not None:
         return await _resumed(state, body, caller, resume)
     spec = run_spec_from_agui(body)
@@ -90,9 +91,7 @@ async def _resumed(
     """Answer the approvals ``resume`` names, then stream their run from the interrupt on as
     the AG-UI run ``body`` names (its ``messages`` and ``tools`` are the thread's history,
     which the waiting run has already)."""
-    run = await state.runs.get_unchecked(resume.run_id)
-    if not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
-        raise NotFoundError(f"run {resume.run_id} not found")
+    run = await state.approvable_run(resume.run_id, caller.owner)
     # The encoder in the state the client's stream left it in: primed with the events up to
     # the interrupt, the last of which must be the request of an answered call (else the id
     # was made up). Events aged out of the log: the stream starts fresh from there.

@@ -50,7 +50,7 @@ from gateway.deps import connection, gateway, principal
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import cursor_from, dialect_stream, event_stream, start_streamed
-from streams.approvals import ApprovalAnswer
+from streams.approvals import ApprovalAnswer, answered_by
 from streams.chats import chat_not_found
 from streams.dialects.ai_sdk import METADATA_KEY, STREAM_HEADERS, UIStreamEncoder, error_frame
 from streams.dialects.ai_sdk_input import (
@@ -270,7 +270,7 @@ async def _answer_and_continue(
     """Give the chat's latest turn the answers of the last message, and stream the turn on
     from where it paused for them."""
     run = await _latest_turn(state, chat_id, caller.owner)
-    if run is None or not state.manager.limits.approvals.may_answer(caller.owner, run.owner):
+    if run is None or not state.may_answer(caller.owner, run):
         raise chat_not_found(chat_id)
     encoder = UIStreamEncoder.for_run(run.id, run.spec)
     if any(answer.message_id != encoder.message_id for answer in answers):
@@ -281,7 +281,7 @@ async def _answer_and_continue(
     for answer in answers:
         given = ApprovalAnswer(
             "approve" if answer.approved else "deny",
-            by=caller.owner or "anonymous",
+            by=answered_by(caller.owner),
             reason=answer.reason,
         )
         # Answered first by another client or the timeout: the stream shows that answer.

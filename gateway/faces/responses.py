@@ -37,7 +37,7 @@ from gateway.errors import UPSTREAM_RESPONSES
 from gateway.responses import JSONResponse
 from gateway.state import GatewayState
 from gateway.streaming.run_stream import event_stream, start_streamed, wait_unless_disconnected
-from streams.approvals import ApprovalAnswer
+from streams.approvals import ApprovalAnswer, answered_by
 from streams.dialects.responses import (
     METADATA_KEY,
     SERVER_LABEL,
@@ -367,7 +367,7 @@ async def create_response(
     with `mcp_approval_response` items (and `previous_response_id`), the next response of the
     run whose approvals they answer."""
     state = gateway(request)
-    answers = approval_answers(body.input, by=caller.owner or "anonymous")
+    answers = approval_answers(body.input, by=answered_by(caller.owner))
     if answers is not None:
         return await _answer_approvals(state, request, body, caller, answers)
     spec = await spec_of(state, body, caller.owner)
@@ -514,9 +514,7 @@ async def answer_approvals(
     except NotFoundError:
         raise missing from None
     start = response_start(previous)
-    if not state.manager.limits.approvals.may_answer(owner, run.owner) or not (
-        await _is_response(run, start)
-    ):
+    if not state.may_answer(owner, run) or not (await _is_response(run, start)):
         raise missing
     cut = await _approval_cut(run, start)
     if cut is None:

@@ -45,6 +45,7 @@ from gateway.streaming.disconnect import (
     UNAUTHORIZED,
     Disconnect,
 )
+from streams.approvals import answered_by
 from streams.connection import Connection
 from streams.dialects.responses import ResponsesEncoder
 from streams.errors import AuthenticationError, GatewayError, InvalidRequestError
@@ -202,7 +203,7 @@ class ResponsesSocket:
             raise InvalidRequestError(f"{where}: {first['msg']}") from None
         assert self.principal is not None
         owner = self.principal.owner
-        answers = approval_answers(body.input, by=owner or "anonymous")
+        answers = approval_answers(body.input, by=answered_by(owner))
         run: RunView
         if answers is not None:
             # The next response of the run whose approvals these answer.
