@@ -260,6 +260,7 @@ class ClusterBackend:
         )
         self.lost_runs_failed = 0
         self.cancels_forwarded = 0
+        self.cancels_recovered = 0
         self.approvals_forwarded = 0
         self._check_now = asyncio.Event()
 
@@ -473,7 +474,15 @@ class ClusterBackend:
 
     async def cancel(self, run_id: str, reason: str, owner: str | None) -> Run | RemoteRun:
         """Cancel ``owner``'s run wherever it runs: here directly, elsewhere through the
-        control channel of its instance (or, if that instance is lost, end it here)."""
+        control channel of its instance (or, if that instance is lost, end it here).
+
+        A cancel for another instance is first recorded in that instance's cancels (a hash
+        of run id -> reason, in the same round trip as the message): pub/sub delivers to
+        whoever listens at that moment and to nobody else, so a message published while the
+        instance's subscription reconnects is gone. The instance takes its cancels on every
+        lease renewal (:meth:`_take_cancels`), so a cancel lands within a lease interval
+        even when the message is lost.
+        """
         assert self._manager is not None
         run = await self.get(run_id, owner)
         if isinstance(run, Run):
@@ -481,17 +490,49 @@ class ClusterBackend:
         if run.done:
             raise RunFinishedError(f"run {run_id} has already {run.status.value}")
         message = orjson.dumps({"op": "cancel", "run_id": run_id, "reason": reason})
+        cancels = self.keys.cancels(run.instance)
         try:
             async with asyncio.timeout(self.settings.timeout):
-                receivers = await self.redis.publish(self.keys.control(run.instance), message)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hset(cancels, run_id, reason)
+                pipe.pexpire(cancels, self._cancels_ttl_ms)
+                pipe.publish(self.keys.control(run.instance), message)
+                *_, receivers = await pipe.execute()
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
         raise_if_cancelling()
         self.cancels_forwarded += 1
         if not receivers:
-            # Nobody listens there: if its lease is gone too, end the run now.
+            # Nobody listens there: if its lease is gone too, end the run now (else the
+            # recorded cancel waits for its next lease renewal).
             await self._fail_runs_of_lost(run.instance, only=run_id)
         return run
+
+    @property
+    def _cancels_ttl_ms(self) -> int:
+        # Long enough for the instance to take them (a renewal every lease_ttl / 4 at most)
+        # or to be found lost (lease_ttl): then its runs end anyway and the cancels go.
+        return max(1000, math.ceil(self.settings.lease_ttl * 2 * 1000))
+
+    async def _take_cancels(self, cancels: dict[bytes, bytes]) -> None:
+        """Cancel the runs other instances recorded cancels for (see :meth:`cancel`), then
+        remove those entries. A run already cancelled (the message came) or ended is left
+        as it is; one that was not is a cancel the message did not deliver."""
+        assert self._manager is not None
+        for raw_id, raw_reason in cancels.items():
+            with contextlib.suppress(NotFoundError, RunFinishedError):
+                run = self._manager.get_unchecked(_text(raw_id))
+                if run.cancel_reason is None and not run.done:
+                    self.cancels_recovered += 1
+                    logger.warning(
+                        "run %s: cancel taken from the store (its message was not delivered)",
+                        run.id,
+                    )
+                run.cancel(_text(raw_reason))
+        # A cancel recorded again meanwhile for the same run is for a run cancelled now.
+        async with asyncio.timeout(self.settings.timeout):
+            await self.redis.hdel(self.keys.cancels(self.instance), *cancels)
+        raise_if_cancelling()
 
     async def delete(self, run_id: str, owner: str | None) -> None:
         """Forget ``owner``'s ended run: its registry entry and log in Redis, and the copy
@@ -539,7 +580,8 @@ class ClusterBackend:
                     px=max(1, int(self.settings.lease_ttl * 1000)),
                 )
                 pipe.sadd(self.keys.instances, self.instance)
-                await pipe.execute()
+                pipe.hgetall(self.keys.cancels(self.instance))
+                *_, cancels = await pipe.execute()
         except STORE_ERRORS as exc:
             self._store_error(exc)
             return
@@ -553,6 +595,11 @@ class ClusterBackend:
             self.available = True
             self.writer.go_online()
             logger.info("shared store reachable: instance %s available", self.instance)
+        if cancels and self._manager is not None:
+            try:
+                await self._take_cancels(cancels)
+            except STORE_ERRORS as exc:  # taken again with the next renewal: no loss
+                self._store_error(exc)
 
     async def _end_runs_left_behind(self) -> None:
         """Runs registered under this instance's id that it is not running: left by an
@@ -695,6 +742,9 @@ class ClusterBackend:
                 async with asyncio.timeout(self.settings.timeout):
                     await pubsub.subscribe(self.keys.control(self.instance))
                 delay = 0.05
+                # What was published while nobody listened here is gone: take the cancels
+                # recorded meanwhile now (the lease renewal does), not a renewal later.
+                self._check_now.set()
                 while True:
                     async with asyncio.timeout(self.settings.timeout + 1.0):
                         message = await pubsub.get_message(timeout=1.0)
@@ -784,6 +834,7 @@ class ClusterBackend:
             write_batches=self.writer.batches,
             lost_runs_failed=self.lost_runs_failed,
             cancels_forwarded=self.cancels_forwarded,
+            cancels_recovered=self.cancels_recovered,
             approvals_forwarded=self.approvals_forwarded,
         )
 
@@ -799,6 +850,7 @@ class ClusterStatistics:
     write_batches: int
     lost_runs_failed: int  # runs of lost instances this instance ended
     cancels_forwarded: int  # cancels sent to the instance running the run
+    cancels_recovered: int  # cancels of this instance's runs taken from the store, undelivered
     approvals_forwarded: int  # approval answers sent to the instance running the run
 
     def to_dict(self) -> dict[str, Any]:
@@ -838,6 +890,13 @@ class ClusterStatistics:
                 "gateway_cancels_forwarded",
                 "Cancels sent to the instance running the run",
                 self.cancels_forwarded,
+                "counter",
+            ),
+            StoreMetric(
+                "gateway_cancels_recovered",
+                "Cancels of this instance's runs taken from the shared store that the "
+                "control channel had not delivered",
+                self.cancels_recovered,
                 "counter",
             ),
             StoreMetric(

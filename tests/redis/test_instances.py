@@ -308,6 +308,58 @@ async def test_a_cancel_on_another_instance_stops_the_run_and_closes_its_upstrea
     assert forwarded == 1
 
 
+async def subscribers(store: redis.asyncio.Redis, channel: str) -> int:
+    """How many listen on ``channel`` (plain or sharded pub/sub)."""
+    plain = await store.pubsub_numsub(channel)
+    sharded = await store.pubsub_shardnumsub(channel)
+    return int(plain[0][1]) + int(sharded[0][1])
+
+
+async def test_a_cancel_whose_control_message_is_lost_still_stops_the_run(
+    redis_url: str,
+) -> None:
+    """Pub/sub delivers to whoever listens at that moment: a cancel published while the
+    running instance's subscription is down is gone. The cancel is also recorded with the
+    instance, which takes it when it subscribes again or renews its lease.
+
+    Instance A signs in as a Redis user of its own, whose channels the test takes away:
+    Redis then drops A's subscription (and ``CLIENT KILL TYPE pubsub`` makes sure), and A
+    cannot subscribe again, so B's cancel message reaches nobody."""
+    store = redis.asyncio.from_url(redis_url)
+    user = f"gw-a-{random.getrandbits(32):08x}"
+    await store.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    user_url = redis_url.replace("redis://", f"redis://{user}:secret@", 1)
+    try:
+        async with (
+            gateway_processes(1, redis_url=user_url, names=("a",), lease_ttl=LEASE_TTL) as (a,),
+            gateway_processes(1, redis_url=redis_url, names=("b",), lease_ttl=LEASE_TTL) as (b,),
+        ):
+            async with a.client() as on_a, b.client() as on_b:
+                run_id = await start(on_a, countdown(1000, 0.02))  # 20 s unless cancelled
+                reader = Reader(on_a, run_id).start()
+                await reader.seen(3)
+                await store.acl_setuser(user, enabled=True, reset_channels=True)
+                await store.client_kill_filter(_type="pubsub", username=user)
+                assert await subscribers(store, "gw:control:{a}") == 0
+                cancelled_at = time.monotonic()
+                answer = await on_b.post(f"/v1/runs/{run_id}/cancel")
+                await reader.finished(timeout=LEASE_TTL * 2)
+                recovered = (await on_a.get("/readyz")).json()["cancels_recovered"]
+                left = await store.hlen("gw:instance:{a}:cancels")
+    finally:
+        await store.acl_deluser(user)
+        await store.aclose()
+    assert answer.status_code == 200, answer.text
+    assert reader.events[-1]["type"] == "run.cancelled"
+    assert reader.events[-1]["reason"] == "cancelled by client"
+    assert reader.arrived[-1] - cancelled_at < LEASE_TTL  # a renewal every LEASE_TTL / 4
+    assert contiguous(reader.events, 1)
+    assert recovered == 1
+    assert left == 0  # taken, not left for later
+
+
 # -- 4. an instance dies -------------------------------------------------------------------
 
 
