@@ -13,6 +13,7 @@ the upstream and the load generator on the same CPUs.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -106,6 +107,7 @@ async def one_vs_two(
                 walls[n] += wall
                 for name, value in _cpus(gateway, upstream, redis_pid).items():
                     busy[n][name] = busy[n].get(name, 0.0) + value - before[name]
+        split = _streams_by_worker(gateways[2])
     finally:
         for gateway in gateways.values():
             gateway.stop()
@@ -115,11 +117,24 @@ async def one_vs_two(
         f"chat_chunks_per_s_x{streams}_w2": two,
         f"scaling_x{streams}": two / one,
         "cpus": os.cpu_count(),
+        # How the kernel spread the streams over the two workers (one accept queue).
+        "streams_share_w2": {f"worker_{k}": v / sum(split.values()) for k, v in split.items()},
     }
     for n in (1, 2):
         for name, seconds in busy[n].items():
             result[f"busy_cpus_w{n}_{name}"] = seconds / walls[n]
     return result
+
+
+def _streams_by_worker(gateway: Proc) -> dict[int, int]:
+    """Chat requests each worker served, from the gateway's log (its request lines)."""
+    counts: dict[int, int] = {}
+    with open(gateway.log.name, "rb") as log:
+        for line in log:
+            if b'"path":"/v1/chat/completions"' in line and line.startswith(b"{"):
+                worker = int(json.loads(line).get("worker", 1))
+                counts[worker] = counts.get(worker, 0) + 1
+    return counts
 
 
 def _cpus(gateway: Proc, upstream: Proc, redis_pid: int | None) -> dict[str, float]:

@@ -140,6 +140,7 @@ class Supervisor:
 
     @property
     def stopping(self) -> bool:
+        """Whether the workers are being drained (no worker is started from then on)."""
         return self._stopping.is_set()
 
     async def run(self) -> int:
@@ -189,9 +190,15 @@ class Supervisor:
                 args=(self.settings, self.sock, index),
                 name=f"gateway-worker-{index}",
             )
-            # A fork-exec and the settings written to a pipe: milliseconds, on a loop that
-            # serves no client.
-            process.start()
+            try:
+                # A fork-exec and the settings written to a pipe: milliseconds, on a loop
+                # that serves no client.
+                process.start()
+            except OSError as exc:  # out of processes or files: try again, later
+                logger.error("worker %d could not start: %s", index, exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
             pid = process.pid
             self._processes[index] = process
             started = loop.time()
@@ -211,11 +218,15 @@ class Supervisor:
                 backoff,
             )
             self.restarts += 1
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._stopping.wait()
+            await self._pause(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
         self._note_exits()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the supervisor is told to stop meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _enforce_deadline(self) -> None:
         await self._stopping.wait()

@@ -157,11 +157,15 @@ async def test_a_run_started_on_one_worker_is_resumed_and_cancelled_on_the_other
             # Every connection stayed where it landed: the other worker answered all along.
             assert await served_by(on_1) == "a-w1"
             assert await served_by(on_2) == "a-w2"
+            scrapes = [(await client.get("/metrics")).text for client in (on_1, on_2)]
             on_owner = [event async for event in events(on_1, run_id)]
     seqs = [event["seq"] for event in resumed]
     assert seqs == list(range(3, seqs[-1] + 1))
     assert resumed[-1]["type"] == "run.cancelled"
     assert on_owner[-1] == resumed[-1]
+    # Each worker's scrape says which worker answered.
+    for index, scrape in enumerate(scrapes, start=1):
+        assert f'gateway_worker_info{{instance="a-w{index}",worker="{index}"}} 1.0' in scrape
 
 
 async def test_sigterm_drains_every_worker_and_leaves_no_process_or_socket(
