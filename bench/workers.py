@@ -123,6 +123,9 @@ async def one_vs_two(
     for n in (1, 2):
         for name, seconds in busy[n].items():
             result[f"busy_cpus_w{n}_{name}"] = seconds / walls[n]
+        # The gateway's CPU per chunk: a second worker should not make a chunk dearer.
+        chunks_sent = chunks // streams * streams * len(rates[n])
+        result[f"gateway_cpu_us_per_chunk_w{n}"] = busy[n]["gateway"] / chunks_sent * 1e6
     return result
 
 
