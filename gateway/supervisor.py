@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 import structlog
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_BACKOFF",
     "STOP_MARGIN",
     "Supervisor",
+    "WorkerMain",
     "bind_socket",
     "describe_exit",
     "run_worker",
@@ -124,12 +126,21 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-class Supervisor:
-    """Keeps ``settings.workers`` workers serving ``sock`` until it is told to stop."""
+WorkerMain = Callable[[Settings, socket.socket, int], None]
 
-    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+
+class Supervisor:
+    """Keeps ``settings.workers`` workers serving ``sock`` until it is told to stop.
+
+    A worker process runs ``target(settings, sock, index)`` (:func:`run_worker`; a test's
+    stand-in must be importable by name, as ``spawn`` imports it anew)."""
+
+    def __init__(
+        self, settings: Settings, sock: socket.socket, *, target: WorkerMain = run_worker
+    ) -> None:
         self.settings = settings
         self.sock = sock
+        self.target = target
         self.deadline = settings.drain_timeout + settings.shutdown_grace + STOP_MARGIN
         self.restarts = 0  # workers started again after an unexpected exit
         self.killed = 0  # workers killed for not draining within the deadline
@@ -137,6 +148,11 @@ class Supervisor:
         self._processes: dict[int, BaseProcess] = {}
         self._stopping = asyncio.Event()
         self._all_exited = asyncio.Event()
+
+    @property
+    def pids(self) -> dict[int, int | None]:
+        """Worker number → pid of the workers running now."""
+        return {index: process.pid for index, process in self._processes.items()}
 
     @property
     def stopping(self) -> bool:
@@ -186,7 +202,7 @@ class Supervisor:
         backoff = FIRST_BACKOFF
         while not self._stopping.is_set():
             process = self._context.Process(
-                target=run_worker,
+                target=self.target,
                 args=(self.settings, self.sock, index),
                 name=f"gateway-worker-{index}",
             )
