@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import websockets
 
 from tests.gateway_process import GatewayProcess, eventually, gateway_env, gateway_processes
 from tests.processes import run_to_end
+from tests.support import ws_recv
 
 WORKERS = 2
 INSTANCES = ("a-w1", "a-w2")
@@ -166,6 +168,49 @@ async def test_a_run_started_on_one_worker_is_resumed_and_cancelled_on_the_other
     # Each worker's scrape says which worker answered.
     for index, scrape in enumerate(scrapes, start=1):
         assert f'gateway_worker_info{{instance="a-w{index}",worker="{index}"}} 1.0' in scrape
+
+
+def ws_sessions(gateway: GatewayProcess) -> list[int]:
+    """The worker of each WebSocket session the gateway has logged (at its end), in order."""
+    found = []
+    for line in gateway.log:
+        if line.startswith("{") and '"path":"/v1/ws"' in line:
+            found.append(int(json.loads(line)["worker"]))
+    return found
+
+
+async def test_a_websocket_on_the_other_worker_subscribes_to_a_running_run(
+    redis_url: str,
+) -> None:
+    async with gateway_processes(1, redis_url=redis_url, workers=WORKERS) as (gateway,):
+        async with one_client_per_worker(gateway, ("a-w1",)) as clients:
+            run_id = await start_run(clients["a-w1"], countdown(1000, 0.01))
+            # Sessions until one has been served by worker 2 (the kernel picks): each
+            # subscribes from the start and reads a few of the run's events, live ones too.
+            received: dict[int, list[int]] = {}
+
+            async def on_worker_2() -> bool:
+                async with websockets.connect(gateway.ws_url) as ws:
+                    await ws.send(json.dumps({"type": "subscribe", "id": 1, "run_id": run_id}))
+                    seqs: list[int] = []
+                    while len(seqs) < 20:
+                        message = await ws_recv(ws)
+                        if "seq" in message:
+                            seqs.append(message["seq"])
+                sessions = len(received) + 1
+
+                async def logged() -> list[int]:
+                    workers = ws_sessions(gateway)
+                    return workers if len(workers) == sessions else []
+
+                worker = (await eventually(logged, timeout=5, what="the session logged"))[-1]
+                received[sessions] = seqs
+                return worker == 2
+
+            await eventually(on_worker_2, timeout=20, interval=0, what="a session on worker 2")
+            answer = await clients["a-w1"].post(f"/v1/runs/{run_id}/cancel")
+            assert answer.status_code == 200, answer.text
+    assert all(seqs == list(range(1, 21)) for seqs in received.values()), received
 
 
 async def test_sigterm_drains_every_worker_and_leaves_no_process_or_socket(
