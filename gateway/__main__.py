@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from gateway.auth import hash_key, new_key
 from gateway.server import run
 from gateway.settings import Settings
+from gateway.supervisor import supervise
+from gateway.worker import shared_store_problem
 
 __all__ = ["build_parser", "check_config", "describe", "main"]
 
@@ -31,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to listen on (GATEWAY_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on, 0 for any (GATEWAY_PORT)")
     parser.add_argument("--config", dest="config_file", help="TOML settings file")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the port, every core of a host; more than one needs "
+        "GATEWAY_REDIS_URL (GATEWAY_WORKERS)",
+    )
     parser.add_argument("--log-level", help="debug, info, warning, error (GATEWAY_LOG_LEVEL)")
     parser.add_argument(
         "--access-log",
@@ -84,6 +92,9 @@ def check_config(path: str, overrides: dict[str, Any]) -> int:
     except ValueError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
+    if (problem := shared_store_problem(settings)) is not None:
+        print(f"{path}: {problem}", file=sys.stderr)
+        return 2
     routes = ", ".join(settings.routes) or "none"
     groups = ", ".join(settings.models) or "none"
     keys = ", ".join(settings.api_keys) or "none"
@@ -115,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"gateway: invalid settings:\n{describe(exc)}") from None
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"gateway: invalid settings: {exc}") from None
+    if (problem := shared_store_problem(settings)) is not None:
+        print(f"gateway: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    if settings.workers > 1:
+        raise SystemExit(supervise(settings))
     with contextlib.suppress(KeyboardInterrupt):
         run(settings)
 

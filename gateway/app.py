@@ -32,6 +32,7 @@ from gateway.telemetry.request_context import RequestContext
 from gateway.telemetry.tracing import Telemetry
 from gateway.transport.connections import ConnectionStats
 from gateway.transport.hosts import AllowedHosts, HostCheck
+from gateway.worker import Worker
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.log import Retention
@@ -82,6 +83,7 @@ def create_app(
     drained: asyncio.Event | None = None,
     span_exporter: SpanExporter | None = None,
     connections: ConnectionStats | None = None,
+    worker: Worker | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -90,7 +92,8 @@ def create_app(
     draining, and the app sets ``drained`` once every run has ended, so open streams
     finish with their last events. Spans go to ``span_exporter``
     if given (tests), else to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
-    ``connections`` are the statistics of the server's connections (for ``/metrics``).
+    ``connections`` are the statistics of the server's connections (for ``/metrics``);
+    ``worker`` says which worker of several this app is (``/readyz``, ``/metrics``).
     """
     settings = settings or Settings()
     # Resolved now, so a route whose API key is missing stops the start with a clear message.
@@ -162,6 +165,7 @@ def create_app(
                 drained=drained_event,
                 metrics=metrics,
                 connections=connections or ConnectionStats(),
+                worker=worker,
             )
             metrics.bind(state)
             app.state.gateway = state

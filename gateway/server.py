@@ -8,8 +8,9 @@ import gc
 import logging
 import math
 import resource
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -20,6 +21,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.telemetry.logs import configure_logging
 from gateway.transport.connections import ConnectionPolicy, ConnectionStats, protocol_classes
+from gateway.worker import Worker
 from streams.models import ModelRegistry
 from streams.tools import ToolRegistry
 
@@ -104,8 +106,9 @@ def make_server(
     models: ModelRegistry | None = None,
     tools: ToolRegistry | None = None,
     span_exporter: SpanExporter | None = None,
+    worker: Worker | None = None,
 ) -> GatewayServer:
-    """A server for ``settings`` (not started)."""
+    """A server for ``settings`` (not started); ``worker`` if it is one of several."""
     shutdown, drained = asyncio.Event(), asyncio.Event()
     connections = ConnectionStats()
     app = create_app(
@@ -116,6 +119,7 @@ def make_server(
         drained=drained,
         span_exporter=span_exporter,
         connections=connections,
+        worker=worker,
     )
     http, ws = protocol_classes(
         ConnectionPolicy(
@@ -200,14 +204,31 @@ def raise_open_files_limit(max_connections: int) -> OpenFilesLimit:
     return OpenFilesLimit(soft, hard, needed)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    sockets: list[socket.socket] | None = None,
+    worker: Worker | None = None,
+    stop_when: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. A worker of several serves ``sockets`` (bound
+    by the supervisor) rather than binding ``settings.host``/``port``, and drains as on
+    SIGTERM once ``stop_when()`` returns (its supervisor is gone)."""
     files = raise_open_files_limit(settings.max_connections)
     (logger.warning if files.low else logger.info)("%s", files.describe())
-    server = make_server(settings)
+    server = make_server(settings, worker=worker)
 
     async def announce() -> None:
         await server.listening.wait()
         settle_heap()
+        if worker is not None:
+            logger.info(
+                "worker %d (instance %s) serving on port %d",
+                worker.index,
+                worker.instance,
+                server.bound_port,
+            )
+            return
         logger.info(
             "gateway listening on http://%s:%d (console at /, docs at /docs)%s",
             settings.host,
@@ -215,12 +236,21 @@ async def serve(settings: Settings) -> None:
             "" if settings.api_keys else "; open (no API keys), on loopback only",
         )
 
+    async def stop_on_cue() -> None:
+        assert stop_when is not None
+        await stop_when()
+        logger.warning("the supervisor is gone: draining")
+        server.handle_exit(signal.SIGTERM, None)
+
     async with asyncio.TaskGroup() as tasks:
-        announcer = tasks.create_task(announce())
+        helpers = [tasks.create_task(announce())]
+        if stop_when is not None:
+            helpers.append(tasks.create_task(stop_on_cue()))
         try:
-            await server.serve()  # uvicorn raises SystemExit if it cannot bind
+            await server.serve(sockets)  # uvicorn raises SystemExit if it cannot bind
         finally:
-            announcer.cancel()
+            for helper in helpers:
+                helper.cancel()
 
 
 YOUNG_COLLECTION_THRESHOLD = 50_000

@@ -324,7 +324,16 @@ class Settings(BaseSettings):
         "event logs, the run registry, cancels, leases and per-key limits. Unset: in memory.",
     )
     instance_id: str | None = Field(
-        default=None, description="This instance's name in Redis (default: host-pid-random)"
+        default=None,
+        description="This instance's name in Redis (default: host-pid-random); with "
+        "several workers, worker i is <instance_id>-w<i>",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes serving the one port (every core of a host); more than one "
+        "needs redis_url, through which they share runs",
     )
     redis_prefix: str = Field(
         engine_default(ClusterSettings, "prefix"),

@@ -15,6 +15,7 @@ from gateway.settings import Settings
 from gateway.streaming.open_streams import OpenStreams
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.transport.connections import ConnectionStats
+from gateway.worker import Worker
 from streams.approvals import ApprovalAnswer, answered_by
 from streams.chats import ChatDirectory, MemoryChatDirectory, chat_ttl
 from streams.connection import Connection
@@ -44,6 +45,8 @@ class GatewayState:
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     # The AI SDK face's chats (the stores' own: with Redis, every instance's).
     chats: ChatDirectory = field(default_factory=lambda: MemoryChatDirectory(chat_ttl(600.0)))
+    # Which worker of a ``--workers N`` gateway this is (None: the gateway is one process).
+    worker: Worker | None = None
     # A connection lives as long as a run (retained in the manager) refers to it.
     _connections: weakref.WeakValueDictionary[str, Connection] = field(
         default_factory=weakref.WeakValueDictionary

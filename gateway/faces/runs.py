@@ -298,4 +298,7 @@ async def readyz(request: Request) -> JSONResponse:
     store = state.runs.statistics().to_dict()
     if not state.ready:
         return JSONResponse({"status": "store_unavailable", **store}, status_code=503)
-    return JSONResponse({"status": "ready", **state.manager.statistics().to_dict(), **store})
+    worker = {} if state.worker is None else {"worker": state.worker.index}
+    return JSONResponse(
+        {"status": "ready", **worker, **state.manager.statistics().to_dict(), **store}
+    )

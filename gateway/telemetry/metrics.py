@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from gateway.limits.quotas import Quotas
 from gateway.telemetry.loop_histogram import LoopHistogram
 from gateway.transport.connections import ConnectionStats
+from gateway.worker import Worker
 from streams.directory import RunDirectory
 from streams.runs.manager import RunManager
 from streams.runs.run import Run
@@ -67,6 +68,9 @@ class Observed(Protocol):
     def connections(self) -> ConnectionStats: ...
 
     def connection_waits(self) -> int: ...
+
+    @property
+    def worker(self) -> Worker | None: ...
 
 
 class GatewayMetrics:
@@ -215,6 +219,16 @@ class _StateCollector(Collector):
         state = self.metrics._state
         if state is None:
             return
+        if state.worker is not None:
+            # Each worker of a --workers N gateway is scraped on its own (whichever takes the
+            # connection answers): this says which one did, as the other gauges' join key.
+            info = GaugeMetricFamily(
+                "gateway_worker_info",
+                "1: the worker (of a --workers N gateway) and instance that answered",
+                labels=["worker", "instance"],
+            )
+            info.add_metric([str(state.worker.index), state.worker.instance], 1)
+            yield info
         stats = state.manager.statistics()
         yield GaugeMetricFamily(
             "gateway_active_runs", "Runs not yet finished", value=stats.active_runs

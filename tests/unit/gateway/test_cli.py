@@ -332,3 +332,58 @@ def test_a_low_open_files_limit_is_described_with_what_to_do() -> None:
     assert OpenFilesLimit(20_000, 20_000, 10_256).describe() == (
         "open files limit 20000 (hard 20000)"
     )
+
+
+# --- --workers ------------------------------------------------------------------------------
+
+NO_SHARED_STORE = (
+    "--workers 2 needs a shared store: set GATEWAY_REDIS_URL (or redis_url); without it each "
+    "worker would keep its own runs, and a resume or a cancel that lands on another worker "
+    "would not find them\n"
+)
+
+
+def test_workers_without_redis_are_refused_with_what_to_set(
+    capsys: pytest.CaptureFixture[str], no_server: list[Settings]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--workers", "2"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"gateway: {NO_SHARED_STORE}"
+    assert no_server == []
+
+
+def test_check_config_refuses_workers_without_redis_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "workers = 2\n")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--check-config", str(path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"{path}: {NO_SHARED_STORE}"
+
+
+def test_workers_with_redis_are_supervised_and_one_worker_is_the_plain_server(
+    monkeypatch: pytest.MonkeyPatch, no_server: list[Settings]
+) -> None:
+    supervised: list[Settings] = []
+    monkeypatch.setattr(cli, "supervise", lambda settings: supervised.append(settings) or 0)
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--workers", "3"])
+    assert exited.value.code == 0
+    assert [settings.workers for settings in supervised] == [3]
+    assert no_server == []
+    cli.main(["--workers", "1"])
+    assert [settings.workers for settings in no_server] == [1]
+
+
+@pytest.mark.parametrize("workers", ["0", "65"])
+def test_workers_out_of_bounds_are_invalid(
+    workers: str, monkeypatch: pytest.MonkeyPatch, no_server: list[Settings]
+) -> None:
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--workers", workers])
+    assert str(exited.value.code).startswith("gateway: invalid settings:\n  workers: Input ")
+    assert no_server == []
