@@ -14,7 +14,7 @@ file descriptor; and ``multiprocessing.parent_process().sentinel`` is a ready-ma
 parent-death pipe (it reads end-of-file once the supervisor is gone, however it went), where
 ``prctl(PR_SET_PDEATHSIG)`` is Linux-only and races a parent that dies before it is set.
 
-The supervisor runs a small asyncio loop that serves no client: it waits on its workers'
+The supervisor runs a small event loop that serves no client: it waits on its workers'
 sentinels and on SIGTERM/SIGINT. A signal drains every worker (each gets SIGTERM and runs the
 gateway's own drain, :class:`gateway.server.GatewayServer`); what has not exited within
 ``drain_timeout + shutdown_grace + STOP_MARGIN`` is killed, and the log says so. A worker that
@@ -288,5 +288,7 @@ def supervise(settings: Settings) -> int:
             settings.workers,
             "" if settings.api_keys else "; open (no API keys), on loopback only",
         )
-        with asyncio.Runner() as runner:
+        # The loop the workers run on (uvloop), though this one serves no client: one loop
+        # in production, the one the tests hold.
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             return runner.run(Supervisor(settings, sock).run())

@@ -18,6 +18,9 @@ from gateway.supervisor import Supervisor, WorkerMain, bind_socket
 from tests import worker_targets
 from tests.gateway_process import eventually
 
+# The supervisor runs on the production loop (uvloop) only: each case spawns interpreters.
+pytestmark = pytest.mark.production_loop
+
 SETTINGS = Settings(workers=2, redis_url="redis://127.0.0.1:1/0")
 
 
