@@ -554,9 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     served = {face: gateway_parity(results, face) for face in FACE_SCENARIOS}
     print(table(results))
     print()
-    for extra in (stores_table(results), counts_table(results)):
-        if extra:
-            print(extra)
+    for more in (stores_table(results), counts_table(results)):
+        if more:
+            print(more)
             print()
     for face, rows in mirrored.items():
         if not rows:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from streams.cluster.keys import Keys
+from streams.cluster.scripts import WRITE_EVENTS, WRITE_EVENTS_SHA, write_events_args
 from streams.errors import LogTakenOverError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
 from streams.log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
@@ -235,7 +236,17 @@ class LogWriter:
         # The producers each log's write takes: given back if the write fails.
         producers: dict[StoredEventLog, dict[str, ProducerInfo]] = {}
         try:
-            await self._write_batch(batch, retry, producers)
+            try:
+                await self._write_batch(batch, retry, producers)
+            except NoScriptError:
+                # Redis restarted (or its scripts were flushed): load the script and write
+                # the batch again, as a retry (what the first attempt wrote is no loss).
+                for log, changed in producers.items():
+                    log.return_changed_producers(changed)
+                producers.clear()
+                async with asyncio.timeout(self._write_timeout):
+                    await self._redis.script_load(WRITE_EVENTS)
+                await self._write_batch(batch, True, producers)
         except BaseException:
             for log, changed in producers.items():
                 log.return_changed_producers(changed)
@@ -249,53 +260,43 @@ class LogWriter:
     ) -> None:
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
+        maxlen = self._retention.max_events
         pipe = self._redis.pipeline(transaction=False)
-        plan: list[tuple[StoredEventLog, int, int]] = []  # log, first command, its count
+        plan: list[tuple[StoredEventLog, int]] = []  # each log and its script's place
         commands = 0
         for log, events in batch.items():
-            first = commands
-            stream = keys.events(log.run_id)
-            for event in events:
-                pipe.xadd(
-                    stream,
-                    {"e": event.json},
-                    id=f"{event.seq}-0",
-                    maxlen=self._retention.max_events,
-                    approximate=True,
-                )
-            commands += len(events)
-            plan.append((log, first, len(events)))
-            fields: dict[Any, Any] = {"last_seq": events[-1].seq}
+            run_id = log.run_id
+            fields = [b"last_seq", b"%d" % events[-1].seq]
             if log.snapshot is not None:
                 snapshot = log.snapshot()
-                fields["status"] = snapshot["status"]
-                fields["snapshot"] = dumps(snapshot)
-            pipe.hset(keys.run(log.run_id), mapping=fields)
-            commands += 1
+                fields += (b"status", snapshot["status"].encode(), b"snapshot", dumps(snapshot))
             changed = producers[log] = log.take_changed_producers()
-            if changed:
-                pipe.hset(keys.producers(log.run_id), mapping=log.encode_producers(changed))
+            encoded = log.encode_producers(changed) if changed else {}
+            terminal = events[-1].is_terminal
+            args = write_events_args(events, fields, encoded, maxlen, ttl if terminal else 0)
+            # Every key of the script is the run's (one hash tag): one slot on a cluster.
+            keys_ = (keys.events(run_id), keys.run(run_id), keys.producers(run_id))
+            pipe.evalsha(WRITE_EVENTS_SHA, 3, *keys_, *args)
+            plan.append((log, commands))
+            commands += 1
+            if terminal:
+                # Another tag (the instance's): a command of its own, not in the script.
+                pipe.srem(keys.instance_runs(self._instance), run_id)
                 commands += 1
-            if events[-1].is_terminal:
-                pipe.expire(stream, ttl)
-                pipe.expire(keys.run(log.run_id), ttl)
-                pipe.expire(keys.producers(log.run_id), ttl)
-                pipe.srem(keys.instance_runs(self._instance), log.run_id)
-                commands += 4
         async with asyncio.timeout(self._write_timeout):
             results = await pipe.execute(raise_on_error=False)
-        for log, first, count in plan:
-            errors = [r for r in results[first : first + count] if isinstance(r, Exception)]
+        if any(isinstance(r, NoScriptError) for r in results):
+            raise NoScriptError("the events script is not loaded")
+        for log, index in plan:
+            result = results[index]
+            if isinstance(result, Exception):
+                raise result
             # After a failed round trip some of these may already be in: that is no loss.
-            taken = [e for e in errors if isinstance(e, ResponseError) and not retry]
-            if taken:
-                logger.warning("run %s: its stream was ended elsewhere (%s)", log.run_id, taken[0])
+            if result and not retry:
+                logger.warning("run %s: its stream was ended elsewhere (%s)", log.run_id, result)
                 log.show_held()
                 self._on_taken_over(log.run_id)
                 continue
-            other = [e for e in errors if not isinstance(e, ResponseError)]
-            if other:
-                raise other[0]
             log.publish(batch[log][-1].seq)
 
 
