@@ -1,9 +1,11 @@
-"""``uv run python -m bench [--quick] [--json PATH] [--repeats N] [--only a,b]``
+"""``uv run python -m bench [--quick] [--json PATH] [--repeats N] [--only a,b] [--skip c]``
 
 Starts the upstream, the floor relay and the gateway, each in its own process on 127.0.0.1,
 runs every scenario against them (floor and gateway interleaved, each repeat in the other
 order), and prints medians over the repeats, the ratios gateway / floor (the median of the
-ratios of floor and gateway runs made back to back) and the targets.
+ratios of floor and gateway runs made back to back) and the targets. The scenario ``redis``
+runs the latency and throughput scenarios on the gateway in memory and on Redis (a
+redis-server of the bench's own), back to back, and counts the round trips Redis served.
 """
 
 from __future__ import annotations
@@ -302,7 +304,7 @@ def stores_table(results: Results) -> str:
             cells.append(_fmt(_median(row.get(target))))
             if metric.startswith("ttft"):
                 diff = paired_difference(row.get(target), row.get("gateway"))
-                cells.append(f"+{_fmt(diff)} ms" if diff is not None else "-")
+                cells.append("-" if diff is None else f"{'+' if diff >= 0 else ''}{_fmt(diff)} ms")
             else:
                 cells.append(_fmt(paired_ratio(row.get(target), row.get("gateway"))))
         lines.append(f"| {metric} | {' | '.join(cells)} |")
@@ -501,6 +503,8 @@ def _fmt(value: float | None) -> str:
 
 def table(results: Results) -> str:
     """Medians per target, and the paired ratio gateway / floor."""
+    if all(scenario.startswith("redis") for scenario, _ in results):
+        return ""
     lines = [
         "| scenario | metric | direct | floor | gateway | gateway/floor |",
         "|---|---|---:|---:|---:|---:|",
@@ -521,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 3)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--skip", help="comma-separated scenarios to leave out")
     parser.add_argument(
         "--no-pin", action="store_true", help="leave the processes wherever the OS puts them"
     )
@@ -531,8 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
-    if only - set(SCENARIOS):
-        parser.error(f"unknown scenarios: {', '.join(sorted(only - set(SCENARIOS)))}")
+    skip = set(args.skip.split(",")) if args.skip else set()
+    if (only | skip) - set(SCENARIOS):
+        parser.error(f"unknown scenarios: {', '.join(sorted((only | skip) - set(SCENARIOS)))}")
+    only -= skip
     fds = raise_fd_limit()
     if "held" in only and fds < 2 * sizes.held + 1000:
         sizes = Sizes(**{**sizes.__dict__, "held": max(10, (fds - 1000) // 2)})
@@ -552,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(results, sizes)
     mirrored = {face: parity(results, face) for face in FACE_SCENARIOS}
     served = {face: gateway_parity(results, face) for face in FACE_SCENARIOS}
-    print(table(results))
-    print()
-    for more in (stores_table(results), counts_table(results)):
+    for more in (table(results), stores_table(results), counts_table(results)):
         if more:
             print(more)
             print()
