@@ -38,9 +38,10 @@ for i = first, #ARGV, 2 do
     refused = added.err
   end
 end
-for i = runs, prods - 1, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+if nrun > 0 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, runs, prods - 1))
 end
+-- A producer at a time: a batch may carry more than unpack() can (a parallel run's start).
 for i = prods, first - 1, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
 end
