@@ -237,15 +237,25 @@ async def _stores(
 ) -> None:
     """The latency and chat throughput scenarios on the gateway in memory and on each shared
     store, back to back (the scenario ``redis``: its ``gateway`` is the gateway in memory)."""
-    ports = {"gateway": gateway.port, **{t: proc.port for t, (proc, _) in stores.items()}}
+    servers = {"gateway": gateway, **{t: proc for t, (proc, _) in stores.items()}}
     for target in _store_order(repeat):
-        _put(results, "redis", target, await s.latency(ports[target], sizes.latency_requests))
+        values = await s.latency(servers[target].port, sizes.latency_requests)
+        _put(results, "redis", target, values)
     rounds = sizes.throughput_rounds
     for streams in (1, *sizes.concurrency):
         for round_ in range(rounds):
             for target in _store_order(repeat * rounds + round_):
-                rate = await s.throughput(ports[target], streams, sizes.stream_chunks)
-                _put(results, "redis", target, {f"chat_chunks_per_s_x{streams}": rate})
+                server = servers[target]
+                cpu = server.cpu()
+                rate = await s.throughput(server.port, streams, sizes.stream_chunks)
+                # The gateway's own CPU per chunk: Redis shares the load generator's CPU, so
+                # a rate alone could be the load generator's slowing down.
+                spent = (server.cpu() - cpu) * 1e6 / sizes.stream_chunks
+                values = {
+                    f"chat_chunks_per_s_x{streams}": rate,
+                    f"cpu_us_per_chunk_x{streams}": spent,
+                }
+                _put(results, "redis", target, values)
 
 
 async def _round_trips(results: Results, target: str, gateway: Proc, server: RedisProc) -> None:
@@ -285,8 +295,10 @@ def counts_table(results: Results) -> str:
         return ""
     lines = [f"| metric | {' | '.join(STORES)} |", "|---|" + "---:|" * len(STORES)]
     for metric, row in rows:
-        cells = [_fmt(_median(row.get(t))) for t in STORES]
-        lines.append(f"| {metric} | {' | '.join(cells)} |")
+        medians = [_median(row.get(t)) for t in STORES]
+        if metric.endswith("_per_chunk") and not any(medians):
+            continue  # a command a run makes, but not each chunk
+        lines.append(f"| {metric} | {' | '.join(_fmt(m) for m in medians)} |")
     return "\n".join(lines)
 
 
