@@ -42,6 +42,9 @@ logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
+# Loop steps the writer lets go by once woken from idle before it takes its batch.
+COALESCE_STEPS = 3
+
 
 def raise_if_cancelling() -> None:
     """Stop a task that was asked to stop even if the call it was in swallowed the cancel.
@@ -220,6 +223,11 @@ class LogWriter:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                # Woken by the first event of an idle spell: let the tasks ready now append
+                # theirs too (a run's start makes a few events in a row, each a task step
+                # apart), so that they go in this round trip rather than wait for it.
+                for _ in range(COALESCE_STEPS):
+                    await asyncio.sleep(0)
                 continue
             batch = self._pending
             self._pending = {}
