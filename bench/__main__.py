@@ -1,9 +1,11 @@
-"""``uv run python -m bench [--quick] [--json PATH] [--repeats N] [--only a,b]``
+"""``uv run python -m bench [--quick] [--json PATH] [--repeats N] [--only a,b] [--skip c]``
 
 Starts the upstream, the floor relay and the gateway, each in its own process on 127.0.0.1,
 runs every scenario against them (floor and gateway interleaved, each repeat in the other
 order), and prints medians over the repeats, the ratios gateway / floor (the median of the
-ratios of floor and gateway runs made back to back) and the targets.
+ratios of floor and gateway runs made back to back) and the targets. The scenario ``redis``
+runs the latency and throughput scenarios on the gateway in memory and on Redis (a
+redis-server of the bench's own), back to back, and counts the round trips Redis served.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 from . import procs
 from . import scenarios as s
-from .procs import raise_fd_limit, start_floor, start_gateway, start_upstream
+from .procs import Proc, raise_fd_limit, start_floor, start_gateway, start_upstream
+from .redis import RedisProc, start_redis
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,16 @@ SCENARIOS = (
     "messages",
     "ai_sdk",
     "failover",
+    "redis",
 )
+
+# The gateway on each shared store, against the gateway in memory (the target "gateway" of
+# the scenario "redis"): the store's target name and what the gateway is started with. A
+# store is one more entry (its server started by :func:`_start_stores`).
+STORES = ("gateway_redis",)
+# Runs and chunks the round-trip counts are taken over (each store, once, after the repeats).
+COUNT_RUNS = 50
+COUNT_CHUNKS = 1000
 
 # The rows of a face's scenario ("responses", "messages", "ai_sdk") and the Chat Completions
 # rows they mirror: the same measurement through POST /v1/responses (or /v1/messages, or
@@ -115,7 +127,11 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
     floor = start_floor(upstream)
     gateway = start_gateway(upstream)
     ports = {"direct": upstream.port, "floor": floor.port, "gateway": gateway.port}
+    stores: dict[str, tuple[Proc, RedisProc]] = {}
     try:
+        if "redis" in only:
+            stores = _start_stores(upstream)
+            log(", ".join(f"{t} on {r.url}" for t, (_, r) in stores.items()))
         for repeat in range(sizes.repeats):
             log(f"repeat {repeat + 1}/{sizes.repeats}")
             order = _order(repeat)
@@ -168,6 +184,8 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                     _put(results, "websocket", target, values)
             if "failover" in only:
                 await _failover(results, ports, upstream, sizes, repeat)
+            if "redis" in only:
+                await _stores(results, gateway, stores, sizes, repeat)
             if "held" in only:
                 # A fresh process each time, so that its RSS growth is these connections'.
                 for kind in ("sse", "ws"):
@@ -181,10 +199,128 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                             proc.stop()
                         _put(results, "held", target, {f"{kind}_{k}": v for k, v in values.items()})
                         log(f"  held {kind} {target}: {values}")
+        for target, (proc, server) in stores.items():
+            await _round_trips(results, target, proc, server)
     finally:
+        for proc, server in stores.values():
+            proc.stop()
+            server.stop()
         for proc in (gateway, floor, upstream):
             proc.stop()
     return results
+
+
+def _start_stores(upstream: Proc) -> dict[str, tuple[Proc, RedisProc]]:
+    """Each store of :data:`STORES` with the gateway on it (a redis-server of the bench's
+    own, pinned with the upstream and the load generator)."""
+    server = start_redis()
+    try:
+        return {"gateway_redis": (start_gateway(upstream, redis_url=server.url), server)}
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _store_order(index: int) -> tuple[str, ...]:
+    """The gateway in memory and on each store, rotated each time (each goes first in turn)."""
+    targets = ("gateway", *STORES)
+    shift = index % len(targets)
+    return targets[shift:] + targets[:shift]
+
+
+async def _stores(
+    results: Results,
+    gateway: Proc,
+    stores: dict[str, tuple[Proc, RedisProc]],
+    sizes: Sizes,
+    repeat: int,
+) -> None:
+    """The latency and chat throughput scenarios on the gateway in memory and on each shared
+    store, back to back (the scenario ``redis``: its ``gateway`` is the gateway in memory)."""
+    servers = {"gateway": gateway, **{t: proc for t, (proc, _) in stores.items()}}
+    for target in _store_order(repeat):
+        values = await s.latency(servers[target].port, sizes.latency_requests)
+        _put(results, "redis", target, values)
+    rounds = sizes.throughput_rounds
+    for streams in (1, *sizes.concurrency):
+        for round_ in range(rounds):
+            for target in _store_order(repeat * rounds + round_):
+                server = servers[target]
+                cpu = server.cpu()
+                rate = await s.throughput(server.port, streams, sizes.stream_chunks)
+                # The gateway's own CPU per chunk: Redis shares the load generator's CPU, so
+                # a rate alone could be the load generator's slowing down.
+                spent = (server.cpu() - cpu) * 1e6 / sizes.stream_chunks
+                values = {
+                    f"chat_chunks_per_s_x{streams}": rate,
+                    f"cpu_us_per_chunk_x{streams}": spent,
+                }
+                _put(results, "redis", target, values)
+
+
+async def _round_trips(results: Results, target: str, gateway: Proc, server: RedisProc) -> None:
+    """What the gateway on ``server`` asks of it, counted on the server: per run (1-chunk
+    chat completions, :data:`COUNT_RUNS` of them one after another) and per chunk (one run
+    of :data:`COUNT_CHUNKS` chunks, less the cost of a run), by command and in round trips
+    (the server's reads of client sockets; a pipeline is one)."""
+    before = server.counts()
+    await s.latency(gateway.port, COUNT_RUNS - 10)  # it makes 10 requests more, to warm up
+    middle = server.counts()
+    await s.throughput(gateway.port, 1, COUNT_CHUNKS)
+    after = server.counts()
+    per_run, one_run = middle - before, after - middle
+    values: dict[str, float] = {
+        "round_trips_per_run": per_run.reads / COUNT_RUNS,
+        "commands_per_run": per_run.total / COUNT_RUNS,
+        "round_trips_per_chunk": _per_chunk(one_run.reads, per_run.reads),
+        "commands_per_chunk": _per_chunk(one_run.total, per_run.total),
+    }
+    for name in sorted(set(per_run.commands) | set(one_run.commands)):
+        values[f"{name}_per_run"] = per_run.commands.get(name, 0) / COUNT_RUNS
+        values[f"{name}_per_chunk"] = _per_chunk(
+            one_run.commands.get(name, 0), per_run.commands.get(name, 0)
+        )
+    _put(results, "redis_round_trips", target, values)
+
+
+def _per_chunk(one_run: int, runs: int) -> float:
+    """Per chunk of the long run, less what a run costs anyway (``runs`` over COUNT_RUNS)."""
+    return max(0.0, one_run - runs / COUNT_RUNS) / COUNT_CHUNKS
+
+
+def counts_table(results: Results) -> str:
+    """The shared stores' round trips and commands, per run and per chunk."""
+    rows = [(m, row) for (sc, m), row in results.items() if sc == "redis_round_trips"]
+    if not rows:
+        return ""
+    lines = [f"| metric | {' | '.join(STORES)} |", "|---|" + "---:|" * len(STORES)]
+    for metric, row in rows:
+        medians = [_median(row.get(t)) for t in STORES]
+        if metric.endswith("_per_chunk") and not any(medians):
+            continue  # a command a run makes, but not each chunk
+        lines.append(f"| {metric} | {' | '.join(_fmt(m) for m in medians)} |")
+    return "\n".join(lines)
+
+
+def stores_table(results: Results) -> str:
+    """The gateway on each shared store beside the gateway in memory, with the paired ratio
+    store / memory (a TTFT row: the paired difference in ms)."""
+    rows = [(m, row) for (sc, m), row in results.items() if sc == "redis"]
+    if not rows:
+        return ""
+    heads = " | ".join(f"{t} | {t}/memory" for t in STORES)
+    lines = [f"| metric | gateway (memory) | {heads} |", "|---|---:|" + "---:|---:|" * len(STORES)]
+    for metric, row in rows:
+        cells = [_fmt(_median(row.get("gateway")))]
+        for target in STORES:
+            cells.append(_fmt(_median(row.get(target))))
+            if metric.startswith("ttft"):
+                diff = paired_difference(row.get(target), row.get("gateway"))
+                cells.append("-" if diff is None else f"{'+' if diff >= 0 else ''}{_fmt(diff)} ms")
+            else:
+                cells.append(_fmt(paired_ratio(row.get(target), row.get("gateway"))))
+        lines.append(f"| {metric} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 async def _face(
@@ -327,6 +463,16 @@ def targets(results: Results, sizes: Sizes) -> list[dict[str, Any]]:
             ratio = paired_ratio(row.get("gateway"), floor)
             if ratio is not None:
                 add(f"{kind} x{streams} / floor", ratio, ratio >= 0.8, ">= 0.80")
+    for store in STORES:
+        lat = results.get(("redis", "ttft_p50_ms"), {})
+        extra = paired_difference(lat.get(store), lat.get("gateway"))
+        if extra is not None:
+            add(f"{store} TTFT p50 over memory (ms)", extra, extra <= 0.5, "<= 0.5 ms")
+        for streams in (1, top):
+            row = results.get(("redis", f"chat_chunks_per_s_x{streams}"), {})
+            ratio = paired_ratio(row.get(store), row.get("gateway"))
+            if ratio is not None:
+                add(f"{store} chat_chunks x{streams} / memory", ratio, ratio >= 0.85, ">= 0.85")
     readers = sizes.fanout_readers
     low = med.get(("fanout", f"cpu_us_per_delivery_r{readers[0]}"), {}).get("gateway")
     high = med.get(("fanout", f"cpu_us_per_delivery_r{readers[-1]}"), {}).get("gateway")
@@ -369,12 +515,16 @@ def _fmt(value: float | None) -> str:
 
 def table(results: Results) -> str:
     """Medians per target, and the paired ratio gateway / floor."""
+    if all(scenario.startswith("redis") for scenario, _ in results):
+        return ""
     lines = [
         "| scenario | metric | direct | floor | gateway | gateway/floor |",
         "|---|---|---:|---:|---:|---:|",
     ]
     paired = ratios(results)
     for (scenario, metric), row in results.items():
+        if scenario.startswith("redis"):
+            continue  # their own tables (stores_table, counts_table)
         cells = [_fmt(_median(row.get(t))) for t in ("direct", "floor", "gateway")]
         ratio = _fmt(paired[scenario, metric])
         lines.append(f"| {scenario} | {metric} | {' | '.join(cells)} | {ratio} |")
@@ -387,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 3)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--skip", help="comma-separated scenarios to leave out")
     parser.add_argument(
         "--no-pin", action="store_true", help="leave the processes wherever the OS puts them"
     )
@@ -397,8 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
-    if only - set(SCENARIOS):
-        parser.error(f"unknown scenarios: {', '.join(sorted(only - set(SCENARIOS)))}")
+    skip = set(args.skip.split(",")) if args.skip else set()
+    if (only | skip) - set(SCENARIOS):
+        parser.error(f"unknown scenarios: {', '.join(sorted((only | skip) - set(SCENARIOS)))}")
+    only -= skip
     fds = raise_fd_limit()
     if "held" in only and fds < 2 * sizes.held + 1000:
         sizes = Sizes(**{**sizes.__dict__, "held": max(10, (fds - 1000) // 2)})
@@ -418,8 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(results, sizes)
     mirrored = {face: parity(results, face) for face in FACE_SCENARIOS}
     served = {face: gateway_parity(results, face) for face in FACE_SCENARIOS}
-    print(table(results))
-    print()
+    for more in (table(results), stores_table(results), counts_table(results)):
+        if more:
+            print(more)
+            print()
     for face, rows in mirrored.items():
         if not rows:
             continue

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.auth import Principal
-from gateway.state import GatewayState
+from gateway.state import GatewayState, StreamSlot
 from streams.connection import Connection
 from streams.errors import BodyTooLargeError, InvalidRequestError
 from streams.events import dumps
@@ -123,13 +123,16 @@ async def start_run(
     principal: Principal,
     *,
     default_on_disconnect: OnDisconnect,
+    stream: StreamSlot | None = None,
 ) -> Run:
+    """Start a run of ``principal``'s, its quotas taken first: ``stream`` too, if given (the
+    slot of the stream that will read it; left to the caller to give back if this raises)."""
     check_spec_limits(spec, state)
-    # The owner's active-run slot first: a start refused for it spends no run-rate token.
+    # The owner's stream slot (if any), active-run slot and run-rate token at once, in this
+    # order: a start refused for one spends nothing of the next.
     slot = state.run_slot(principal.owner)
-    await slot.take()
+    await state.take_run_start(slot, stream)
     try:
-        await state.count_run_start(principal.owner)
         run = state.manager.start(
             spec, connection, default_on_disconnect=default_on_disconnect, owner=principal.owner
         )

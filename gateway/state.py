@@ -83,6 +83,16 @@ class GatewayState:
         """Count a run start against ``owner``'s rate (raises when over it)."""
         await self.quotas.start_run(owner)
 
+    async def take_run_start(self, run: RunSlot, stream: StreamSlot | None = None) -> None:
+        """Take ``stream`` (if any), ``run`` and a token of the run rate of their owner's at
+        once: with a shared store one round trip, not three before the run can start.
+        Raises as each would, having taken nothing."""
+        taken = await self.quotas.take_run_start(run.owner, stream=stream is not None)
+        run.hold(taken.run)
+        if stream is not None:
+            assert taken.stream is not None
+            stream.hold(taken.stream)
+
     async def find_run(self, run_id: str, owner: str | None) -> RunView:
         """``owner``'s run, on this instance or (with Redis) on another one."""
         return await self.runs.get(run_id, owner)
@@ -167,13 +177,23 @@ class StreamSlot:
         self._slot: Slot | None = None  # the quotas' slot while held
         self.held = False
 
+    @property
+    def owner(self) -> str | None:
+        return self._owner
+
     async def take(self) -> None:
         if self._slot is not None:
             raise RuntimeError("this stream slot is taken already")
-        state = self._state
-        self._slot = await state.quotas.take_stream(self._owner)
+        self.hold(await self._state.quotas.take_stream(self._owner))
+
+    def hold(self, slot: Slot) -> None:
+        """Hold ``slot``, taken from the quotas for this stream (see
+        :meth:`GatewayState.take_run_start`)."""
+        if self._slot is not None:
+            raise RuntimeError("this stream slot is taken already")
+        self._slot = slot
         self.held = True
-        state.open_streams[self._channel] += 1
+        self._state.open_streams[self._channel] += 1
 
     async def release(self) -> None:
         """Give the slot back; a slot not held is left alone."""
@@ -198,10 +218,21 @@ class RunSlot:
         self._slot: Slot | None = None  # the quotas' slot while held
         self.held = False
 
+    @property
+    def owner(self) -> str | None:
+        return self._owner
+
     async def take(self) -> None:
         if self._slot is not None:
             raise RuntimeError("this run slot is taken already")
-        self._slot = await self._state.quotas.take_active_run(self._owner)
+        self.hold(await self._state.quotas.take_active_run(self._owner))
+
+    def hold(self, slot: Slot) -> None:
+        """Hold ``slot``, taken from the quotas for this run (see
+        :meth:`GatewayState.take_run_start`)."""
+        if self._slot is not None:
+            raise RuntimeError("this run slot is taken already")
+        self._slot = slot
         self.held = True
 
     def release(self, _run: object = None) -> None:

@@ -27,9 +27,11 @@ __all__ = [
     "MemoryQuotaStatistics",
     "MemoryQuotas",
     "Quotas",
+    "RunStart",
     "Slot",
     "TokenBucket",
     "active_runs_exceeded",
+    "open_streams_exceeded",
     "runs_rate_exceeded",
 ]
 
@@ -61,6 +63,15 @@ class TokenBucket:
 Slot = str
 
 
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """What :meth:`Quotas.take_run_start` took: the run's active-run slot and, if asked for,
+    the stream slot of its reader."""
+
+    run: Slot
+    stream: Slot | None
+
+
 class Quotas(Protocol):
     """Per-key quotas: runs started per minute, streams open at once, runs active at once.
 
@@ -80,6 +91,12 @@ class Quotas(Protocol):
 
     async def take_stream(self, owner: str | None) -> Slot:
         """Take one of ``owner``'s stream slots, or raise :class:`LimitExceededError`."""
+
+    async def take_run_start(self, owner: str | None, *, stream: bool) -> RunStart:
+        """All a run start takes, in this order, at once (with a shared store, one round
+        trip): a stream slot if ``stream``, an active-run slot, a token of the run rate.
+        Raises as :meth:`take_stream`, :meth:`take_active_run` or :meth:`start_run` would,
+        having taken nothing (a start refused for one limit spends nothing of the next)."""
 
     async def release_stream(self, owner: str | None, slot: Slot) -> None:
         """Give back a slot :meth:`take_stream` took (even if the caller is cancelled
@@ -168,12 +185,24 @@ class MemoryQuotas:
 
     async def take_stream(self, owner: str | None) -> Slot:
         if self._streams[owner] >= self._max_streams:
-            raise LimitExceededError(
-                f"this key already has {self._max_streams} streams open (the limit); close "
-                "one first"
-            )
+            raise open_streams_exceeded(self._max_streams)
         self._streams[owner] += 1
         return MEMORY_SLOT
+
+    async def take_run_start(self, owner: str | None, *, stream: bool) -> RunStart:
+        streams = await self.take_stream(owner) if stream else None
+        try:
+            run = await self.take_active_run(owner)
+            try:
+                await self.start_run(owner)
+            except BaseException:
+                self.release_active_run(owner, run)
+                raise
+        except BaseException:
+            if streams is not None:
+                await self.release_stream(owner, streams)
+            raise
+        return RunStart(run, streams)
 
     async def release_stream(self, owner: str | None, slot: Slot = MEMORY_SLOT) -> None:
         self._streams[owner] -= 1
@@ -210,6 +239,13 @@ def runs_rate_exceeded(per_minute: float, retry_after: float) -> RateLimitedErro
         f"too many runs started with this key (limit {per_minute:g} per minute); retry in "
         f"{retry_after:.1f}s",
         retry_after=retry_after,
+    )
+
+
+def open_streams_exceeded(limit: int) -> LimitExceededError:
+    """The error of a stream past ``limit`` open streams of its key, in every quotas store."""
+    return LimitExceededError(
+        f"this key already has {limit} streams open (the limit); close one first"
     )
 
 

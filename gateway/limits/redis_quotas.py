@@ -31,10 +31,16 @@ from urllib.parse import quote
 import redis.asyncio
 import redis.exceptions
 
-from gateway.limits.quotas import Slot, active_runs_exceeded, runs_rate_exceeded
+from gateway.limits.quotas import (
+    RunStart,
+    Slot,
+    active_runs_exceeded,
+    open_streams_exceeded,
+    runs_rate_exceeded,
+)
 from streams.cleanup import Cleanups
 from streams.cluster.log import raise_if_cancelling
-from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
+from streams.errors import GatewayError, StoreUnavailableError
 from streams.statistics import StoreMetric
 
 __all__ = [
@@ -101,6 +107,50 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + tonumber(ARGV[5]))
 return 1
+"""
+
+# KEYS[1]: the owner's active-run slots, KEYS[2]: its bucket, KEYS[3] (if any): its stream
+# slots. ARGV: now, expires, max active runs, the run's slot id, rate, burst, skew margin
+# (ms), max streams, the stream's slot id. TAKE_SLOT (the stream's, then the run's) and
+# TAKE_TOKEN in one: all is taken or nothing, and a start refused for one limit spends
+# nothing of the next. Returns the limit that refused ('streams', 'active_runs', 'rate') or
+# 'ok', and the seconds to wait for a token (as a string, see TAKE_TOKEN).
+TAKE_RUN_START = """
+local now = tonumber(ARGV[1])
+local function full(key, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  return redis.call('ZCARD', key) >= tonumber(limit)
+end
+local function add(key, slot)
+  redis.call('ZADD', key, ARGV[2], slot)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', key, math.ceil((tonumber(last[2]) - now) * 1000) + tonumber(ARGV[7]))
+end
+if #KEYS == 3 and full(KEYS[3], ARGV[8]) then return {'streams', '0'} end
+if full(KEYS[1], ARGV[3]) then return {'active_runs', '0'} end
+local rate = tonumber(ARGV[5])
+local burst = tonumber(ARGV[6])
+local state = redis.call('HMGET', KEYS[2], 'tokens', 'updated')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens = burst
+  updated = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+updated = math.max(updated, now)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[2], 'tokens', tokens, 'updated', updated)
+redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[7]))
+if wait > 0 then return {'rate', string.format('%.17g', wait)} end
+add(KEYS[1], ARGV[4])
+if #KEYS == 3 then add(KEYS[3], ARGV[9]) end
+return {'ok', '0'}
 """
 
 # KEYS[1]: the owner's slots. ARGV: now, expires, skew margin (ms), slot ids...
@@ -177,6 +227,7 @@ class RedisQuotas:
         self._slot_numbers = itertools.count()
         self._take_token = redis.register_script(TAKE_TOKEN)
         self._take_slot = redis.register_script(TAKE_SLOT)
+        self._take_run_start = redis.register_script(TAKE_RUN_START)
         # slot id -> the key of the set it is in, for every slot this instance holds (or may
         # hold: one whose acquire is under way counts, so renew and release_all cover it).
         self._held: dict[str, str] = {}
@@ -273,11 +324,46 @@ class RedisQuotas:
         taken. Raises :class:`StoreUnavailableError` if Redis cannot be reached."""
         slot = await self._take(self._streams_key(owner), self._max_streams)
         if slot is None:
-            raise LimitExceededError(
-                f"this key already has {self._max_streams} streams open (the limit); close "
-                "one first"
-            )
+            raise open_streams_exceeded(self._max_streams)
         return slot
+
+    async def take_run_start(self, owner: str | None, *, stream: bool) -> RunStart:
+        """A stream slot (if ``stream``), an active-run slot and a run-rate token of
+        ``owner``'s, in one script (see :meth:`~gateway.limits.quotas.Quotas.take_run_start`).
+        Raises :class:`StoreUnavailableError` if Redis cannot be reached."""
+        keys = [self._active_runs_key(owner), self._runs_key(owner)]
+        run = self._new_slot(keys[0])
+        streams = None
+        if stream:
+            keys.append(self._streams_key(owner))
+            streams = self._new_slot(keys[2])
+        taken = {run: keys[0]} if streams is None else {run: keys[0], streams: keys[2]}
+        now = self._clock()
+        args: list[float | str] = [now, now + self._slot_ttl, self._max_active_runs, run]
+        args += [self._runs_per_second, self._burst, SKEW_MARGIN_MS]
+        args += [self._max_streams, streams or ""]
+        try:
+            answer = await self._call(self._take_run_start(keys=keys, args=args))
+        except asyncio.CancelledError:
+            # Redis may have run the script before the cancellation: give the slots back in
+            # case it did.
+            for slot, key in taken.items():
+                await self._release(key, slot)
+            raise
+        except BaseException:
+            for slot in taken:  # they run out after slot_ttl, should the script have run
+                self._held.pop(slot, None)
+            raise
+        refused, wait = answer[0].decode(), float(answer[1])
+        if refused == "ok":
+            return RunStart(run, streams)
+        for slot in taken:
+            del self._held[slot]
+        if refused == "streams":
+            raise open_streams_exceeded(self._max_streams)
+        if refused == "active_runs":
+            raise active_runs_exceeded(self._max_active_runs)
+        raise runs_rate_exceeded(self._runs_per_second * 60, wait)
 
     async def release_stream(self, owner: str | None, slot: Slot) -> None:
         """Give back a slot :meth:`take_stream` took (see :meth:`_release`)."""
@@ -312,8 +398,7 @@ class RedisQuotas:
     async def _take(self, key: str, limit: int) -> str | None:
         """Take a slot of the set ``key`` holding at most ``limit``: its id, or None when
         they are all taken."""
-        slot = f"{self._slot_prefix}{next(self._slot_numbers)}"
-        self._held[slot] = key
+        slot = self._new_slot(key)
         try:
             now = self._clock()
             taken = await self._call(
@@ -335,6 +420,13 @@ class RedisQuotas:
         if not taken:
             del self._held[slot]
             return None
+        return slot
+
+    def _new_slot(self, key: str) -> str:
+        """A new slot id of the set ``key``, held from now (renew and release_all cover a
+        slot whose acquire is under way)."""
+        slot = f"{self._slot_prefix}{next(self._slot_numbers)}"
+        self._held[slot] = key
         return slot
 
     async def _release(self, key: str, slot: str) -> None:

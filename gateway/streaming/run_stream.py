@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 
@@ -20,6 +20,7 @@ from streams.runs.run import Run
 from streams.view import RunView
 
 __all__ = [
+    "StartStreamed",
     "cursor_from",
     "dialect_stream",
     "event_stream",
@@ -29,17 +30,24 @@ __all__ = [
 ]
 
 
+class StartStreamed(Protocol):
+    """Starts a run, taking ``stream`` with its quotas (as
+    :func:`gateway.admission.start_run` does)."""
+
+    def __call__(self, *, stream: StreamSlot) -> Awaitable[Run]: ...
+
+
 async def start_streamed(
-    state: GatewayState, owner: str | None, start: Callable[[], Awaitable[Run]]
+    state: GatewayState, owner: str | None, start: StartStreamed
 ) -> tuple[Run, StreamSlot]:
-    """Take a stream slot, then start the run: a stream refused for the caller's limit
-    starts nothing (no run without a reader, no run-rate token spent)."""
+    """Start the run with a stream slot for its reader, taken with the run's own quotas (one
+    round trip with a shared store), the stream's first: a stream refused for the caller's
+    limit starts nothing (no run without a reader, no run-rate token spent)."""
     slot = state.stream_slot(owner, "sse")
-    await slot.take()
     try:
-        return await start(), slot
+        return await start(stream=slot), slot
     except BaseException:
-        await slot.release()
+        await slot.release()  # if it was taken
         raise
 
 

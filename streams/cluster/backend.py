@@ -114,23 +114,6 @@ return 'failed'
 """
 
 
-# Registers a run: KEYS[1] its hash, KEYS[2] the instance's runs; ARGV: owner, instance,
-# spec, status, snapshot, run id. The writer does not wait for this: the run's first events
-# (its end, even) may be in first, with a newer state, which stays; a run that has ended is
-# not added to the instance's runs (its end removed it already).
-_REGISTER = """
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'instance', ARGV[2], 'spec', ARGV[3])
-redis.call('HSETNX', KEYS[1], 'status', ARGV[4])
-redis.call('HSETNX', KEYS[1], 'snapshot', ARGV[5])
-redis.call('HSETNX', KEYS[1], 'last_seq', 0)
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'completed' and status ~= 'failed' and status ~= 'cancelled' then
-  redis.call('SADD', KEYS[2], ARGV[6])
-end
-return 1
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class ClusterSettings:
     url: str
@@ -248,7 +231,6 @@ class ClusterBackend:
         self._own_tasks: list[asyncio.Task[None]] = []
         self._failed_since: float | None = None
         self._fail_lost = self.redis.register_script(_FAIL_LOST)
-        self._register = self.redis.register_script(_REGISTER)
         self.writer = LogWriter(
             self.redis,
             self.keys,
@@ -312,29 +294,27 @@ class ClusterBackend:
         if not self.available:
             self._stop_unregistered(run)
             raise StoreUnavailableError("the shared store (Redis) is unavailable; try again")
-        snapshot = _registry_snapshot(run)
-        # From now on each batch of the run's events carries its state, also those that
-        # reach Redis before the registration does.
+        # Each batch of the run's events carries its state; its first, the registration too
+        # (the fields of its hash that never change, and its place in the instance's runs):
+        # the run's first events go in the same round trip.
         assert isinstance(run.log, StoredEventLog)
         run.log.snapshot = functools.partial(_registry_snapshot, run)
         run.watch_producers(run.log.producer_changed)
+        fields = [
+            b"owner",
+            (run.owner or "").encode(),
+            b"instance",
+            self.instance.encode(),
+            b"spec",
+            run.spec.model_dump_json().encode(),
+        ]
+        registered = self.writer.register(run.log, fields)
         try:
             async with asyncio.timeout(self.settings.timeout):
-                await self._register(
-                    keys=[self.keys.run(run.id), self.keys.instance_runs(self.instance)],
-                    args=[
-                        run.owner or "",
-                        self.instance,
-                        run.spec.model_dump_json(),
-                        snapshot["status"],
-                        dumps(snapshot),
-                        run.id,
-                    ],
-                )
-        except STORE_ERRORS as exc:
+                await registered  # a waiter that leaves cancels it: the writer then lets it be
+        except (*STORE_ERRORS, StoreUnavailableError) as exc:
             self._stop_unregistered(run)
             raise unavailable(exc) from exc
-        raise_if_cancelling()
 
     def _stop_unregistered(self, run: Run) -> None:
         assert self._manager is not None

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from streams.cluster.keys import Keys
+from streams.cluster.scripts import WRITE_EVENTS, WRITE_EVENTS_SHA, write_events_args
 from streams.errors import LogTakenOverError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
 from streams.log import Batch, EventLog, Gap, LogStatistics, MemoryEventLog, Retention
@@ -40,6 +41,9 @@ __all__ = [
 logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
+
+# Loop steps the writer lets go by once woken from idle before it takes its batch.
+COALESCE_STEPS = 3
 
 
 def raise_if_cancelling() -> None:
@@ -70,6 +74,10 @@ class StoredEventLog(MemoryEventLog):
         # producer's place among the run's producers.
         self._changed: dict[str, ProducerInfo] = {}
         self._order: dict[str, int] = {}
+        # The run's registration (the fields of its hash that never change), written with
+        # its next batch, and the future its registering waits on (see LogWriter.register).
+        self.registration: list[bytes] | None = None
+        self.registered: asyncio.Future[None] | None = None
 
     def producer_changed(self, info: ProducerInfo) -> None:
         """Write ``info`` with the next batch (a :meth:`~streams.runs.run.Run.watch_producers`
@@ -179,6 +187,21 @@ class LogWriter:
         self._count += 1
         self._wakeup.set()
 
+    def register(self, log: StoredEventLog, fields: list[bytes]) -> asyncio.Future[None]:
+        """Write ``fields`` (alternating names and values) to the run's hash, and add the run
+        to the instance's runs, with the log's next batch: one round trip with its first
+        events, rather than one of its own before them. The future is done once they are
+        written (failed with :class:`~streams.errors.StoreUnavailableError` if the store
+        goes first)."""
+        registered = log.registered = asyncio.get_running_loop().create_future()
+        if self.offline:
+            registered.set_exception(StoreUnavailableError("the shared store is unavailable"))
+            return registered
+        log.registration = fields
+        self._pending.setdefault(log, [])
+        self._wakeup.set()
+        return registered
+
     def go_offline(self) -> None:
         """The store is gone: show every held event, and from now on write nothing."""
         self.offline = True
@@ -187,6 +210,7 @@ class LogWriter:
         self._drained.set()
         for log in pending:
             log.show_held()
+            _registered(log, StoreUnavailableError("the shared store (Redis) is unavailable"))
 
     def go_online(self) -> None:
         self.offline = False
@@ -199,6 +223,11 @@ class LogWriter:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                # Woken by the first event of an idle spell: let the tasks ready now append
+                # theirs too (a run's start makes a few events in a row, each a task step
+                # apart), so that they go in this round trip rather than wait for it.
+                for _ in range(COALESCE_STEPS):
+                    await asyncio.sleep(0)
                 continue
             batch = self._pending
             self._pending = {}
@@ -210,6 +239,8 @@ class LogWriter:
                 if not isinstance(exc, STORE_ERRORS):
                     logger.exception("writing events to the shared store failed")
                 if self.offline:
+                    for log in batch:
+                        _registered(log, StoreUnavailableError(f"the shared store is gone: {exc}"))
                     continue
                 # Put the batch back in front of what came meanwhile, in order, and retry.
                 for log, events in self._pending.items():
@@ -232,71 +263,106 @@ class LogWriter:
                 self._drained.set()
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
-        # The producers each log's write takes: given back if the write fails.
-        producers: dict[StoredEventLog, dict[str, ProducerInfo]] = {}
+        # The producers and registrations each log's write takes: given back if it fails.
+        taken: dict[StoredEventLog, _Taken] = {}
         try:
-            await self._write_batch(batch, retry, producers)
+            try:
+                await self._write_batch(batch, retry, taken)
+            except NoScriptError:
+                # Redis restarted (or its scripts were flushed): load the script and write
+                # the batch again, as a retry (what the first attempt wrote is no loss).
+                _give_back(taken)
+                async with asyncio.timeout(self._write_timeout):
+                    await self._redis.script_load(WRITE_EVENTS)
+                await self._write_batch(batch, True, taken)
         except BaseException:
-            for log, changed in producers.items():
-                log.return_changed_producers(changed)
+            _give_back(taken)
             raise
 
     async def _write_batch(
         self,
         batch: dict[StoredEventLog, list[Event]],
         retry: bool,
-        producers: dict[StoredEventLog, dict[str, ProducerInfo]],
+        taken: dict[StoredEventLog, _Taken],
     ) -> None:
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
+        maxlen = self._retention.max_events
         pipe = self._redis.pipeline(transaction=False)
-        plan: list[tuple[StoredEventLog, int, int]] = []  # log, first command, its count
+        plan: list[tuple[StoredEventLog, int]] = []  # each log and its script's place
         commands = 0
         for log, events in batch.items():
-            first = commands
-            stream = keys.events(log.run_id)
-            for event in events:
-                pipe.xadd(
-                    stream,
-                    {"e": event.json},
-                    id=f"{event.seq}-0",
-                    maxlen=self._retention.max_events,
-                    approximate=True,
-                )
-            commands += len(events)
-            plan.append((log, first, len(events)))
-            fields: dict[Any, Any] = {"last_seq": events[-1].seq}
+            run_id = log.run_id
+            registration, log.registration = log.registration, None
+            changed = log.take_changed_producers()
+            taken[log] = (changed, registration)
+            if registration is not None:
+                # Before the run's hash: a run in the instance's runs without one is mended
+                # by the sweep, a run whose instance does not list it would not be.
+                pipe.sadd(keys.instance_runs(self._instance), run_id)
+                commands += 1
+            last = events[-1].seq if events else log.last_seq
+            fields = [*(registration or ()), b"last_seq", b"%d" % last]
             if log.snapshot is not None:
                 snapshot = log.snapshot()
-                fields["status"] = snapshot["status"]
-                fields["snapshot"] = dumps(snapshot)
-            pipe.hset(keys.run(log.run_id), mapping=fields)
+                fields += (b"status", snapshot["status"].encode(), b"snapshot", dumps(snapshot))
+            encoded = log.encode_producers(changed) if changed else {}
+            terminal = bool(events) and events[-1].is_terminal
+            args = write_events_args(events, fields, encoded, maxlen, ttl if terminal else 0)
+            # Every key of the script is the run's (one hash tag): one slot on a cluster.
+            keys_ = (keys.events(run_id), keys.run(run_id), keys.producers(run_id))
+            pipe.evalsha(WRITE_EVENTS_SHA, 3, *keys_, *args)
+            plan.append((log, commands))
             commands += 1
-            changed = producers[log] = log.take_changed_producers()
-            if changed:
-                pipe.hset(keys.producers(log.run_id), mapping=log.encode_producers(changed))
+            if terminal:
+                # Another tag (the instance's): a command of its own, not in the script.
+                pipe.srem(keys.instance_runs(self._instance), run_id)
                 commands += 1
-            if events[-1].is_terminal:
-                pipe.expire(stream, ttl)
-                pipe.expire(keys.run(log.run_id), ttl)
-                pipe.expire(keys.producers(log.run_id), ttl)
-                pipe.srem(keys.instance_runs(self._instance), log.run_id)
-                commands += 4
         async with asyncio.timeout(self._write_timeout):
             results = await pipe.execute(raise_on_error=False)
-        for log, first, count in plan:
-            errors = [r for r in results[first : first + count] if isinstance(r, Exception)]
+        if any(isinstance(r, NoScriptError) for r in results):
+            raise NoScriptError("the events script is not loaded")
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        for log, index in plan:
+            _registered(log)
+            result = results[index]
             # After a failed round trip some of these may already be in: that is no loss.
-            taken = [e for e in errors if isinstance(e, ResponseError) and not retry]
-            if taken:
-                logger.warning("run %s: its stream was ended elsewhere (%s)", log.run_id, taken[0])
+            if result and not retry:
+                logger.warning("run %s: its stream was ended elsewhere (%s)", log.run_id, result)
                 log.show_held()
                 self._on_taken_over(log.run_id)
                 continue
-            other = [e for e in errors if not isinstance(e, ResponseError)]
-            if other:
-                raise other[0]
-            log.publish(batch[log][-1].seq)
+            if batch[log]:
+                log.publish(batch[log][-1].seq)
+
+
+# What a log's write took from it: its changed producers and its registration.
+_Taken = tuple[dict[str, ProducerInfo], list[bytes] | None]
+
+
+def _give_back(taken: dict[StoredEventLog, _Taken]) -> None:
+    """Give each log back what a write that failed took (written with its next batch)."""
+    for log, (changed, registration) in taken.items():
+        log.return_changed_producers(changed)
+        if registration is not None and log.registration is None:
+            log.registration = registration
+    taken.clear()
+
+
+def _registered(log: StoredEventLog, error: BaseException | None = None) -> None:
+    """Tell whoever waits for ``log``'s registration that it is written (or failed)."""
+    registered = log.registered
+    if registered is None or (error is None and log.registration is not None):
+        return  # none asked for, or not written yet
+    log.registered = log.registration = None
+    if registered.done():
+        return  # its waiter gave up
+    if error is None:
+        registered.set_result(None)
+    else:
+        registered.set_exception(error)
 
 
 class RemoteEventLog(EventLog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--skip", "redis", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -72,3 +73,37 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
             assert value is not None and math.isfinite(value), (row["metric"], target, value)
     assert document["targets"], "no target was evaluated"
     assert "| scenario | metric |" in done.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "redis", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads(out.read_text())
+    rows = {(row["scenario"], row["metric"]): row["median"] for row in document["results"]}
+    for metric in ("ttft_p50_ms", "ttft_p99_ms", "chat_chunks_per_s_x1", "chat_chunks_per_s_x10"):
+        assert set(rows["redis", metric]) == {"gateway", "gateway_redis"}, metric
+    counts = {m: v["gateway_redis"] for (sc, m), v in rows.items() if sc == "redis_round_trips"}
+    assert counts["round_trips_per_run"] > 0
+    assert counts["evalsha_per_run"] > 0
+    for (_, metric), medians in rows.items():
+        for target, value in medians.items():
+            assert value is not None and math.isfinite(value), (metric, target, value)
+    names = {check["target"] for check in document["targets"]}
+    assert names == {
+        "gateway_redis TTFT p50 over memory (ms)",
+        "gateway_redis chat_chunks x1 / memory",
+        "gateway_redis chat_chunks x10 / memory",
+    }
+    assert "| metric | gateway (memory) | gateway_redis | gateway_redis/memory |" in done.stdout
+    assert "| round_trips_per_run |" in done.stdout

@@ -221,3 +221,53 @@ async def test_a_remote_read_without_redis_is_store_unavailable(own_redis: Redis
             await reader.read(0, timeout=0.1)
     finally:
         await client.aclose()
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again_and_nothing_is_lost(
+    owner: Owner, client: aioredis.Redis
+) -> None:
+    log = owner.log()
+    await log.append(EventType.RUN_STARTED, None, {"kind": "agent"})
+    await log.settled()
+    await client.script_flush()  # as after a restart of Redis
+    await log.append(EventType.MESSAGE_DELTA, "model.1", {"delta": "x"})
+    await log.settled()
+    assert [entry_id for entry_id, _ in await client.xrange(KEYS.events("run_1"))] == [
+        b"1-0",
+        b"2-0",
+    ]
+    assert owner.taken_over == [] and owner.errors == []
+
+
+async def test_a_registration_goes_with_the_run_s_first_events(
+    owner: Owner, client: aioredis.Redis
+) -> None:
+    log = owner.log()
+    registered = owner.writer.register(log, [b"owner", b"alice", b"instance", b"a"])
+    await log.append(EventType.RUN_STARTED, None, {"kind": "agent"})
+    await registered
+    await log.settled()
+    assert owner.writer.batches == 1  # one round trip for both
+    assert await client.hgetall(KEYS.run("run_1")) == {
+        b"owner": b"alice",
+        b"instance": b"a",
+        b"last_seq": b"1",
+    }
+    assert await client.smembers(KEYS.instance_runs("a")) == {b"run_1"}
+
+
+async def test_a_registration_alone_is_written_too(owner: Owner, client: aioredis.Redis) -> None:
+    log = owner.log()
+    await owner.writer.register(log, [b"owner", b""])
+    assert await client.hgetall(KEYS.run("run_1")) == {b"owner": b"", b"last_seq": b"0"}
+    assert await client.smembers(KEYS.instance_runs("a")) == {b"run_1"}
+
+
+async def test_a_registration_fails_when_the_store_is_gone(owner: Owner) -> None:
+    log = owner.log()
+    registered = owner.writer.register(log, [b"owner", b""])
+    owner.writer.go_offline()
+    with pytest.raises(StoreUnavailableError):
+        await registered
+    with pytest.raises(StoreUnavailableError):
+        await owner.writer.register(owner.log("run_2"), [b"owner", b""])
