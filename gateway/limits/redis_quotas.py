@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
-import redis.asyncio
 import redis.exceptions
 
 from gateway.limits.quotas import Slot, active_runs_exceeded, runs_rate_exceeded
 from streams.cleanup import Cleanups
+from streams.cluster.client import StoreClient
+from streams.cluster.keys import Keys
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
 from streams.statistics import StoreMetric
@@ -147,7 +148,7 @@ class RedisQuotas:
 
     def __init__(
         self,
-        redis: redis.asyncio.Redis,
+        redis: StoreClient,
         *,
         prefix: str,
         runs_per_minute: float,
@@ -164,7 +165,7 @@ class RedisQuotas:
         if slot_ttl <= 0:
             raise ValueError(f"slot_ttl must be positive, not {slot_ttl}")
         self._redis = redis
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
         self._max_streams = max_streams
@@ -215,14 +216,15 @@ class RedisQuotas:
             with contextlib.suppress(GatewayError):
                 await self.renew()
 
+    # An owner's keys share its tag (one slot on a cluster); every script touches one key.
     def _runs_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:runs:{owner_tag(owner)}"
+        return self._keys.quota("runs", owner_tag(owner))
 
     def _streams_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:streams:{owner_tag(owner)}"
+        return self._keys.quota("streams", owner_tag(owner))
 
     def _active_runs_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:active_runs:{owner_tag(owner)}"
+        return self._keys.quota("active_runs", owner_tag(owner))
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await one Redis call, bounded by :attr:`call_timeout`, any failure of Redis raised

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
 from streams.errors import LogTakenOverError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
@@ -124,7 +124,7 @@ class LogWriter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: StoreClient,
         keys: Keys,
         retention: Retention,
         *,
@@ -304,7 +304,7 @@ class RemoteEventLog(EventLog):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: StoreClient,
         keys: Keys,
         run_id: str,
         *,
@@ -398,6 +398,6 @@ class RemoteEventLog(EventLog):
         )
 
 
-async def close_quietly(redis: aioredis.Redis) -> None:
+async def close_quietly(redis: StoreClient) -> None:
     with contextlib.suppress(*STORE_ERRORS):
         await redis.aclose()
