@@ -112,7 +112,7 @@ async def test_runs_that_end_before_their_registration_lands_are_shown_ended_els
             seen = [(await on_b.get(f"/v1/runs/{run_id}")).json() for run_id in run_ids]
     redis = aioredis.from_url(redis_url)
     try:
-        left = await redis.scard("gw:instance:a:runs")
+        left = await redis.scard("gw:instance:{a}:runs")
     finally:
         await redis.aclose()
     assert [s["status"] for s in seen] == ["completed"] * len(run_ids)
