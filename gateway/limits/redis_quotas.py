@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import logging
 import secrets
@@ -32,7 +33,7 @@ import redis.exceptions
 
 from gateway.limits.quotas import Slot, active_runs_exceeded, runs_rate_exceeded
 from streams.cleanup import Cleanups
-from streams.cluster.client import StoreClient
+from streams.cluster.client import StoreClient, ready_client
 from streams.cluster.keys import Keys
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, LimitExceededError, StoreUnavailableError
@@ -231,6 +232,13 @@ class RedisQuotas:
         as :class:`StoreUnavailableError` (cancellation goes through untouched)."""
         try:
             async with asyncio.timeout(self.call_timeout):
+                try:
+                    # A cluster client's set-up, once (a no-op after): see ready_client.
+                    await ready_client(self._redis)
+                except BaseException:
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()  # never started: no "never awaited" warning
+                    raise
                 result = await awaitable
         except (redis.exceptions.RedisError, OSError) as error:  # TimeoutError is an OSError
             raise StoreUnavailableError(

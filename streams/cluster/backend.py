@@ -54,7 +54,13 @@ from streams.cluster.approvals import (
     parse_answer,
     raise_for_outcome,
 )
-from streams.cluster.client import StoreClient, close_client, next_shard_message, store_client
+from streams.cluster.client import (
+    StoreClient,
+    close_client,
+    next_shard_message,
+    ready_client,
+    store_client,
+)
 from streams.cluster.keys import Keys
 from streams.cluster.log import (
     STORE_ERRORS,
@@ -536,6 +542,9 @@ class ClusterBackend:
         """Renew the lease (which also tells whether Redis answers)."""
         try:
             async with asyncio.timeout(self.settings.timeout):
+                # Before anything else uses them (a no-op once done): see ready_client.
+                await ready_client(self.redis)
+                await ready_client(self.reader_redis)
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(
                     self.keys.lease(self.instance),

@@ -43,6 +43,7 @@ __all__ = [
     "is_cluster_url",
     "next_shard_message",
     "parse_cluster_url",
+    "ready_client",
     "store_client",
     "validate_store_url",
 ]
@@ -149,6 +150,15 @@ def store_client(url: str, *, max_connections: int, timeout: float) -> StoreClie
             url, max_connections=max_connections, timeout=timeout, **bounds
         )
     )
+
+
+async def ready_client(client: StoreClient) -> None:
+    """Set a cluster client up (find the cluster's nodes and slots) if it is not yet; a
+    no-op for a single Redis and once done. Await it before a client's first commands:
+    redis-py (8.1) sets a cluster client up on first use, and concurrent first uses race
+    (connections closed under their callers: ConnectionError, AttributeError)."""
+    if isinstance(client, aioredis.RedisCluster):
+        await client.initialize()
 
 
 async def close_client(client: StoreClient) -> None:
