@@ -9,14 +9,16 @@
 - the **writer** (:class:`~streams.cluster.log.LogWriter`) that puts the events of this
   instance's runs in Redis Streams;
 - **cancel anywhere**: a cancel for a run of another instance is published on that
-  instance's control channel, whose listener here cancels the run's task group;
+  instance's control channel (sharded pub/sub: on a Redis Cluster it lives on the node of
+  the instance's keys), whose listener here cancels the run's task group;
 - **approve anywhere**: an answer to a tool call's approval for a run of another instance
   goes over that channel too, and the outcome comes back on a reply list
   (:mod:`streams.cluster.approvals`);
 - the **lease**: a key with a TTL this instance renews. Every instance sweeps for instances
   whose lease has expired and ends their runs with ``run.failed`` (``instance_lost``), in a
-  Lua script that also fences the dead instance out: its event ids are taken, so were it
-  only slow, its next write fails and it stops the run;
+  Lua script over the run's keys only (one slot on a cluster) that also fences the dead
+  instance out: its event ids are taken, so were it only slow, its next write fails and it
+  stops the run;
 - **store health**: the lease renewal doubles as a health check. Redis unreachable for
   ``outage_grace`` seconds makes the instance unavailable (readiness false): its runs end
   with ``run.failed`` (``store_unavailable``), which its readers get from memory; once Redis

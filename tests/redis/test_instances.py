@@ -496,7 +496,7 @@ async def slots_released(store: StoreClient, key: str, when: str) -> None:
 
 
 async def test_streams_dropped_anywhere_on_both_instances_give_every_stream_slot_back(
-    any_redis_url: str,
+    redis_url: str,
 ) -> None:
     rng = random.Random(7)
     # A lease (and so a slot lifetime) far longer than the waits below: a slot that was not
@@ -507,9 +507,9 @@ async def test_streams_dropped_anywhere_on_both_instances_give_every_stream_slot
         "max_streams_per_key": MAX_STREAMS,
         "runs_per_key_per_minute": 100_000,
     }
-    store = store_client(any_redis_url, max_connections=10, timeout=2.0)
+    store = store_client(redis_url, max_connections=10, timeout=2.0)
     try:
-        async with gateway_processes(2, redis_url=any_redis_url, **settings) as gateways:
+        async with gateway_processes(2, redis_url=redis_url, **settings) as gateways:
             a, b = gateways
             async with a.client("k1") as on_a:
                 shared_run = await start(on_a, countdown(3000, 0.01))
