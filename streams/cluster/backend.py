@@ -338,8 +338,10 @@ class ClusterBackend:
                 )
                 pipe.sadd(runs, run.id)
                 running, _ = await pipe.execute()
-                # The run's end (the writer's SREM) may have gone before that SADD: a run
-                # ended in Redis or here must not stay in the instance's runs.
+                # The run's end (the writer's SREM) may have gone before that SADD (on a
+                # cluster the two go to different nodes): a run ended in Redis or here must
+                # not stay in the instance's runs. Its status turns terminal before its
+                # terminal event is appended, so before that SREM: this check sees it.
                 if not running or run.done:
                     await self.redis.srem(runs, run.id)
         except STORE_ERRORS as exc:

@@ -9,11 +9,12 @@ URL                                                    store
 ``rediss+cluster://…``                                  nodes (TLS with ``rediss``)
 =====================================================  ========================================
 
-Both clients have the same bounds: a call waits at most ``timeout`` for a connection and for
-its connect, a socket read at most ``timeout + 3`` s (above the longest blocking read), and a
-dropped connection is retried once at once. One difference stays: a cluster client's pool
-(per node) fails a call past ``max_connections`` (``MaxConnectionsError``, a store error)
-where a single Redis's blocking pool waits ``timeout`` for a free connection.
+Both clients have the same bounds: at most ``max_connections`` calls hold a connection at
+once (on a cluster: per node) and a call waits at most ``timeout`` for its turn and for its
+connect, a socket read at most ``timeout + 3`` s (above the longest blocking read), and a
+dropped connection is retried once at once. redis-py's cluster pool fails a call at once past
+its size (``MaxConnectionsError``: a burst of run starts reaches it) where a single Redis's
+blocking pool waits: :class:`BoundedRedisCluster` makes a cluster's callers wait too.
 
 The control channel is sharded pub/sub on both (``SSUBSCRIBE``, Redis 7+):
 :func:`next_shard_message` reads it whichever client made the subscription.
@@ -21,14 +22,17 @@ The control channel is sharded pub/sub on both (``SSUBSCRIBE``, Redis 7+):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, ClusterPubSub
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,6 +41,7 @@ from redis.exceptions import RedisError
 __all__ = [
     "CLUSTER_SCHEMES",
     "SINGLE_SCHEMES",
+    "BoundedRedisCluster",
     "ClusterURL",
     "StoreClient",
     "close_client",
@@ -135,9 +140,10 @@ def store_client(url: str, *, max_connections: int, timeout: float) -> StoreClie
     }
     if is_cluster_url(url):
         target = parse_cluster_url(url)
-        return aioredis.RedisCluster(
+        return BoundedRedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=max_connections,
+            wait=timeout,
             ssl=target.ssl,
             username=target.username,
             password=target.password,
@@ -150,6 +156,70 @@ def store_client(url: str, *, max_connections: int, timeout: float) -> StoreClie
             url, max_connections=max_connections, timeout=timeout, **bounds
         )
     )
+
+
+# Set while a task holds a turn of a BoundedRedisCluster: redis-py's pipeline runs the
+# commands a redirection failed one by one through the client, inside the pipeline's turn.
+_HOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("holding_turn", default=False)
+
+
+class BoundedRedisCluster(aioredis.RedisCluster):
+    """A cluster client whose commands and pipelines wait (at most ``wait`` seconds, then a
+    ConnectionError, as a single Redis's blocking pool) for one of ``max_connections``
+    turns, instead of failing with ``MaxConnectionsError`` when a node's pool is full. Each
+    turn holds at most one connection per node, so no node's pool overflows; a few are kept
+    for the sharded subscriptions, which take their connections from the same pools."""
+
+    def __init__(self, *, wait: float, max_connections: int = 100, **options: Any) -> None:
+        super().__init__(max_connections=max_connections, **options)
+        self._turns = asyncio.Semaphore(max(1, max_connections - 2))
+        self._wait = wait
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold one of the client's turns (a no-op inside one already held)."""
+        if _HOLDING.get():
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no connection to the cluster free within {self._wait:g}s"
+            ) from None
+        token = _HOLDING.set(True)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self._turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # which refuses it
+        # redis-py's stubs declare an attribute its pipelines set at run time abstract.
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A cluster pipeline that runs in one turn of its client (one connection per node)."""
+
+    def __init__(self, client: BoundedRedisCluster, transaction: bool | None = None) -> None:
+        super().__init__(client, transaction)
+        self._bounded = client
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        async with self._bounded.turn():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 async def ready_client(client: StoreClient) -> None:

@@ -5,6 +5,7 @@ one-key transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,7 +13,13 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.cluster.client import StoreClient, next_shard_message, ready_client, store_client
+from streams.cluster.client import (
+    BoundedRedisCluster,
+    StoreClient,
+    next_shard_message,
+    ready_client,
+    store_client,
+)
 from streams.cluster.keys import Keys
 from tests.redis_server import RedisClusterServers, RedisServer
 
@@ -122,3 +129,42 @@ async def test_a_one_key_transaction_runs_on_both(client: StoreClient) -> None:
     assert await pipe.execute() == [1, True]
     assert 0 < await client.ttl(key) <= 5
     assert await client.lrange(key, 0, -1) == [b"ok"]
+
+
+async def test_a_burst_past_a_cluster_pool_s_size_waits_for_connections(
+    redis_cluster_url: str,
+) -> None:
+    """redis-py's cluster pool fails a call past its size at once (MaxConnectionsError);
+    ours waits for a turn, as a single Redis's blocking pool does."""
+    small = store_client(redis_cluster_url, max_connections=3, timeout=2.0)
+    try:
+        await ready_client(small)
+        keys = [KEYS.run(f"run_{n}") for n in range(60)]
+        await asyncio.gather(*(small.set(key, b"1") for key in keys))
+        pipe = small.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        counts = await asyncio.gather(pipe.execute(), *(small.exists(key) for key in keys))
+    finally:
+        await small.aclose()
+    assert counts[0] == [b"1"] * len(keys)
+    assert counts[1:] == [1] * len(keys)
+
+
+async def test_a_call_that_finds_no_free_turn_in_time_is_a_connection_error(
+    redis_cluster_url: str,
+) -> None:
+    small = store_client(redis_cluster_url, max_connections=3, timeout=0.2)
+    assert isinstance(small, BoundedRedisCluster)
+    try:
+        await ready_client(small)
+        async with small.turn():  # the only one (3 less 2 kept for subscriptions)
+            # Another caller: not in this task's context, which holds the turn.
+            waiting = asyncio.create_task(
+                small.get(KEYS.run("run_1")), context=contextvars.Context()
+            )
+            with pytest.raises(RedisConnectionError, match="no connection to the cluster"):
+                await waiting
+        assert await small.get(KEYS.run("run_1")) is None  # free again
+    finally:
+        await small.aclose()
