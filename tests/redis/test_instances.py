@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import redis.asyncio
 import websockets
 
-from streams.cluster.client import StoreClient, store_client
 from tests.gateway_process import GatewayProcess, api_keys, eventually, gateway_processes
 from tests.redis_server import RedisServer
 from tests.upstream_server import UpstreamServer, ask, route, text_reply
@@ -473,12 +473,12 @@ async def ws_attempt(
     return outcome
 
 
-async def held_slots(store: StoreClient, key: str) -> int:
+async def held_slots(store: redis.asyncio.Redis, key: str) -> int:
     """Every member of the key's stream-slot set, expired or not."""
     return int(await store.zcard(f"gw:quota:{{{key}}}:streams"))
 
 
-async def slots_released(store: StoreClient, key: str, when: str) -> None:
+async def slots_released(store: redis.asyncio.Redis, key: str, when: str) -> None:
     """Wait until no slot of ``key`` is held; else fail naming the slots still there (their
     ids start with the instance that took them)."""
 
@@ -507,7 +507,7 @@ async def test_streams_dropped_anywhere_on_both_instances_give_every_stream_slot
         "max_streams_per_key": MAX_STREAMS,
         "runs_per_key_per_minute": 100_000,
     }
-    store = store_client(redis_url, max_connections=10, timeout=2.0)
+    store = redis.asyncio.from_url(redis_url)
     try:
         async with gateway_processes(2, redis_url=redis_url, **settings) as gateways:
             a, b = gateways
@@ -569,7 +569,7 @@ async def test_readers_on_another_instance_that_hang_up_give_their_stream_slots_
 ) -> None:
     """A reader of a remote run waits in a blocking XREAD; redis-py may swallow the cancel
     of its client leaving (Python 3.11's wait_for). The stream must end all the same."""
-    store = store_client(redis_url, max_connections=10, timeout=2.0)
+    store = redis.asyncio.from_url(redis_url)
     settings = {"lease_ttl": 30, "api_keys": api_keys("k1"), "max_streams_per_key": 100}
     try:
         async with gateway_processes(2, redis_url=redis_url, **settings) as (a, b):
