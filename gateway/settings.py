@@ -26,6 +26,7 @@ from streams.approvals import ApprovalPolicy
 from streams.builtin.demo import DemoModel
 from streams.builtin.tools import builtin_tools
 from streams.cluster.backend import ClusterSettings
+from streams.cluster.client import validate_store_url
 from streams.connection import Connection
 from streams.log import Retention
 from streams.runs.limits import RunLimits
@@ -320,8 +321,10 @@ class Settings(BaseSettings):
     # several instances (Redis)
     redis_url: str | None = Field(
         default=None,
-        description="Share runs with other instances through this Redis (redis://host:port/db): "
-        "event logs, the run registry, cancels, leases and per-key limits. Unset: in memory.",
+        description="Share runs with other instances through this Redis (redis://host:port/db, "
+        "rediss:// for TLS) or Redis Cluster (redis+cluster://host:port,host:port/ seed nodes, "
+        "rediss+cluster:// for TLS): event logs, the run registry, cancels, leases and per-key "
+        "limits. Unset: in memory.",
     )
     instance_id: str | None = Field(
         default=None,
@@ -472,6 +475,12 @@ class Settings(BaseSettings):
         """The configured routes, with their API keys read from ``environ``; a route whose
         key variable is unset raises ``ValueError`` naming it."""
         return [config.to_route(name, environ) for name, config in self.routes.items()]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _store_url(cls, url: str | None) -> str | None:
+        # A ValueError names the accepted schemes (or what is wrong with a cluster's URL).
+        return None if url is None else validate_store_url(url)
 
     @field_validator("api_keys")
     @classmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 from tests.support import SHARED_STORE
 from tests.upstream_server import UpstreamServer
 
@@ -75,6 +75,32 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One real three-master Redis Cluster on 127.0.0.1 shared by the session's tests (use
+    ``redis_cluster_url``)."""
+    executable = require_binary("redis-server", "apt-get install redis-server")
+    cli = require_binary("redis-cli", "apt-get install redis-tools")
+    with RedisClusterServers(executable, cli) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServers) -> str:
+    """The shared cluster's ``redis+cluster://`` URL (two seed nodes), emptied first."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test twice: on a single Redis (``redis_url``) and on a three-master Redis
+    Cluster (``redis_cluster_url``); the test id says which (``[redis]``, ``[cluster]``)."""
+    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
 
 
 @pytest.fixture

@@ -100,7 +100,19 @@ class RedisServer:
         self._port = port
         with contextlib.suppress(FileNotFoundError):
             self.log_path.unlink()
-        options = {
+        command = [self.executable]
+        for name, value in self._options(port).items():
+            command += [f"--{name}", value]
+        # Before it opens its log file, redis-server reports bad options on stderr.
+        with open(self._stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            )
+        self._processes.append(process)
+        self._wait_for_ping(process)
+
+    def _options(self, port: int) -> dict[str, str]:
+        return {
             "port": str(port),
             "bind": "127.0.0.1",
             "protected-mode": "no",
@@ -110,16 +122,6 @@ class RedisServer:
             "logfile": str(self.log_path),
             "daemonize": "no",
         }
-        command = [self.executable]
-        for name, value in options.items():
-            command += [f"--{name}", value]
-        # Before it opens its log file, redis-server reports bad options on stderr.
-        with open(self._stderr_path, "wb") as stderr:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
-            )
-        self._processes.append(process)
-        self._wait_for_ping(process)
 
     def _wait_for_ping(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -215,3 +217,98 @@ class RedisServer:
 
 class _ExitedEarlyError(RuntimeError):
     """redis-server exited before it answered (typically: its port was taken meanwhile)."""
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of ``masters`` masters (no replicas) on 127.0.0.1: one
+    ``redis-server --cluster-enabled yes`` per master on a free port, joined by
+    ``redis-cli --cluster create``, ready once every node says ``cluster_state:ok``.
+
+    ``url`` names two of the nodes as seeds (``redis+cluster://``): the client finds the
+    third from them, as a client of a real cluster would.
+    """
+
+    def __init__(
+        self,
+        executable: str | None = None,
+        cli: str | None = None,
+        masters: int = 3,
+    ) -> None:
+        self.cli = cli or shutil.which("redis-cli") or "redis-cli"
+        self.nodes = [_ClusterNode(executable) for _ in range(masters)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+        return f"redis+cluster://{seeds}/"
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(
+            [self.cli, *create],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=START_TIMEOUT,
+        )
+        self._wait_for_state_ok()
+        return self
+
+    def _wait_for_state_ok(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = list(self.ports)
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not reach cluster_state:ok on {pending}")
+            with redis.Redis(host="127.0.0.1", port=pending[0], socket_timeout=1) as client:
+                info = client.cluster("info")  # parsed by redis-py into a dict
+                if info.get("cluster_state") == "ok" and self._knows_every_node(info):
+                    pending.pop(0)
+                    continue
+            time.sleep(0.02)
+
+    def _knows_every_node(self, info: dict[str, str]) -> bool:
+        return int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+
+    def flushall(self) -> None:
+        """Delete every key on every master."""
+        for node in self.nodes:
+            node.flushall()
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ClusterNode(RedisServer):
+    """A ``redis-server`` that is one node of a cluster (its node table in its directory)."""
+
+    def _options(self, port: int) -> dict[str, str]:
+        return {
+            **super()._options(port),
+            "cluster-enabled": "yes",
+            "cluster-config-file": str(Path(self._dir.name) / "nodes.conf"),
+            "cluster-node-timeout": "2000",
+        }

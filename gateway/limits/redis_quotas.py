@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import logging
 import secrets
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
-import redis.asyncio
 import redis.exceptions
 
 from gateway.limits.quotas import (
@@ -39,6 +39,8 @@ from gateway.limits.quotas import (
     runs_rate_exceeded,
 )
 from streams.cleanup import Cleanups
+from streams.cluster.client import StoreClient, ready_client
+from streams.cluster.keys import Keys
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, StoreUnavailableError
 from streams.statistics import StoreMetric
@@ -197,7 +199,7 @@ class RedisQuotas:
 
     def __init__(
         self,
-        redis: redis.asyncio.Redis,
+        redis: StoreClient,
         *,
         prefix: str,
         runs_per_minute: float,
@@ -214,7 +216,7 @@ class RedisQuotas:
         if slot_ttl <= 0:
             raise ValueError(f"slot_ttl must be positive, not {slot_ttl}")
         self._redis = redis
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
         self._max_streams = max_streams
@@ -266,20 +268,28 @@ class RedisQuotas:
             with contextlib.suppress(GatewayError):
                 await self.renew()
 
+    # An owner's keys share its tag (one slot on a cluster); every script touches one key.
     def _runs_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:runs:{owner_tag(owner)}"
+        return self._keys.quota("runs", owner_tag(owner))
 
     def _streams_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:streams:{owner_tag(owner)}"
+        return self._keys.quota("streams", owner_tag(owner))
 
     def _active_runs_key(self, owner: str | None) -> str:
-        return f"{self._prefix}quota:active_runs:{owner_tag(owner)}"
+        return self._keys.quota("active_runs", owner_tag(owner))
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await one Redis call, bounded by :attr:`call_timeout`, any failure of Redis raised
         as :class:`StoreUnavailableError` (cancellation goes through untouched)."""
         try:
             async with asyncio.timeout(self.call_timeout):
+                try:
+                    # A cluster client's set-up, once (a no-op after): see ready_client.
+                    await ready_client(self._redis)
+                except BaseException:
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()  # never started: no "never awaited" warning
+                    raise
                 result = await awaitable
         except (redis.exceptions.RedisError, OSError) as error:  # TimeoutError is an OSError
             raise StoreUnavailableError(

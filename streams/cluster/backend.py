@@ -9,14 +9,16 @@
 - the **writer** (:class:`~streams.cluster.log.LogWriter`) that puts the events of this
   instance's runs in Redis Streams;
 - **cancel anywhere**: a cancel for a run of another instance is published on that
-  instance's control channel, whose listener here cancels the run's task group;
+  instance's control channel (sharded pub/sub: on a Redis Cluster it lives on the node of
+  the instance's keys), whose listener here cancels the run's task group;
 - **approve anywhere**: an answer to a tool call's approval for a run of another instance
   goes over that channel too, and the outcome comes back on a reply list
   (:mod:`streams.cluster.approvals`);
 - the **lease**: a key with a TTL this instance renews. Every instance sweeps for instances
   whose lease has expired and ends their runs with ``run.failed`` (``instance_lost``), in a
-  Lua script that also fences the dead instance out: its event ids are taken, so were it
-  only slow, its next write fails and it stops the run;
+  Lua script over the run's keys only (one slot on a cluster) that also fences the dead
+  instance out: its event ids are taken, so were it only slow, its next write fails and it
+  stops the run;
 - **store health**: the lease renewal doubles as a health check. Redis unreachable for
   ``outage_grace`` seconds makes the instance unavailable (readiness false): its runs end
   with ``run.failed`` (``store_unavailable``), which its readers get from memory; once Redis
@@ -44,9 +46,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from streams.approvals import ApprovalAnswer
 from streams.cleanup import finish_shielded
@@ -56,6 +55,13 @@ from streams.cluster.approvals import (
     is_reply_token,
     parse_answer,
     raise_for_outcome,
+)
+from streams.cluster.client import (
+    StoreClient,
+    close_client,
+    next_shard_message,
+    ready_client,
+    store_client,
 )
 from streams.cluster.keys import Keys
 from streams.cluster.log import (
@@ -92,24 +98,23 @@ __all__ = [
 
 logger = logging.getLogger("streams.cluster")
 
-# Ends a run of a lost instance, unless its instance came back or the run already ended
-# (ARGV[6] = '1': the instance itself ends a run it no longer runs, lease or not).
-# The event's id is the run's next seq: should the instance only have been slow, its own
-# next write (a smaller or equal id) fails, and it stops the run (LogTakenOverError).
+# Ends a run of a lost instance unless the run already ended: KEYS[1] its hash, KEYS[2] its
+# stream, KEYS[3] its producers (one slot: the run's tag); ARGV: seq, event, snapshot, TTL.
+# The caller checked the instance's lease before, and takes the run out of the instance's
+# runs after (other slots). The event's id is the run's next seq: should the instance only
+# have been slow (or have renewed its lease since the check), its own next write (a smaller
+# or equal id) fails, and it stops the run (LogTakenOverError).
 _FAIL_LOST = """
-if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == false or status == 'completed' or status == 'failed' or status == 'cancelled' then
-  redis.call('SREM', KEYS[3], ARGV[1])
   return 'ended'
 end
-local added = redis.pcall('XADD', KEYS[2], ARGV[2] .. '-0', 'e', ARGV[3])
+local added = redis.pcall('XADD', KEYS[2], ARGV[1] .. '-0', 'e', ARGV[2])
 if type(added) == 'table' and added.err then return 'retry' end
-redis.call('HSET', KEYS[1], 'status', 'failed', 'last_seq', ARGV[2], 'snapshot', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[5], ARGV[5])
-redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'failed', 'last_seq', ARGV[1], 'snapshot', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 'failed'
 """
 
@@ -214,17 +219,21 @@ class ClusterBackend:
         settings: ClusterSettings,
         retention: Retention,
         *,
-        client: aioredis.Redis | None = None,
+        client: StoreClient | None = None,
     ) -> None:
         self.settings = settings
         self.instance = settings.instance
         self.keys = Keys(settings.prefix)
         self.retention = retention
-        self.redis = client or _client(settings, settings.max_connections)
+        self.redis: StoreClient = client or store_client(
+            settings.url, max_connections=settings.max_connections, timeout=settings.timeout
+        )
         # Blocking reads (other instances' runs followed with XREAD) hold a connection while
         # they wait: they get a pool of their own, bounded, so they can never starve the
         # writer and the lease of connections.
-        self.reader_redis = _client(settings, settings.max_blocking_reads)
+        self.reader_redis: StoreClient = store_client(
+            settings.url, max_connections=settings.max_blocking_reads, timeout=settings.timeout
+        )
         self.available = False
         self._manager: RunManager | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -279,12 +288,8 @@ class ClusterBackend:
         with contextlib.suppress(*STORE_ERRORS):
             async with asyncio.timeout(self.settings.timeout):
                 await self.redis.delete(self.keys.lease(self.instance))
-        with contextlib.suppress(*STORE_ERRORS):
-            await self.redis.aclose()
-            await self.redis.connection_pool.disconnect()
-        with contextlib.suppress(*STORE_ERRORS):
-            await self.reader_redis.aclose()
-            await self.reader_redis.connection_pool.disconnect()
+        await close_client(self.redis)
+        await close_client(self.reader_redis)
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -365,7 +370,7 @@ class ClusterBackend:
         message = approval_command(run_id, call_id, answer, token)
         try:
             async with asyncio.timeout(self.settings.timeout):
-                receivers = await self.redis.publish(self.keys.control(run.instance), message)
+                receivers = await self.redis.spublish(self.keys.control(run.instance), message)
                 alive = receivers or await self.redis.exists(self.keys.lease(run.instance))
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
@@ -476,7 +481,7 @@ class ClusterBackend:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.hset(cancels, run_id, reason)
                 pipe.pexpire(cancels, self._cancels_ttl_ms)
-                pipe.publish(self.keys.control(run.instance), message)
+                pipe.spublish(self.keys.control(run.instance), message)
                 *_, receivers = await pipe.execute()
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
@@ -528,7 +533,7 @@ class ClusterBackend:
                 )
                 if not isinstance(run, Run):
                     message = orjson.dumps({"op": "forget", "run_id": run_id})
-                    await self.redis.publish(self.keys.control(run.instance), message)
+                    await self.redis.spublish(self.keys.control(run.instance), message)
         except STORE_ERRORS as exc:
             raise unavailable(exc) from exc
         raise_if_cancelling()
@@ -553,6 +558,9 @@ class ClusterBackend:
         """Renew the lease (which also tells whether Redis answers)."""
         try:
             async with asyncio.timeout(self.settings.timeout):
+                # Before anything else uses them (a no-op once done): see ready_client.
+                await ready_client(self.redis)
+                await ready_client(self.reader_redis)
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(
                     self.keys.lease(self.instance),
@@ -690,28 +698,25 @@ class ClusterBackend:
             snapshot = record["snapshot"]
             snapshot.pop("producers", None)  # they have a key of their own
             snapshot.update(status="failed", ended_at=now, error=error, last_seq=seq)
+            if not own and await self.redis.exists(self.keys.lease(instance)):
+                return  # it came back
             answer = await self._fail_lost(
                 keys=[
                     self.keys.run(run_id),
                     self.keys.events(run_id),
-                    self.keys.instance_runs(instance),
-                    self.keys.lease(instance),
                     self.keys.producers(run_id),
                 ],
-                args=[
-                    run_id,
-                    seq,
-                    event.json,
-                    dumps(snapshot),
-                    max(1, int(self.retention.ttl)),
-                    "1" if own else "0",
-                ],
+                args=[seq, event.json, dumps(snapshot), max(1, int(self.retention.ttl))],
             )
-            if answer != b"retry":
-                if answer == b"failed":
-                    self.lost_runs_failed += 1
-                    logger.warning("run %s of lost instance %s ended as failed", run_id, instance)
-                return
+            if answer == b"retry":
+                continue
+            # Another slot than the run's: after the run's end, so a crash between the two
+            # leaves an ended run in the set, which the next sweep takes out ('ended').
+            await self.redis.srem(self.keys.instance_runs(instance), run_id)
+            if answer == b"failed":
+                self.lost_runs_failed += 1
+                logger.warning("run %s of lost instance %s ended as failed", run_id, instance)
+            return
 
     async def _listen(self) -> None:
         """Take commands for this instance's runs from its control channel."""
@@ -720,15 +725,18 @@ class ClusterBackend:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self.settings.timeout):
-                    await pubsub.subscribe(self.keys.control(self.instance))
+                    # Sharded pub/sub: on a cluster the channel lives on its slot's node
+                    # (with the instance's keys); a failover or a resharding that moves it
+                    # ends this subscription with an error, and the loop subscribes again.
+                    await pubsub.ssubscribe(self.keys.control(self.instance))
                 delay = 0.05
                 # What was published while nobody listened here is gone: take the cancels
                 # recorded meanwhile now (the lease renewal does), not a renewal later.
                 self._check_now.set()
                 while True:
                     async with asyncio.timeout(self.settings.timeout + 1.0):
-                        message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                        message = await next_shard_message(pubsub, timeout=1.0)
+                    if message is not None and message.get("type") == "smessage":
                         await self._command(message["data"])
             except Exception as exc:
                 if not isinstance(exc, STORE_ERRORS):
@@ -896,25 +904,6 @@ def _registry_snapshot(run: Run) -> dict[str, Any]:
     snapshot = run.snapshot(producers=False)
     del snapshot["metadata"]
     return snapshot
-
-
-def _client(settings: ClusterSettings, max_connections: int) -> aioredis.Redis:
-    """A client whose callers wait (bounded) for a free connection rather than fail, as
-    redis-py's default pool does past 100 connections (a burst of stream starts reaches
-    that)."""
-    return aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=max_connections,
-            timeout=settings.timeout,
-            socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
-            socket_connect_timeout=settings.timeout,
-            # One quick retry (a dropped pooled connection), not redis-py's ten with
-            # backoff: an outage must be noticed within the calls' own timeouts.
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=30,
-        )
-    )
 
 
 def _text(value: bytes | str | None) -> str:

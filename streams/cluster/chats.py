@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
-
 from streams.chats import chat_not_found
 from streams.cluster.backend import unavailable
+from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
 from streams.cluster.log import STORE_ERRORS, raise_if_cancelling
 
@@ -43,7 +42,7 @@ class RedisChatDirectory:
     """Chats in Redis under ``keys``' prefix, each kept ``ttl`` seconds after its last use;
     every call bounded by ``timeout`` (a store that does not answer is a 503)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, ttl: float, timeout: float) -> None:
+    def __init__(self, redis: StoreClient, keys: Keys, *, ttl: float, timeout: float) -> None:
         if ttl <= 0:
             raise ValueError("a chat directory needs a positive ttl")
         self._redis = redis

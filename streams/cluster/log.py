@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
 from streams.cluster.scripts import WRITE_EVENTS, WRITE_EVENTS_SHA, write_events_args
 from streams.errors import LogTakenOverError, StoreUnavailableError
@@ -132,7 +132,7 @@ class LogWriter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: StoreClient,
         keys: Keys,
         retention: Retention,
         *,
@@ -370,7 +370,7 @@ class RemoteEventLog(EventLog):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: StoreClient,
         keys: Keys,
         run_id: str,
         *,
@@ -464,6 +464,6 @@ class RemoteEventLog(EventLog):
         )
 
 
-async def close_quietly(redis: aioredis.Redis) -> None:
+async def close_quietly(redis: StoreClient) -> None:
     with contextlib.suppress(*STORE_ERRORS):
         await redis.aclose()

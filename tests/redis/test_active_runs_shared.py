@@ -15,11 +15,11 @@ SLEEPING = agent_spec("sleep 60 seconds", ["sleep"], on_disconnect="continue")
 
 
 async def test_a_key_s_active_runs_are_counted_across_instances_and_freed_by_a_lost_one(
-    redis_url: str,
+    any_redis_url: str,
 ) -> None:
     keys = api_keys("k1", "k2")
     settings = {"lease_ttl": LEASE_TTL, "api_keys": keys, "max_active_runs_per_key": 2}
-    async with gateway_processes(2, redis_url=redis_url, **settings) as (a, b):
+    async with gateway_processes(2, redis_url=any_redis_url, **settings) as (a, b):
         async with a.client("k1") as k1_a, b.client("k1") as k1_b, b.client("k2") as k2_b:
             on_a = await k1_a.post("/v1/runs", json=SLEEPING)
             on_b = await k1_b.post("/v1/runs", json=SLEEPING)

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from streams.cluster.chats import RedisChatDirectory
+from streams.cluster.client import StoreClient, ready_client, store_client
 from streams.cluster.keys import Keys
 from streams.errors import NotFoundError, StoreUnavailableError
 from tests.support import running_gateway
@@ -19,19 +20,21 @@ PREFIX = "chats-test:"
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.from_url(redis_url)
+async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
+    """A client of the shared Redis, then of the shared cluster (the test runs on both)."""
+    redis = store_client(any_redis_url, max_connections=20, timeout=2.0)
+    await ready_client(redis)
     try:
         yield redis
     finally:
         await redis.aclose()
 
 
-def chats_of(redis: aioredis.Redis, ttl: float = 60.0) -> RedisChatDirectory:
+def chats_of(redis: StoreClient, ttl: float = 60.0) -> RedisChatDirectory:
     return RedisChatDirectory(redis, Keys(PREFIX), ttl=ttl, timeout=2.0)
 
 
-async def test_a_chat_names_its_latest_turn_for_every_instance(client: aioredis.Redis) -> None:
+async def test_a_chat_names_its_latest_turn_for_every_instance(client: StoreClient) -> None:
     one, other = chats_of(client), chats_of(client)
     assert await one.get("c", "alice") is None
     await one.set("c", "alice", "run_1")
@@ -42,7 +45,7 @@ async def test_a_chat_names_its_latest_turn_for_every_instance(client: aioredis.
 
 @pytest.mark.parametrize(("holder", "caller"), [("alice", "bob"), ("alice", None), (None, "alice")])
 async def test_another_owners_chat_is_not_found(
-    client: aioredis.Redis, holder: str | None, caller: str | None
+    client: StoreClient, holder: str | None, caller: str | None
 ) -> None:
     chats = chats_of(client)
     await chats.set("c", holder, "run_1")
@@ -53,7 +56,7 @@ async def test_another_owners_chat_is_not_found(
     assert await chats.get("c", holder) == "run_1"
 
 
-async def test_clear_forgets_only_the_turn_it_names(client: aioredis.Redis) -> None:
+async def test_clear_forgets_only_the_turn_it_names(client: StoreClient) -> None:
     chats = chats_of(client)
     await chats.set("c", "alice", "run_1")
     await chats.set("c", "alice", "run_2")
@@ -64,7 +67,7 @@ async def test_clear_forgets_only_the_turn_it_names(client: aioredis.Redis) -> N
     assert await client.exists(f"{PREFIX}chat:c") == 0
 
 
-async def test_every_entry_has_the_ttl_renewed_by_each_use(client: aioredis.Redis) -> None:
+async def test_every_entry_has_the_ttl_renewed_by_each_use(client: StoreClient) -> None:
     chats = chats_of(client, ttl=30.0)
     await chats.set("c", "alice", "run_1")
     key = f"{PREFIX}chat:c"

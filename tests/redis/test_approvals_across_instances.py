@@ -100,9 +100,9 @@ def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 async def test_an_answer_on_another_instance_reaches_readers_on_both_and_a_second_is_a_409(
-    redis_url: str,
+    any_redis_url: str,
 ) -> None:
-    with two_instances(redis_url) as (a, b):
+    with two_instances(any_redis_url) as (a, b):
         async with clients(a, b) as (on_a, on_b):
             run_id = await start(on_a)
             reader_a = asyncio.create_task(read_all(on_a, run_id))
@@ -250,10 +250,10 @@ async def test_a_run_waiting_for_approval_outlives_its_readers_leaving_on_either
     assert types(events)[-1] == "run.completed"
 
 
-async def test_an_answer_for_a_run_whose_instance_is_gone_is_a_404(redis_url: str) -> None:
-    with running_gateway(redis_url=redis_url, instance_id="b") as b:
+async def test_an_answer_for_a_run_whose_instance_is_gone_is_a_404(any_redis_url: str) -> None:
+    with running_gateway(redis_url=any_redis_url, instance_id="b") as b:
         async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b:
-            with running_gateway(redis_url=redis_url, instance_id="a") as a:
+            with running_gateway(redis_url=any_redis_url, instance_id="a") as a:
                 async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as on_a:
                     run_id = await start(on_a)
                     call_id = (await waiting_call(on_b, run_id))["call_id"]

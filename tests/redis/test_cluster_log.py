@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from streams.cluster.client import StoreClient, ready_client, store_client
 from streams.cluster.keys import Keys
 from streams.cluster.log import LogWriter, RemoteEventLog, StoredEventLog
 from streams.errors import StoreUnavailableError
@@ -23,7 +24,7 @@ KEYS = Keys("test:")
 class Owner:
     """One instance's writer, with what it was told."""
 
-    def __init__(self, client: aioredis.Redis, retention: Retention, **options: int) -> None:
+    def __init__(self, client: StoreClient, retention: Retention, **options: int) -> None:
         self.taken_over: list[str] = []
         self.errors: list[BaseException] = []
         self.writer = LogWriter(
@@ -41,8 +42,10 @@ class Owner:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.from_url(redis_url)
+async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
+    """A client of the shared Redis, then of the shared cluster (the test runs on both)."""
+    redis = store_client(any_redis_url, max_connections=20, timeout=2.0)
+    await ready_client(redis)
     try:
         yield redis
     finally:
@@ -50,7 +53,7 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def owner(client: aioredis.Redis) -> AsyncIterator[Owner]:
+async def owner(client: StoreClient) -> AsyncIterator[Owner]:
     owner = Owner(client, Retention(max_events=10_000, ttl=60))
     async with asyncio.TaskGroup() as tasks:
         writer = tasks.create_task(owner.writer.run())
@@ -58,12 +61,12 @@ async def owner(client: aioredis.Redis) -> AsyncIterator[Owner]:
         writer.cancel()
 
 
-def remote(client: aioredis.Redis, run_id: str = "run_1") -> RemoteEventLog:
+def remote(client: StoreClient, run_id: str = "run_1") -> RemoteEventLog:
     return RemoteEventLog(client, KEYS, run_id, last_seq=0, closed=False, block=0.2)
 
 
 async def test_an_event_is_visible_once_redis_has_it_with_its_seq_as_the_entry_id(
-    owner: Owner, client: aioredis.Redis
+    owner: Owner, client: StoreClient
 ) -> None:
     log = owner.log()
     event = await log.append(EventType.RUN_STARTED, None, {"kind": "agent"})
@@ -94,7 +97,7 @@ async def test_events_of_many_runs_share_round_trips(owner: Owner) -> None:
 
 
 async def test_a_remote_reader_gets_the_same_bytes_from_its_cursor(
-    owner: Owner, client: aioredis.Redis
+    owner: Owner, client: StoreClient
 ) -> None:
     log = owner.log()
     written = [
@@ -109,9 +112,7 @@ async def test_a_remote_reader_gets_the_same_bytes_from_its_cursor(
     assert batch.gap is None and not batch.closed
 
 
-async def test_a_remote_reader_waits_for_the_next_event(
-    owner: Owner, client: aioredis.Redis
-) -> None:
+async def test_a_remote_reader_waits_for_the_next_event(owner: Owner, client: StoreClient) -> None:
     log = owner.log()
     await log.append(EventType.RUN_STARTED, None, {})
     await log.settled()
@@ -125,7 +126,7 @@ async def test_a_remote_reader_waits_for_the_next_event(
 
 
 async def test_a_remote_read_with_nothing_new_returns_empty_after_its_timeout(
-    owner: Owner, client: aioredis.Redis
+    owner: Owner, client: StoreClient
 ) -> None:
     log = owner.log()
     await log.append(EventType.RUN_STARTED, None, {})
@@ -135,7 +136,7 @@ async def test_a_remote_read_with_nothing_new_returns_empty_after_its_timeout(
 
 
 async def test_the_terminal_event_closes_the_remote_log_and_sets_the_ttl(
-    owner: Owner, client: aioredis.Redis
+    owner: Owner, client: StoreClient
 ) -> None:
     log = owner.log()
     await log.append(EventType.RUN_STARTED, None, {})
@@ -148,7 +149,7 @@ async def test_the_terminal_event_closes_the_remote_log_and_sets_the_ttl(
     assert 0 < await client.ttl(KEYS.run("run_1")) <= 60
 
 
-async def test_a_cursor_older_than_the_retained_entries_gets_a_gap(client: aioredis.Redis) -> None:
+async def test_a_cursor_older_than_the_retained_entries_gets_a_gap(client: StoreClient) -> None:
     owner = Owner(client, Retention(max_events=100, ttl=60))
     async with asyncio.TaskGroup() as tasks:
         writer = tasks.create_task(owner.writer.run())
@@ -165,7 +166,7 @@ async def test_a_cursor_older_than_the_retained_entries_gets_a_gap(client: aiore
 
 
 async def test_a_log_ended_by_another_instance_stops_taking_writes(
-    owner: Owner, client: aioredis.Redis
+    owner: Owner, client: StoreClient
 ) -> None:
     log = owner.log()
     await log.append(EventType.RUN_STARTED, None, {})
@@ -198,7 +199,7 @@ async def test_appends_wait_while_the_writer_is_behind(own_redis: RedisServer) -
         await client.aclose()
 
 
-async def test_going_offline_shows_every_held_event(client: aioredis.Redis) -> None:
+async def test_going_offline_shows_every_held_event(client: StoreClient) -> None:
     owner = Owner(client, Retention())
     log = owner.log()  # no writer task: events stay pending
     log.append_nowait(EventType.RUN_STARTED, None, {})

@@ -1,4 +1,5 @@
-"""Two real gateway processes (``python -m gateway``) sharing one real Redis: a run started on
+"""Two real gateway processes (``python -m gateway``) sharing one real Redis (and, for the
+tests taking ``any_redis_url``, a three-master Redis Cluster too): a run started on
 one instance is read, resumed, inspected and cancelled on the other; an instance killed
 mid-run has its runs failed by the other; no stream slot leaks across instances; and both
 instances go unavailable with Redis and come back with it."""
@@ -185,9 +186,9 @@ def contiguous(events: list[dict[str, Any]], first: int) -> bool:
 
 
 async def test_a_run_read_in_part_on_one_instance_resumes_on_another_with_exactly_the_rest(
-    redis_url: str,
+    any_redis_url: str,
 ) -> None:
-    async with gateway_processes(2, redis_url=redis_url, lease_ttl=LEASE_TTL) as (a, b):
+    async with gateway_processes(2, redis_url=any_redis_url, lease_ttl=LEASE_TTL) as (a, b):
         async with a.client() as on_a, b.client() as on_b:
             run_id = await start(on_a, countdown(80, 0.02))
             first = await read_events(on_a, run_id, until_seq=10)
@@ -269,11 +270,11 @@ async def test_a_run_on_one_instance_is_seen_on_the_other_while_it_runs_and_once
 
 
 async def test_a_cancel_on_another_instance_stops_the_run_and_closes_its_upstream_request(
-    redis_url: str, upstream: UpstreamServer
+    any_redis_url: str, upstream: UpstreamServer
 ) -> None:
     upstream.script(text_reply(*(["tok "] * 400), pause=0.02))  # about 8 s of tokens
     async with gateway_processes(
-        2, redis_url=redis_url, lease_ttl=LEASE_TTL, routes={"up": route(upstream)}
+        2, redis_url=any_redis_url, lease_ttl=LEASE_TTL, routes={"up": route(upstream)}
     ) as (a, b):
         async with a.client() as on_a, b.client() as on_b:
             run_id = await start(on_a, ask())  # a JSON start: the run goes on without readers
@@ -364,9 +365,9 @@ async def test_a_cancel_whose_control_message_is_lost_still_stops_the_run(
 
 
 async def test_a_killed_instance_s_run_fails_as_instance_lost_for_its_reader_on_another(
-    redis_url: str,
+    any_redis_url: str,
 ) -> None:
-    async with gateway_processes(2, redis_url=redis_url, lease_ttl=LEASE_TTL) as (a, b):
+    async with gateway_processes(2, redis_url=any_redis_url, lease_ttl=LEASE_TTL) as (a, b):
         async with a.client() as on_a, b.client() as on_b:
             run_id = await start(on_a, countdown(1000, 0.02))
             reader = Reader(on_b, run_id).start()
@@ -526,7 +527,7 @@ async def ws_attempt(
 
 async def held_slots(store: redis.asyncio.Redis, key: str) -> int:
     """Every member of the key's stream-slot set, expired or not."""
-    return int(await store.zcard(f"gw:quota:streams:{key}"))
+    return int(await store.zcard(f"gw:quota:{{{key}}}:streams"))
 
 
 async def slots_released(store: redis.asyncio.Redis, key: str, when: str) -> None:
@@ -539,7 +540,7 @@ async def slots_released(store: redis.asyncio.Redis, key: str, when: str) -> Non
     try:
         await eventually(released, timeout=SLOT_RELEASE_TIMEOUT, what="the slots released")
     except AssertionError:
-        left = await store.zrange(f"gw:quota:streams:{key}", 0, -1)
+        left = await store.zrange(f"gw:quota:{{{key}}}:streams", 0, -1)
         raise AssertionError(
             f"{len(left)} stream slot(s) of {key!r} still held {SLOT_RELEASE_TIMEOUT:g}s "
             f"{when}, with no client connected: {[m.decode() for m in left]}"

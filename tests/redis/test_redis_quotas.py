@@ -1,5 +1,6 @@
 """Per-key quotas shared through Redis (``gateway/redis_quotas.py``): two ``RedisQuotas``
-with different instance ids on one real Redis stand for two gateway instances."""
+with different instance ids on one real Redis stand for two gateway instances; each test
+runs on a single Redis and on a three-master Redis Cluster (``any_redis_url``)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.limits.redis_quotas import RedisQuotas
+from streams.cluster.client import StoreClient, store_client
 from streams.errors import LimitExceededError, RateLimitedError, StoreUnavailableError
 from tests.redis_server import RedisServer
 
 PREFIX = "test:"
 
-Connect = Callable[[str], redis.asyncio.Redis]
+Connect = Callable[[str], StoreClient]
 Instance = Callable[..., RedisQuotas]
 
 
@@ -41,10 +43,10 @@ class FakeClock:
 async def connect() -> AsyncIterator[Connect]:
     """Makes Redis clients (one per instance, as separate processes would have), closed after
     the test."""
-    clients: list[redis.asyncio.Redis] = []
+    clients: list[StoreClient] = []
 
-    def make(url: str) -> redis.asyncio.Redis:
-        client = redis.asyncio.from_url(url)
+    def make(url: str) -> StoreClient:
+        client = store_client(url, max_connections=20, timeout=2.0)
         clients.append(client)
         return client
 
@@ -54,7 +56,7 @@ async def connect() -> AsyncIterator[Connect]:
 
 
 @pytest.fixture
-def instance(connect: Connect, redis_url: str) -> Instance:
+def instance(connect: Connect, any_redis_url: str) -> Instance:
     """Makes one gateway instance's quotas on the test's Redis."""
 
     def make(
@@ -67,7 +69,7 @@ def instance(connect: Connect, redis_url: str) -> Instance:
         clock: Callable[[], float] = time.time,
     ) -> RedisQuotas:
         return RedisQuotas(
-            connect(redis_url),
+            connect(any_redis_url),
             prefix=PREFIX,
             runs_per_minute=runs_per_minute,
             max_streams=max_streams,
@@ -78,6 +80,16 @@ def instance(connect: Connect, redis_url: str) -> Instance:
         )
 
     return make
+
+
+async def every_key(client: StoreClient) -> set[bytes]:
+    """Every key in the store: on a cluster, of every master."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.initialize()
+        found = await client.keys("*", target_nodes=redis.asyncio.RedisCluster.PRIMARIES)
+    else:
+        found = await client.keys("*")
+    return set(found)
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
@@ -191,23 +203,27 @@ async def test_each_owner_has_its_own_bucket(
 
 
 async def test_quota_keys_are_named_by_prefix_and_owner(
-    instance: Instance, connect: Connect, redis_url: str
+    instance: Instance, connect: Connect, any_redis_url: str
 ) -> None:
     a = instance("a")
     await a.start_run("alice")
     await a.start_run(None)
     async with a.stream("alice"):
-        keys = set(await connect(redis_url).keys("*"))
-    assert keys == {b"test:quota:runs:alice", b"test:quota:runs:-", b"test:quota:streams:alice"}
+        keys = await every_key(connect(any_redis_url))
+    assert keys == {
+        b"test:quota:{alice}:runs",
+        b"test:quota:{-}:runs",
+        b"test:quota:{alice}:streams",
+    }
 
 
 async def test_an_idle_bucket_key_expires_once_it_would_be_full(
-    instance: Instance, connect: Connect, redis_url: str
+    instance: Instance, connect: Connect, any_redis_url: str
 ) -> None:
     a = instance("a", runs_per_minute=60)
     await a.start_run("alice")
     # one token short of 60 at 1 per second: full again after 1 s, plus the skew margin
-    ttl = await connect(redis_url).pttl("test:quota:runs:alice")
+    ttl = await connect(any_redis_url).pttl("test:quota:{alice}:runs")
     assert 1000 < ttl <= 2000
 
 

@@ -319,3 +319,40 @@ def test_an_approval_setting_that_cannot_work_is_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://cache.example:6380/1",
+        "unix:///run/redis.sock",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/",
+        "rediss+cluster://user:secret@10.0.0.1:7000/",
+    ],
+)
+def test_a_redis_url_may_name_a_single_redis_or_a_cluster(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://127.0.0.1:6379",
+            "Value error, a Redis URL starts with one of redis://, rediss://, unix://, "
+            "redis+cluster://, rediss+cluster://, not 'http://127.0.0.1:6379'",
+        ),
+        (
+            "redis+cluster://a:7000/2",
+            "Value error, a Redis Cluster has only database 0, not '2': 'redis+cluster://a:7000/2'",
+        ),
+    ],
+)
+def test_a_redis_url_of_another_scheme_is_refused_naming_the_accepted_ones(
+    url: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(redis_url=url)
+    (error,) = raised.value.errors()
+    assert (error["loc"], error["msg"]) == (("redis_url",), message)
