@@ -485,7 +485,10 @@ class RedisQuotas:
         # know (it restarted) would fail the call, while this small text costs little.
         pipe = self._redis.pipeline(transaction=False)
         for key, slots in by_key.items():
-            pipe.eval(RENEW_SLOTS, 1, key, now, now + self._slot_ttl, SKEW_MARGIN_MS, *slots)
+            # execute_command: redis-py's cluster pipeline refuses pipe.eval (not the command).
+            pipe.execute_command(
+                "EVAL", RENEW_SLOTS, 1, key, now, now + self._slot_ttl, SKEW_MARGIN_MS, *slots
+            )
         renewed: list[Any] = await self._call(pipe.execute())
         lost = sum(len(slots) for slots in by_key.values()) - sum(int(n) for n in renewed)
         if lost > 0:

@@ -311,7 +311,10 @@ class LogWriter:
             args = write_events_args(events, fields, encoded, maxlen, ttl if terminal else 0)
             # Every key of the script is the run's (one hash tag): one slot on a cluster.
             keys_ = (keys.events(run_id), keys.run(run_id), keys.producers(run_id))
-            pipe.evalsha(WRITE_EVENTS_SHA, 3, *keys_, *args)
+            # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses its
+            # script methods (for NOSCRIPT, which _write handles), not the command itself,
+            # which it routes by the keys as any other.
+            pipe.execute_command("EVALSHA", WRITE_EVENTS_SHA, 3, *keys_, *args)
             plan.append((log, commands))
             commands += 1
             if terminal:

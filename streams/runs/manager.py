@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from streams.errors import (
     LimitExceededError,
     NotFoundError,
     RunBusyError,
+    RunFinishedError,
     ShuttingDownError,
 )
 from streams.events import EventType
@@ -120,7 +122,9 @@ class RunManager:
         """Take no new runs and cancel every active one with ``reason``."""
         self._closing = True
         for run_id in list(self._active):
-            self._runs[run_id].cancel(reason)
+            # A run whose end is being written (it is done, not yet retired) is left to it.
+            with contextlib.suppress(RunFinishedError):
+                self._runs[run_id].cancel(reason)
 
     async def drain(self, timeout: float, reason: str = "shutdown") -> None:
         """Take no new runs; give the active ones ``timeout`` seconds to finish, then cancel
