@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import openai
 
-from tests.gateway_process import GatewayProcess, gateway_processes
+from tests.gateway_process import GatewayProcess, eventually, gateway_processes
 
 LEASE_TTL = 1.5
 GATEWAY_TOOLS = {"type": "mcp", "server_label": "gateway", "server_url": "gateway:"}
@@ -48,7 +48,14 @@ async def test_a_background_response_is_cancelled_and_deleted_from_another_insta
             assert (await on_b.responses.retrieve(started.id)).status in ("queued", "in_progress")
             cancelled = await on_b.responses.cancel(started.id)
             assert cancelled.status == "cancelled"
-            assert (await on_a.responses.retrieve(started.id)).status == "cancelled"
+
+            async def cancelled_on_a() -> bool:
+                # B saw the end in Redis; A shows it once its own write's reply is in (the
+                # owner never shows an event before Redis has it, so it may be a moment
+                # behind a reader elsewhere).
+                return (await on_a.responses.retrieve(started.id)).status == "cancelled"
+
+            await eventually(cancelled_on_a, timeout=5, interval=0.01, what="cancelled on A")
             await on_b.responses.delete(started.id)
             for instance in (on_a, on_b):
                 try:
