@@ -185,7 +185,9 @@ async def test_a_websocket_on_the_other_worker_subscribes_to_a_running_run(
     redis_url: str,
 ) -> None:
     async with gateway_processes(1, redis_url=redis_url, workers=WORKERS) as (gateway,):
-        async with one_client_per_worker(gateway, ("a-w1",)) as clients:
+        # Both workers serving first: a worker still starting takes connections it answers
+        # only once it is up.
+        async with one_client_per_worker(gateway) as clients:
             run_id = await start_run(clients["a-w1"], countdown(4000, 0.005))
             # Sessions until one has been served by worker 2 (the kernel picks; sessions
             # opened at once spread better than one after another): each subscribes from
@@ -193,7 +195,9 @@ async def test_a_websocket_on_the_other_worker_subscribes_to_a_running_run(
             received: list[list[int]] = []
 
             async def session() -> None:
-                async with websockets.connect(gateway.ws_url) as ws:
+                # max_queue=None: a client that stops reading must still read the close
+                # (websockets pauses reading once its queue is full, close frame and all).
+                async with websockets.connect(gateway.ws_url, max_queue=None) as ws:
                     await ws.send(json.dumps({"type": "subscribe", "id": 1, "run_id": run_id}))
                     seqs: list[int] = []
                     while len(seqs) < 5:
