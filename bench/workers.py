@@ -59,7 +59,10 @@ def start_workers(upstream: Proc, redis_url: str, workers: int) -> Proc:
     answers ``/readyz`` (new connections until each worker has taken one)."""
     port = procs.free_port()
     env = procs.gateway_env(upstream, port, REDIS_URL=redis_url, WORKERS=workers)
-    proc = Proc(f"gateway-w{workers}", ["-m", "gateway"], env, port)
+    # Every CPU: a child inherits the bench's own affinity (the load generator's CPUs once
+    # procs.pin_cpus has run), which would put both workers on the load's CPU.
+    every = (procs.SERVER_CPUS or set()) | (procs.LOAD_CPUS or set())
+    proc = Proc(f"gateway-w{workers}", ["-m", "gateway"], env, port, every or None)
     seen: set[int] = set()
     deadline = time.monotonic() + READY_TIMEOUT
     while len(seen) < workers:
