@@ -138,7 +138,7 @@ def test_the_workers_rows_put_one_worker_beside_two_on_redis(tmp_path: Path) -> 
     shares = [v for m, v in figures.items() if m.startswith("streams_share_w2_worker_")]
     assert shares and sum(shares) == pytest.approx(1.0)
     for n in (1, 2):
-        for name in ("gateway", "upstream", "load", "redis"):
+        for name in ("gateway", "upstream", "load", "redis", "machine"):
             assert math.isfinite(figures[f"busy_cpus_w{n}_{name}"]), (n, name)
     assert document["workers_limit"].startswith("workers: the gateway's processes kept ")
     assert "| metric | 1 worker | 2 workers |" in done.stdout

@@ -42,7 +42,7 @@ def _figures(gateway: float, rest: float, cost_w2: float = 10.0) -> dict[str, fl
             _figures(1.2, 0.8, 12.5),
             "workers: the gateway's processes kept 1.20 CPUs busy with 2 workers; the upstream,"
             " load generator and Redis 0.80 (together 2.00 of 2): every CPU was busy, so the"
-            " second worker got only what the load side left (1.20 CPUs for the gateway at"
+            " second worker got only what the rest left (1.20 CPUs for the gateway at"
             " most); a chunk cost the gateway 1.25x the CPU with 2 workers",
         ),
         (
@@ -50,6 +50,14 @@ def _figures(gateway: float, rest: float, cost_w2: float = 10.0) -> dict[str, fl
             "workers: the gateway's processes kept 1.00 CPUs busy with 2 workers; the upstream,"
             " load generator and Redis 0.40 (together 1.40 of 2): 0.60 CPUs stayed idle, so the"
             " CPUs are not the limit; a chunk cost the gateway 1.00x the CPU with 2 workers",
+        ),
+        (
+            {**_figures(0.9, 0.2), "busy_cpus_w2_machine": 1.9},
+            "workers: the gateway's processes kept 0.90 CPUs busy with 2 workers; the upstream,"
+            " load generator and Redis 0.20; other processes on the machine 0.80 (together 1.90"
+            " of 2): every CPU was busy, so the second worker got only what the rest left (1.00"
+            " CPUs for the gateway at most); a chunk cost the gateway 1.00x the CPU with 2"
+            " workers",
         ),
         ({"cpus": 2.0}, ""),
     ],
