@@ -4,8 +4,11 @@ Starts the upstream, the floor relay and the gateway, each in its own process on
 runs every scenario against them (floor and gateway interleaved, each repeat in the other
 order), and prints medians over the repeats, the ratios gateway / floor (the median of the
 ratios of floor and gateway runs made back to back) and the targets. The scenario ``redis``
-runs the latency and throughput scenarios on the gateway in memory and on Redis (a
-redis-server of the bench's own), back to back, and counts the round trips Redis served.
+runs the latency and throughput scenarios on the gateway in memory, on Redis (a
+redis-server of the bench's own) and on Redis Cluster (three masters of its own), back to
+back, and counts the round trips each store served. The scenario ``workers`` puts
+``gateway --workers 1`` and ``--workers 2`` on a redis-server and says how far the second
+worker scales the chat throughput, and what limits it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 
 from . import procs
 from . import scenarios as s
+from . import workers as w
 from .procs import Proc, raise_fd_limit, start_floor, start_gateway, start_upstream
-from .redis import RedisProc, start_redis
+from .redis import Store, start_redis, start_redis_cluster
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Sizes:
     # plain failover waits out the primary's first-token timeout (0.5 s) each time.
     failover_requests: int = 8
     failover_concurrency: int = 8
+    # The workers scenario: chunks per round at workers_streams streams, interleaved rounds.
+    workers_streams: int = w.STREAMS
+    # 50,000 chunks: rounds of seconds, so that opening the 100 runs is not most of one.
+    workers_chunks: int = 50_000
+    workers_rounds: int = 3
 
 
 QUICK = Sizes(
@@ -65,6 +74,9 @@ QUICK = Sizes(
     ws_chunks=50,
     failover_requests=3,
     failover_concurrency=3,
+    workers_streams=10,
+    workers_chunks=400,
+    workers_rounds=1,
 )
 
 SCENARIOS = (
@@ -79,12 +91,13 @@ SCENARIOS = (
     "ai_sdk",
     "failover",
     "redis",
+    "workers",
 )
 
 # The gateway on each shared store, against the gateway in memory (the target "gateway" of
 # the scenario "redis"): the store's target name and what the gateway is started with. A
 # store is one more entry (its server started by :func:`_start_stores`).
-STORES = ("gateway_redis",)
+STORES = ("gateway_redis", "gateway_cluster")
 # Runs and chunks the round-trip counts are taken over (each store, once, after the repeats).
 COUNT_RUNS = 50
 COUNT_CHUNKS = 1000
@@ -127,7 +140,7 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
     floor = start_floor(upstream)
     gateway = start_gateway(upstream)
     ports = {"direct": upstream.port, "floor": floor.port, "gateway": gateway.port}
-    stores: dict[str, tuple[Proc, RedisProc]] = {}
+    stores: dict[str, tuple[Proc, Store]] = {}
     try:
         if "redis" in only:
             stores = _start_stores(upstream)
@@ -201,6 +214,8 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
                         log(f"  held {kind} {target}: {values}")
         for target, (proc, server) in stores.items():
             await _round_trips(results, target, proc, server)
+        if "workers" in only:
+            await _workers(results, upstream, sizes, log)
     finally:
         for proc, server in stores.values():
             proc.stop()
@@ -210,15 +225,28 @@ async def run_all(sizes: Sizes, only: set[str], log: Any) -> Results:
     return results
 
 
-def _start_stores(upstream: Proc) -> dict[str, tuple[Proc, RedisProc]]:
+def _start_stores(upstream: Proc) -> dict[str, tuple[Proc, Store]]:
     """Each store of :data:`STORES` with the gateway on it (a redis-server of the bench's
-    own, pinned with the upstream and the load generator)."""
-    server = start_redis()
+    own and a three-master Redis Cluster of its own, every node pinned with the upstream
+    and the load generator)."""
+    stores: dict[str, tuple[Proc, Store]] = {}
     try:
-        return {"gateway_redis": (start_gateway(upstream, redis_url=server.url), server)}
+        for target, start in (
+            ("gateway_redis", start_redis),
+            ("gateway_cluster", start_redis_cluster),
+        ):
+            server: Store = start()
+            try:
+                stores[target] = (start_gateway(upstream, redis_url=server.url), server)
+            except BaseException:
+                server.stop()
+                raise
     except BaseException:
-        server.stop()
+        for proc, started in stores.values():
+            proc.stop()
+            started.stop()
         raise
+    return stores
 
 
 def _store_order(index: int) -> tuple[str, ...]:
@@ -231,7 +259,7 @@ def _store_order(index: int) -> tuple[str, ...]:
 async def _stores(
     results: Results,
     gateway: Proc,
-    stores: dict[str, tuple[Proc, RedisProc]],
+    stores: dict[str, tuple[Proc, Store]],
     sizes: Sizes,
     repeat: int,
 ) -> None:
@@ -258,7 +286,7 @@ async def _stores(
                 _put(results, "redis", target, values)
 
 
-async def _round_trips(results: Results, target: str, gateway: Proc, server: RedisProc) -> None:
+async def _round_trips(results: Results, target: str, gateway: Proc, server: Store) -> None:
     """What the gateway on ``server`` asks of it, counted on the server: per run (1-chunk
     chat completions, :data:`COUNT_RUNS` of them one after another) and per chunk (one run
     of :data:`COUNT_CHUNKS` chunks, less the cost of a run), by command and in round trips
@@ -281,6 +309,115 @@ async def _round_trips(results: Results, target: str, gateway: Proc, server: Red
             one_run.commands.get(name, 0), per_run.commands.get(name, 0)
         )
     _put(results, "redis_round_trips", target, values)
+
+
+async def _workers(results: Results, upstream: Proc, sizes: Sizes, log: Any) -> None:
+    """``gateway --workers 1`` and ``--workers 2`` on a redis-server of their own
+    (:func:`bench.workers.one_vs_two`), its figures under the scenario ``workers``."""
+    server = start_redis()
+    try:
+        log(f"workers: 1 vs 2 on {server.url}")
+        numbers = await w.one_vs_two(
+            upstream,
+            server.url,
+            redis_pid=server.popen.pid,
+            streams=sizes.workers_streams,
+            chunks=sizes.workers_chunks,
+            rounds=sizes.workers_rounds,
+        )
+    finally:
+        server.stop()
+    _put(results, "workers", "gateway", flat_workers(numbers))
+
+
+def flat_workers(numbers: dict[str, Any]) -> dict[str, float]:
+    """:func:`bench.workers.one_vs_two`'s figures, one number each (the stream split as
+    ``streams_share_w2_worker_K``)."""
+    flat: dict[str, float] = {}
+    for name, value in numbers.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}_{k}": float(v) for k, v in sorted(value.items())})
+        else:
+            flat[name] = float(value)
+    return flat
+
+
+def _workers_figures(results: Results) -> dict[str, float]:
+    return {
+        m: v
+        for (sc, m), row in results.items()
+        if sc == "workers"
+        if (v := _median(row.get("gateway"))) is not None
+    }
+
+
+def workers_table(results: Results) -> str:
+    """1 vs 2 workers: chunks per second, the scaling factor, the stream split, and the
+    CPUs kept busy (CPU seconds / wall seconds) by each process during each one's rounds."""
+    figures = _workers_figures(results)
+    if not figures:
+        return ""
+    streams = next(m for m in figures if m.startswith("scaling_x")).removeprefix("scaling_x")
+    lines = ["| metric | 1 worker | 2 workers |", "|---|---:|---:|"]
+    lines.append(
+        f"| chat_chunks_per_s_x{streams} | "
+        f"{_fmt(figures.get(f'chat_chunks_per_s_x{streams}_w1'))} | "
+        f"{_fmt(figures.get(f'chat_chunks_per_s_x{streams}_w2'))} |"
+    )
+    lines.append(f"| scaling (2 workers / 1) | | {_fmt(figures.get(f'scaling_x{streams}'))} |")
+    shares = sorted(m for m in figures if m.startswith("streams_share_w2_"))
+    split = " / ".join(f"{figures[m] * 100:.0f} %" for m in shares)
+    lines.append(f"| streams per worker | 100 % | {split or '-'} |")
+    for name in (*WORKER_PROCESSES, "machine"):
+        one, two = figures.get(f"busy_cpus_w1_{name}"), figures.get(f"busy_cpus_w2_{name}")
+        if one is not None or two is not None:
+            label = "the whole machine" if name == "machine" else name
+            lines.append(f"| busy CPUs: {label} | {_fmt(one)} | {_fmt(two)} |")
+    lines.append(
+        f"| gateway CPU per chunk (us) | {_fmt(figures.get('gateway_cpu_us_per_chunk_w1'))} | "
+        f"{_fmt(figures.get('gateway_cpu_us_per_chunk_w2'))} |"
+    )
+    return "\n".join(lines)
+
+
+# The processes the workers scenario measures, in the order its table lists them.
+WORKER_PROCESSES = ("gateway", "upstream", "load", "redis")
+
+
+def workers_limit(figures: dict[str, float]) -> str:
+    """One sentence, from the measured busy CPUs, on what limits the scaling with 2 workers:
+    the gateway's share of the machine's CPUs against the rest's (upstream, load generator,
+    Redis), and whether a chunk cost the gateway more CPU with two workers than with one."""
+    if "busy_cpus_w2_gateway" not in figures:
+        return ""
+    cpus = figures.get("cpus") or float(os.cpu_count() or 1)
+    gateway = figures["busy_cpus_w2_gateway"]
+    rest = sum(figures.get(f"busy_cpus_w2_{n}", 0.0) for n in WORKER_PROCESSES[1:])
+    ours = gateway + rest
+    # What the machine spent beyond the bench's own processes: other work on the machine.
+    others = max(0.0, figures.get("busy_cpus_w2_machine", ours) - ours)
+    busy = ours + others
+    sentence = (
+        f"workers: the gateway's processes kept {gateway:.2f} CPUs busy with 2 workers; "
+        f"the upstream, load generator and Redis {rest:.2f}"
+    )
+    if "busy_cpus_w2_machine" in figures:
+        sentence += f"; other processes on the machine {others:.2f}"
+    sentence += f" (together {busy:.2f} of {cpus:.0f})"
+    if busy >= 0.9 * cpus:
+        sentence += (
+            f": every CPU was busy, so the second worker got only what the rest left "
+            f"({max(0.0, cpus - rest - others):.2f} CPUs for the gateway at most)"
+        )
+    else:
+        sentence += f": {cpus - busy:.2f} CPUs stayed idle, so the CPUs are not the limit"
+    one, two = (
+        figures.get("gateway_cpu_us_per_chunk_w1"),
+        figures.get("gateway_cpu_us_per_chunk_w2"),
+    )
+    if one and two:
+        sentence += f"; a chunk cost the gateway {two / one:.2f}x the CPU with 2 workers"
+    return sentence
 
 
 def _per_chunk(one_run: int, runs: int) -> float:
@@ -513,9 +650,13 @@ def _fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+# The scenarios printed in tables of their own, not in :func:`table`.
+OWN_TABLES = ("redis", "workers")
+
+
 def table(results: Results) -> str:
     """Medians per target, and the paired ratio gateway / floor."""
-    if all(scenario.startswith("redis") for scenario, _ in results):
+    if all(scenario.startswith(OWN_TABLES) for scenario, _ in results):
         return ""
     lines = [
         "| scenario | metric | direct | floor | gateway | gateway/floor |",
@@ -523,8 +664,8 @@ def table(results: Results) -> str:
     ]
     paired = ratios(results)
     for (scenario, metric), row in results.items():
-        if scenario.startswith("redis"):
-            continue  # their own tables (stores_table, counts_table)
+        if scenario.startswith(OWN_TABLES):
+            continue  # their own tables (stores_table, counts_table, workers_table)
         cells = [_fmt(_median(row.get(t))) for t in ("direct", "floor", "gateway")]
         ratio = _fmt(paired[scenario, metric])
         lines.append(f"| {scenario} | {metric} | {' | '.join(cells)} | {ratio} |")
@@ -571,7 +712,13 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(results, sizes)
     mirrored = {face: parity(results, face) for face in FACE_SCENARIOS}
     served = {face: gateway_parity(results, face) for face in FACE_SCENARIOS}
-    for more in (table(results), stores_table(results), counts_table(results)):
+    for more in (
+        table(results),
+        stores_table(results),
+        counts_table(results),
+        workers_table(results),
+        workers_limit(_workers_figures(results)),
+    ):
         if more:
             print(more)
             print()
@@ -637,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
             "targets": checks,
             **{f"{face}_parity": mirrored[face] for face in FACE_SCENARIOS},
             **{f"{face}_gateway_parity": served[face] for face in FACE_SCENARIOS},
+            "workers": _workers_figures(results),
+            "workers_limit": workers_limit(_workers_figures(results)),
         }
         with open(args.json, "w") as out:
             json.dump(document, out, indent=2)

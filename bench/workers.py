@@ -26,7 +26,7 @@ from . import procs
 from . import scenarios as s
 from .procs import Proc
 
-__all__ = ["STREAMS", "one_vs_two", "start_workers", "tree_cpu"]
+__all__ = ["STREAMS", "machine_cpu", "one_vs_two", "start_workers", "tree_cpu"]
 
 STREAMS = 100
 READY_TIMEOUT = 60.0  # seconds for every worker to answer (they import and start at once)
@@ -48,6 +48,15 @@ def tree_cpu(pid: int) -> float:
     return total / ticks
 
 
+def machine_cpu() -> float:
+    """CPU seconds every CPU of the machine has spent busy so far (not idle, not waiting on
+    I/O), from /proc/stat: whoever spent them, this bench's processes or others'."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / ticks
+
+
 def _process_cpu(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -59,7 +68,10 @@ def start_workers(upstream: Proc, redis_url: str, workers: int) -> Proc:
     answers ``/readyz`` (new connections until each worker has taken one)."""
     port = procs.free_port()
     env = procs.gateway_env(upstream, port, REDIS_URL=redis_url, WORKERS=workers)
-    proc = Proc(f"gateway-w{workers}", ["-m", "gateway"], env, port)
+    # Every CPU: a child inherits the bench's own affinity (the load generator's CPUs once
+    # procs.pin_cpus has run), which would put both workers on the load's CPU.
+    every = (procs.SERVER_CPUS or set()) | (procs.LOAD_CPUS or set())
+    proc = Proc(f"gateway-w{workers}", ["-m", "gateway"], env, port, every or None)
     seen: set[int] = set()
     deadline = time.monotonic() + READY_TIMEOUT
     while len(seen) < workers:
@@ -88,7 +100,8 @@ async def one_vs_two(
     """Chunks per second at ``streams`` streams through 1 worker and 2 workers (the median of
     ``rounds`` interleaved rounds each), their ratio, and per configuration the CPUs kept
     busy during its rounds (CPU seconds / wall seconds) by the gateway, the upstream, this
-    process (the load generator) and, given ``redis_pid``, Redis."""
+    process (the load generator), given ``redis_pid`` Redis, and the whole machine
+    (``machine``: with whatever else runs on it)."""
     gateways = {n: start_workers(upstream, redis_url, n) for n in (1, 2)}
     rates: dict[int, list[float]] = {1: [], 2: []}
     busy: dict[int, dict[str, float]] = {1: {}, 2: {}}
@@ -148,4 +161,6 @@ def _cpus(gateway: Proc, upstream: Proc, redis_pid: int | None) -> dict[str, flo
     }
     if redis_pid is not None:
         values["redis"] = _process_cpu(redis_pid)
+    # Last: the whole machine, so that others' share is what the figures above leave.
+    values["machine"] = machine_cpu()
     return values

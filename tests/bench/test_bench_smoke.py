@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--skip", "redis", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--skip", "redis,workers", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -77,6 +77,7 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli (the cluster)")
 def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
     tmp_path: Path,
 ) -> None:
@@ -92,10 +93,12 @@ def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
     document = json.loads(out.read_text())
     rows = {(row["scenario"], row["metric"]): row["median"] for row in document["results"]}
     for metric in ("ttft_p50_ms", "ttft_p99_ms", "chat_chunks_per_s_x1", "chat_chunks_per_s_x10"):
-        assert set(rows["redis", metric]) == {"gateway", "gateway_redis"}, metric
-    counts = {m: v["gateway_redis"] for (sc, m), v in rows.items() if sc == "redis_round_trips"}
-    assert counts["round_trips_per_run"] > 0
-    assert counts["evalsha_per_run"] > 0
+        assert set(rows["redis", metric]) == {"gateway", "gateway_redis", "gateway_cluster"}, metric
+    for store in ("gateway_redis", "gateway_cluster"):
+        counts = {m: v[store] for (sc, m), v in rows.items() if sc == "redis_round_trips"}
+        assert counts["round_trips_per_run"] > 0, store
+        assert counts["evalsha_per_run"] > 0, store
+        assert counts["xadd_per_chunk"] > 0, store
     for (_, metric), medians in rows.items():
         for target, value in medians.items():
             assert value is not None and math.isfinite(value), (metric, target, value)
@@ -104,6 +107,40 @@ def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
         "gateway_redis TTFT p50 over memory (ms)",
         "gateway_redis chat_chunks x1 / memory",
         "gateway_redis chat_chunks x10 / memory",
+        "gateway_cluster TTFT p50 over memory (ms)",
+        "gateway_cluster chat_chunks x1 / memory",
+        "gateway_cluster chat_chunks x10 / memory",
     }
     assert "| metric | gateway (memory) | gateway_redis | gateway_redis/memory |" in done.stdout
+    assert "| gateway_cluster | gateway_cluster/memory |" in done.stdout
+    assert "| metric | gateway_redis | gateway_cluster |" in done.stdout
     assert "| round_trips_per_run |" in done.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_the_workers_rows_put_one_worker_beside_two_on_redis(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "workers", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads(out.read_text())
+    assert {row["scenario"] for row in document["results"]} == {"workers"}
+    figures = document["workers"]
+    for name in ("chat_chunks_per_s_x10_w1", "chat_chunks_per_s_x10_w2", "scaling_x10"):
+        assert figures[name] > 0, name
+    # Both workers answered /readyz; the chat requests they served add up to every stream.
+    shares = [v for m, v in figures.items() if m.startswith("streams_share_w2_worker_")]
+    assert shares and sum(shares) == pytest.approx(1.0)
+    for n in (1, 2):
+        for name in ("gateway", "upstream", "load", "redis", "machine"):
+            assert math.isfinite(figures[f"busy_cpus_w{n}_{name}"]), (n, name)
+    assert document["workers_limit"].startswith("workers: the gateway's processes kept ")
+    assert "| metric | 1 worker | 2 workers |" in done.stdout
+    assert "| scaling (2 workers / 1) |" in done.stdout
+    assert document["workers_limit"] in done.stdout
