@@ -311,4 +311,7 @@ class _ClusterNode(RedisServer):
             "cluster-enabled": "yes",
             "cluster-config-file": str(Path(self._dir.name) / "nodes.conf"),
             "cluster-node-timeout": "2000",
+            # The bus port defaults to the port + 10000, past 65535 for a high free port
+            # (redis-server then exits at once): a free port of its own.
+            "cluster-port": str(free_port()),
         }
