@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from streams.cluster.keys import Keys
 from streams.cluster.scripts import WRITE_EVENTS, WRITE_EVENTS_SHA, write_events_args
@@ -42,8 +42,10 @@ logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
-# Loop steps the writer lets go by once woken from idle before it takes its batch.
-COALESCE_STEPS = 3
+# Loop steps the writer lets go by, once woken from idle by a run's registration, before it
+# takes its batch: the run's task appends run.started in the step that registers it, and its
+# first producer message.started in the next (see LogWriter.run).
+COALESCE_STEPS = 1
 
 
 def raise_if_cancelling() -> None:
@@ -223,11 +225,15 @@ class LogWriter:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                # Woken by the first event of an idle spell: let the tasks ready now append
-                # theirs too (a run's start makes a few events in a row, each a task step
-                # apart), so that they go in this round trip rather than wait for it.
-                for _ in range(COALESCE_STEPS):
-                    await asyncio.sleep(0)
+                if any(log.registration is not None for log in self._pending):
+                    # Woken by a run's start: let its task and its first producer append
+                    # their first events (a task step apart) so that they go with its
+                    # registration, but no more: the producer's next steps send its upstream
+                    # request, which this round trip is best overlapped with (its first
+                    # output must not find it still in flight). Any other event is written
+                    # at once: it is being waited for.
+                    for _ in range(COALESCE_STEPS):
+                        await asyncio.sleep(0)
                 continue
             batch = self._pending
             self._pending = {}
@@ -288,9 +294,8 @@ class LogWriter:
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
         maxlen = self._retention.max_events
-        pipe = self._redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []  # each with its arguments
         plan: list[tuple[StoredEventLog, int]] = []  # each log and its script's place
-        commands = 0
         for log, events in batch.items():
             run_id = log.run_id
             registration, log.registration = log.registration, None
@@ -299,8 +304,7 @@ class LogWriter:
             if registration is not None:
                 # Before the run's hash: a run in the instance's runs without one is mended
                 # by the sweep, a run whose instance does not list it would not be.
-                pipe.sadd(keys.instance_runs(self._instance), run_id)
-                commands += 1
+                commands.append(("SADD", keys.instance_runs(self._instance), run_id))
             last = events[-1].seq if events else log.last_seq
             fields = [*(registration or ()), b"last_seq", b"%d" % last]
             if log.snapshot is not None:
@@ -311,15 +315,13 @@ class LogWriter:
             args = write_events_args(events, fields, encoded, maxlen, ttl if terminal else 0)
             # Every key of the script is the run's (one hash tag): one slot on a cluster.
             keys_ = (keys.events(run_id), keys.run(run_id), keys.producers(run_id))
-            pipe.evalsha(WRITE_EVENTS_SHA, 3, *keys_, *args)
-            plan.append((log, commands))
-            commands += 1
+            plan.append((log, len(commands)))
+            commands.append(("EVALSHA", WRITE_EVENTS_SHA, 3, *keys_, *args))
             if terminal:
                 # Another tag (the instance's): a command of its own, not in the script.
-                pipe.srem(keys.instance_runs(self._instance), run_id)
-                commands += 1
+                commands.append(("SREM", keys.instance_runs(self._instance), run_id))
         async with asyncio.timeout(self._write_timeout):
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._execute(commands)
         if any(isinstance(r, NoScriptError) for r in results):
             raise NoScriptError("the events script is not loaded")
         for result in results:
@@ -336,6 +338,23 @@ class LogWriter:
                 continue
             if batch[log]:
                 log.publish(batch[log][-1].seq)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one round trip; their replies, errors among them. A batch of
+        one command (a run's events, mid-run: most batches) skips redis-py's pipeline, which
+        costs it about as much CPU again as the command (and a batch's is on the way of
+        every event to its readers)."""
+        if len(commands) == 1:
+            try:
+                reply = await self._redis.execute_command(*commands[0])  # type: ignore[no-untyped-call]
+                return [reply]
+            except ResponseError as exc:  # the command's own error, as a pipeline gives it
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
 
 # What a log's write took from it: its changed producers and its registration.
