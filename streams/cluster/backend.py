@@ -65,6 +65,7 @@ from streams.cluster.log import (
     StoredEventLog,
     raise_if_cancelling,
 )
+from streams.cluster.wire import hiredis_packing
 from streams.errors import (
     GatewayError,
     InvalidRequestError,
@@ -902,19 +903,20 @@ def _client(settings: ClusterSettings, max_connections: int) -> aioredis.Redis:
     """A client whose callers wait (bounded) for a free connection rather than fail, as
     redis-py's default pool does past 100 connections (a burst of stream starts reaches
     that)."""
-    return aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=max_connections,
-            timeout=settings.timeout,
-            socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
-            socket_connect_timeout=settings.timeout,
-            # One quick retry (a dropped pooled connection), not redis-py's ten with
-            # backoff: an outage must be noticed within the calls' own timeouts.
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=30,
-        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=max_connections,
+        timeout=settings.timeout,
+        socket_timeout=settings.timeout + 3.0,  # above the longest XREAD block
+        socket_connect_timeout=settings.timeout,
+        # One quick retry (a dropped pooled connection), not redis-py's ten with
+        # backoff: an outage must be noticed within the calls' own timeouts.
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
     )
+    # The class the URL's scheme chose (TCP, TLS, a Unix socket), packing with hiredis.
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _text(value: bytes | str | None) -> str:
