@@ -42,10 +42,22 @@ logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
-# Loop steps the writer lets go by, once woken from idle by a run's registration, before it
-# takes its batch: the run's task appends run.started in the step that registers it, and its
-# first producer message.started in the next (see LogWriter.run).
-COALESCE_STEPS = 1
+# Loop steps the writer lets go by once woken from idle before it takes its batch, so that
+# events made a task step or a few apart go in one round trip: a run's start (its task
+# appends run.started in the step that registers it, its first producer message.started in
+# the next: no more, the producer's next steps send its upstream request, best overlapped
+# with this round trip) and a run's end (message.completed, run.completed). An output event
+# (a delta) is written at once: a reader is waiting for it.
+START_STEPS = 1
+COALESCE_STEPS = 3
+OUTPUT_TYPES = frozenset(
+    {
+        EventType.MESSAGE_DELTA,
+        EventType.REASONING_DELTA,
+        EventType.TOOL_CALL_DELTA,
+        EventType.TOOL_DELTA,
+    }
+)
 
 
 def raise_if_cancelling() -> None:
@@ -225,15 +237,8 @@ class LogWriter:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                if any(log.registration is not None for log in self._pending):
-                    # Woken by a run's start: let its task and its first producer append
-                    # their first events (a task step apart) so that they go with its
-                    # registration, but no more: the producer's next steps send its upstream
-                    # request, which this round trip is best overlapped with (its first
-                    # output must not find it still in flight). Any other event is written
-                    # at once: it is being waited for.
-                    for _ in range(COALESCE_STEPS):
-                        await asyncio.sleep(0)
+                for _ in range(self._steps_to_wait()):
+                    await asyncio.sleep(0)
                 continue
             batch = self._pending
             self._pending = {}
@@ -267,6 +272,15 @@ class LogWriter:
                 self._room.set()
             if not self._count:
                 self._drained.set()
+
+    def _steps_to_wait(self) -> int:
+        """Loop steps to let go by before taking the batch of an idle spell's first events."""
+        pending = self._pending
+        if any(log.registration is not None for log in pending):
+            return START_STEPS
+        if any(e.type in OUTPUT_TYPES for events in pending.values() for e in events):
+            return 0
+        return COALESCE_STEPS
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
         # The producers and registrations each log's write takes: given back if it fails.
