@@ -43,12 +43,14 @@ logger = logging.getLogger("streams.cluster")
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
 # Loop steps the writer lets go by once woken from idle before it takes its batch, so that
-# events made a task step or a few apart go in one round trip: a run's start (its task
+# events made a task step or a few apart go in one round trip. A run's start: its task
 # appends run.started in the step that registers it, its first producer message.started in
-# the next: no more, the producer's next steps send its upstream request, best overlapped
-# with this round trip) and a run's end (message.completed, run.completed). An output event
-# (a delta) is written at once: a reader is waiting for it.
+# the next; no more, the producer's next steps send its upstream request, best overlapped
+# with this round trip (its first output must not find it still in flight). An output event
+# (a delta): one, a reader is waiting for it (a stream of deltas a step apart still goes
+# a few per round trip). Anything else (a run's end: message.completed, run.completed): three.
 START_STEPS = 1
+OUTPUT_STEPS = 1
 COALESCE_STEPS = 3
 OUTPUT_TYPES = frozenset(
     {
@@ -279,7 +281,7 @@ class LogWriter:
         if any(log.registration is not None for log in pending):
             return START_STEPS
         if any(e.type in OUTPUT_TYPES for events in pending.values() for e in events):
-            return 0
+            return OUTPUT_STEPS
         return COALESCE_STEPS
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
