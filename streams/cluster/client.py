@@ -38,6 +38,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from streams.cluster.wire import hiredis_packing
+
 __all__ = [
     "CLUSTER_SCHEMES",
     "SINGLE_SCHEMES",
@@ -151,11 +153,12 @@ def store_client(url: str, *, max_connections: int, timeout: float) -> StoreClie
         )
     # Callers wait (bounded) for a free connection rather than fail, as redis-py's default
     # pool does past its size (a burst of stream starts reaches 100).
-    return aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, **bounds
-        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout, **bounds
     )
+    # The class the URL's scheme chose (TCP, TLS, a Unix socket), packing with hiredis.
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return aioredis.Redis(connection_pool=pool)
 
 
 # Set while a task holds a turn of a BoundedRedisCluster: redis-py's pipeline runs the
@@ -172,6 +175,10 @@ class BoundedRedisCluster(aioredis.RedisCluster):
 
     def __init__(self, *, wait: float, max_connections: int = 100, **options: Any) -> None:
         super().__init__(max_connections=max_connections, **options)
+        # The nodes' connections (made from these kwargs as the client finds the nodes)
+        # pack with hiredis, as a single Redis's do (RedisCluster takes no class to use).
+        made = self.nodes_manager.connection_kwargs
+        made["connection_class"] = hiredis_packing(made["connection_class"])
         self._turns = asyncio.Semaphore(max(1, max_connections - 2))
         self._wait = wait
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
@@ -42,8 +42,24 @@ logger = logging.getLogger("streams.cluster")
 
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
-# Loop steps the writer lets go by once woken from idle before it takes its batch.
+# Loop steps the writer lets go by once woken from idle before it takes its batch, so that
+# events made a task step or a few apart go in one round trip. A run's start: its task
+# appends run.started in the step that registers it, its first producer message.started in
+# the next; no more, the producer's next steps send its upstream request, best overlapped
+# with this round trip (its first output must not find it still in flight). An output event
+# (a delta): one, a reader is waiting for it (a stream of deltas a step apart still goes
+# a few per round trip). Anything else (a run's end: message.completed, run.completed): three.
+START_STEPS = 1
+OUTPUT_STEPS = 1
 COALESCE_STEPS = 3
+OUTPUT_TYPES = frozenset(
+    {
+        EventType.MESSAGE_DELTA,
+        EventType.REASONING_DELTA,
+        EventType.TOOL_CALL_DELTA,
+        EventType.TOOL_DELTA,
+    }
+)
 
 
 def raise_if_cancelling() -> None:
@@ -223,10 +239,7 @@ class LogWriter:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                # Woken by the first event of an idle spell: let the tasks ready now append
-                # theirs too (a run's start makes a few events in a row, each a task step
-                # apart), so that they go in this round trip rather than wait for it.
-                for _ in range(COALESCE_STEPS):
+                for _ in range(self._steps_to_wait()):
                     await asyncio.sleep(0)
                 continue
             batch = self._pending
@@ -262,6 +275,15 @@ class LogWriter:
             if not self._count:
                 self._drained.set()
 
+    def _steps_to_wait(self) -> int:
+        """Loop steps to let go by before taking the batch of an idle spell's first events."""
+        pending = self._pending
+        if any(log.registration is not None for log in pending):
+            return START_STEPS
+        if any(e.type in OUTPUT_TYPES for events in pending.values() for e in events):
+            return OUTPUT_STEPS
+        return COALESCE_STEPS
+
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
         # The producers and registrations each log's write takes: given back if it fails.
         taken: dict[StoredEventLog, _Taken] = {}
@@ -288,9 +310,8 @@ class LogWriter:
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
         maxlen = self._retention.max_events
-        pipe = self._redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []  # each with its arguments
         plan: list[tuple[StoredEventLog, int]] = []  # each log and its script's place
-        commands = 0
         for log, events in batch.items():
             run_id = log.run_id
             registration, log.registration = log.registration, None
@@ -299,8 +320,7 @@ class LogWriter:
             if registration is not None:
                 # Before the run's hash: a run in the instance's runs without one is mended
                 # by the sweep, a run whose instance does not list it would not be.
-                pipe.sadd(keys.instance_runs(self._instance), run_id)
-                commands += 1
+                commands.append(("SADD", keys.instance_runs(self._instance), run_id))
             last = events[-1].seq if events else log.last_seq
             fields = [*(registration or ()), b"last_seq", b"%d" % last]
             if log.snapshot is not None:
@@ -311,18 +331,13 @@ class LogWriter:
             args = write_events_args(events, fields, encoded, maxlen, ttl if terminal else 0)
             # Every key of the script is the run's (one hash tag): one slot on a cluster.
             keys_ = (keys.events(run_id), keys.run(run_id), keys.producers(run_id))
-            # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses its
-            # script methods (for NOSCRIPT, which _write handles), not the command itself,
-            # which it routes by the keys as any other.
-            pipe.execute_command("EVALSHA", WRITE_EVENTS_SHA, 3, *keys_, *args)
-            plan.append((log, commands))
-            commands += 1
+            plan.append((log, len(commands)))
+            commands.append(("EVALSHA", WRITE_EVENTS_SHA, 3, *keys_, *args))
             if terminal:
                 # Another tag (the instance's): a command of its own, not in the script.
-                pipe.srem(keys.instance_runs(self._instance), run_id)
-                commands += 1
+                commands.append(("SREM", keys.instance_runs(self._instance), run_id))
         async with asyncio.timeout(self._write_timeout):
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._execute(commands)
         if any(isinstance(r, NoScriptError) for r in results):
             raise NoScriptError("the events script is not loaded")
         for result in results:
@@ -339,6 +354,23 @@ class LogWriter:
                 continue
             if batch[log]:
                 log.publish(batch[log][-1].seq)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one round trip; their replies, errors among them. A batch of
+        one command (a run's events, mid-run: most batches) skips redis-py's pipeline, which
+        costs it about as much CPU again as the command (and a batch's is on the way of
+        every event to its readers)."""
+        if len(commands) == 1:
+            try:
+                reply = await self._redis.execute_command(*commands[0])
+                return [reply]
+            except ResponseError as exc:  # the command's own error, as a pipeline gives it
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
 
 # What a log's write took from it: its changed producers and its registration.
