@@ -67,34 +67,45 @@ T = TypeVar("T")
 # (Redis's clock) before what it holds has run out (the instances' clocks).
 SKEW_MARGIN_MS = 1000
 
-# KEYS[1]: the owner's bucket (a hash: tokens, updated).
-# ARGV: rate (tokens/s), burst, now (s), skew margin (ms).
+# A Lua function the scripts below share: refill the bucket ``key`` (a hash: tokens,
+# updated) up to ``now`` and take a token if it has one; the seconds to wait for one (0 when
+# one was taken). A clock behind the bucket's last writer neither takes tokens back nor
+# mints them.
+_TAKE_FROM_BUCKET = """
+local function take_token(key, rate, burst, now, margin)
+  local state = redis.call('HMGET', key, 'tokens', 'updated')
+  local tokens = tonumber(state[1])
+  local updated = tonumber(state[2])
+  if tokens == nil or updated == nil then
+    tokens = burst
+    updated = now
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+  updated = math.max(updated, now)
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'updated', updated)
+  -- Once refilled to the burst the bucket is the same as no bucket: let the key go then.
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + margin)
+  return wait
+end
+"""
+
+# KEYS[1]: the owner's bucket. ARGV: rate (tokens/s), burst, now (s), skew margin (ms).
 # Returns the seconds to wait for a token as a string ("0" when one was taken): a Lua number
 # returned to Redis would be truncated to an integer.
-TAKE_TOKEN = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
-local tokens = tonumber(state[1])
-local updated = tonumber(state[2])
-if tokens == nil or updated == nil then
-  tokens = burst
-  updated = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
-updated = math.max(updated, now)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', updated)
--- Once refilled to the burst the bucket is the same as no bucket: let the key go then.
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[4]))
+TAKE_TOKEN = (
+    _TAKE_FROM_BUCKET
+    + """
+local wait = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                        tonumber(ARGV[4]))
 return string.format('%.17g', wait)
 """
+)
 
 # KEYS[1]: the owner's slots (a sorted set: slot id -> expiry time).
 # ARGV: now, expires, max slots, slot id, skew margin (ms). Returns 1 if the slot was taken.
@@ -117,7 +128,9 @@ return 1
 # TAKE_TOKEN in one: all is taken or nothing, and a start refused for one limit spends
 # nothing of the next. Returns the limit that refused ('streams', 'active_runs', 'rate') or
 # 'ok', and the seconds to wait for a token (as a string, see TAKE_TOKEN).
-TAKE_RUN_START = """
+TAKE_RUN_START = (
+    _TAKE_FROM_BUCKET
+    + """
 local now = tonumber(ARGV[1])
 local function full(key, limit)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
@@ -130,30 +143,13 @@ local function add(key, slot)
 end
 if #KEYS == 3 and full(KEYS[3], ARGV[8]) then return {'streams', '0'} end
 if full(KEYS[1], ARGV[3]) then return {'active_runs', '0'} end
-local rate = tonumber(ARGV[5])
-local burst = tonumber(ARGV[6])
-local state = redis.call('HMGET', KEYS[2], 'tokens', 'updated')
-local tokens = tonumber(state[1])
-local updated = tonumber(state[2])
-if tokens == nil or updated == nil then
-  tokens = burst
-  updated = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
-updated = math.max(updated, now)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
-end
-redis.call('HSET', KEYS[2], 'tokens', tokens, 'updated', updated)
-redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tokens) / rate * 1000) + tonumber(ARGV[7]))
+local wait = take_token(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]), now, tonumber(ARGV[7]))
 if wait > 0 then return {'rate', string.format('%.17g', wait)} end
 add(KEYS[1], ARGV[4])
 if #KEYS == 3 then add(KEYS[3], ARGV[9]) end
 return {'ok', '0'}
 """
+)
 
 # KEYS[1]: the owner's slots. ARGV: now, expires, skew margin (ms), slot ids...
 # Re-scores only the slots still there (ZADD XX): a slot that ran out and was taken over must
