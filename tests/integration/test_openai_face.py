@@ -234,7 +234,9 @@ async def test_an_upstream_error_said_in_json_with_a_200_keeps_its_message(
 async def test_a_client_that_disconnects_mid_stream_cancels_the_upstream_request(
     client: openai.AsyncOpenAI, upstream: UpstreamServer, gateway: RunningGateway
 ) -> None:
-    upstream.script(text_reply(*(["tok"] * 500), pause=0.01))
+    # A token every 50 ms (the bench's bound on a cancel reaching upstream): no token may
+    # be made after the client left. At 10 ms a loaded 2-CPU machine missed it now and then.
+    upstream.script(text_reply(*(["tok"] * 500), pause=0.05))
     stream = await client.chat.completions.create(model="up", messages=USER, stream=True)
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content == "tok":

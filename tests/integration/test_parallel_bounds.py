@@ -81,7 +81,7 @@ async def test_a_parallel_run_at_the_limit_has_a_task_only_for_each_producer_slo
         assert snapshot["status"] == "cancelled"
         assert [p["status"] for p in snapshot["producers"]] == ["cancelled"] * slots
         # Everything it held is back: tasks and the connection's slots.
-        assert await gateway.wait_task_count(baseline) == baseline
+        assert await gateway.wait_task_count(baseline) <= baseline  # (see above)
         stats = run.connection.statistics()
         assert (stats.producers_running, stats.producers_waiting) == (0, 0)
 

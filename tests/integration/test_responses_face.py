@@ -149,7 +149,9 @@ async def test_an_unknown_previous_response_is_a_404_in_openai_s_shape(
 async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request(
     client: openai.AsyncOpenAI, upstream: UpstreamServer
 ) -> None:
-    upstream.script(text_reply(*(["tok"] * 500), pause=0.01))
+    # A token every 50 ms (the bench's bound on a cancel reaching upstream): no token may
+    # be made after the client left. At 10 ms a loaded 2-CPU machine missed it now and then.
+    upstream.script(text_reply(*(["tok"] * 500), pause=0.05))
     stream = await client.responses.create(model="up", input="hello", stream=True)
     async for event in stream:
         if event.type == "response.output_text.delta":
