@@ -721,6 +721,7 @@ class ClusterBackend:
     async def _listen(self) -> None:
         """Take commands for this instance's runs from its control channel."""
         delay = 0.05
+        subscribed_before = False
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -730,9 +731,12 @@ class ClusterBackend:
                     # ends this subscription with an error, and the loop subscribes again.
                     await pubsub.ssubscribe(self.keys.control(self.instance))
                 delay = 0.05
-                # What was published while nobody listened here is gone: take the cancels
-                # recorded meanwhile now (the lease renewal does), not a renewal later.
-                self._check_now.set()
+                if subscribed_before:
+                    # What was published while nobody listened here is gone: take the
+                    # cancels recorded meanwhile now (the lease renewal does), not a renewal
+                    # later. (The first time, the start's own renewal has just done it.)
+                    self._check_now.set()
+                subscribed_before = True
                 while True:
                     async with asyncio.timeout(self.settings.timeout + 1.0):
                         message = await next_shard_message(pubsub, timeout=1.0)
