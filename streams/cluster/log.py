@@ -49,8 +49,7 @@ STORE_ERRORS = (RedisError, OSError, TimeoutError)
 # with this round trip (its first output must not find it still in flight). An output event
 # (a delta): one, a reader is waiting for it (a stream of deltas a step apart still goes
 # a few per round trip). Anything else (a run's end: message.completed, run.completed): three.
-START_STEPS = 1
-OUTPUT_STEPS = 1
+PROMPT_STEPS = 1  # a run's start, or an output event
 COALESCE_STEPS = 3
 OUTPUT_TYPES = frozenset(
     {
@@ -278,10 +277,9 @@ class LogWriter:
     def _steps_to_wait(self) -> int:
         """Loop steps to let go by before taking the batch of an idle spell's first events."""
         pending = self._pending
-        if any(log.registration is not None for log in pending):
-            return START_STEPS
-        if any(e.type in OUTPUT_TYPES for events in pending.values() for e in events):
-            return OUTPUT_STEPS
+        starting = any(log.registration is not None for log in pending)
+        if starting or any(e.type in OUTPUT_TYPES for events in pending.values() for e in events):
+            return PROMPT_STEPS
         return COALESCE_STEPS
 
     async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
