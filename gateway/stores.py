@@ -134,6 +134,7 @@ class RedisStores:
         settings = self._settings
         return RedisQuotas(
             self._cluster.redis,
+            lanes=self._cluster.lanes,
             prefix=settings.redis_prefix,
             runs_per_minute=settings.runs_per_key_per_minute,
             max_streams=settings.max_streams_per_key,

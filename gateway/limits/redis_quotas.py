@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import itertools
 import logging
@@ -30,6 +31,7 @@ from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import redis.exceptions
+from redis.commands.core import AsyncScript
 
 from gateway.limits.quotas import (
     RunStart,
@@ -41,6 +43,7 @@ from gateway.limits.quotas import (
 from streams.cleanup import Cleanups
 from streams.cluster.client import StoreClient, ready_client
 from streams.cluster.keys import Keys
+from streams.cluster.lanes import StoreLanes
 from streams.cluster.log import raise_if_cancelling
 from streams.errors import GatewayError, StoreUnavailableError
 from streams.statistics import StoreMetric
@@ -197,6 +200,7 @@ class RedisQuotas:
         self,
         redis: StoreClient,
         *,
+        lanes: StoreLanes,
         prefix: str,
         runs_per_minute: float,
         max_streams: int,
@@ -212,6 +216,9 @@ class RedisQuotas:
         if slot_ttl <= 0:
             raise ValueError(f"slot_ttl must be positive, not {slot_ttl}")
         self._redis = redis
+        # The takes and releases, on the way of every run's start and end, go on pipelined
+        # connections (streams.cluster.lanes); the rest on redis-py's client.
+        self._lanes = lanes
         self._keys = Keys(prefix)
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
@@ -295,6 +302,16 @@ class RedisQuotas:
         raise_if_cancelling()  # redis-py may have swallowed a cancel (Python 3.11)
         return result
 
+    async def _script(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` on the lanes (EVALSHA), loading it first if Redis does not know it
+        (it restarted, or its scripts were flushed)."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self._lanes.execute(*command)
+        except redis.exceptions.NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._lanes.execute(*command)
+
     async def start_run(self, owner: str | None) -> None:
         """Count a run start against ``owner``'s rate (a token bucket: ``runs_per_minute / 60``
         tokens per second, holding at most ``max(1, runs_per_minute)``), or raise
@@ -302,9 +319,10 @@ class RedisQuotas:
 
         Raises :class:`StoreUnavailableError` if Redis cannot be reached."""
         answer = await self._call(
-            self._take_token(
-                keys=[self._runs_key(owner)],
-                args=[self._runs_per_second, self._burst, self._clock(), SKEW_MARGIN_MS],
+            self._script(
+                self._take_token,
+                [self._runs_key(owner)],
+                [self._runs_per_second, self._burst, self._clock(), SKEW_MARGIN_MS],
             )
         )
         wait = float(answer)
@@ -349,7 +367,7 @@ class RedisQuotas:
         args += [self._runs_per_second, self._burst, SKEW_MARGIN_MS]
         args += [self._max_streams, streams or ""]
         try:
-            answer = await self._call(self._take_run_start(keys=keys, args=args))
+            answer = await self._call(self._script(self._take_run_start, keys, args))
         except asyncio.CancelledError:
             # Redis may have run the script before the cancellation: give the slots back in
             # case it did.
@@ -392,7 +410,12 @@ class RedisQuotas:
         alone."""
         if self._held.pop(slot, None) is None:
             return
-        self._releasing.start(self._remove_slot(self._active_runs_key(owner), slot))
+        key = self._active_runs_key(owner)
+        sent = self._send_release(key, slot)
+        if sent is None:
+            self._releasing.start(self._remove_slot(key, slot))
+        else:
+            sent.add_done_callback(functools.partial(self._released, slot))
 
     async def active_runs(self, owner: str | None) -> int:
         """How many of ``owner``'s active-run slots are held now, across all instances."""
@@ -408,9 +431,8 @@ class RedisQuotas:
         try:
             now = self._clock()
             taken = await self._call(
-                self._take_slot(
-                    keys=[key],
-                    args=[now, now + self._slot_ttl, limit, slot, SKEW_MARGIN_MS],
+                self._script(
+                    self._take_slot, [key], [now, now + self._slot_ttl, limit, slot, SKEW_MARGIN_MS]
                 )
             )
         except asyncio.CancelledError:
@@ -441,12 +463,48 @@ class RedisQuotas:
         # No longer held: renew must not keep it alive, so if Redis cannot be told now, the
         # slot still runs out after slot_ttl.
         self._held.pop(slot, None)
-        # A cancellation of the caller interrupts only the wait: the release goes on.
-        await self._releasing.run(self._remove_slot(key, slot))
+        sent = self._send_release(key, slot)
+        if sent is None:
+            # A cancellation of the caller interrupts only the wait: the release goes on.
+            await self._releasing.run(self._remove_slot(key, slot))
+            return
+        # Sent: a cancellation of the caller cannot stop it either.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.call_timeout):
+                await asyncio.wait([sent])
+        if sent.done():
+            self._released(slot, sent)
+        else:
+            sent.cancel()
+            self._unreleased(slot, "no answer within the call timeout")
+
+    def _send_release(self, key: str, slot: str) -> asyncio.Future[Any] | None:
+        """Send the release of ``slot`` in this step, on the lanes: its reply's future, or
+        None if the lane is not connected (or has just been dropped): then released in a
+        task, as any Redis call."""
+        try:
+            sent = self._lanes.send_nowait([("ZREM", key, slot)])
+        except (redis.exceptions.RedisError, OSError):
+            return None
+        return None if sent is None else sent[0]
+
+    def _released(self, slot: str, reply: asyncio.Future[Any]) -> None:
+        """Check the reply of a release sent on the lanes (a callback: a run's end cannot
+        wait for it)."""
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if error is not None:
+            self._unreleased(slot, f"{type(error).__name__}: {error}")
+
+    def _unreleased(self, slot: str, why: str) -> None:
+        logger.warning(
+            "could not release slot %s; it expires within %gs: %s", slot, self._slot_ttl, why
+        )
 
     async def _remove_slot(self, key: str, slot: str) -> None:
         try:
-            await self._call(self._redis.zrem(key, slot))
+            await self._call(self._lanes.execute("ZREM", key, slot))
         except StoreUnavailableError as error:
             # The slot runs out by itself after slot_ttl: a failed release must not mask what
             # ended the stream.

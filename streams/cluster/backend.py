@@ -64,6 +64,7 @@ from streams.cluster.client import (
     store_client,
 )
 from streams.cluster.keys import Keys
+from streams.cluster.lanes import StoreLanes
 from streams.cluster.log import (
     STORE_ERRORS,
     LogWriter,
@@ -240,11 +241,15 @@ class ClusterBackend:
         self._own_tasks: list[asyncio.Task[None]] = []
         self._failed_since: float | None = None
         self._fail_lost = self.redis.register_script(_FAIL_LOST)
+        # The commands on the way of every run and event (the writer's, the quotas' takes)
+        # go on pipelined connections of their own (streams.cluster.lanes).
+        self.lanes = StoreLanes(self.redis)
         self.writer = LogWriter(
             self.redis,
             self.keys,
             retention,
             instance=self.instance,
+            lanes=self.lanes,
             write_timeout=settings.timeout,
             on_taken_over=self._taken_over,
             on_store_error=self._store_error,
@@ -288,6 +293,7 @@ class ClusterBackend:
         with contextlib.suppress(*STORE_ERRORS):
             async with asyncio.timeout(self.settings.timeout):
                 await self.redis.delete(self.keys.lease(self.instance))
+        self.lanes.close()
         await close_client(self.redis)
         await close_client(self.reader_redis)
 

@@ -2,10 +2,10 @@
 
 On the instance running a run, :class:`StoredEventLog` keeps the run's events in memory (its
 own readers read them there, with no round trip) and hands each one to the instance's
-:class:`LogWriter`, which writes every pending event of every run in one pipeline per
-round trip (group commit). An event becomes visible to readers only once Redis has it, so a
-reader never sees an event that a reader on another instance could not: a client that
-resumes elsewhere finds everything it was shown.
+:class:`LogWriter`, which writes every pending event of every run in one write per round
+trip (group commit), on the store's lanes (:mod:`streams.cluster.lanes`). An event becomes
+visible to readers only once Redis has it, so a reader never sees an event that a reader on
+another instance could not: a client that resumes elsewhere finds everything it was shown.
 
 On every other instance, :class:`RemoteEventLog` follows the run's stream with blocking
 ``XREAD`` from the reader's cursor.
@@ -17,12 +17,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
+from streams.cluster.lanes import StoreLanes
 from streams.cluster.scripts import WRITE_EVENTS, WRITE_EVENTS_SHA, write_events_args
 from streams.errors import LogTakenOverError, StoreUnavailableError
 from streams.events import Event, EventType, dumps
@@ -47,9 +49,11 @@ STORE_ERRORS = (RedisError, OSError, TimeoutError)
 # appends run.started in the step that registers it, its first producer message.started in
 # the next; no more, the producer's next steps send its upstream request, best overlapped
 # with this round trip (its first output must not find it still in flight). An output event
-# (a delta): one, a reader is waiting for it (a stream of deltas a step apart still goes
-# a few per round trip). Anything else (a run's end: message.completed, run.completed): three.
-PROMPT_STEPS = 1  # a run's start, or an output event
+# (a delta): none, a reader is waiting for it: sent in the step that appends it, if nothing
+# is in flight (else with the next batch, which is taken as soon as the last is written: a
+# stream of deltas goes a few per round trip). Anything else (a run's end:
+# message.completed, run.completed): three.
+PROMPT_STEPS = 1  # a run's start (or an output event a lane could not take at once)
 COALESCE_STEPS = 3
 OUTPUT_TYPES = frozenset(
     {
@@ -137,7 +141,10 @@ class StoredEventLog(MemoryEventLog):
 
 
 class LogWriter:
-    """Writes the owner's pending events to Redis: one task, one pipeline per round trip.
+    """Writes the owner's pending events to Redis: one task, one batch in flight at a time.
+
+    A batch is sent by the writer task, or at once by the step that appends an output event
+    to an idle writer (see :data:`PROMPT_STEPS`); the writer task finishes it either way.
 
     Bounded: past ``max_pending`` events, :meth:`StoredEventLog.append` waits (producers
     slow down with Redis instead of piling up memory). ``on_taken_over`` is told when a
@@ -152,12 +159,14 @@ class LogWriter:
         retention: Retention,
         *,
         instance: str,
+        lanes: StoreLanes,
         max_pending: int = 10_000,
         write_timeout: float = 5.0,
         on_taken_over: Callable[[str], None],
         on_store_error: Callable[[BaseException], None],
     ) -> None:
         self._redis = redis
+        self._lanes = lanes
         self._keys = keys
         self._retention = retention
         self._instance = instance
@@ -172,6 +181,10 @@ class LogWriter:
         self._room.set()
         self._drained = asyncio.Event()
         self.offline = False  # the store is gone: events are shown without being written
+        # Nothing in flight nor failed (the writer task waits for events, or lets a few
+        # steps go by before it takes them): an output event is then sent at once.
+        self._idle = False
+        self._sent: _Sent | None = None  # a batch sent at once, for the writer to finish
         self.batches = 0
         self.written = 0
 
@@ -182,6 +195,11 @@ class LogWriter:
     @property
     def pending(self) -> int:
         return self._count
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight nor pending: the next output event is sent at once."""
+        return self._idle and not self._count
 
     async def flushed(self) -> None:
         """Wait until nothing is pending (or the store is gone)."""
@@ -200,7 +218,29 @@ class LogWriter:
             return
         self._pending.setdefault(log, []).append(event)
         self._count += 1
+        if self._idle and event.type in OUTPUT_TYPES:
+            # A reader waits for it and nothing is in flight: sent in this step, not the
+            # writer task's next (other tasks' steps, a producer reading on, come first).
+            self._send_now()
         self._wakeup.set()
+
+    def _send_now(self) -> None:
+        """Send what is pending at once, for the writer task to finish (see :meth:`run`);
+        left to the writer task if a lane it needs is not connected yet."""
+        taken: dict[StoredEventLog, _Taken] = {}
+        try:
+            commands, plan = self._commands(self._pending, taken)
+            futures = self._lanes.send_nowait(commands)
+        except Exception:
+            # A lane dropped, say: the writer task tries it, and handles what fails then
+            # as it does any failed write (a producer's append must not raise it).
+            futures = None
+        if futures is None:
+            _give_back(taken)
+            return
+        self._sent = _Sent(self._pending, taken, commands, plan, futures)
+        self._pending = {}
+        self._idle = False
 
     def register(self, log: StoredEventLog, fields: list[bytes]) -> asyncio.Future[None]:
         """Write ``fields`` (alternating names and values) to the run's hash, and add the run
@@ -235,16 +275,23 @@ class LogWriter:
         retry = False
         delay = 0.05
         while True:
-            if not self._pending:
+            sent, self._sent = self._sent, None
+            if sent is None and not self._pending:
+                self._idle = True
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 for _ in range(self._steps_to_wait()):
+                    if self._sent is not None:
+                        break
                     await asyncio.sleep(0)
                 continue
-            batch = self._pending
-            self._pending = {}
+            self._idle = False
+            if sent is None:
+                batch, self._pending = self._pending, {}
+            else:
+                batch = sent.batch
             try:
-                await self._write(batch, retry)
+                await self._write(batch, retry, sent)
             except Exception as exc:
                 # Never let the writer die (its runs would wait forever for their events to
                 # show): an error that is not Redis's is logged and handled like one.
@@ -282,12 +329,19 @@ class LogWriter:
             return PROMPT_STEPS
         return COALESCE_STEPS
 
-    async def _write(self, batch: dict[StoredEventLog, list[Event]], retry: bool) -> None:
+    async def _write(
+        self, batch: dict[StoredEventLog, list[Event]], retry: bool, sent: _Sent | None
+    ) -> None:
         # The producers and registrations each log's write takes: given back if it fails.
-        taken: dict[StoredEventLog, _Taken] = {}
+        taken: dict[StoredEventLog, _Taken] = {} if sent is None else sent.taken
         try:
             try:
-                await self._write_batch(batch, retry, taken)
+                if sent is None:
+                    await self._write_batch(batch, retry, taken)
+                else:
+                    async with asyncio.timeout(self._write_timeout):
+                        results = await self._lanes.replies(sent.commands, sent.futures)
+                    self._written(batch, retry, sent.plan, results)
             except NoScriptError:
                 # Redis restarted (or its scripts were flushed): load the script and write
                 # the batch again, as a retry (what the first attempt wrote is no loss).
@@ -305,6 +359,16 @@ class LogWriter:
         retry: bool,
         taken: dict[StoredEventLog, _Taken],
     ) -> None:
+        commands, plan = self._commands(batch, taken)
+        async with asyncio.timeout(self._write_timeout):
+            results = await self._execute(commands)
+        self._written(batch, retry, plan, results)
+
+    def _commands(
+        self, batch: dict[StoredEventLog, list[Event]], taken: dict[StoredEventLog, _Taken]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[StoredEventLog, int]]]:
+        """The commands that write ``batch`` (what each log's takes recorded in ``taken``),
+        and each log's script's place among them."""
         keys = self._keys
         ttl = max(1, int(self._retention.ttl))
         maxlen = self._retention.max_events
@@ -334,8 +398,16 @@ class LogWriter:
             if terminal:
                 # Another tag (the instance's): a command of its own, not in the script.
                 commands.append(("SREM", keys.instance_runs(self._instance), run_id))
-        async with asyncio.timeout(self._write_timeout):
-            results = await self._execute(commands)
+        return commands, plan
+
+    def _written(
+        self,
+        batch: dict[StoredEventLog, list[Event]],
+        retry: bool,
+        plan: list[tuple[StoredEventLog, int]],
+        results: list[Any],
+    ) -> None:
+        """Show what a write's ``results`` say was written (raise what failed)."""
         if any(isinstance(r, NoScriptError) for r in results):
             raise NoScriptError("the events script is not loaded")
         for result in results:
@@ -354,25 +426,26 @@ class LogWriter:
                 log.publish(batch[log][-1].seq)
 
     async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one round trip; their replies, errors among them. A batch of
-        one command (a run's events, mid-run: most batches) skips redis-py's pipeline, which
-        costs it about as much CPU again as the command (and a batch's is on the way of
-        every event to its readers)."""
-        if len(commands) == 1:
-            try:
-                reply = await self._redis.execute_command(*commands[0])
-                return [reply]
-            except ResponseError as exc:  # the command's own error, as a pipeline gives it
-                return [exc]
-        pipe = self._redis.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        """Send ``commands`` in one write (per node, on a cluster) on the writer's lanes: their
+        replies, errors among them. Not redis-py's pipeline, whose CPU (about as much again
+        as the commands') is on the way of every event to its readers: see
+        :mod:`streams.cluster.lanes`."""
+        return await self._lanes.execute_many(commands)
 
 
 # What a log's write took from it: its changed producers and its registration.
 _Taken = tuple[dict[str, ProducerInfo], list[bytes] | None]
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A batch sent at once by :meth:`LogWriter.enqueue`, for the writer task to finish."""
+
+    batch: dict[StoredEventLog, list[Event]]
+    taken: dict[StoredEventLog, _Taken]
+    commands: list[tuple[Any, ...]]
+    plan: list[tuple[StoredEventLog, int]]
+    futures: list[asyncio.Future[Any]]
 
 
 def _give_back(taken: dict[StoredEventLog, _Taken]) -> None:

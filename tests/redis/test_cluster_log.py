@@ -5,18 +5,20 @@ instances read (cursor, blocking read, gap, end)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from streams.cluster.client import StoreClient, ready_client, store_client
 from streams.cluster.keys import Keys
+from streams.cluster.lanes import StoreLanes
 from streams.cluster.log import LogWriter, RemoteEventLog, StoredEventLog
 from streams.errors import StoreUnavailableError
 from streams.events import EventType
 from streams.log import Retention
 from tests.redis_server import RedisServer
+from tests.sockets import eventually
 
 KEYS = Keys("test:")
 
@@ -24,7 +26,9 @@ KEYS = Keys("test:")
 class Owner:
     """One instance's writer, with what it was told."""
 
-    def __init__(self, client: StoreClient, retention: Retention, **options: int) -> None:
+    def __init__(
+        self, client: StoreClient, lanes: StoreLanes, retention: Retention, **options: int
+    ) -> None:
         self.taken_over: list[str] = []
         self.errors: list[BaseException] = []
         self.writer = LogWriter(
@@ -32,6 +36,7 @@ class Owner:
             KEYS,
             retention,
             instance="a",
+            lanes=lanes,
             on_taken_over=self.taken_over.append,
             on_store_error=self.errors.append,
             **options,  # type: ignore[arg-type]
@@ -53,8 +58,16 @@ async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
 
 
 @pytest.fixture
-async def owner(client: StoreClient) -> AsyncIterator[Owner]:
-    owner = Owner(client, Retention(max_events=10_000, ttl=60))
+def lanes(client: StoreClient) -> Iterator[StoreLanes]:
+    """The writers' lanes to the client's store, closed after the test."""
+    lanes = StoreLanes(client)
+    yield lanes
+    lanes.close()
+
+
+@pytest.fixture
+async def owner(client: StoreClient, lanes: StoreLanes) -> AsyncIterator[Owner]:
+    owner = Owner(client, lanes, Retention(max_events=10_000, ttl=60))
     async with asyncio.TaskGroup() as tasks:
         writer = tasks.create_task(owner.writer.run())
         yield owner
@@ -149,8 +162,10 @@ async def test_the_terminal_event_closes_the_remote_log_and_sets_the_ttl(
     assert 0 < await client.ttl(KEYS.run("run_1")) <= 60
 
 
-async def test_a_cursor_older_than_the_retained_entries_gets_a_gap(client: StoreClient) -> None:
-    owner = Owner(client, Retention(max_events=100, ttl=60))
+async def test_a_cursor_older_than_the_retained_entries_gets_a_gap(
+    client: StoreClient, lanes: StoreLanes
+) -> None:
+    owner = Owner(client, lanes, Retention(max_events=100, ttl=60))
     async with asyncio.TaskGroup() as tasks:
         writer = tasks.create_task(owner.writer.run())
         log = owner.log()
@@ -181,7 +196,8 @@ async def test_a_log_ended_by_another_instance_stops_taking_writes(
 
 async def test_appends_wait_while_the_writer_is_behind(own_redis: RedisServer) -> None:
     client = aioredis.from_url(own_redis.url, socket_timeout=5)
-    owner = Owner(client, Retention(), max_pending=10)
+    lanes = StoreLanes(client)
+    owner = Owner(client, lanes, Retention(), max_pending=10)
     try:
         async with asyncio.TaskGroup() as tasks:
             log = owner.log()
@@ -196,11 +212,12 @@ async def test_appends_wait_while_the_writer_is_behind(own_redis: RedisServer) -
             assert log.last_seq == 11
             writer.cancel()
     finally:
+        lanes.close()
         await client.aclose()
 
 
-async def test_going_offline_shows_every_held_event(client: StoreClient) -> None:
-    owner = Owner(client, Retention())
+async def test_going_offline_shows_every_held_event(client: StoreClient, lanes: StoreLanes) -> None:
+    owner = Owner(client, lanes, Retention())
     log = owner.log()  # no writer task: events stay pending
     log.append_nowait(EventType.RUN_STARTED, None, {})
     log.append_nowait(EventType.RUN_FAILED, None, {"error": {"code": "store_unavailable"}})
@@ -272,3 +289,32 @@ async def test_a_registration_fails_when_the_store_is_gone(owner: Owner) -> None
         await registered
     with pytest.raises(StoreUnavailableError):
         await owner.writer.register(owner.log("run_2"), [b"owner", b""])
+
+
+async def test_an_output_event_is_sent_in_the_step_that_appends_it(
+    owner: Owner, lanes: StoreLanes
+) -> None:
+    log = owner.log()
+    log.append_nowait(EventType.RUN_STARTED, None, {})
+    await log.settled()
+    await eventually(lambda: owner.writer.idle)
+    log.append_nowait(EventType.MESSAGE_DELTA, "model.1", {"delta": "hi"})
+    assert lanes.in_flight == 1  # on its way, before the writer task's next turn
+    await log.settled()
+    assert log.last_seq == 2
+
+
+async def test_other_events_wait_a_few_steps_to_go_together(
+    owner: Owner, lanes: StoreLanes
+) -> None:
+    log = owner.log()
+    log.append_nowait(EventType.RUN_STARTED, None, {})
+    await log.settled()
+    await eventually(lambda: owner.writer.idle)
+    log.append_nowait(EventType.MESSAGE_COMPLETED, "model.1", {})
+    assert lanes.in_flight == 0
+    log.append_nowait(EventType.RUN_COMPLETED, None, {})
+    batches = owner.writer.batches
+    await log.settled()
+    assert log.last_seq == 3
+    assert owner.writer.batches == batches + 1  # both in one round trip

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio
@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 
 from gateway.limits.redis_quotas import RedisQuotas
 from streams.cluster.client import StoreClient, store_client
+from streams.cluster.lanes import StoreLanes
 from streams.errors import LimitExceededError, RateLimitedError, StoreUnavailableError
 from tests.redis_server import RedisServer
 
@@ -56,7 +57,23 @@ async def connect() -> AsyncIterator[Connect]:
 
 
 @pytest.fixture
-def instance(connect: Connect, any_redis_url: str) -> Instance:
+def lanes_of() -> Iterator[Callable[[StoreClient], StoreLanes]]:
+    """Makes a client's lanes (streams.cluster.lanes), closed after the test."""
+    made: list[StoreLanes] = []
+
+    def make(client: StoreClient) -> StoreLanes:
+        made.append(StoreLanes(client))
+        return made[-1]
+
+    yield make
+    for lanes in made:
+        lanes.close()
+
+
+@pytest.fixture
+def instance(
+    connect: Connect, lanes_of: Callable[[StoreClient], StoreLanes], any_redis_url: str
+) -> Instance:
     """Makes one gateway instance's quotas on the test's Redis."""
 
     def make(
@@ -68,8 +85,10 @@ def instance(connect: Connect, any_redis_url: str) -> Instance:
         slot_ttl: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> RedisQuotas:
+        client = connect(any_redis_url)
         return RedisQuotas(
-            connect(any_redis_url),
+            client,
+            lanes=lanes_of(client),
             prefix=PREFIX,
             runs_per_minute=runs_per_minute,
             max_streams=max_streams,
@@ -494,9 +513,17 @@ async def on_own_redis(own_redis: RedisServer) -> AsyncIterator[RedisQuotas]:
     # One retry without backoff: redis-py's default retries with backoff would only reach
     # the call timeout (2 s) before giving up, which makes the test slow, not different.
     client = redis.asyncio.from_url(own_redis.url, retry=Retry(NoBackoff(), 1))
+    lanes = StoreLanes(client)
     yield RedisQuotas(
-        client, prefix=PREFIX, runs_per_minute=60, max_streams=1, slot_ttl=5.0, instance_id="a"
+        client,
+        lanes=lanes,
+        prefix=PREFIX,
+        runs_per_minute=60,
+        max_streams=1,
+        slot_ttl=5.0,
+        instance_id="a",
     )
+    lanes.close()
     await client.aclose()
 
 
