@@ -174,6 +174,7 @@ return renewed
 """
 
 
+@functools.lru_cache(maxsize=4096)  # on the way of every run start: keys' names are few
 def owner_tag(owner: str | None) -> str:
     """The part of a Redis key that names ``owner``: ``-`` for no owner (a gateway without
     API keys), else the name percent-encoded, so no name can reach into another key. A name
@@ -219,6 +220,7 @@ class RedisQuotas:
         # The takes and releases, on the way of every run's start and end, go on pipelined
         # connections (streams.cluster.lanes); the rest on redis-py's client.
         self._lanes = lanes
+        self._ready = False  # the client is set up (see ready_client)
         self._keys = Keys(prefix)
         self._runs_per_second = runs_per_minute / 60
         self._burst = max(1.0, runs_per_minute)
@@ -286,13 +288,15 @@ class RedisQuotas:
         as :class:`StoreUnavailableError` (cancellation goes through untouched)."""
         try:
             async with asyncio.timeout(self.call_timeout):
-                try:
-                    # A cluster client's set-up, once (a no-op after): see ready_client.
-                    await ready_client(self._redis)
-                except BaseException:
-                    if inspect.iscoroutine(awaitable):
-                        awaitable.close()  # never started: no "never awaited" warning
-                    raise
+                if not self._ready:
+                    try:
+                        # A cluster client's set-up, once: see ready_client.
+                        await ready_client(self._redis)
+                    except BaseException:
+                        if inspect.iscoroutine(awaitable):
+                            awaitable.close()  # never started: no "never awaited" warning
+                        raise
+                    self._ready = True
                 result = await awaitable
         except (redis.exceptions.RedisError, OSError) as error:  # TimeoutError is an OSError
             raise StoreUnavailableError(

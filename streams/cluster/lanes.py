@@ -239,13 +239,15 @@ class StoreLanes:
         failure (the store unreachable) is raised."""
         if self.closed:
             raise RedisConnectionError("the store's lanes are closed")
+        if not commands:
+            return []
         if not self._ready:
             await ready_client(self._client)
             self._ready = True
         routes = self._routes(commands)
         futures: list[asyncio.Future[Any]] = []
         try:
-            for lane in {lane: None for lane in routes}:
+            for lane in set(routes):
                 if not lane.connected:
                     await lane.connect()
             futures = self._send(commands, routes)
@@ -260,6 +262,8 @@ class StoreLanes:
         a lane they need is not connected yet (nor the cluster's slot map known)."""
         if self.closed or not self._ready:
             return None
+        if not commands:
+            return []
         routes = self._routes(commands)
         if not all(lane.connected for lane in routes):
             return None
@@ -291,6 +295,8 @@ class StoreLanes:
         self, commands: Sequence[Sequence[Any]], routes: Sequence[Lane]
     ) -> list[asyncio.Future[Any]]:
         """Each command on its lane, one write per lane; the futures in the commands' order."""
+        if len(routes) == 1 or self._cluster is None:
+            return routes[0].send_nowait(commands)  # one lane: no sorting out
         by_lane: dict[Lane, list[int]] = {}
         for index, lane in enumerate(routes):
             by_lane.setdefault(lane, []).append(index)

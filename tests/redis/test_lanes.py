@@ -247,3 +247,7 @@ async def test_closed_lanes_fail_what_is_in_flight_and_refuse_more(
     with pytest.raises(RedisConnectionError, match="closed"):
         await lanes.execute("PING")
     assert lanes.send_nowait([("PING",)]) is None
+
+
+async def test_no_commands_is_no_replies(lanes: StoreLanes) -> None:
+    assert await lanes.execute_many([]) == []
