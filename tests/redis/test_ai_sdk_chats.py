@@ -4,30 +4,17 @@ instance resumed and stopped from another."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from streams.cluster.chats import RedisChatDirectory
-from streams.cluster.client import StoreClient, ready_client, store_client
+from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
 from streams.errors import NotFoundError, StoreUnavailableError
 from tests.support import running_gateway
 
 PREFIX = "chats-test:"
-
-
-@pytest.fixture
-async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
-    """A client of the shared Redis, then of the shared cluster (the test runs on both)."""
-    redis = store_client(any_redis_url, max_connections=20, timeout=2.0)
-    await ready_client(redis)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
 
 
 def chats_of(redis: StoreClient, ttl: float = 60.0) -> RedisChatDirectory:

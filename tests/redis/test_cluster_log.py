@@ -5,12 +5,12 @@ instances read (cursor, blocking read, gap, end)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from streams.cluster.client import StoreClient, ready_client, store_client
+from streams.cluster.client import StoreClient
 from streams.cluster.keys import Keys
 from streams.cluster.lanes import StoreLanes
 from streams.cluster.log import LogWriter, RemoteEventLog, StoredEventLog
@@ -44,25 +44,6 @@ class Owner:
 
     def log(self, run_id: str = "run_1") -> StoredEventLog:
         return StoredEventLog(run_id, self.writer._retention, self.writer)
-
-
-@pytest.fixture
-async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
-    """A client of the shared Redis, then of the shared cluster (the test runs on both)."""
-    redis = store_client(any_redis_url, max_connections=20, timeout=2.0)
-    await ready_client(redis)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-@pytest.fixture
-def lanes(client: StoreClient) -> Iterator[StoreLanes]:
-    """The writers' lanes to the client's store, closed after the test."""
-    lanes = StoreLanes(client)
-    yield lanes
-    lanes.close()
 
 
 @pytest.fixture
@@ -291,13 +272,19 @@ async def test_a_registration_fails_when_the_store_is_gone(owner: Owner) -> None
         await owner.writer.register(owner.log("run_2"), [b"owner", b""])
 
 
-async def test_an_output_event_is_sent_in_the_step_that_appends_it(
-    owner: Owner, lanes: StoreLanes
-) -> None:
+async def started(owner: Owner) -> StoredEventLog:
+    """A run's log whose start is written, its writer idle again."""
     log = owner.log()
     log.append_nowait(EventType.RUN_STARTED, None, {})
     await log.settled()
     await eventually(lambda: owner.writer.idle)
+    return log
+
+
+async def test_an_output_event_is_sent_in_the_step_that_appends_it(
+    owner: Owner, lanes: StoreLanes
+) -> None:
+    log = await started(owner)
     log.append_nowait(EventType.MESSAGE_DELTA, "model.1", {"delta": "hi"})
     assert lanes.in_flight == 1  # on its way, before the writer task's next turn
     await log.settled()
@@ -307,10 +294,7 @@ async def test_an_output_event_is_sent_in_the_step_that_appends_it(
 async def test_other_events_wait_a_few_steps_to_go_together(
     owner: Owner, lanes: StoreLanes
 ) -> None:
-    log = owner.log()
-    log.append_nowait(EventType.RUN_STARTED, None, {})
-    await log.settled()
-    await eventually(lambda: owner.writer.idle)
+    log = await started(owner)
     log.append_nowait(EventType.MESSAGE_COMPLETED, "model.1", {})
     assert lanes.in_flight == 0
     log.append_nowait(EventType.RUN_COMPLETED, None, {})

@@ -20,25 +20,35 @@ from tests.sockets import eventually
 
 
 @pytest.fixture
-async def client(any_redis_url: str) -> AsyncIterator[StoreClient]:
-    made = store_client(any_redis_url, max_connections=10, timeout=2.0)
+async def own_client(own_redis: RedisServer) -> AsyncIterator[StoreClient]:
+    made = store_client(own_redis.url, max_connections=10, timeout=1.0)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+def own_lanes(own_client: StoreClient) -> Iterator[StoreLanes]:
+    """Lanes to the test's own Redis, which the test may stop, pause or cut off."""
+    made = StoreLanes(own_client)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+async def cluster(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+    """A client of the shared three-master cluster (emptied first)."""
+    made = store_client(redis_cluster_url, max_connections=10, timeout=2.0)
+    assert isinstance(made, RedisCluster)
     await ready_client(made)
     yield made
     await made.aclose()
 
 
 @pytest.fixture
-def lanes(client: StoreClient) -> Iterator[StoreLanes]:
-    made = StoreLanes(client)
+def cluster_lanes(cluster: RedisCluster) -> Iterator[StoreLanes]:
+    made = StoreLanes(cluster)
     yield made
     made.close()
-
-
-@pytest.fixture
-async def own_client(own_redis: RedisServer) -> AsyncIterator[StoreClient]:
-    made = store_client(own_redis.url, max_connections=10, timeout=1.0)
-    yield made
-    await made.aclose()
 
 
 def blocked_clients(server: RedisServer) -> int:
@@ -118,94 +128,66 @@ async def test_lanes_are_one_connection_per_master_however_many_callers(
 
 
 async def test_each_command_goes_to_its_slots_master(
-    redis_cluster_url: str, redis_cluster: object
+    cluster: RedisCluster, cluster_lanes: StoreLanes
 ) -> None:
-    client = store_client(redis_cluster_url, max_connections=10, timeout=2.0)
-    await ready_client(client)
-    lanes = StoreLanes(client)
-    try:
-        await lanes.execute_many([("SET", f"routed:{n}", n) for n in range(60)])
-        assert isinstance(client, RedisCluster)
-        moved = 0
-        for node in client.get_primaries():
-            with redis.Redis(host=node.host, port=node.port, socket_timeout=5) as admin:
-                moved += int(admin.info("errorstats").get("errorstat_MOVED", {}).get("count", 0))
-        assert moved == 0
-        for n in range(60):
-            assert await client.get(f"routed:{n}") == str(n).encode()
-    finally:
-        lanes.close()
-        await client.aclose()
+    await cluster_lanes.execute_many([("SET", f"routed:{n}", n) for n in range(60)])
+    moved = 0
+    for node in cluster.get_primaries():
+        with redis.Redis(host=node.host, port=node.port, socket_timeout=5) as admin:
+            moved += int(admin.info("errorstats").get("errorstat_MOVED", {}).get("count", 0))
+    assert moved == 0
+    for n in range(60):
+        assert await cluster.get(f"routed:{n}") == str(n).encode()
 
 
 async def test_a_redirected_command_is_sent_again_through_the_cluster_client(
-    redis_cluster_url: str, redis_cluster: object
+    cluster: RedisCluster, cluster_lanes: StoreLanes
 ) -> None:
-    client = store_client(redis_cluster_url, max_connections=10, timeout=2.0)
-    await ready_client(client)
-    assert isinstance(client, RedisCluster)
-    lanes = StoreLanes(client)
-    try:
-        slot = client.keyslot("stale")
-        right = client.nodes_manager.slots_cache[slot]
-        wrong = next(n for n in client.get_primaries() if n.name != right[0].name)
-        client.nodes_manager.slots_cache[slot] = [wrong]  # a slot map gone stale
-        assert await lanes.execute("INCRBY", "stale", 5) == 5
-        assert await client.get("stale") == b"5"
-        assert client.nodes_manager.slots_cache[slot][0].name == right[0].name  # mended
-    finally:
-        lanes.close()
-        await client.aclose()
+    slot = cluster.keyslot("stale")
+    right = cluster.nodes_manager.slots_cache[slot][0]
+    wrong = next(node for node in cluster.get_primaries() if node.name != right.name)
+    cluster.nodes_manager.slots_cache[slot] = [wrong]  # a slot map gone stale
+    assert await cluster_lanes.execute("INCRBY", "stale", 5) == 5
+    assert await cluster.get("stale") == b"5"
+    assert cluster.nodes_manager.slots_cache[slot][0].name == right.name  # mended
 
 
 async def test_a_caller_that_gives_up_does_not_shift_the_others_replies(
-    own_redis: RedisServer, own_client: StoreClient
+    own_redis: RedisServer, own_client: StoreClient, own_lanes: StoreLanes
 ) -> None:
-    lanes = StoreLanes(own_client)
-    try:
-        waiting = asyncio.create_task(lanes.execute("BLPOP", "queue", 5))
-        await eventually(lambda: blocked_clients(own_redis) == 1)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        after = asyncio.create_task(lanes.execute("GET", "mine"))
-        await own_client.set("mine", "my reply")
-        await own_client.lpush("queue", "the given-up caller's reply")
-        assert await asyncio.wait_for(after, 5) == b"my reply"
-        assert lanes.in_flight == 0
-    finally:
-        lanes.close()
+    waiting = asyncio.create_task(own_lanes.execute("BLPOP", "queue", 5))
+    await eventually(lambda: blocked_clients(own_redis) == 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    after = asyncio.create_task(own_lanes.execute("GET", "mine"))
+    await own_client.set("mine", "my reply")
+    await own_client.lpush("queue", "the given-up caller's reply")
+    assert await asyncio.wait_for(after, 5) == b"my reply"
+    assert own_lanes.in_flight == 0
 
 
 async def test_a_dropped_connection_fails_what_is_in_flight_and_the_next_call_reconnects(
-    own_redis: RedisServer, own_client: StoreClient
+    own_redis: RedisServer, own_lanes: StoreLanes
 ) -> None:
-    lanes = StoreLanes(own_client)
-    try:
-        waiting = asyncio.create_task(lanes.execute("BLPOP", "queue", 5))
-        await eventually(lambda: blocked_clients(own_redis) == 1)
-        with redis.Redis(port=own_redis.port, socket_timeout=5) as admin:
-            assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
-        with pytest.raises(RedisConnectionError):
-            await asyncio.wait_for(waiting, 5)
-        assert await asyncio.wait_for(lanes.execute("PING"), 5) == b"PONG"
-    finally:
-        lanes.close()
+    waiting = asyncio.create_task(own_lanes.execute("BLPOP", "queue", 5))
+    await eventually(lambda: blocked_clients(own_redis) == 1)
+    with redis.Redis(port=own_redis.port, socket_timeout=5) as admin:
+        assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(waiting, 5)
+    assert await asyncio.wait_for(own_lanes.execute("PING"), 5) == b"PONG"
 
 
 async def test_a_store_that_is_gone_is_a_connection_error(
-    own_redis: RedisServer, own_client: StoreClient
+    own_redis: RedisServer, own_lanes: StoreLanes
 ) -> None:
-    lanes = StoreLanes(own_client)
-    try:
-        assert await lanes.execute("PING") == b"PONG"
-        own_redis.stop()
-        with pytest.raises(RedisConnectionError):
-            await asyncio.wait_for(lanes.execute("PING"), 5)
-        with pytest.raises(RedisConnectionError):  # and a new connection is refused
-            await asyncio.wait_for(lanes.execute("PING"), 5)
-    finally:
-        lanes.close()
+    assert await own_lanes.execute("PING") == b"PONG"
+    own_redis.stop()
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(own_lanes.execute("PING"), 5)
+    with pytest.raises(RedisConnectionError):  # and a new connection is refused
+        await asyncio.wait_for(own_lanes.execute("PING"), 5)
 
 
 async def test_a_store_that_stops_reading_drops_the_lane_past_its_bound(
