@@ -91,15 +91,15 @@ class _LaneProtocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.WriteTransport | None = None
         self.stream_writer: asyncio.StreamWriter | None = None
-        self.lost: BaseException | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = RedisConnectionError(f"the store closed the connection: {exc or 'EOF'}")
         self.transport = None
         waiting, self.waiting = self.waiting, collections.deque()
         for future in waiting:
             if not future.done():
-                future.set_exception(self.lost)
+                future.set_exception(
+                    RedisConnectionError(f"the store closed the connection: {exc or 'EOF'}")
+                )
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -367,6 +367,8 @@ class StoreLanes:
 
 
 def _let_go(futures: Sequence[asyncio.Future[Any]]) -> None:
-    """Cancel ``futures`` (their replies, when they come, are dropped: the order is kept)."""
+    """Cancel ``futures``: their replies, when they come, are dropped (the order is kept),
+    and the error of one that failed already (its lane dropped) is not logged as never
+    retrieved (``cancel`` on a done future clears that)."""
     for future in futures:
         future.cancel()

@@ -228,17 +228,19 @@ class LogWriter:
         """Send what is pending at once, for the writer task to finish (see :meth:`run`);
         left to the writer task if a lane it needs is not connected yet."""
         taken: dict[StoredEventLog, _Taken] = {}
+        batch = self._pending
         try:
-            commands, plan = self._commands(self._pending, taken)
+            commands, plan = self._commands(batch, taken)
             futures = self._lanes.send_nowait(commands)
-        except Exception:
-            # A lane dropped, say: the writer task tries it, and handles what fails then
-            # as it does any failed write (a producer's append must not raise it).
-            futures = None
-        if futures is None:
-            _give_back(taken)
-            return
-        self._sent = _Sent(self._pending, taken, commands, plan, futures)
+        except Exception as exc:
+            # A lane dropped, say (maybe with part of the batch sent): the writer task
+            # handles it as any failed write (a producer's append must not raise it).
+            self._sent = _Sent(batch, taken, [], [], [], exc)
+        else:
+            if futures is None:
+                _give_back(taken)
+                return
+            self._sent = _Sent(batch, taken, commands, plan, futures)
         self._pending = {}
         self._idle = False
 
@@ -339,6 +341,8 @@ class LogWriter:
                 if sent is None:
                     await self._write_batch(batch, retry, taken)
                 else:
+                    if sent.error is not None:
+                        raise sent.error
                     async with asyncio.timeout(self._write_timeout):
                         results = await self._lanes.replies(sent.commands, sent.futures)
                     self._written(batch, retry, sent.plan, results)
@@ -446,6 +450,7 @@ class _Sent:
     commands: list[tuple[Any, ...]]
     plan: list[tuple[StoredEventLog, int]]
     futures: list[asyncio.Future[Any]]
+    error: Exception | None = None  # sending failed (some of it may have gone)
 
 
 def _give_back(taken: dict[StoredEventLog, _Taken]) -> None:

@@ -5,6 +5,7 @@ followed, a dropped connection, a peer that stops reading, a caller that gives u
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -233,3 +234,23 @@ async def test_closed_lanes_fail_what_is_in_flight_and_refuse_more(
 
 async def test_no_commands_is_no_replies(lanes: StoreLanes) -> None:
     assert await lanes.execute_many([]) == []
+
+
+async def test_a_call_whose_lane_drops_leaves_no_error_unretrieved(
+    own_redis: RedisServer, own_lanes: StoreLanes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def call() -> str:
+        try:
+            await own_lanes.execute_many([("BLPOP", "queue", 5), ("PING",), ("PING",)])
+        except RedisConnectionError as exc:
+            return type(exc).__name__  # not the error itself: its traceback holds the futures
+        return "no error"
+
+    waiting = asyncio.create_task(call())
+    await eventually(lambda: blocked_clients(own_redis) == 1)
+    with redis.Redis(port=own_redis.port, socket_timeout=5) as admin:
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert await asyncio.wait_for(waiting, 5) == "ConnectionError"
+    del waiting
+    gc.collect()
+    assert "never retrieved" not in caplog.text
