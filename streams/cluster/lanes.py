@@ -23,8 +23,9 @@ master of its first key's slot; a command the cluster redirects (``MOVED``, ``AS
 migrating or down) is sent again through redis-py's cluster client, which follows the
 redirection and learns the new slot map.
 
-Bounds: a lane whose peer has stopped reading holds at most :data:`MAX_BUFFERED` bytes
-before it is dropped (its callers get a ``ConnectionError``); each caller bounds its own
+Bounds: a lane whose peer has stopped reading holds at most :data:`MAX_BUFFERED` bytes, and
+one whose peer reads but does not answer at most :data:`MAX_IN_FLIGHT` commands, before it
+is dropped (its callers get a ``ConnectionError``); each caller bounds its own
 wait (``asyncio.timeout``). A dropped lane fails every command in flight with a
 ``ConnectionError`` and is connected again by the next command. A blocking command
 (``XREAD BLOCK``, a subscription) never goes on a lane: it would hold up every command
@@ -56,10 +57,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from streams.cluster.client import StoreClient, ready_client
 from streams.cluster.wire import pack_command
 
-__all__ = ["MAX_BUFFERED", "Lane", "StoreLanes", "command_key"]
+__all__ = ["MAX_BUFFERED", "MAX_IN_FLIGHT", "Lane", "StoreLanes", "command_key"]
 
 #: The most bytes a lane holds unsent (its peer not reading) before it is dropped.
 MAX_BUFFERED = 16 * 1024 * 1024
+#: The most commands a lane has in flight (its peer reading but not answering: a script
+#: that hangs, say) before it is dropped; far above what its callers' timeouts let pile up.
+MAX_IN_FLIGHT = 100_000
 
 # What a cluster answers for a command sent to a master that no longer serves its slot (or
 # cannot now): sent again through redis-py's cluster client. MovedError is an AskError.
@@ -124,10 +128,15 @@ class Lane:
     used and again after it is dropped."""
 
     def __init__(
-        self, connect: Callable[[], AbstractConnection], *, max_buffered: int = MAX_BUFFERED
+        self,
+        connect: Callable[[], AbstractConnection],
+        *,
+        max_buffered: int = MAX_BUFFERED,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._make = connect  # a redis-py connection, for its set-up only
         self._max_buffered = max_buffered
+        self._max_in_flight = max_in_flight
         self._protocol: _LaneProtocol | None = None
         self._connecting = asyncio.Lock()
         self.closed = False
@@ -161,6 +170,11 @@ class Lane:
             transport.abort()
             raise RedisConnectionError(
                 f"the store has not read {self._max_buffered} bytes sent to it: the lane is dropped"
+            )
+        if len(protocol.waiting) + len(commands) > self._max_in_flight:
+            transport.abort()
+            raise RedisConnectionError(
+                f"the store has not answered {len(protocol.waiting)} commands: the lane is dropped"
             )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
@@ -217,9 +231,15 @@ class StoreLanes:
     timeout of their own: the caller bounds its wait.
     """
 
-    def __init__(self, client: StoreClient, *, max_buffered: int = MAX_BUFFERED) -> None:
+    def __init__(
+        self,
+        client: StoreClient,
+        *,
+        max_buffered: int = MAX_BUFFERED,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self._client = client
-        self._max_buffered = max_buffered
+        self._bounds = {"max_buffered": max_buffered, "max_in_flight": max_in_flight}
         # Looked up once: redis-py's clients are Protocols, whose isinstance is slow.
         self._cluster = client if isinstance(client, aioredis.RedisCluster) else None
         self._ready = self._cluster is None  # a cluster's slot map is known
@@ -334,7 +354,7 @@ class StoreLanes:
                 single = self._client
                 assert isinstance(single, aioredis.Redis)
                 lane = self._lanes[""] = Lane(
-                    single.connection_pool.make_connection, max_buffered=self._max_buffered
+                    single.connection_pool.make_connection, **self._bounds
                 )
             return [lane] * len(commands)
         routes = []
@@ -348,7 +368,7 @@ class StoreLanes:
             if lane is None:
                 lane = self._lanes[node.name] = Lane(
                     functools.partial(node.connection_class, **node.connection_kwargs),
-                    max_buffered=self._max_buffered,
+                    **self._bounds,
                 )
             routes.append(lane)
         return routes

@@ -254,3 +254,20 @@ async def test_a_call_whose_lane_drops_leaves_no_error_unretrieved(
     del waiting
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+async def test_a_store_that_stops_answering_drops_the_lane_past_its_bound(
+    own_redis: RedisServer, own_client: StoreClient
+) -> None:
+    lanes = StoreLanes(own_client, max_in_flight=3)
+    try:
+        waiting = [asyncio.create_task(lanes.execute("BLPOP", "queue", 5)) for _ in range(3)]
+        await eventually(lambda: lanes.in_flight == 3)
+        with pytest.raises(RedisConnectionError, match="has not answered 3 commands"):
+            await lanes.execute("PING")
+        for call in waiting:  # dropped with the lane
+            with pytest.raises(RedisConnectionError):
+                await asyncio.wait_for(call, 5)
+        assert await asyncio.wait_for(lanes.execute("PING"), 5) == b"PONG"  # a new lane
+    finally:
+        lanes.close()
