@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import structlog
 import uvloop
 import websockets
@@ -39,6 +40,11 @@ from streams.models import Model, ModelOutput, ModelRegistry
 from streams.runs.manager import RunManager
 from streams.spec import RunSpec
 from streams.tools import ToolRegistry
+
+# The tests that load the machine (the bench's smoke runs, the soak, a thousand clients,
+# the workers' supervisors): run one after another in one test process (pytest-xdist's
+# ``--dist loadgroup``), so none of them runs beside another and skews its timings.
+HEAVY = pytest.mark.xdist_group("heavy")
 
 T = TypeVar("T")
 

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import HEAVY
+
+pytestmark = HEAVY
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

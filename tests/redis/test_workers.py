@@ -26,7 +26,9 @@ import websockets
 
 from tests.gateway_process import GatewayProcess, eventually, gateway_env, gateway_processes
 from tests.processes import run_to_end
-from tests.support import ws_recv
+from tests.support import HEAVY, ws_recv
+
+pytestmark = HEAVY
 
 WORKERS = 2
 INSTANCES = ("a-w1", "a-w2")

@@ -25,6 +25,7 @@ from streams.builtin.tools import builtin_tools
 from streams.errors import NotFoundError
 from streams.tools import Emit, Tool, ToolRegistry
 from tests.support import (
+    HEAVY,
     SSE,
     RunningGateway,
     agent_spec,
@@ -296,6 +297,7 @@ async def raw_client_leaving_early(gateway: RunningGateway, spec: dict[str, Any]
         sock.close()
 
 
+@HEAVY
 async def test_1000_clients_dropping_at_random_points_leak_no_task_slot_quota_or_memory() -> None:
     rng = random.Random(20261123)
     specs = [

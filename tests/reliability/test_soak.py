@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from tests.reliability.soak import MiB, soak
+from tests.support import HEAVY
+
+pytestmark = HEAVY
 
 
 def test_a_short_soak_of_mixed_traffic_has_no_error_no_lost_event_and_flat_memory() -> None:
