@@ -22,7 +22,7 @@ from types import TracebackType
 
 import redis
 
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0  # a cluster's create and join, on a loaded machine too
 STOP_TIMEOUT = 10.0
 
 

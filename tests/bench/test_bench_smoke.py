@@ -19,16 +19,25 @@ pytestmark = HEAVY
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(120)
-def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--skip", "redis,workers", "--json", str(out)],
+def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m bench --quick`` with ``args``, at a low priority: its processes load every
+    CPU, and the suite's other test process must not starve meanwhile (its numbers are not
+    what this checks)."""
+    nice = shutil.which("nice")
+    command = [sys.executable, "-m", "bench", "--quick", *args]
+    return subprocess.run(
+        [nice, "-n", "15", *command] if nice else command,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
     )
+
+
+@pytest.mark.timeout(240)
+def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_bench("--skip", "redis,workers", "--json", str(out), timeout=230)
     assert done.returncode == 0, done.stderr[-4000:]
     document = json.loads(out.read_text())
     scenarios = {row["scenario"] for row in document["results"]}
@@ -79,20 +88,14 @@ def test_every_scenario_produces_numbers(tmp_path: Path) -> None:
     assert "| scenario | metric |" in done.stdout
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli (the cluster)")
 def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "redis", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
+    done = run_bench("--only", "redis", "--json", str(out), timeout=110)
     assert done.returncode == 0, done.stderr[-4000:]
     document = json.loads(out.read_text())
     rows = {(row["scenario"], row["metric"]): row["median"] for row in document["results"]}
@@ -125,17 +128,11 @@ def test_the_redis_rows_put_the_gateway_on_redis_beside_the_gateway_in_memory(
     assert "| round_trips_per_run |" in done.stdout
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_the_workers_rows_put_one_worker_beside_two_on_redis(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "workers", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=55,
-    )
+    done = run_bench("--only", "workers", "--json", str(out), timeout=110)
     assert done.returncode == 0, done.stderr[-4000:]
     document = json.loads(out.read_text())
     assert {row["scenario"] for row in document["results"]} == {"workers"}
