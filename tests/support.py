@@ -159,7 +159,7 @@ class RunningGateway:
 
     async def task_count(self) -> int:
         async def count() -> int:
-            return _gateway_tasks() - 1  # not counting this one
+            return len(asyncio.all_tasks()) - 1  # not counting this one
 
         return await self.call(count())
 
@@ -169,18 +169,11 @@ class RunningGateway:
         async def wait() -> int:
             async with asyncio.timeout(timeout):
                 # Tasks end without a signal to wait on; poll the count.
-                while _gateway_tasks() - 1 > expected:  # noqa: ASYNC110
+                while len(asyncio.all_tasks()) - 1 > expected:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
-            return _gateway_tasks() - 1
+            return len(asyncio.all_tasks()) - 1
 
         return await self.call(wait(), timeout + 1)
-
-
-def _gateway_tasks() -> int:
-    """The tasks of the running loop. (redis-py would add one per call, its send wrapped in
-    ``asyncio.wait_for``: the gateway's connections send without it, see
-    ``streams/cluster/wire.py``.)"""
-    return len(asyncio.all_tasks())
 
 
 # The Redis URL every running_gateway of the current test uses (the `backend` fixture sets

@@ -473,9 +473,7 @@ class RedisQuotas:
             await self._releasing.run(self._remove_slot(key, slot))
             return
         # Sent: a cancellation of the caller cannot stop it either.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.call_timeout):
-                await asyncio.wait([sent])
+        await asyncio.wait([sent], timeout=self.call_timeout)
         if sent.done():
             self._released(slot, sent)
         else:

@@ -152,13 +152,6 @@ class Lane:
         protocol = self._protocol
         return len(protocol.waiting) if protocol is not None else 0
 
-    async def send(self, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
-        """Send ``commands`` in one write, connecting first if need be; a future of each
-        one's reply, in order."""
-        if not self.connected:
-            await self.connect()
-        return self.send_nowait(commands)
-
     def send_nowait(self, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
         """Send ``commands`` in one write, in the caller's step, on a lane that is connected;
         a future of each one's reply, in order."""

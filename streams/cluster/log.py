@@ -341,11 +341,7 @@ class LogWriter:
                 if sent is None:
                     await self._write_batch(batch, retry, taken)
                 else:
-                    if sent.error is not None:
-                        raise sent.error
-                    async with asyncio.timeout(self._write_timeout):
-                        results = await self._lanes.replies(sent.commands, sent.futures)
-                    self._written(batch, retry, sent.plan, results)
+                    await self._finish(sent, retry)
             except NoScriptError:
                 # Redis restarted (or its scripts were flushed): load the script and write
                 # the batch again, as a retry (what the first attempt wrote is no loss).
@@ -365,8 +361,18 @@ class LogWriter:
     ) -> None:
         commands, plan = self._commands(batch, taken)
         async with asyncio.timeout(self._write_timeout):
-            results = await self._execute(commands)
+            # In one write (per node, on a cluster), on the lanes: redis-py's pipeline would
+            # cost about as much CPU again as the commands, on the way of every event.
+            results = await self._lanes.execute_many(commands)
         self._written(batch, retry, plan, results)
+
+    async def _finish(self, sent: _Sent, retry: bool) -> None:
+        """Write what :meth:`_send_now` sent: wait for its replies and show what they say."""
+        if sent.error is not None:
+            raise sent.error
+        async with asyncio.timeout(self._write_timeout):
+            results = await self._lanes.replies(sent.commands, sent.futures)
+        self._written(sent.batch, retry, sent.plan, results)
 
     def _commands(
         self, batch: dict[StoredEventLog, list[Event]], taken: dict[StoredEventLog, _Taken]
@@ -428,13 +434,6 @@ class LogWriter:
                 continue
             if batch[log]:
                 log.publish(batch[log][-1].seq)
-
-    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write (per node, on a cluster) on the writer's lanes: their
-        replies, errors among them. Not redis-py's pipeline, whose CPU (about as much again
-        as the commands') is on the way of every event to its readers: see
-        :mod:`streams.cluster.lanes`."""
-        return await self._lanes.execute_many(commands)
 
 
 # What a log's write took from it: its changed producers and its registration.
