@@ -366,12 +366,13 @@ async def test_the_slot_of_an_instance_that_died_runs_out_after_the_ttl(
 
 
 async def test_renew_keeps_slots_alive_past_the_ttl(instance: Instance) -> None:
-    a = instance("a", max_streams=1, slot_ttl=0.3)
-    b = instance("b", max_streams=1, slot_ttl=0.3)
+    clock = FakeClock()  # the instances' clock scores the slots: no real waiting, no race
+    a = instance("a", max_streams=1, slot_ttl=0.3, clock=clock)
+    b = instance("b", max_streams=1, slot_ttl=0.3, clock=clock)
     async with a.stream("alice"), a.stream("bob"):
         # three ttls long, renewed every ttl / 3
         for _ in range(9):
-            await asyncio.sleep(0.1)
+            clock.advance(0.1)
             await a.renew()
         assert await b.open_streams("alice") == 1
         assert await b.open_streams("bob") == 1
